@@ -1,0 +1,105 @@
+//! The engine's error type.
+
+use std::fmt;
+
+/// Everything that can go wrong while loading or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read or decoded as ONNX.
+    #[error(transparent)]
+    Onnx(#[from] convscope_onnx::Error),
+    /// The model uses ops the engine does not implement; every one is listed.
+    #[error("{}", UnsupportedList(.0))]
+    UnsupportedOps(Vec<UnsupportedOp>),
+    /// A layer or value name that does not exist; `closest` holds the nearest existing names.
+    #[error("no layer or value named '{name}'{}", closest_hint(.closest))]
+    UnknownName {
+        /// The name that was asked for.
+        name: String,
+        /// Existing names, closest first.
+        closest: Vec<String>,
+    },
+    /// The input tensor does not fit the model.
+    #[error("bad input: {0}")]
+    Input(String),
+    /// Shapes that do not fit together.
+    #[error("shape error: {0}")]
+    Shape(String),
+    /// A value of the wrong element type.
+    #[error("type error: {0}")]
+    Type(String),
+    /// The graph is not a valid ONNX graph (cycles, missing values, bad attributes).
+    #[error("invalid model: {0}")]
+    InvalidModel(String),
+    /// A failure inside one node, with the node's name and op for context.
+    #[error("node '{node}' ({op}): {source}")]
+    Node {
+        /// Node name (or its first output when unnamed).
+        node: String,
+        /// ONNX op type.
+        op: String,
+        /// What went wrong.
+        source: Box<Error>,
+    },
+    /// A gradient was requested through an op that has none.
+    #[error("cannot differentiate through {0}")]
+    NotDifferentiable(String),
+}
+
+/// One unsupported op type and the nodes that use it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnsupportedOp {
+    /// The ONNX op type (with its domain when not the default one).
+    pub op_type: String,
+    /// Names of the nodes using it.
+    pub nodes: Vec<String>,
+}
+
+struct UnsupportedList<'a>(&'a [UnsupportedOp]);
+
+impl fmt::Display for UnsupportedList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unsupported ONNX ops: ")?;
+        for (i, op) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            let shown: Vec<&str> = op.nodes.iter().take(5).map(String::as_str).collect();
+            write!(
+                f,
+                "{} (node{} {}",
+                op.op_type,
+                if op.nodes.len() > 1 { "s" } else { "" },
+                shown.join(", ")
+            )?;
+            if op.nodes.len() > 5 {
+                write!(f, " and {} more", op.nodes.len() - 5)?;
+            }
+            write!(f, ")")?;
+        }
+        Ok(())
+    }
+}
+
+fn closest_hint(closest: &[String]) -> String {
+    if closest.is_empty() {
+        String::new()
+    } else {
+        format!("; closest: {}", closest.join(", "))
+    }
+}
+
+/// The engine's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Returns early with an [`Error::InvalidModel`] built from a format string.
+#[macro_export]
+macro_rules! bail_model {
+    ($($arg:tt)*) => { return Err($crate::Error::InvalidModel(format!($($arg)*))) };
+}
+
+/// Returns early with an [`Error::Shape`] built from a format string.
+#[macro_export]
+macro_rules! bail_shape {
+    ($($arg:tt)*) => { return Err($crate::Error::Shape(format!($($arg)*))) };
+}

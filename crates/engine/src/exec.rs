@@ -1,0 +1,270 @@
+//! Running a model: forward over the part of the graph the targets need, and one backward pass
+//! over the same nodes for the gradient of any objective.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::model::{node_error, Model, Source, ValueId};
+use crate::ops::Vjp;
+use crate::tensor::{Tensor, Value};
+
+/// Forward values kept for a backward pass.
+pub struct Tape<'m> {
+    model: &'m Model,
+    values: Vec<Option<Value>>,
+    nodes: Vec<usize>,
+    flops: u64,
+}
+
+/// The result of [`Tape::backward`].
+#[derive(Debug, Clone)]
+pub struct Gradients {
+    /// d(objective)/d(model input), in the input's layout.
+    pub input: Tensor,
+    /// d(objective)/d(value) for every value asked for in `wrt`.
+    pub values: HashMap<ValueId, Tensor>,
+}
+
+impl Model {
+    /// Indices of the nodes needed to compute `targets`, in execution order.
+    fn needed_nodes(&self, targets: &[ValueId]) -> Vec<usize> {
+        let mut need = vec![false; self.nodes.len()];
+        let mut stack: Vec<ValueId> = targets.to_vec();
+        let mut seen = vec![false; self.values.len()];
+        while let Some(v) = stack.pop() {
+            if std::mem::replace(&mut seen[v.0], true) {
+                continue;
+            }
+            if let Source::Node(n) = self.values[v.0].source {
+                if !need[n] {
+                    need[n] = true;
+                    stack.extend(self.nodes[n].inputs.iter().flatten().copied());
+                }
+            }
+        }
+        (0..self.nodes.len()).filter(|&i| need[i]).collect()
+    }
+
+    fn lookup<'a>(&'a self, store: &'a [Option<Value>], id: ValueId) -> Option<&'a Value> {
+        match &self.values[id.0].source {
+            Source::Const(v) => Some(v),
+            _ => store[id.0].as_ref(),
+        }
+    }
+
+    /// Executes `nodes`; when `keep` is false, frees each value after its last reader.
+    fn execute(
+        &self,
+        input: &Tensor,
+        nodes: &[usize],
+        targets: &[ValueId],
+        keep: bool,
+    ) -> Result<(Vec<Option<Value>>, u64)> {
+        self.check_input(input)?;
+        let mut store: Vec<Option<Value>> = vec![None; self.values.len()];
+        store[self.input.0] = Some(Value::Float(input.clone()));
+        let mut last_use = vec![usize::MAX; self.values.len()];
+        if !keep {
+            for (pos, &n) in nodes.iter().enumerate() {
+                for id in self.nodes[n].inputs.iter().flatten() {
+                    last_use[id.0] = pos;
+                }
+            }
+            for t in targets {
+                last_use[t.0] = usize::MAX;
+            }
+        }
+        let mut flops = 0u64;
+        for (pos, &ni) in nodes.iter().enumerate() {
+            let node = &self.nodes[ni];
+            let inputs: Vec<Option<&Value>> = node
+                .inputs
+                .iter()
+                .map(|i| i.and_then(|id| self.lookup(&store, id)))
+                .collect();
+            let outs = node
+                .op
+                .forward(&inputs)
+                .map_err(|e| node_error(&node.name, &node.op_type, e))?;
+            if keep {
+                let out_refs: Vec<&Value> = outs.iter().collect();
+                flops += node.op.flops(&inputs, &out_refs);
+            }
+            drop(inputs);
+            for (id, v) in node.outputs.iter().zip(outs) {
+                store[id.0] = Some(v);
+            }
+            if !keep {
+                for id in node.inputs.iter().flatten() {
+                    if last_use[id.0] == pos && *id != self.input {
+                        store[id.0] = None;
+                    }
+                }
+            }
+        }
+        Ok((store, flops))
+    }
+
+    /// Runs the graph up to `targets` and returns their values (only the needed nodes run).
+    ///
+    /// `input` is a batch in the model's layout ([`Model::input_spec`]).
+    pub fn run(&self, input: &Tensor, targets: &[ValueId]) -> Result<Vec<Value>> {
+        let nodes = self.needed_nodes(targets);
+        let (mut store, _) = self.execute(input, &nodes, targets, false)?;
+        targets
+            .iter()
+            .map(|t| match &self.values[t.0].source {
+                Source::Const(v) => Ok(v.clone()),
+                _ => store[t.0]
+                    .take()
+                    .or_else(|| self.lookup(&store, *t).cloned())
+                    .ok_or_else(|| {
+                        Error::InvalidModel(format!(
+                            "value '{}' was not computed",
+                            self.values[t.0].name
+                        ))
+                    }),
+            })
+            .collect()
+    }
+
+    /// Like [`Model::run`] for float values.
+    pub fn run_float(&self, input: &Tensor, targets: &[ValueId]) -> Result<Vec<Tensor>> {
+        self.run(input, targets)?
+            .into_iter()
+            .zip(targets)
+            .map(|(v, t)| match v {
+                Value::Float(t) => Ok(t),
+                Value::Int(_) => Err(Error::Type(format!(
+                    "'{}' is an integer value",
+                    self.values[t.0].name
+                ))),
+            })
+            .collect()
+    }
+
+    /// Runs the graph up to `targets`, keeping every value for a later [`Tape::backward`].
+    pub fn forward(&self, input: &Tensor, targets: &[ValueId]) -> Result<Tape<'_>> {
+        let nodes = self.needed_nodes(targets);
+        let (values, flops) = self.execute(input, &nodes, targets, true)?;
+        Ok(Tape {
+            model: self,
+            values,
+            nodes,
+            flops,
+        })
+    }
+}
+
+impl Tape<'_> {
+    /// A float value computed by the forward pass.
+    pub fn value(&self, id: ValueId) -> Result<&Tensor> {
+        self.model
+            .lookup(&self.values, id)
+            .ok_or_else(|| {
+                Error::InvalidModel(format!(
+                    "'{}' was not computed by this pass",
+                    self.model.value_name(id)
+                ))
+            })?
+            .as_float(self.model.value_name(id))
+    }
+
+    /// Floating-point operations (2 per multiply-add) of the convolutions and matrix products run.
+    pub fn flops(&self) -> u64 {
+        self.flops
+    }
+
+    /// Back-propagates `seeds` (d objective / d value for some values) to the input.
+    ///
+    /// Returns the input gradient and the gradient of every value in `wrt`. Only values that
+    /// depend on the input get gradients; weights never do.
+    pub fn backward(&self, seeds: Vec<(ValueId, Tensor)>, wrt: &[ValueId]) -> Result<Gradients> {
+        let m = self.model;
+        let mut grads: Vec<Option<Tensor>> = vec![None; m.values.len()];
+        for (id, g) in seeds {
+            let v = self.value(id)?;
+            if v.shape() != g.shape() {
+                return Err(Error::Shape(format!(
+                    "seed for '{}' has shape {:?}, the value has {:?}",
+                    m.value_name(id),
+                    g.shape(),
+                    v.shape()
+                )));
+            }
+            accumulate(&mut grads[id.0], g);
+        }
+        for &ni in self.nodes.iter().rev() {
+            let node = &m.nodes[ni];
+            if node.outputs.iter().all(|o| grads[o.0].is_none()) {
+                continue;
+            }
+            let needs: Vec<bool> = node
+                .inputs
+                .iter()
+                .map(|i| {
+                    i.is_some_and(|id| {
+                        m.values[id.0].varies
+                            && m.lookup(&self.values, id).is_some_and(Value::is_float)
+                    })
+                })
+                .collect();
+            if needs.iter().any(|&n| n) {
+                let inputs: Vec<Option<&Value>> = node
+                    .inputs
+                    .iter()
+                    .map(|i| i.and_then(|id| m.lookup(&self.values, id)))
+                    .collect();
+                let outputs: Vec<&Value> = node
+                    .outputs
+                    .iter()
+                    .map(|o| {
+                        m.lookup(&self.values, *o)
+                            .ok_or_else(|| Error::InvalidModel("missing forward value".into()))
+                    })
+                    .collect::<Result<_>>()?;
+                let out_grads: Vec<Option<&Tensor>> =
+                    node.outputs.iter().map(|o| grads[o.0].as_ref()).collect();
+                let input_grads = node
+                    .op
+                    .backward(&Vjp {
+                        inputs: &inputs,
+                        outputs: &outputs,
+                        grads: &out_grads,
+                        needs: &needs,
+                    })
+                    .map_err(|e| node_error(&node.name, &node.op_type, e))?;
+                for ((id, g), need) in node.inputs.iter().zip(input_grads).zip(&needs) {
+                    if let (Some(id), Some(g), true) = (id, g, need) {
+                        accumulate(&mut grads[id.0], g);
+                    }
+                }
+            }
+            for o in &node.outputs {
+                if !wrt.contains(o) {
+                    grads[o.0] = None;
+                }
+            }
+        }
+        let input_value = self.value(m.input)?;
+        let input = grads[m.input.0]
+            .take()
+            .unwrap_or_else(|| Tensor::zeros(input_value.shape()));
+        let values = wrt
+            .iter()
+            .filter_map(|&id| grads[id.0].take().map(|g| (id, g)))
+            .collect();
+        Ok(Gradients { input, values })
+    }
+}
+
+fn accumulate(slot: &mut Option<Tensor>, g: Tensor) {
+    match slot {
+        Some(acc) => acc
+            .data_mut()
+            .iter_mut()
+            .zip(g.data())
+            .for_each(|(a, b)| *a += b),
+        None => *slot = Some(g),
+    }
+}

@@ -1,0 +1,303 @@
+//! Low-level numeric kernels shared by the ops: a safe matrix-multiply wrapper over the `gemm`
+//! crate, and the im2col / col2im loops of convolution.
+
+use gemm::Parallelism;
+
+/// A strided 2-D view: element `(r, c)` is at `offset + r*rs + c*cs`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mat {
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+impl Mat {
+    /// A row-major matrix.
+    pub fn row_major(rows: usize, cols: usize) -> Self {
+        Self {
+            rows,
+            cols,
+            rs: cols as isize,
+            cs: 1,
+        }
+    }
+    /// The same storage read as its transpose.
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+    /// Highest element index touched, plus one.
+    fn extent(&self) -> usize {
+        if self.rows == 0 || self.cols == 0 {
+            return 0;
+        }
+        ((self.rows - 1) as isize * self.rs + (self.cols - 1) as isize * self.cs) as usize + 1
+    }
+}
+
+/// `c = a·b` (or `c += a·b` with `accumulate`), all views checked against their slices.
+///
+/// `threads == 1` runs on the calling thread; anything else lets `gemm` use the rayon pool.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul(
+    a: &[f32],
+    am: Mat,
+    b: &[f32],
+    bm: Mat,
+    c: &mut [f32],
+    cm: Mat,
+    accumulate: bool,
+    threads: usize,
+) {
+    assert_eq!(am.cols, bm.rows, "inner dimensions");
+    assert_eq!(am.rows, cm.rows, "rows");
+    assert_eq!(bm.cols, cm.cols, "cols");
+    assert!(am.rs >= 0 && am.cs >= 0 && bm.rs >= 0 && bm.cs >= 0 && cm.rs >= 0 && cm.cs >= 0);
+    assert!(am.extent() <= a.len() && bm.extent() <= b.len() && cm.extent() <= c.len());
+    if cm.rows == 0 || cm.cols == 0 {
+        return;
+    }
+    if am.cols == 0 {
+        if !accumulate {
+            for r in 0..cm.rows {
+                for col in 0..cm.cols {
+                    c[(r as isize * cm.rs + col as isize * cm.cs) as usize] = 0.0;
+                }
+            }
+        }
+        return;
+    }
+    let par = if threads == 1 {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(0)
+    };
+    // SAFETY: every view was checked above to stay inside its slice, strides are non-negative,
+    // and `c` is borrowed mutably so it cannot alias `a` or `b`.
+    unsafe {
+        gemm::gemm(
+            cm.rows,
+            cm.cols,
+            am.cols,
+            c.as_mut_ptr(),
+            cm.cs,
+            cm.rs,
+            accumulate,
+            a.as_ptr(),
+            am.cs,
+            am.rs,
+            b.as_ptr(),
+            bm.cs,
+            bm.rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// Convolution geometry along one spatial axis.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Axis {
+    pub input: usize,
+    pub output: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub dilation: usize,
+    pub pad_begin: usize,
+}
+
+impl Axis {
+    /// Input coordinate read by output `o` at kernel tap `k`, if inside the input.
+    #[inline]
+    pub fn source(&self, o: usize, k: usize) -> Option<usize> {
+        let i = (o * self.stride + k * self.dilation) as isize - self.pad_begin as isize;
+        (i >= 0 && (i as usize) < self.input).then_some(i as usize)
+    }
+}
+
+/// Fills `col` (rows `c·kh·kw`, `cols` columns starting at output position `p0`) from one image
+/// `x` of `channels × h.input × w.input`.
+pub(crate) fn im2col_tile(
+    x: &[f32],
+    channels: usize,
+    h: &Axis,
+    w: &Axis,
+    p0: usize,
+    cols: usize,
+    col: &mut [f32],
+) {
+    let kk = h.kernel * w.kernel;
+    for c in 0..channels {
+        let xc = &x[c * h.input * w.input..(c + 1) * h.input * w.input];
+        for ki in 0..h.kernel {
+            for kj in 0..w.kernel {
+                let row = (c * kk + ki * w.kernel + kj) * cols;
+                let dst = &mut col[row..row + cols];
+                let (mut oh, mut ow) = (p0 / w.output, p0 % w.output);
+                let mut t = 0;
+                while t < cols {
+                    let run = (w.output - ow).min(cols - t);
+                    match h.source(oh, ki) {
+                        None => dst[t..t + run].fill(0.0),
+                        Some(ih) => {
+                            let xrow = &xc[ih * w.input..(ih + 1) * w.input];
+                            if w.stride == 1 && w.dilation == 1 {
+                                // Contiguous run: copy the valid middle, zero the padded ends.
+                                let start = ow as isize + kj as isize - w.pad_begin as isize;
+                                for (u, d) in dst[t..t + run].iter_mut().enumerate() {
+                                    let iw = start + u as isize;
+                                    *d = if iw >= 0 && (iw as usize) < w.input {
+                                        xrow[iw as usize]
+                                    } else {
+                                        0.0
+                                    };
+                                }
+                            } else {
+                                for (u, d) in dst[t..t + run].iter_mut().enumerate() {
+                                    *d = w.source(ow + u, kj).map_or(0.0, |iw| xrow[iw]);
+                                }
+                            }
+                        }
+                    }
+                    t += run;
+                    ow = 0;
+                    oh += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Adds the columns of `col` (rows `channels·kh·kw`, one column per output position) back into
+/// the image gradient `dx` of one channel `c`: the adjoint of [`im2col_tile`].
+pub(crate) fn col2im_channel(col: &[f32], c: usize, h: &Axis, w: &Axis, dx: &mut [f32]) {
+    let p = h.output * w.output;
+    let kk = h.kernel * w.kernel;
+    for ki in 0..h.kernel {
+        for kj in 0..w.kernel {
+            let row = &col[(c * kk + ki * w.kernel + kj) * p..][..p];
+            for oh in 0..h.output {
+                let Some(ih) = h.source(oh, ki) else { continue };
+                let dxrow = &mut dx[ih * w.input..(ih + 1) * w.input];
+                let src = &row[oh * w.output..(oh + 1) * w.output];
+                for (ow, &g) in src.iter().enumerate() {
+                    if let Some(iw) = w.source(ow, kj) {
+                        dxrow[iw] += g;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matmul_matches_naive() {
+        let (m, k, n) = (5, 7, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+        let mut c = vec![0.0; m * n];
+        matmul(
+            &a,
+            Mat::row_major(m, k),
+            &b,
+            Mat::row_major(k, n),
+            &mut c,
+            Mat::row_major(m, n),
+            false,
+            1,
+        );
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum();
+                assert!((c[i * n + j] - want).abs() < 1e-5);
+            }
+        }
+        // Transposed read of `a` (stored k×m) gives the same product.
+        let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+        let mut c2 = vec![0.0; m * n];
+        matmul(
+            &at,
+            Mat::row_major(k, m).t(),
+            &b,
+            Mat::row_major(k, n),
+            &mut c2,
+            Mat::row_major(m, n),
+            false,
+            2,
+        );
+        for (x, y) in c.iter().zip(&c2) {
+            assert!((x - y).abs() < 1e-5);
+        }
+    }
+}
+
+/// A raw output pointer that parallel tasks may share because each writes disjoint elements.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(pub *mut f32);
+// SAFETY: only used to hand disjoint output regions to rayon tasks; see each use.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+/// `c = a·b` (+ `c` when `accumulate`) into a raw destination, single-threaded or on the pool.
+///
+/// # Safety
+/// `c` must be valid for writes at every `(r, col)` of `cm`, and no other thread may touch those
+/// elements during the call. `a` and `b` views must lie inside their slices (checked).
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn matmul_raw(
+    a: &[f32],
+    am: Mat,
+    b: &[f32],
+    bm: Mat,
+    c: *mut f32,
+    cm: Mat,
+    accumulate: bool,
+    threads: usize,
+) {
+    assert_eq!(am.cols, bm.rows, "inner dimensions");
+    assert_eq!(am.rows, cm.rows, "rows");
+    assert_eq!(bm.cols, cm.cols, "cols");
+    assert!(am.extent() <= a.len() && bm.extent() <= b.len());
+    if cm.rows == 0 || cm.cols == 0 || am.cols == 0 {
+        return;
+    }
+    let par = if threads == 1 {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(0)
+    };
+    gemm::gemm(
+        cm.rows,
+        cm.cols,
+        am.cols,
+        c,
+        cm.cs,
+        cm.rs,
+        accumulate,
+        a.as_ptr(),
+        am.cs,
+        am.rs,
+        b.as_ptr(),
+        bm.cs,
+        bm.rs,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        par,
+    );
+}

@@ -1,0 +1,53 @@
+//! # convscope-engine
+//!
+//! A differentiable executor for ONNX convolutional networks: load a model exactly as an exporter
+//! wrote it, run it up to any layer, and get the exact gradient of any objective with respect to
+//! the input image and to any intermediate value.
+//!
+//! The ONNX graph is the tape: every op has a forward function and a vector-Jacobian product,
+//! and a backward pass walks the executed nodes in reverse. Input gradients never pay for weight
+//! gradients.
+//!
+//! ```
+//! use convscope_engine::{Model, Tensor};
+//! use convscope_onnx::{AttributeProto, Dim, GraphBuilder, TensorProto};
+//!
+//! // A one-layer model: 3×3 convolution of a 1-channel image, then ReLU.
+//! let mut g = GraphBuilder::new("tiny");
+//! g.input("x", &[Dim::Value(1), Dim::Value(1), Dim::Value(5), Dim::Value(5)])
+//!     .output("y", &[])
+//!     .initializer(TensorProto::from_f32("w", &[1, 1, 3, 3], &[1.0; 9]))
+//!     .node("Conv", "conv1", &["x", "w"], &["c"], vec![AttributeProto::ints("pads", &[1, 1, 1, 1])])
+//!     .node("Relu", "relu1", &["c"], &["y"], vec![]);
+//! let model = Model::from_proto(g.build(13))?;
+//! let layer = model.layer("conv1").expect("the Conv+Relu layer");
+//!
+//! let x = Tensor::full(&[1, 1, 5, 5], 1.0);
+//! let tape = model.forward(&x, &[layer.value])?;
+//! let y = tape.value(layer.value)?;
+//! assert_eq!(y.data()[12], 9.0); // centre pixel sees the whole kernel
+//!
+//! // d sum(y) / d x: every pixel is read by as many windows as fit around it.
+//! let grads = tape.backward(vec![(layer.value, Tensor::full(y.shape(), 1.0))], &[])?;
+//! assert_eq!(grads.input.data()[0], 4.0);
+//! assert_eq!(grads.input.data()[12], 9.0);
+//! # Ok::<(), convscope_engine::Error>(())
+//! ```
+#![warn(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
+
+mod error;
+mod exec;
+mod kernels;
+mod layers;
+mod model;
+pub mod ops;
+mod summary;
+mod tensor;
+
+pub use error::{Error, Result, UnsupportedOp};
+pub use exec::{Gradients, Tape};
+pub use layers::{closest, Layer};
+pub use model::{InputSpec, Layout, Model, ValueId};
+pub use summary::{LayerSummary, Summary};
+pub use tensor::{strides_of, IntTensor, Tensor, TensorOf, Value};

@@ -1,0 +1,288 @@
+//! Element-wise unary ops: activations and math functions.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+
+use super::{float_input, only_first, BuildCtx, Builder, Op, Vjp};
+use crate::error::{Error, Result};
+use crate::tensor::{Tensor, Value};
+
+/// Element-wise functions and their derivatives, written in terms of input `x` and output `y`.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Relu,
+    LeakyRelu(f32),
+    Elu(f32),
+    Selu {
+        alpha: f32,
+        gamma: f32,
+    },
+    Sigmoid,
+    Tanh,
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    HardSwish,
+    Erf,
+    Sqrt,
+    Exp,
+    Log,
+    Neg,
+    Abs,
+    Reciprocal,
+    Softplus,
+    /// Clip with bounds read at run time (attributes before opset 11, inputs after).
+    Clip,
+}
+
+pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
+    fn mk(kind: Kind) -> Result<Box<dyn Op>> {
+        Ok(Box::new(Unary {
+            kind,
+            attr_bounds: None,
+        }))
+    }
+    reg.insert("Relu", |_| mk(Kind::Relu));
+    reg.insert("LeakyRelu", |c| mk(Kind::LeakyRelu(c.float("alpha", 0.01))));
+    reg.insert("Elu", |c| mk(Kind::Elu(c.float("alpha", 1.0))));
+    reg.insert("Selu", |c| {
+        mk(Kind::Selu {
+            alpha: c.float("alpha", 1.673_263_2),
+            gamma: c.float("gamma", 1.050_701),
+        })
+    });
+    reg.insert("Sigmoid", |_| mk(Kind::Sigmoid));
+    reg.insert("Tanh", |_| mk(Kind::Tanh));
+    reg.insert("HardSigmoid", |c| {
+        mk(Kind::HardSigmoid {
+            alpha: c.float("alpha", 0.2),
+            beta: c.float("beta", 0.5),
+        })
+    });
+    reg.insert("HardSwish", |_| mk(Kind::HardSwish));
+    reg.insert("Erf", |_| mk(Kind::Erf));
+    reg.insert("Sqrt", |_| mk(Kind::Sqrt));
+    reg.insert("Exp", |_| mk(Kind::Exp));
+    reg.insert("Log", |_| mk(Kind::Log));
+    reg.insert("Neg", |_| mk(Kind::Neg));
+    reg.insert("Abs", |_| mk(Kind::Abs));
+    reg.insert("Reciprocal", |_| mk(Kind::Reciprocal));
+    reg.insert("Softplus", |_| mk(Kind::Softplus));
+    reg.insert("Clip", clip);
+}
+
+fn clip(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
+    let attr_bounds = if ctx.opset < 11 {
+        Some((
+            ctx.float("min", f32::NEG_INFINITY),
+            ctx.float("max", f32::INFINITY),
+        ))
+    } else {
+        None
+    };
+    Ok(Box::new(Unary {
+        kind: Kind::Clip,
+        attr_bounds,
+    }))
+}
+
+struct Unary {
+    kind: Kind,
+    attr_bounds: Option<(f32, f32)>,
+}
+
+/// `erf` to within ~1e-7 (Abramowitz & Stegun 7.1.26 evaluated in f64).
+fn erf(x: f32) -> f32 {
+    let x = x as f64;
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let r = 1.0 - poly * (-x * x).exp();
+    (if x >= 0.0 { r } else { -r }) as f32
+}
+
+impl Unary {
+    fn bounds(&self, inputs: &[Option<&Value>]) -> Result<(f32, f32)> {
+        if let Some(b) = self.attr_bounds {
+            return Ok(b);
+        }
+        let read = |i: usize, default: f32| -> Result<f32> {
+            match inputs.get(i).copied().flatten() {
+                None => Ok(default),
+                Some(Value::Float(t)) if t.len() == 1 => Ok(t.data()[0]),
+                Some(Value::Int(t)) if t.len() == 1 => Ok(t.data()[0] as f32),
+                Some(_) => Err(Error::Shape("Clip bounds must be scalars".into())),
+            }
+        };
+        Ok((read(1, f32::NEG_INFINITY)?, read(2, f32::INFINITY)?))
+    }
+
+    fn apply(&self, x: f32, lo: f32, hi: f32) -> f32 {
+        match self.kind {
+            Kind::Relu => x.max(0.0),
+            Kind::LeakyRelu(a) => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    a * x
+                }
+            }
+            Kind::Elu(a) => {
+                if x > 0.0 {
+                    x
+                } else {
+                    a * (x.exp() - 1.0)
+                }
+            }
+            Kind::Selu { alpha, gamma } => {
+                gamma * if x > 0.0 { x } else { alpha * (x.exp() - 1.0) }
+            }
+            Kind::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Kind::Tanh => x.tanh(),
+            Kind::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+            Kind::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            Kind::Erf => erf(x),
+            Kind::Sqrt => x.sqrt(),
+            Kind::Exp => x.exp(),
+            Kind::Log => x.ln(),
+            Kind::Neg => -x,
+            Kind::Abs => x.abs(),
+            Kind::Reciprocal => 1.0 / x,
+            Kind::Softplus => {
+                if x > 20.0 {
+                    x
+                } else {
+                    x.exp().ln_1p()
+                }
+            }
+            Kind::Clip => x.max(lo).min(hi),
+        }
+    }
+
+    /// dy/dx at input `x` with output `y`.
+    fn derivative(&self, x: f32, y: f32, lo: f32, hi: f32) -> f32 {
+        match self.kind {
+            Kind::Relu => (x > 0.0) as u8 as f32,
+            Kind::LeakyRelu(a) => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    a
+                }
+            }
+            Kind::Elu(a) => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    y + a
+                }
+            }
+            Kind::Selu { alpha, gamma } => gamma * if x > 0.0 { 1.0 } else { alpha * x.exp() },
+            Kind::Sigmoid => y * (1.0 - y),
+            Kind::Tanh => 1.0 - y * y,
+            Kind::HardSigmoid { alpha, beta } => {
+                let z = alpha * x + beta;
+                if z > 0.0 && z < 1.0 {
+                    alpha
+                } else {
+                    0.0
+                }
+            }
+            Kind::HardSwish => {
+                if x < -3.0 {
+                    0.0
+                } else if x > 3.0 {
+                    1.0
+                } else {
+                    (2.0 * x + 3.0) / 6.0
+                }
+            }
+            Kind::Erf => std::f32::consts::FRAC_2_SQRT_PI * (-x * x).exp(),
+            Kind::Sqrt => 0.5 / y,
+            Kind::Exp => y,
+            Kind::Log => 1.0 / x,
+            Kind::Neg => -1.0,
+            Kind::Abs => {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            }
+            Kind::Reciprocal => -y * y,
+            Kind::Softplus => 1.0 / (1.0 + (-x).exp()),
+            // Inclusive bounds, as torch.clamp's backward.
+            Kind::Clip => (x >= lo && x <= hi) as u8 as f32,
+        }
+    }
+}
+
+const CHUNK: usize = 1 << 14;
+
+impl Op for Unary {
+    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+        let (lo, hi) = self.bounds(inputs)?;
+        // Clip also runs on integer shape values in some exports.
+        if let (Kind::Clip, Some(Value::Int(t))) = (self.kind, inputs.first().copied().flatten()) {
+            let mut t = t.clone();
+            t.data_mut()
+                .iter_mut()
+                .for_each(|v| *v = (*v as f32).max(lo).min(hi) as i64);
+            return Ok(vec![t.into()]);
+        }
+        if let (Kind::Neg | Kind::Abs, Some(Value::Int(t))) =
+            (self.kind, inputs.first().copied().flatten())
+        {
+            let mut t = t.clone();
+            let neg = matches!(self.kind, Kind::Neg);
+            t.data_mut()
+                .iter_mut()
+                .for_each(|v| *v = if neg { -*v } else { v.abs() });
+            return Ok(vec![t.into()]);
+        }
+        let x = float_input(inputs, 0)?;
+        let mut y = x.clone();
+        y.data_mut()
+            .par_chunks_mut(CHUNK)
+            .for_each(|c| c.iter_mut().for_each(|v| *v = self.apply(*v, lo, hi)));
+        Ok(vec![y.into()])
+    }
+
+    fn backward(&self, v: &Vjp) -> Result<Vec<Option<Tensor>>> {
+        let (lo, hi) = self.bounds(v.inputs)?;
+        let (x, y, dy) = (v.input(0)?, v.output(0)?, v.grad(0)?);
+        let mut dx = dy.clone();
+        dx.data_mut()
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(ci, c)| {
+                let base = ci * CHUNK;
+                for (i, g) in c.iter_mut().enumerate() {
+                    *g *= self.derivative(x.data()[base + i], y.data()[base + i], lo, hi);
+                }
+            });
+        Ok(only_first(dx, v.inputs.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn erf_matches_known_values() {
+        // Values of math.erf in Python.
+        for (x, want) in [
+            (0.0f32, 0.0f32),
+            (0.5, 0.520_499_9),
+            (1.0, 0.842_700_8),
+            (-2.0, -0.995_322_3),
+        ] {
+            assert!((super::erf(x) - want).abs() < 2e-7, "erf({x})");
+        }
+    }
+}

@@ -1,0 +1,649 @@
+//! Conv and ConvTranspose (2-D, NCHW), with groups, strides, dilations, pads and auto_pad.
+//!
+//! Forward is im2col + GEMM split into column tiles, one single-threaded GEMM per tile, so both
+//! cores stay busy even on small maps (design.md, "Convolution kernels"). The input gradient of a
+//! stride-1 convolution is itself a convolution with flipped, transposed weights and reuses the
+//! forward kernel; other cases use GEMM + col2im. Depthwise convolutions use direct loops.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+use super::{float_input, BuildCtx, Builder, Op, Vjp};
+use crate::error::{Error, Result};
+use crate::kernels::{col2im_channel, im2col_tile, matmul_raw, Axis, Mat, SharedOut};
+use crate::tensor::{Tensor, Value};
+
+pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
+    reg.insert("Conv", |ctx| {
+        Ok(Box::new(Conv {
+            attrs: ConvAttrs::parse(ctx)?,
+            flipped: OnceLock::new(),
+        }))
+    });
+    reg.insert("ConvTranspose", |ctx| {
+        Ok(Box::new(ConvTranspose {
+            attrs: ConvAttrs::parse(ctx)?,
+            output_padding: ctx.ints("output_padding").unwrap_or_default(),
+            output_shape: ctx.ints("output_shape"),
+        }))
+    });
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum AutoPad {
+    NotSet,
+    SameUpper,
+    SameLower,
+    Valid,
+}
+
+#[derive(Clone, Debug)]
+struct ConvAttrs {
+    strides: [usize; 2],
+    dilations: [usize; 2],
+    pads: [usize; 4],
+    auto_pad: AutoPad,
+    group: usize,
+}
+
+fn pair(v: Option<Vec<i64>>, what: &str) -> Result<[usize; 2]> {
+    match v.as_deref() {
+        None => Ok([1, 1]),
+        Some([a, b]) if *a >= 1 && *b >= 1 => Ok([*a as usize, *b as usize]),
+        Some(other) => Err(Error::InvalidModel(format!(
+            "{what} {other:?}: only 2-D convolutions with positive values are supported"
+        ))),
+    }
+}
+
+impl ConvAttrs {
+    fn parse(ctx: &BuildCtx) -> Result<Self> {
+        let auto_pad = match ctx.string("auto_pad", "NOTSET").as_str() {
+            "NOTSET" | "" => AutoPad::NotSet,
+            "SAME_UPPER" => AutoPad::SameUpper,
+            "SAME_LOWER" => AutoPad::SameLower,
+            "VALID" => AutoPad::Valid,
+            other => return Err(Error::InvalidModel(format!("unknown auto_pad '{other}'"))),
+        };
+        let pads = match ctx.ints("pads").as_deref() {
+            None => [0; 4],
+            Some(p) if p.len() == 4 && p.iter().all(|&v| v >= 0) => {
+                [p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize]
+            }
+            Some(p) => {
+                return Err(Error::InvalidModel(format!(
+                    "pads {p:?}: expected 4 non-negative values (2-D)"
+                )))
+            }
+        };
+        let group = ctx.int("group", 1);
+        if group < 1 {
+            return Err(Error::InvalidModel(format!("group {group} must be >= 1")));
+        }
+        if let Some(ks) = ctx.ints("kernel_shape") {
+            if ks.len() != 2 {
+                return Err(Error::InvalidModel(format!(
+                    "kernel_shape {ks:?}: only 2-D convolutions are supported"
+                )));
+            }
+        }
+        Ok(Self {
+            strides: pair(ctx.ints("strides"), "strides")?,
+            dilations: pair(ctx.ints("dilations"), "dilations")?,
+            pads,
+            auto_pad,
+            group: group as usize,
+        })
+    }
+
+    /// Geometry of a convolution reading `input` along axis `a` (0 = height, 1 = width).
+    fn axis(&self, a: usize, input: usize, kernel: usize) -> Result<Axis> {
+        let (s, d) = (self.strides[a], self.dilations[a]);
+        let span = (kernel - 1) * d + 1;
+        let (pb, pe) = match self.auto_pad {
+            AutoPad::NotSet => (self.pads[a], self.pads[a + 2]),
+            AutoPad::Valid => (0, 0),
+            AutoPad::SameUpper | AutoPad::SameLower => {
+                let out = input.div_ceil(s);
+                let total = ((out - 1) * s + span).saturating_sub(input);
+                if self.auto_pad == AutoPad::SameUpper {
+                    (total / 2, total - total / 2)
+                } else {
+                    (total - total / 2, total / 2)
+                }
+            }
+        };
+        if input + pb + pe < span {
+            return Err(Error::Shape(format!(
+                "input size {input} (padded {}) is smaller than the kernel extent {span}",
+                input + pb + pe
+            )));
+        }
+        let output = (input + pb + pe - span) / s + 1;
+        Ok(Axis {
+            input,
+            output,
+            kernel,
+            stride: s,
+            dilation: d,
+            pad_begin: pb,
+        })
+    }
+}
+
+/// Validated shapes of a convolution call.
+struct Dims {
+    n: usize,
+    c: usize,
+    m: usize,
+    g: usize,
+    h: Axis,
+    w: Axis,
+}
+
+impl Dims {
+    fn cg(&self) -> usize {
+        self.c / self.g
+    }
+    fn mg(&self) -> usize {
+        self.m / self.g
+    }
+    fn k(&self) -> usize {
+        self.cg() * self.h.kernel * self.w.kernel
+    }
+    fn depthwise(&self) -> bool {
+        self.g == self.c && self.m == self.c
+    }
+    fn macs(&self) -> u64 {
+        (self.n * self.m * self.h.output * self.w.output * self.k()) as u64
+    }
+}
+
+fn conv_dims(attrs: &ConvAttrs, x: &Tensor, w: &Tensor) -> Result<Dims> {
+    let [n, c, ih, iw] = *x.shape() else {
+        return Err(Error::Shape(format!(
+            "Conv input must be 4-D NCHW, got {:?}",
+            x.shape()
+        )));
+    };
+    let [m, cg, kh, kw] = *w.shape() else {
+        return Err(Error::Shape(format!(
+            "Conv weight must be 4-D, got {:?}",
+            w.shape()
+        )));
+    };
+    let g = attrs.group;
+    if c != cg * g || m % g != 0 || kh == 0 || kw == 0 {
+        return Err(Error::Shape(format!(
+            "input has {c} channels but weight {:?} with group {g} expects {}",
+            w.shape(),
+            cg * g
+        )));
+    }
+    Ok(Dims {
+        n,
+        c,
+        m,
+        g,
+        h: attrs.axis(0, ih, kh)?,
+        w: attrs.axis(1, iw, kw)?,
+    })
+}
+
+/// Columns per GEMM tile: 256, or fewer so that every thread gets a tile.
+fn tile_width(p: usize, tasks_without_tiling: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let per = if tasks_without_tiling >= threads {
+        p
+    } else {
+        p.div_ceil(threads.div_ceil(tasks_without_tiling))
+    };
+    per.clamp(1, 256)
+}
+
+/// `y = conv(x, w) + b` for NCHW `x` and `w` of shape `[M, C/g, kh, kw]`.
+fn conv_forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, d: &Dims) -> Result<Tensor> {
+    if let Some(b) = b {
+        if b.len() != d.m {
+            return Err(Error::Shape(format!(
+                "bias has {} values for {} output channels",
+                b.len(),
+                d.m
+            )));
+        }
+    }
+    let (oh, ow) = (d.h.output, d.w.output);
+    let p = oh * ow;
+    let mut out = vec![0.0f32; d.n * d.m * p];
+    if let Some(b) = b {
+        for plane in 0..d.n * d.m {
+            out[plane * p..(plane + 1) * p].fill(b.data()[plane % d.m]);
+        }
+    }
+    if d.depthwise() {
+        depthwise(x.data(), w.data(), &mut out, d, false);
+        return Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out));
+    }
+    let (cg, mg, k) = (d.cg(), d.mg(), d.k());
+    let plane_in = d.h.input * d.w.input;
+    let pointwise = d.h.kernel == 1
+        && d.w.kernel == 1
+        && d.h.stride == 1
+        && d.w.stride == 1
+        && d.h.pad_begin == 0
+        && d.w.pad_begin == 0
+        && oh == d.h.input
+        && ow == d.w.input;
+    let tile = tile_width(p, d.n * d.g);
+    let tiles = p.div_ceil(tile);
+    let tasks = d.n * d.g * tiles;
+    let threads = if tasks >= rayon::current_num_threads() {
+        1
+    } else {
+        0
+    };
+    let dst = SharedOut(out.as_mut_ptr());
+    let (xd, wd) = (x.data(), w.data());
+    (0..tasks)
+        .into_par_iter()
+        .for_each_init(Vec::new, |col: &mut Vec<f32>, task| {
+            let (img, rest) = (task / (d.g * tiles), task % (d.g * tiles));
+            let (gi, t) = (rest / tiles, rest % tiles);
+            let p0 = t * tile;
+            let cols = tile.min(p - p0);
+            let x_img =
+                &xd[(img * d.c + gi * cg) * plane_in..(img * d.c + (gi + 1) * cg) * plane_in];
+            let w_g = &wd[gi * mg * k..(gi + 1) * mg * k];
+            let out_off = (img * d.m + gi * mg) * p + p0;
+            let cm = Mat {
+                rows: mg,
+                cols,
+                rs: p as isize,
+                cs: 1,
+            };
+            let dst = dst;
+            if pointwise {
+                let bm = Mat {
+                    rows: cg,
+                    cols,
+                    rs: plane_in as isize,
+                    cs: 1,
+                };
+                // SAFETY: task (img, gi, t) writes only rows gi·mg.. of image img, columns p0..p0+cols.
+                unsafe {
+                    matmul_raw(
+                        w_g,
+                        Mat::row_major(mg, k),
+                        &x_img[p0..],
+                        bm,
+                        dst.0.add(out_off),
+                        cm,
+                        true,
+                        threads,
+                    )
+                };
+            } else {
+                col.resize(k * cols, 0.0);
+                im2col_tile(x_img, cg, &d.h, &d.w, p0, cols, col);
+                // SAFETY: as above, each task owns a disjoint block of `out`.
+                unsafe {
+                    matmul_raw(
+                        w_g,
+                        Mat::row_major(mg, k),
+                        col,
+                        Mat::row_major(k, cols),
+                        dst.0.add(out_off),
+                        cm,
+                        true,
+                        threads,
+                    )
+                };
+            }
+        });
+    Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out))
+}
+
+/// The gradient of `conv(x, w)` with respect to `x`, given `dy` (also ConvTranspose's forward).
+fn conv_input_grad(dy: &Tensor, w: &Tensor, d: &Dims, flipped: Option<&Tensor>) -> Result<Tensor> {
+    let (ih, iw) = (d.h.input, d.w.input);
+    let plane_in = ih * iw;
+    let p = d.h.output * d.w.output;
+    if dy.shape() != [d.n, d.m, d.h.output, d.w.output] {
+        return Err(Error::Shape(format!(
+            "gradient shape {:?} does not match the conv output",
+            dy.shape()
+        )));
+    }
+    let mut dx = vec![0.0f32; d.n * d.c * plane_in];
+    if d.depthwise() {
+        depthwise_input_grad(dy.data(), w.data(), &mut dx, d);
+        return Ok(Tensor::from_parts(vec![d.n, d.c, ih, iw], dx));
+    }
+    if let Some(wf) = flipped {
+        if let Some(td) = transposed_dims(d) {
+            return conv_forward(dy, wf, None, &td);
+        }
+    }
+    let (cg, mg, k) = (d.cg(), d.mg(), d.k());
+    let mut dcol = vec![0.0f32; k * p];
+    for img in 0..d.n {
+        for gi in 0..d.g {
+            let dy_g = &dy.data()[(img * d.m + gi * mg) * p..(img * d.m + (gi + 1) * mg) * p];
+            let w_g = &w.data()[gi * mg * k..(gi + 1) * mg * k];
+            // dcol[k, p] = w_gᵀ[k, mg] · dy_g[mg, p]
+            let cm = Mat::row_major(k, p);
+            // SAFETY: `dcol` is exclusively borrowed here and sized k·p.
+            unsafe {
+                matmul_raw(
+                    w_g,
+                    Mat::row_major(mg, k).t(),
+                    dy_g,
+                    Mat::row_major(mg, p),
+                    dcol.as_mut_ptr(),
+                    cm,
+                    false,
+                    0,
+                )
+            };
+            let dx_g =
+                &mut dx[(img * d.c + gi * cg) * plane_in..(img * d.c + (gi + 1) * cg) * plane_in];
+            dx_g.par_chunks_mut(plane_in)
+                .enumerate()
+                .for_each(|(c, plane)| col2im_channel(&dcol, c, &d.h, &d.w, plane));
+        }
+    }
+    Ok(Tensor::from_parts(vec![d.n, d.c, ih, iw], dx))
+}
+
+/// Geometry of the stride-1 convolution that computes the input gradient, when one exists.
+fn transposed_dims(d: &Dims) -> Option<Dims> {
+    let t = |a: &Axis| -> Option<Axis> {
+        if a.stride != 1 || a.dilation != 1 || a.pad_begin > a.kernel - 1 {
+            return None;
+        }
+        let pb = a.kernel - 1 - a.pad_begin;
+        (a.input + a.kernel - 1 >= a.output + pb).then_some(Axis {
+            input: a.output,
+            output: a.input,
+            kernel: a.kernel,
+            stride: 1,
+            dilation: 1,
+            pad_begin: pb,
+        })
+    };
+    (d.g == 1).then_some(())?;
+    Some(Dims {
+        n: d.n,
+        c: d.m,
+        m: d.c,
+        g: 1,
+        h: t(&d.h)?,
+        w: t(&d.w)?,
+    })
+}
+
+/// `[M, C, kh, kw]` → `[C, M, kh, kw]` with both kernel axes reversed.
+fn flip_transpose(w: &Tensor) -> Tensor {
+    let [m, c, kh, kw] = *w.shape() else {
+        unreachable!("checked 4-D")
+    };
+    let mut out = vec![0.0; w.len()];
+    for mi in 0..m {
+        for ci in 0..c {
+            for i in 0..kh {
+                for j in 0..kw {
+                    out[((ci * m + mi) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)] =
+                        w.data()[((mi * c + ci) * kh + i) * kw + j];
+                }
+            }
+        }
+    }
+    Tensor::from_parts(vec![c, m, kh, kw], out)
+}
+
+/// Range of outputs `o` whose tap `k` reads inside the input.
+fn valid_range(a: &Axis, k: usize) -> (usize, usize) {
+    let off = (k * a.dilation) as isize - a.pad_begin as isize;
+    let lo = if off >= 0 {
+        0
+    } else {
+        ((-off) as usize).div_ceil(a.stride)
+    };
+    let last = a.input as isize - 1 - off;
+    if last < 0 {
+        return (0, 0);
+    }
+    let hi = ((last as usize) / a.stride + 1).min(a.output);
+    (lo.min(hi), hi)
+}
+
+/// Depthwise forward (`accumulate` into `out`, which holds the bias).
+fn depthwise(x: &[f32], w: &[f32], out: &mut [f32], d: &Dims, _unused: bool) {
+    let (h, wa) = (&d.h, &d.w);
+    let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
+    out.par_chunks_mut(p).enumerate().for_each(|(plane, o)| {
+        let c = plane % d.c;
+        let xp = &x[plane * plane_in..(plane + 1) * plane_in];
+        for ki in 0..h.kernel {
+            for kj in 0..wa.kernel {
+                let wv = w[(c * h.kernel + ki) * wa.kernel + kj];
+                let (lo, hi) = valid_range(wa, kj);
+                for oh in 0..h.output {
+                    let Some(ih) = h.source(oh, ki) else { continue };
+                    let orow = &mut o[oh * wa.output..(oh + 1) * wa.output];
+                    let base = (ih * wa.input) as isize + (kj * wa.dilation) as isize
+                        - wa.pad_begin as isize;
+                    for (ow, ov) in orow.iter_mut().enumerate().take(hi).skip(lo) {
+                        *ov += wv * xp[(base + (ow * wa.stride) as isize) as usize];
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn depthwise_input_grad(dy: &[f32], w: &[f32], dx: &mut [f32], d: &Dims) {
+    let (h, wa) = (&d.h, &d.w);
+    let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
+    dx.par_chunks_mut(plane_in)
+        .enumerate()
+        .for_each(|(plane, g)| {
+            let c = plane % d.c;
+            let dyp = &dy[plane * p..(plane + 1) * p];
+            for ki in 0..h.kernel {
+                for kj in 0..wa.kernel {
+                    let wv = w[(c * h.kernel + ki) * wa.kernel + kj];
+                    let (lo, hi) = valid_range(wa, kj);
+                    for oh in 0..h.output {
+                        let Some(ih) = h.source(oh, ki) else { continue };
+                        let base = (ih * wa.input) as isize + (kj * wa.dilation) as isize
+                            - wa.pad_begin as isize;
+                        for ow in lo..hi {
+                            g[(base + (ow * wa.stride) as isize) as usize] +=
+                                wv * dyp[oh * wa.output + ow];
+                        }
+                    }
+                }
+            }
+        });
+}
+
+struct Conv {
+    attrs: ConvAttrs,
+    /// Flipped, transposed weights for the stride-1 input gradient, built on first use.
+    flipped: OnceLock<Tensor>,
+}
+
+impl Op for Conv {
+    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+        let (x, w) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
+        let b = match inputs.get(2).copied().flatten() {
+            Some(b) => Some(b.as_float("bias")?),
+            None => None,
+        };
+        let d = conv_dims(&self.attrs, x, w)?;
+        Ok(vec![conv_forward(x, w, b, &d)?.into()])
+    }
+
+    fn backward(&self, v: &Vjp) -> Result<Vec<Option<Tensor>>> {
+        let (x, w) = (v.input(0)?, v.input(1)?);
+        let d = conv_dims(&self.attrs, x, w)?;
+        let mut grads: Vec<Option<Tensor>> = v.inputs.iter().map(|_| None).collect();
+        if v.needs[0] {
+            let flipped = (d.g == 1).then(|| self.flipped.get_or_init(|| flip_transpose(w)));
+            grads[0] = Some(conv_input_grad(v.grad(0)?, w, &d, flipped)?);
+        }
+        if v.needs.iter().skip(1).any(|&n| n) {
+            return Err(Error::NotDifferentiable(
+                "Conv with respect to its weights or bias".into(),
+            ));
+        }
+        Ok(grads)
+    }
+
+    fn flops(&self, inputs: &[Option<&Value>], _outputs: &[&Value]) -> u64 {
+        match (float_input(inputs, 0), float_input(inputs, 1)) {
+            (Ok(x), Ok(w)) => conv_dims(&self.attrs, x, w).map_or(0, |d| 2 * d.macs()),
+            _ => 0,
+        }
+    }
+}
+
+struct ConvTranspose {
+    attrs: ConvAttrs,
+    output_padding: Vec<i64>,
+    output_shape: Option<Vec<i64>>,
+}
+
+impl ConvTranspose {
+    /// The dims of the convolution whose input gradient this ConvTranspose computes.
+    fn dims(&self, x: &Tensor, w: &Tensor) -> Result<Dims> {
+        let [n, cin, h, wd] = *x.shape() else {
+            return Err(Error::Shape(format!(
+                "ConvTranspose input must be 4-D NCHW, got {:?}",
+                x.shape()
+            )));
+        };
+        let [wc, mg, kh, kw] = *w.shape() else {
+            return Err(Error::Shape(format!(
+                "ConvTranspose weight must be 4-D, got {:?}",
+                w.shape()
+            )));
+        };
+        let g = self.attrs.group;
+        if wc != cin || cin % g != 0 {
+            return Err(Error::Shape(format!(
+                "input has {cin} channels, weight {:?} (group {g})",
+                w.shape()
+            )));
+        }
+        let a = &self.attrs;
+        let mk = |ax: usize, input: usize, k: usize| -> Result<Axis> {
+            let (s, dl) = (a.strides[ax], a.dilations[ax]);
+            let span = (k - 1) * dl + 1;
+            let op = self.output_padding.get(ax).copied().unwrap_or(0).max(0) as usize;
+            let full = s * (input - 1) + op + span;
+            let (out, pb) = match (&self.output_shape, a.auto_pad) {
+                (Some(os), _) if os.len() == 2 => {
+                    let out = os[ax].max(1) as usize;
+                    let total = full.saturating_sub(out);
+                    let pb = if a.auto_pad == AutoPad::SameUpper {
+                        total / 2
+                    } else {
+                        total - total / 2
+                    };
+                    (out, pb)
+                }
+                (_, AutoPad::SameUpper | AutoPad::SameLower) => {
+                    let out = input * s;
+                    let total = full.saturating_sub(out);
+                    let pb = if a.auto_pad == AutoPad::SameUpper {
+                        total / 2
+                    } else {
+                        total - total / 2
+                    };
+                    (out, pb)
+                }
+                (_, AutoPad::Valid) => (full, 0),
+                _ => {
+                    let (pb, pe) = (a.pads[ax], a.pads[ax + 2]);
+                    if full < pb + pe + 1 {
+                        return Err(Error::Shape("ConvTranspose pads exceed its output".into()));
+                    }
+                    (full - pb - pe, pb)
+                }
+            };
+            // The matching convolution reads `out` and produces `input` positions.
+            let ax = Axis {
+                input: out,
+                output: input,
+                kernel: k,
+                stride: s,
+                dilation: dl,
+                pad_begin: pb,
+            };
+            if (out + pb + span).saturating_sub(span) / s + 1 < input {
+                return Err(Error::Shape(
+                    "ConvTranspose geometry is inconsistent".into(),
+                ));
+            }
+            Ok(ax)
+        };
+        Ok(Dims {
+            n,
+            c: mg * g,
+            m: cin,
+            g,
+            h: mk(0, h, kh)?,
+            w: mk(1, wd, kw)?,
+        })
+    }
+}
+
+impl Op for ConvTranspose {
+    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+        let (x, w) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
+        let d = self.dims(x, w)?;
+        let mut y = conv_input_grad(x, w, &d, None)?;
+        if let Some(b) = inputs.get(2).copied().flatten() {
+            let b = b.as_float("bias")?;
+            if b.len() != d.c {
+                return Err(Error::Shape(format!(
+                    "bias has {} values for {} channels",
+                    b.len(),
+                    d.c
+                )));
+            }
+            let p = d.h.input * d.w.input;
+            for (plane, chunk) in y.data_mut().chunks_mut(p).enumerate() {
+                let bv = b.data()[plane % d.c];
+                chunk.iter_mut().for_each(|v| *v += bv);
+            }
+        }
+        Ok(vec![y.into()])
+    }
+
+    fn backward(&self, v: &Vjp) -> Result<Vec<Option<Tensor>>> {
+        let (x, w) = (v.input(0)?, v.input(1)?);
+        let d = self.dims(x, w)?;
+        if v.needs.iter().skip(1).any(|&n| n) {
+            return Err(Error::NotDifferentiable(
+                "ConvTranspose with respect to its weights or bias".into(),
+            ));
+        }
+        let mut grads: Vec<Option<Tensor>> = v.inputs.iter().map(|_| None).collect();
+        if v.needs[0] {
+            grads[0] = Some(conv_forward(v.grad(0)?, w, None, &d)?);
+        }
+        Ok(grads)
+    }
+
+    fn flops(&self, inputs: &[Option<&Value>], _outputs: &[&Value]) -> u64 {
+        match (float_input(inputs, 0), float_input(inputs, 1)) {
+            (Ok(x), Ok(w)) => self.dims(x, w).map_or(0, |d| 2 * d.macs()),
+            _ => 0,
+        }
+    }
+}

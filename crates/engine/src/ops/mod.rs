@@ -1,0 +1,166 @@
+//! ONNX operators: each one a forward function and a vector-Jacobian product.
+//!
+//! The graph is the tape: the executor keeps the forward values it needs and walks the nodes
+//! backwards, asking each op for the gradient of its inputs given the gradient of its outputs.
+//! Ops only produce gradients for inputs that depend on the model input (`needs`), so weights never
+//! pay for a gradient nobody asked for.
+//!
+//! Every op lives in a family module that registers its builders in [`registry`], the way tract's
+//! `onnx/src/ops/mod.rs` does.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use convscope_onnx::NodeProto;
+
+use crate::error::{Error, Result};
+use crate::tensor::{Tensor, Value};
+
+pub(crate) mod activation;
+pub(crate) mod binary;
+pub(crate) mod conv;
+pub(crate) mod gemm;
+pub(crate) mod matmul;
+pub(crate) mod norm;
+pub(crate) mod pad;
+pub(crate) mod pool;
+pub(crate) mod reduce;
+pub(crate) mod resize;
+pub(crate) mod shape;
+pub(crate) mod softmax;
+
+/// Everything a vector-Jacobian product may look at.
+pub struct Vjp<'a> {
+    /// The node's inputs (`None` for omitted optional inputs).
+    pub inputs: &'a [Option<&'a Value>],
+    /// The node's outputs from the forward pass.
+    pub outputs: &'a [&'a Value],
+    /// Gradient of the objective with respect to each output (`None` when it does not reach it).
+    pub grads: &'a [Option<&'a Tensor>],
+    /// Which inputs need a gradient.
+    pub needs: &'a [bool],
+}
+
+impl Vjp<'_> {
+    /// Float input `i`.
+    pub fn input(&self, i: usize) -> Result<&Tensor> {
+        float_input(self.inputs, i)
+    }
+    /// Float output `i`.
+    pub fn output(&self, i: usize) -> Result<&Tensor> {
+        self.outputs[i].as_float("output")
+    }
+    /// Gradient of output `i`, or an error if it is missing.
+    pub fn grad(&self, i: usize) -> Result<&Tensor> {
+        self.grads
+            .get(i)
+            .copied()
+            .flatten()
+            .ok_or_else(|| Error::Shape(format!("missing gradient for output {i}")))
+    }
+}
+
+/// One executable ONNX node.
+pub trait Op: Send + Sync {
+    /// Computes the outputs from the inputs.
+    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>>;
+
+    /// Returns, for each input, the gradient of the objective (or `None` where `needs` is false).
+    fn backward(&self, v: &Vjp) -> Result<Vec<Option<Tensor>>> {
+        let _ = v;
+        Err(Error::NotDifferentiable("this op".into()))
+    }
+
+    /// Multiply-add count of a forward pass for the given input shapes, for GFLOP/s figures.
+    fn flops(&self, inputs: &[Option<&Value>], outputs: &[&Value]) -> u64 {
+        let _ = (inputs, outputs);
+        0
+    }
+}
+
+/// What an op builder sees: the node and the inputs that are known constants.
+pub struct BuildCtx<'a> {
+    /// The node being built.
+    pub node: &'a NodeProto,
+    /// For each input, its value when it is an initializer or a folded constant.
+    pub consts: Vec<Option<&'a Value>>,
+    /// The model's `ai.onnx` opset version.
+    pub opset: i64,
+}
+
+impl BuildCtx<'_> {
+    pub(crate) fn int(&self, name: &str, default: i64) -> i64 {
+        self.node.attr_int(name).unwrap_or(default)
+    }
+    pub(crate) fn float(&self, name: &str, default: f32) -> f32 {
+        self.node.attr_float(name).unwrap_or(default)
+    }
+    pub(crate) fn ints(&self, name: &str) -> Option<Vec<i64>> {
+        self.node.attr_ints(name).map(|v| v.to_vec())
+    }
+    pub(crate) fn string(&self, name: &str, default: &str) -> String {
+        self.node
+            .attr_string(name)
+            .unwrap_or_else(|| default.to_string())
+    }
+}
+
+/// Builds an op from its node.
+pub type Builder = fn(&BuildCtx) -> Result<Box<dyn Op>>;
+
+/// The op-type → builder table.
+pub fn registry() -> &'static HashMap<&'static str, Builder> {
+    static REG: OnceLock<HashMap<&'static str, Builder>> = OnceLock::new();
+    REG.get_or_init(|| {
+        let mut reg: HashMap<&'static str, Builder> = HashMap::new();
+        activation::register(&mut reg);
+        binary::register(&mut reg);
+        conv::register(&mut reg);
+        gemm::register(&mut reg);
+        matmul::register(&mut reg);
+        norm::register(&mut reg);
+        pad::register(&mut reg);
+        pool::register(&mut reg);
+        reduce::register(&mut reg);
+        resize::register(&mut reg);
+        shape::register(&mut reg);
+        softmax::register(&mut reg);
+        reg
+    })
+}
+
+/// Float input `i`, with a clear error when it is missing or an integer.
+pub(crate) fn float_input<'a>(inputs: &[Option<&'a Value>], i: usize) -> Result<&'a Tensor> {
+    match inputs.get(i).copied().flatten() {
+        Some(v) => v.as_float(&format!("input {i}")),
+        None => Err(Error::Shape(format!("missing input {i}"))),
+    }
+}
+
+/// Any input `i`.
+pub(crate) fn any_input<'a>(inputs: &[Option<&'a Value>], i: usize) -> Result<&'a Value> {
+    inputs
+        .get(i)
+        .copied()
+        .flatten()
+        .ok_or_else(|| Error::Shape(format!("missing input {i}")))
+}
+
+/// Normalises a possibly negative axis against `rank`.
+pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
+    let r = rank as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    if a < 0 || a >= r.max(1) {
+        return Err(Error::Shape(format!(
+            "axis {axis} out of range for rank {rank}"
+        )));
+    }
+    Ok(a as usize)
+}
+
+/// Gradient list with only input 0 set.
+pub(crate) fn only_first(g: Tensor, n_inputs: usize) -> Vec<Option<Tensor>> {
+    let mut v: Vec<Option<Tensor>> = (0..n_inputs).map(|_| None).collect();
+    v[0] = Some(g);
+    v
+}

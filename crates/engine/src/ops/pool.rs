@@ -1,0 +1,332 @@
+//! MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool (2-D, NCHW).
+//!
+//! MaxPool's gradient goes to the first maximum of each window, as in PyTorch, so a gradient is
+//! never scaled by the number of ties.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+
+use super::{float_input, only_first, BuildCtx, Builder, Op, Vjp};
+use crate::error::{Error, Result};
+use crate::kernels::Axis;
+use crate::tensor::{Tensor, Value};
+
+pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
+    reg.insert("MaxPool", |ctx| {
+        if ctx.node.output.len() > 1 && !ctx.node.output[1].is_empty() {
+            return Err(Error::InvalidModel(
+                "MaxPool's Indices output is not supported".into(),
+            ));
+        }
+        Ok(Box::new(Pool {
+            kind: Kind::Max,
+            attrs: PoolAttrs::parse(ctx)?,
+        }))
+    });
+    reg.insert("AveragePool", |ctx| {
+        let include = ctx.int("count_include_pad", 0) != 0;
+        Ok(Box::new(Pool {
+            kind: Kind::Avg {
+                include_pad: include,
+            },
+            attrs: PoolAttrs::parse(ctx)?,
+        }))
+    });
+    reg.insert("GlobalAveragePool", |_| {
+        Ok(Box::new(GlobalPool { max: false }))
+    });
+    reg.insert("GlobalMaxPool", |_| Ok(Box::new(GlobalPool { max: true })));
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Max,
+    Avg { include_pad: bool },
+}
+
+#[derive(Clone, Debug)]
+struct PoolAttrs {
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    dilations: [usize; 2],
+    pads: [usize; 4],
+    auto_pad: String,
+    ceil_mode: bool,
+}
+
+impl PoolAttrs {
+    fn parse(ctx: &BuildCtx) -> Result<Self> {
+        let two = |name: &str, default: Option<[usize; 2]>| -> Result<[usize; 2]> {
+            match (ctx.ints(name).as_deref(), default) {
+                (Some([a, b]), _) if *a >= 1 && *b >= 1 => Ok([*a as usize, *b as usize]),
+                (None, Some(d)) => Ok(d),
+                (v, _) => Err(Error::InvalidModel(format!(
+                    "{name} {v:?}: only 2-D pooling is supported"
+                ))),
+            }
+        };
+        let kernel = two("kernel_shape", None)?;
+        let pads = match ctx.ints("pads").as_deref() {
+            None => [0; 4],
+            Some(p) if p.len() == 4 && p.iter().all(|&v| v >= 0) => {
+                [p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize]
+            }
+            Some(p) => {
+                return Err(Error::InvalidModel(format!(
+                    "pads {p:?}: expected 4 non-negative values"
+                )))
+            }
+        };
+        Ok(Self {
+            kernel,
+            strides: two("strides", Some([1, 1]))?,
+            dilations: two("dilations", Some([1, 1]))?,
+            pads,
+            auto_pad: ctx.string("auto_pad", "NOTSET"),
+            ceil_mode: ctx.int("ceil_mode", 0) != 0,
+        })
+    }
+
+    fn axis(&self, a: usize, input: usize) -> Result<(Axis, usize)> {
+        let (k, s, d) = (self.kernel[a], self.strides[a], self.dilations[a]);
+        let span = (k - 1) * d + 1;
+        let (pb, pe) = match self.auto_pad.as_str() {
+            "SAME_UPPER" | "SAME_LOWER" => {
+                let out = input.div_ceil(s);
+                let total = ((out - 1) * s + span).saturating_sub(input);
+                if self.auto_pad == "SAME_UPPER" {
+                    (total / 2, total - total / 2)
+                } else {
+                    (total - total / 2, total / 2)
+                }
+            }
+            "VALID" => (0, 0),
+            _ => (self.pads[a], self.pads[a + 2]),
+        };
+        if input + pb + pe < span {
+            return Err(Error::Shape(format!(
+                "pooling window {span} is larger than the padded input {}",
+                input + pb + pe
+            )));
+        }
+        let num = input + pb + pe - span;
+        let mut out = if self.ceil_mode {
+            num.div_ceil(s) + 1
+        } else {
+            num / s + 1
+        };
+        // A window may not start inside the end padding (PyTorch and ONNX agree on this rule).
+        if self.ceil_mode && (out - 1) * s >= input + pb {
+            out -= 1;
+        }
+        Ok((
+            Axis {
+                input,
+                output: out,
+                kernel: k,
+                stride: s,
+                dilation: d,
+                pad_begin: pb,
+            },
+            pe,
+        ))
+    }
+}
+
+struct Pool {
+    kind: Kind,
+    attrs: PoolAttrs,
+}
+
+impl Pool {
+    fn geometry(&self, x: &Tensor) -> Result<(usize, Axis, Axis)> {
+        let [n, c, h, w] = *x.shape() else {
+            return Err(Error::Shape(format!(
+                "pooling input must be 4-D NCHW, got {:?}",
+                x.shape()
+            )));
+        };
+        Ok((n * c, self.attrs.axis(0, h)?.0, self.attrs.axis(1, w)?.0))
+    }
+
+    /// Number of elements an average divides by for window (oh, ow).
+    fn divisor(&self, include_pad: bool, h: &Axis, w: &Axis, oh: usize, ow: usize) -> f32 {
+        let count = |a: &Axis, o: usize, pe: usize| -> usize {
+            (0..a.kernel)
+                .filter(|&k| {
+                    let i = (o * a.stride + k * a.dilation) as isize - a.pad_begin as isize;
+                    if include_pad {
+                        // Positions in explicit padding count; positions past it (ceil_mode) do not.
+                        i < (a.input + pe) as isize
+                    } else {
+                        i >= 0 && (i as usize) < a.input
+                    }
+                })
+                .count()
+        };
+        let peh = self.attrs.axis(0, h.input).map_or(0, |v| v.1);
+        let pew = self.attrs.axis(1, w.input).map_or(0, |v| v.1);
+        (count(h, oh, peh) * count(w, ow, pew)).max(1) as f32
+    }
+}
+
+impl Op for Pool {
+    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+        let x = float_input(inputs, 0)?;
+        let (planes, h, w) = self.geometry(x)?;
+        let (pin, pout) = (h.input * w.input, h.output * w.output);
+        let mut out = vec![0.0f32; planes * pout];
+        let divisors: Vec<f32> = match self.kind {
+            Kind::Avg { include_pad } => (0..pout)
+                .map(|p| self.divisor(include_pad, &h, &w, p / w.output, p % w.output))
+                .collect(),
+            Kind::Max => Vec::new(),
+        };
+        out.par_chunks_mut(pout.max(1))
+            .enumerate()
+            .for_each(|(plane, o)| {
+                let xp = &x.data()[plane * pin..(plane + 1) * pin];
+                for oh in 0..h.output {
+                    for ow in 0..w.output {
+                        let mut acc = match self.kind {
+                            Kind::Max => f32::NEG_INFINITY,
+                            Kind::Avg { .. } => 0.0,
+                        };
+                        for ki in 0..h.kernel {
+                            let Some(ih) = h.source(oh, ki) else { continue };
+                            for kj in 0..w.kernel {
+                                let Some(iw) = w.source(ow, kj) else { continue };
+                                let v = xp[ih * w.input + iw];
+                                match self.kind {
+                                    Kind::Max => {
+                                        if v > acc || v.is_nan() {
+                                            acc = v
+                                        }
+                                    }
+                                    Kind::Avg { .. } => acc += v,
+                                }
+                            }
+                        }
+                        o[oh * w.output + ow] = match self.kind {
+                            Kind::Max => acc,
+                            Kind::Avg { .. } => acc / divisors[oh * w.output + ow],
+                        };
+                    }
+                }
+            });
+        let [n, c, ..] = *x.shape() else {
+            unreachable!()
+        };
+        Ok(vec![Tensor::from_parts(
+            vec![n, c, h.output, w.output],
+            out,
+        )
+        .into()])
+    }
+
+    fn backward(&self, v: &Vjp) -> Result<Vec<Option<Tensor>>> {
+        let x = v.input(0)?;
+        let dy = v.grad(0)?;
+        let (_, h, w) = self.geometry(x)?;
+        let (pin, pout) = (h.input * w.input, h.output * w.output);
+        let mut dx = vec![0.0f32; x.len()];
+        let y = v.output(0)?;
+        dx.par_chunks_mut(pin.max(1))
+            .enumerate()
+            .for_each(|(plane, g)| {
+                let xp = &x.data()[plane * pin..(plane + 1) * pin];
+                let dyp = &dy.data()[plane * pout..(plane + 1) * pout];
+                for oh in 0..h.output {
+                    for ow in 0..w.output {
+                        let gv = dyp[oh * w.output + ow];
+                        if gv == 0.0 {
+                            continue;
+                        }
+                        match self.kind {
+                            Kind::Max => {
+                                // Route to the first element equal to the forward maximum.
+                                let target = y.data()[plane * pout + oh * w.output + ow];
+                                'win: for ki in 0..h.kernel {
+                                    let Some(ih) = h.source(oh, ki) else { continue };
+                                    for kj in 0..w.kernel {
+                                        let Some(iw) = w.source(ow, kj) else { continue };
+                                        let v = xp[ih * w.input + iw];
+                                        if v == target || (v.is_nan() && target.is_nan()) {
+                                            g[ih * w.input + iw] += gv;
+                                            break 'win;
+                                        }
+                                    }
+                                }
+                            }
+                            Kind::Avg { include_pad } => {
+                                let share = gv / self.divisor(include_pad, &h, &w, oh, ow);
+                                for ki in 0..h.kernel {
+                                    let Some(ih) = h.source(oh, ki) else { continue };
+                                    for kj in 0..w.kernel {
+                                        let Some(iw) = w.source(ow, kj) else { continue };
+                                        g[ih * w.input + iw] += share;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        Ok(only_first(
+            Tensor::from_parts(x.shape().to_vec(), dx),
+            v.inputs.len(),
+        ))
+    }
+}
+
+struct GlobalPool {
+    max: bool,
+}
+
+impl Op for GlobalPool {
+    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+        let x = float_input(inputs, 0)?;
+        if x.rank() < 3 {
+            return Err(Error::Shape(format!(
+                "global pooling needs N×C×spatial input, got {:?}",
+                x.shape()
+            )));
+        }
+        let plane: usize = x.shape()[2..].iter().product();
+        let out: Vec<f32> = x
+            .data()
+            .chunks(plane.max(1))
+            .map(|p| {
+                if self.max {
+                    p.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+                } else {
+                    p.iter().sum::<f32>() / plane as f32
+                }
+            })
+            .collect();
+        let mut shape = x.shape().to_vec();
+        shape[2..].iter_mut().for_each(|d| *d = 1);
+        Ok(vec![Tensor::from_parts(shape, out).into()])
+    }
+
+    fn backward(&self, v: &Vjp) -> Result<Vec<Option<Tensor>>> {
+        let (x, dy, y) = (v.input(0)?, v.grad(0)?, v.output(0)?);
+        let plane: usize = x.shape()[2..].iter().product();
+        let mut dx = vec![0.0f32; x.len()];
+        for (i, g) in dx.chunks_mut(plane.max(1)).enumerate() {
+            if self.max {
+                let xp = &x.data()[i * plane..(i + 1) * plane];
+                if let Some(j) = xp.iter().position(|&v| v == y.data()[i]) {
+                    g[j] = dy.data()[i];
+                }
+            } else {
+                g.fill(dy.data()[i] / plane as f32);
+            }
+        }
+        Ok(only_first(
+            Tensor::from_parts(x.shape().to_vec(), dx),
+            v.inputs.len(),
+        ))
+    }
+}

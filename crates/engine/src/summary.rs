@@ -1,0 +1,159 @@
+//! `model.summary()` for an ONNX file: every layer with its ops, output shape and parameters.
+
+use std::fmt;
+
+use crate::error::Result;
+use crate::model::{Layout, Model};
+use crate::tensor::Tensor;
+
+/// One row of a [`Summary`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerSummary {
+    /// Position in execution order.
+    pub index: usize,
+    /// Friendly layer name.
+    pub name: String,
+    /// Fused ops, e.g. `Conv+Relu`.
+    pub ops: String,
+    /// ONNX name of the value the layer produces.
+    pub value: String,
+    /// Output shape for a batch of one at the summary's input size, in the model's own layout.
+    pub shape: Vec<usize>,
+    /// Learned parameters.
+    pub params: usize,
+}
+
+/// A Keras-style summary of a model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    /// Input name.
+    pub input: String,
+    /// Input shape used for the summary (batch 1).
+    pub input_shape: Vec<usize>,
+    /// Input layout.
+    pub layout: Layout,
+    /// Whether the spatial size was declared by the file (otherwise a default was used).
+    pub declared_size: bool,
+    /// Producer and version.
+    pub producer: String,
+    /// `ai.onnx` opset.
+    pub opset: i64,
+    /// Layers in order.
+    pub layers: Vec<LayerSummary>,
+    /// Total learned parameters.
+    pub total_params: usize,
+}
+
+impl Model {
+    /// Runs one zero image through the model (at `size`, else the declared size, else 224×224)
+    /// and reports every layer's output shape.
+    pub fn summary(&self, size: Option<(usize, usize)>) -> Result<Summary> {
+        let spec = self.input_spec();
+        let declared = spec.height.zip(spec.width);
+        let (h, w) = size.or(declared).unwrap_or((224, 224));
+        let shape = spec.shape(1, h, w);
+        let targets: Vec<_> = self.layers().iter().map(|l| l.value).collect();
+        let tape = self.forward(&Tensor::zeros(&shape), &targets)?;
+        let layers = self
+            .layers()
+            .iter()
+            .map(|l| {
+                Ok(LayerSummary {
+                    index: l.index,
+                    name: l.name.clone(),
+                    ops: l.ops.clone(),
+                    value: self.value_name(l.value).to_string(),
+                    shape: tape.value(l.value)?.shape().to_vec(),
+                    params: l.params,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Summary {
+            input: spec.name.clone(),
+            input_shape: shape,
+            layout: spec.layout,
+            declared_size: declared.is_some(),
+            producer: self.producer().to_string(),
+            opset: self.opset(),
+            layers,
+            total_params: self.parameter_count(),
+        })
+    }
+}
+
+fn group_digits(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let layout = match self.layout {
+            Layout::Nchw => "NCHW",
+            Layout::Nhwc => "NHWC",
+        };
+        writeln!(
+            f,
+            "Model: {} (opset {})",
+            if self.producer.is_empty() {
+                "unknown producer"
+            } else {
+                &self.producer
+            },
+            self.opset
+        )?;
+        writeln!(
+            f,
+            "Input: {} {:?} {layout}{}",
+            self.input,
+            self.input_shape,
+            if self.declared_size {
+                ""
+            } else {
+                " (size not declared; shapes shown at this size)"
+            }
+        )?;
+        let name_w = self
+            .layers
+            .iter()
+            .map(|l| l.name.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        let ops_w = self
+            .layers
+            .iter()
+            .map(|l| l.ops.len())
+            .max()
+            .unwrap_or(2)
+            .max(2);
+        let rule = "─".repeat(name_w + ops_w + 38);
+        writeln!(f, "{rule}")?;
+        writeln!(
+            f,
+            "{:>3}  {:name_w$}  {:ops_w$}  {:20}  {:>10}",
+            "#", "Layer", "Op", "Output shape", "Param #"
+        )?;
+        writeln!(f, "{rule}")?;
+        for l in &self.layers {
+            writeln!(
+                f,
+                "{:>3}  {:name_w$}  {:ops_w$}  {:20}  {:>10}",
+                l.index,
+                l.name,
+                l.ops,
+                format!("{:?}", l.shape),
+                group_digits(l.params)
+            )?;
+        }
+        writeln!(f, "{rule}")?;
+        write!(f, "Total params: {}", group_digits(self.total_params))
+    }
+}
