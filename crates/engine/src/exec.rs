@@ -16,6 +16,16 @@ pub struct Tape<'m> {
     flops: u64,
 }
 
+/// How gradients pass back through ReLU-like nodes (`Relu`, `Clip`, `LeakyRelu`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReluRule {
+    /// The exact derivative.
+    Exact,
+    /// Guided backpropagation (Springenberg et al., 2015): the exact derivative, then negative
+    /// gradients are zeroed.
+    Guided,
+}
+
 /// The result of [`Tape::backward`].
 #[derive(Debug, Clone)]
 pub struct Gradients {
@@ -26,13 +36,13 @@ pub struct Gradients {
 }
 
 impl Model {
-    /// Indices of the nodes needed to compute `targets`, in execution order.
-    fn needed_nodes(&self, targets: &[ValueId]) -> Vec<usize> {
+    /// Indices of the nodes needed to compute `targets` when `leaves` are given, in order.
+    fn needed_nodes(&self, targets: &[ValueId], leaves: &[ValueId]) -> Vec<usize> {
         let mut need = vec![false; self.nodes.len()];
         let mut stack: Vec<ValueId> = targets.to_vec();
         let mut seen = vec![false; self.values.len()];
         while let Some(v) = stack.pop() {
-            if std::mem::replace(&mut seen[v.0], true) {
+            if std::mem::replace(&mut seen[v.0], true) || leaves.contains(&v) {
                 continue;
             }
             if let Source::Node(n) = self.values[v.0].source {
@@ -52,17 +62,19 @@ impl Model {
         }
     }
 
-    /// Executes `nodes`; when `keep` is false, frees each value after its last reader.
+    /// Executes `nodes` from the given leaf values; when `keep` is false, frees each value after
+    /// its last reader.
     fn execute(
         &self,
-        input: &Tensor,
+        leaves: Vec<(ValueId, Value)>,
         nodes: &[usize],
         targets: &[ValueId],
         keep: bool,
     ) -> Result<(Vec<Option<Value>>, u64)> {
-        self.check_input(input)?;
         let mut store: Vec<Option<Value>> = vec![None; self.values.len()];
-        store[self.input.0] = Some(Value::Float(input.clone()));
+        for (id, v) in leaves {
+            store[id.0] = Some(v);
+        }
         let mut last_use = vec![usize::MAX; self.values.len()];
         if !keep {
             for (pos, &n) in nodes.iter().enumerate() {
@@ -77,15 +89,15 @@ impl Model {
         let mut flops = 0u64;
         for (pos, &ni) in nodes.iter().enumerate() {
             let node = &self.nodes[ni];
-            let inputs: Vec<Option<&Value>> = node
-                .inputs
-                .iter()
-                .map(|i| i.and_then(|id| self.lookup(&store, id)))
-                .collect();
-            let outs = node
-                .op
-                .forward(&inputs)
-                .map_err(|e| node_error(&node.name, &node.op_type, e))?;
+            let inputs: Vec<Option<&Value>> =
+                node.inputs.iter().map(|i| i.and_then(|id| self.lookup(&store, id))).collect();
+            if let Some(missing) = node.inputs.iter().zip(&inputs).find_map(|(id, v)| id.filter(|_| v.is_none())) {
+                return Err(Error::Input(format!(
+                    "'{}' is needed by node '{}' but was not given",
+                    self.values[missing.0].name, node.name
+                )));
+            }
+            let outs = node.op.forward(&inputs).map_err(|e| node_error(&node.name, &node.op_type, e))?;
             if keep {
                 let out_refs: Vec<&Value> = outs.iter().collect();
                 flops += node.op.flops(&inputs, &out_refs);
@@ -96,7 +108,7 @@ impl Model {
             }
             if !keep {
                 for id in node.inputs.iter().flatten() {
-                    if last_use[id.0] == pos && *id != self.input {
+                    if last_use[id.0] == pos {
                         store[id.0] = None;
                     }
                 }
@@ -109,21 +121,27 @@ impl Model {
     ///
     /// `input` is a batch in the model's layout ([`Model::input_spec`]).
     pub fn run(&self, input: &Tensor, targets: &[ValueId]) -> Result<Vec<Value>> {
-        let nodes = self.needed_nodes(targets);
-        let (mut store, _) = self.execute(input, &nodes, targets, false)?;
+        self.check_input(input)?;
+        self.run_from(&[(self.input, input.clone())], targets)
+    }
+
+    /// Runs the graph from given values instead of the input: the nodes producing `feeds` are
+    /// skipped, and every other value the targets need must follow from the feeds.
+    ///
+    /// This runs the "head" of a network from an intermediate layer, e.g. with some channels
+    /// zeroed (Ablation-CAM), at any batch size.
+    pub fn run_from(&self, feeds: &[(ValueId, Tensor)], targets: &[ValueId]) -> Result<Vec<Value>> {
+        let leaves: Vec<ValueId> = feeds.iter().map(|(id, _)| *id).collect();
+        let nodes = self.needed_nodes(targets, &leaves);
+        let values = feeds.iter().map(|(id, t)| (*id, Value::Float(t.clone()))).collect();
+        let (mut store, _) = self.execute(values, &nodes, targets, false)?;
         targets
             .iter()
             .map(|t| match &self.values[t.0].source {
                 Source::Const(v) => Ok(v.clone()),
-                _ => store[t.0]
-                    .take()
-                    .or_else(|| self.lookup(&store, *t).cloned())
-                    .ok_or_else(|| {
-                        Error::InvalidModel(format!(
-                            "value '{}' was not computed",
-                            self.values[t.0].name
-                        ))
-                    }),
+                _ => store[t.0].take().ok_or_else(|| {
+                    Error::InvalidModel(format!("value '{}' was not computed", self.values[t.0].name))
+                }),
             })
             .collect()
     }
@@ -135,24 +153,18 @@ impl Model {
             .zip(targets)
             .map(|(v, t)| match v {
                 Value::Float(t) => Ok(t),
-                Value::Int(_) => Err(Error::Type(format!(
-                    "'{}' is an integer value",
-                    self.values[t.0].name
-                ))),
+                Value::Int(_) => Err(Error::Type(format!("'{}' is an integer value", self.values[t.0].name))),
             })
             .collect()
     }
 
     /// Runs the graph up to `targets`, keeping every value for a later [`Tape::backward`].
     pub fn forward(&self, input: &Tensor, targets: &[ValueId]) -> Result<Tape<'_>> {
-        let nodes = self.needed_nodes(targets);
-        let (values, flops) = self.execute(input, &nodes, targets, true)?;
-        Ok(Tape {
-            model: self,
-            values,
-            nodes,
-            flops,
-        })
+        self.check_input(input)?;
+        let nodes = self.needed_nodes(targets, &[]);
+        let (values, flops) =
+            self.execute(vec![(self.input, Value::Float(input.clone()))], &nodes, targets, true)?;
+        Ok(Tape { model: self, values, nodes, flops })
     }
 }
 
@@ -162,10 +174,7 @@ impl Tape<'_> {
         self.model
             .lookup(&self.values, id)
             .ok_or_else(|| {
-                Error::InvalidModel(format!(
-                    "'{}' was not computed by this pass",
-                    self.model.value_name(id)
-                ))
+                Error::InvalidModel(format!("'{}' was not computed by this pass", self.model.value_name(id)))
             })?
             .as_float(self.model.value_name(id))
     }
@@ -175,11 +184,65 @@ impl Tape<'_> {
         self.flops
     }
 
+    /// Bytes held by the forward values of this pass (what a batch item costs in memory).
+    pub fn memory_bytes(&self) -> usize {
+        self.values.iter().flatten().map(|v| v.shape().iter().product::<usize>() * 4).sum()
+    }
+
     /// Back-propagates `seeds` (d objective / d value for some values) to the input.
     ///
     /// Returns the input gradient and the gradient of every value in `wrt`. Only values that
     /// depend on the input get gradients; weights never do.
     pub fn backward(&self, seeds: Vec<(ValueId, Tensor)>, wrt: &[ValueId]) -> Result<Gradients> {
+        self.backward_with(seeds, wrt, ReluRule::Exact)
+    }
+
+    /// [`Tape::backward`] with a choice of rule for ReLU-like nodes (guided backpropagation).
+    pub fn backward_with(&self, seeds: Vec<(ValueId, Tensor)>, wrt: &[ValueId], rule: ReluRule) -> Result<Gradients> {
+        let m = self.model;
+        let mut grads = self.propagate(seeds, wrt, None, rule)?;
+        let shape = self.value(m.input)?.shape().to_vec();
+        let input = grads[m.input.0].take().unwrap_or_else(|| Tensor::zeros(&shape));
+        let values = wrt.iter().filter_map(|&id| grads[id.0].take().map(|g| (id, g))).collect();
+        Ok(Gradients { input, values })
+    }
+
+    /// Gradients of `seeds` with respect to the values in `wrt` only.
+    ///
+    /// The sweep visits only the nodes downstream of `wrt` (for Grad-CAM, the classifier head),
+    /// so several targets cost several passes through the head, not through the whole network.
+    /// Values the objective does not reach get a zero gradient.
+    pub fn backward_to(&self, seeds: Vec<(ValueId, Tensor)>, wrt: &[ValueId]) -> Result<HashMap<ValueId, Tensor>> {
+        let m = self.model;
+        let mut downstream = vec![false; m.values.len()];
+        wrt.iter().for_each(|id| downstream[id.0] = true);
+        let mut visit = vec![false; m.nodes.len()];
+        for &ni in &self.nodes {
+            if m.nodes[ni].inputs.iter().flatten().any(|id| downstream[id.0]) {
+                visit[ni] = true;
+                m.nodes[ni].outputs.iter().for_each(|o| downstream[o.0] = true);
+            }
+        }
+        let mut grads = self.propagate(seeds, wrt, Some(&visit), ReluRule::Exact)?;
+        wrt.iter()
+            .map(|&id| {
+                let g = match grads[id.0].take() {
+                    Some(g) => g,
+                    None => Tensor::zeros(self.value(id)?.shape()),
+                };
+                Ok((id, g))
+            })
+            .collect()
+    }
+
+    /// The reverse sweep shared by [`Tape::backward`] and [`Tape::backward_to`].
+    fn propagate(
+        &self,
+        seeds: Vec<(ValueId, Tensor)>,
+        wrt: &[ValueId],
+        only: Option<&[bool]>,
+        rule: ReluRule,
+    ) -> Result<Vec<Option<Tensor>>> {
         let m = self.model;
         let mut grads: Vec<Option<Tensor>> = vec![None; m.values.len()];
         for (id, g) in seeds {
@@ -196,7 +259,7 @@ impl Tape<'_> {
         }
         for &ni in self.nodes.iter().rev() {
             let node = &m.nodes[ni];
-            if node.outputs.iter().all(|o| grads[o.0].is_none()) {
+            if only.is_some_and(|v| !v[ni]) || node.outputs.iter().all(|o| grads[o.0].is_none()) {
                 continue;
             }
             let needs: Vec<bool> = node
@@ -204,36 +267,29 @@ impl Tape<'_> {
                 .iter()
                 .map(|i| {
                     i.is_some_and(|id| {
-                        m.values[id.0].varies
-                            && m.lookup(&self.values, id).is_some_and(Value::is_float)
+                        m.values[id.0].varies && m.lookup(&self.values, id).is_some_and(Value::is_float)
                     })
                 })
                 .collect();
             if needs.iter().any(|&n| n) {
-                let inputs: Vec<Option<&Value>> = node
-                    .inputs
-                    .iter()
-                    .map(|i| i.and_then(|id| m.lookup(&self.values, id)))
-                    .collect();
+                let inputs: Vec<Option<&Value>> =
+                    node.inputs.iter().map(|i| i.and_then(|id| m.lookup(&self.values, id))).collect();
                 let outputs: Vec<&Value> = node
                     .outputs
                     .iter()
                     .map(|o| {
-                        m.lookup(&self.values, *o)
-                            .ok_or_else(|| Error::InvalidModel("missing forward value".into()))
+                        m.lookup(&self.values, *o).ok_or_else(|| Error::InvalidModel("missing forward value".into()))
                     })
                     .collect::<Result<_>>()?;
-                let out_grads: Vec<Option<&Tensor>> =
-                    node.outputs.iter().map(|o| grads[o.0].as_ref()).collect();
-                let input_grads = node
-                    .op
-                    .backward(&Vjp {
-                        inputs: &inputs,
-                        outputs: &outputs,
-                        grads: &out_grads,
-                        needs: &needs,
-                    })
-                    .map_err(|e| node_error(&node.name, &node.op_type, e))?;
+                let out_grads: Vec<Option<&Tensor>> = node.outputs.iter().map(|o| grads[o.0].as_ref()).collect();
+                let vjp = Vjp { inputs: &inputs, outputs: &outputs, grads: &out_grads, needs: &needs };
+                let mut input_grads = node.op.backward(&vjp).map_err(|e| node_error(&node.name, &node.op_type, e))?;
+                if rule == ReluRule::Guided && matches!(node.op_type.as_str(), "Relu" | "Clip" | "LeakyRelu") {
+                    // Guided backpropagation: only positive gradients pass back through ReLUs.
+                    if let Some(g) = input_grads.first_mut().and_then(Option::as_mut) {
+                        g.data_mut().iter_mut().for_each(|v| *v = v.max(0.0));
+                    }
+                }
                 for ((id, g), need) in node.inputs.iter().zip(input_grads).zip(&needs) {
                     if let (Some(id), Some(g), true) = (id, g, need) {
                         accumulate(&mut grads[id.0], g);
@@ -246,25 +302,13 @@ impl Tape<'_> {
                 }
             }
         }
-        let input_value = self.value(m.input)?;
-        let input = grads[m.input.0]
-            .take()
-            .unwrap_or_else(|| Tensor::zeros(input_value.shape()));
-        let values = wrt
-            .iter()
-            .filter_map(|&id| grads[id.0].take().map(|g| (id, g)))
-            .collect();
-        Ok(Gradients { input, values })
+        Ok(grads)
     }
 }
 
 fn accumulate(slot: &mut Option<Tensor>, g: Tensor) {
     match slot {
-        Some(acc) => acc
-            .data_mut()
-            .iter_mut()
-            .zip(g.data())
-            .for_each(|(a, b)| *a += b),
+        Some(acc) => acc.data_mut().iter_mut().zip(g.data()).for_each(|(a, b)| *a += b),
         None => *slot = Some(g),
     }
 }

@@ -46,7 +46,7 @@ mod summary;
 mod tensor;
 
 pub use error::{Error, Result, UnsupportedOp};
-pub use exec::{Gradients, Tape};
+pub use exec::{Gradients, ReluRule, Tape};
 pub use layers::{closest, Layer};
 pub use model::{InputSpec, Layout, Model, ValueId};
 pub use summary::{LayerSummary, Summary};

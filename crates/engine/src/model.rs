@@ -238,7 +238,8 @@ impl Model {
                     continue;
                 }
             }
-            let varies = inputs.iter().flatten().any(|id| values[id.0].varies);
+            // A shape depends on the input's size, not its values: it carries no gradient.
+            let varies = n.op_type != "Shape" && inputs.iter().flatten().any(|id| values[id.0].varies);
             let idx = nodes.len();
             let outputs: Vec<ValueId> = n
                 .output
