@@ -1,0 +1,230 @@
+//! Grad-CAM helpers: upsampling a coarse map, colouring it, blending it over
+//! the input image.
+
+use image::RgbImage;
+
+use crate::colormap::Colormap;
+use crate::types::f32_to_u8;
+use crate::{Error, Result, RgbImageF32};
+
+fn check_map(len: usize, h: usize, w: usize) -> Result<()> {
+    if h.checked_mul(w) != Some(len) {
+        return Err(Error::Shape(format!("map of {len} values is not {h}x{w}")));
+    }
+    Ok(())
+}
+
+/// Bilinear resize of a single-channel `h×w` map to `out_h×out_w`, with
+/// `align_corners = false` semantics as OpenCV's `cv2.resize(...,
+/// INTER_LINEAR)` on float data and PyTorch's `F.interpolate(mode="bilinear",
+/// align_corners=False)`: source coordinate `(i + 0.5) * in/out - 0.5`,
+/// clamped at the borders. No antialiasing when shrinking.
+///
+/// # Errors
+/// [`Error::Shape`] if `map.len() != h * w`, or the input is empty while the
+/// output is not.
+pub fn upsample_bilinear(
+    map: &[f32],
+    h: usize,
+    w: usize,
+    out_h: usize,
+    out_w: usize,
+) -> Result<Vec<f32>> {
+    check_map(map.len(), h, w)?;
+    if out_h == 0 || out_w == 0 {
+        return Ok(Vec::new());
+    }
+    if h == 0 || w == 0 {
+        return Err(Error::Shape(format!(
+            "cannot upsample an empty {h}x{w} map"
+        )));
+    }
+    let taps = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f32)> {
+        let scale = n_in as f64 / n_out as f64;
+        (0..n_out)
+            .map(|i| {
+                let src = ((i as f64 + 0.5) * scale - 0.5).max(0.0);
+                let i0 = (src.floor() as usize).min(n_in - 1);
+                let i1 = (i0 + 1).min(n_in - 1);
+                let f = if i0 == n_in - 1 {
+                    0.0
+                } else {
+                    (src - i0 as f64) as f32
+                };
+                (i0, i1, f)
+            })
+            .collect()
+    };
+    let xs = taps(w, out_w);
+    let ys = taps(h, out_h);
+    let mut out = Vec::with_capacity(out_h * out_w);
+    for &(y0, y1, fy) in &ys {
+        let r0 = &map[y0 * w..(y0 + 1) * w];
+        let r1 = &map[y1 * w..(y1 + 1) * w];
+        for &(x0, x1, fx) in &xs {
+            let top = r0[x0] * (1.0 - fx) + r0[x1] * fx;
+            let bot = r1[x0] * (1.0 - fx) + r1[x1] * fx;
+            out.push(top * (1.0 - fy) + bot * fy);
+        }
+    }
+    Ok(out)
+}
+
+/// Colours an `h×w` map whose values are already in `0..=1` (values outside
+/// are clamped by [`Colormap::map`]; NaN is black).
+///
+/// # Errors
+/// [`Error::Shape`] if `map01.len() != h * w` or a side exceeds `u32`.
+pub fn heatmap_rgb(map01: &[f32], h: usize, w: usize, colormap: Colormap) -> Result<RgbImage> {
+    check_map(map01.len(), h, w)?;
+    let (w32, h32) = (
+        u32::try_from(w).map_err(|_| Error::Shape(format!("width {w} too large")))?,
+        u32::try_from(h).map_err(|_| Error::Shape(format!("height {h} too large")))?,
+    );
+    let mut raw = Vec::with_capacity(map01.len() * 3);
+    for &v in map01 {
+        raw.extend_from_slice(&colormap.map(v));
+    }
+    Ok(RgbImage::from_raw(w32, h32, raw).expect("length checked"))
+}
+
+/// Blends a heatmap over an image:
+/// `out = round(clamp(heat * alpha + image * (1 - alpha), 0, 255))` per
+/// sample, with `alpha` clamped to `0..=1` (the convex blend of
+/// pytorch-grad-cam's `show_cam_on_image(..., image_weight = 1 - alpha)`,
+/// minus its divide-by-max step, which is a no-op for a convex blend of
+/// in-range values). Typical `alpha` is 0.4.
+///
+/// Note: *Deep Learning with Python* instead saves `heat * 0.4 + img`
+/// (not convex: brighter, then clipped to 255 by `save_img`'s conversion);
+/// this crate deliberately uses the convex blend, which never saturates.
+///
+/// # Errors
+/// [`Error::Shape`] if the two images differ in size or `image` is
+/// inconsistent.
+pub fn overlay(image: &RgbImageF32, heat: &RgbImage, alpha: f32) -> Result<RgbImage> {
+    if image.data.len() != image.width * image.height * 3 {
+        return Err(Error::Shape("inconsistent RgbImageF32".into()));
+    }
+    if (heat.width() as usize, heat.height() as usize) != (image.width, image.height) {
+        return Err(Error::Shape(format!(
+            "heatmap is {}x{} but image is {}x{}",
+            heat.width(),
+            heat.height(),
+            image.width,
+            image.height
+        )));
+    }
+    let a = if alpha.is_nan() {
+        0.0
+    } else {
+        alpha.clamp(0.0, 1.0)
+    };
+    let raw: Vec<u8> = heat
+        .as_raw()
+        .iter()
+        .zip(&image.data)
+        .map(|(&hv, &iv)| f32_to_u8(hv as f32 * a + iv * (1.0 - a)))
+        .collect();
+    Ok(RgbImage::from_raw(heat.width(), heat.height(), raw).expect("length checked"))
+}
+
+/// Convenience for Grad-CAM: min-max normalises a coarse `h×w` CAM to `0..1`
+/// (a constant or empty map becomes all zeros; NaN → 0), upsamples it
+/// bilinearly to the image size, colours it and blends it with [`overlay`].
+/// Returns `(heatmap, blended)`.
+///
+/// # Errors
+/// As [`upsample_bilinear`] and [`overlay`].
+pub fn gradcam_overlay(
+    image: &RgbImageF32,
+    cam: &[f32],
+    h: usize,
+    w: usize,
+    colormap: Colormap,
+    alpha: f32,
+) -> Result<(RgbImage, RgbImage)> {
+    check_map(cam.len(), h, w)?;
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    for &v in cam.iter().filter(|v| v.is_finite()) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    let norm: Vec<f32> = cam
+        .iter()
+        .map(|&v| {
+            if v.is_finite() && hi > lo {
+                (v - lo) / (hi - lo)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let up = upsample_bilinear(&norm, h, w, image.height, image.width)?;
+    let heat = heatmap_rgb(&up, image.height, image.width, colormap)?;
+    let blended = overlay(image, &heat, alpha)?;
+    Ok((heat, blended))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+
+    fn solid(w: u32, h: u32, c: [u8; 3]) -> RgbImage {
+        RgbImage::from_pixel(w, h, Rgb(c))
+    }
+
+    #[test]
+    fn bilinear_matches_opencv_rule() {
+        // cv2.resize(np.array([[0,10],[20,30]],np.float32),(4,4),interpolation=cv2.INTER_LINEAR)
+        // = [[0,2.5,7.5,10],[5,7.5,12.5,15],[15,17.5,22.5,25],[20,22.5,27.5,30]]
+        let out = upsample_bilinear(&[0.0, 10.0, 20.0, 30.0], 2, 2, 4, 4).unwrap();
+        let expect = [
+            0.0, 2.5, 7.5, 10.0, 5.0, 7.5, 12.5, 15.0, 15.0, 17.5, 22.5, 25.0, 20.0, 22.5, 27.5,
+            30.0,
+        ];
+        for (a, b) in out.iter().zip(expect) {
+            assert!((a - b).abs() < 1e-5, "{out:?}");
+        }
+        // Identity size.
+        let m = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        assert_eq!(upsample_bilinear(&m, 2, 3, 2, 3).unwrap(), m.to_vec());
+        assert!(upsample_bilinear(&m, 2, 2, 4, 4).is_err());
+        assert_eq!(upsample_bilinear(&[7.0], 1, 1, 2, 3).unwrap(), vec![7.0; 6]);
+    }
+
+    #[test]
+    fn heatmap_and_overlay() {
+        let heat = heatmap_rgb(&[0.0, 1.0], 1, 2, Colormap::Jet).unwrap();
+        assert_eq!(heat.get_pixel(0, 0).0, Colormap::Jet.map(0.0));
+        assert_eq!(heat.get_pixel(1, 0).0, Colormap::Jet.map(1.0));
+        let img = RgbImageF32 {
+            width: 2,
+            height: 1,
+            data: vec![100.0; 6],
+        };
+        let o = overlay(&img, &heat, 0.5).unwrap();
+        let j = Colormap::Jet.map(0.0);
+        assert_eq!(
+            o.get_pixel(0, 0).0,
+            [50, 50, ((j[2] as f32 * 0.5) + 50.0).round() as u8]
+        );
+        assert_eq!(
+            overlay(&img, &heat, 0.0).unwrap().get_pixel(1, 0).0,
+            [100, 100, 100]
+        );
+        assert!(overlay(&img, &solid(1, 1, [0; 3]), 0.5).is_err());
+    }
+
+    #[test]
+    fn gradcam_convenience() {
+        let img = RgbImageF32::zeros(8, 6);
+        let (heat, blended) =
+            gradcam_overlay(&img, &[0.0, 1.0, 2.0, 3.0], 2, 2, Colormap::Jet, 1.0).unwrap();
+        assert_eq!(heat.dimensions(), (8, 6));
+        assert_eq!(heat, blended);
+        assert_eq!(heat.get_pixel(0, 0).0, Colormap::Jet.map(0.0));
+        assert_eq!(heat.get_pixel(7, 5).0, Colormap::Jet.map(1.0));
+    }
+}
