@@ -1,0 +1,86 @@
+//! `convscope`: see what a trained convolutional network has learned.
+
+mod bench;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use convscope_engine::{Layout, Model};
+
+#[derive(Parser)]
+#[command(name = "convscope", version, about = "See what a trained convolutional network has learned.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a Keras-style summary of an ONNX model: layers, ops, output shapes, parameters.
+    Summary {
+        /// The ONNX model file.
+        model: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Input size WxH for models that do not declare one (default: declared, else 224x224).
+        #[arg(long, value_parser = parse_size)]
+        size: Option<(usize, usize)>,
+    },
+    /// Measure engine speed on a model (median ms and GFLOP/s).
+    Bench(bench::BenchArgs),
+}
+
+/// Parses `W`, `WxH`.
+pub(crate) fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let parse = |v: &str| v.trim().parse::<usize>().ok().filter(|&n| n > 0 && n <= 16384);
+    let (w, h) = match s.split_once(['x', 'X']) {
+        Some((w, h)) => (parse(w), parse(h)),
+        None => (parse(s), parse(s)),
+    };
+    match (w, h) {
+        (Some(w), Some(h)) => Ok((h, w)),
+        _ => Err(format!("'{s}' is not a size; use W or WxH, e.g. 150 or 224x224")),
+    }
+}
+
+fn load(path: &PathBuf) -> Result<Model> {
+    Model::load(path).with_context(|| format!("cannot load {}", path.display()))
+}
+
+fn summary(model: PathBuf, json: bool, size: Option<(usize, usize)>) -> Result<()> {
+    let m = load(&model)?;
+    let s = m.summary(size).context("cannot run the model to get its shapes")?;
+    if json {
+        let layers: Vec<_> = s
+            .layers
+            .iter()
+            .map(|l| serde_json::json!({"index": l.index, "name": l.name, "ops": l.ops, "value": l.value, "shape": l.shape, "params": l.params}))
+            .collect();
+        let out = serde_json::json!({
+            "input": {"name": s.input, "shape": s.input_shape, "layout": match s.layout { Layout::Nchw => "NCHW", Layout::Nhwc => "NHWC" }, "declared_size": s.declared_size},
+            "producer": s.producer, "opset": s.opset, "layers": layers, "total_params": s.total_params,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{s}");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Summary { model, json, size } => summary(model, json, size),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

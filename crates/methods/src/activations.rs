@@ -1,0 +1,136 @@
+//! Intermediate activations: every channel of the selected layers for one input, with the
+//! statistics behind the walk-through's "sparsity increases with depth".
+
+use convscope_engine::{Model, Tensor};
+
+use crate::error::{Error, Result};
+use crate::select::Selected;
+
+/// Summary numbers of one layer's output for one image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerStats {
+    /// Mean of all values.
+    pub mean: f64,
+    /// Standard deviation of all values.
+    pub std: f64,
+    /// Smallest value.
+    pub min: f32,
+    /// Largest value.
+    pub max: f32,
+    /// Fraction of values that are exactly zero.
+    pub zero_fraction: f64,
+    /// Channels whose values are all zero (the walk-through's "blank" filters).
+    pub blank_channels: usize,
+    /// Number of channels.
+    pub channels: usize,
+}
+
+/// One layer's activations.
+#[derive(Clone, Debug)]
+pub struct LayerActivation {
+    /// What was selected.
+    pub selected: Selected,
+    /// ONNX name of the value.
+    pub value_name: String,
+    /// The value for the (single) input image, batch axis included.
+    pub values: Tensor,
+    /// Statistics over the first image.
+    pub stats: LayerStats,
+}
+
+impl LayerActivation {
+    /// `(channels, height, width)` when the value is a spatial NCHW feature map.
+    pub fn spatial(&self) -> Option<(usize, usize, usize)> {
+        match *self.values.shape() {
+            [_, c, h, w] if h > 1 || w > 1 => Some((c, h, w)),
+            _ => None,
+        }
+    }
+
+    /// Channel `k` of the first image of a spatial map.
+    pub fn channel(&self, k: usize) -> Option<&[f32]> {
+        let (c, h, w) = self.spatial()?;
+        (k < c).then(|| &self.values.data()[k * h * w..(k + 1) * h * w])
+    }
+}
+
+/// Statistics of the first item of `t` (channels on axis 1).
+pub fn layer_stats(t: &Tensor) -> LayerStats {
+    let s = t.shape();
+    let n = s.first().copied().unwrap_or(1).max(1);
+    let item = &t.data()[..t.len() / n];
+    let channels = s.get(1).copied().unwrap_or(1).max(1);
+    let plane = item.len() / channels;
+    let count = item.len().max(1) as f64;
+    let mean = item.iter().map(|&v| v as f64).sum::<f64>() / count;
+    let var = item.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / count;
+    let zeros = item.iter().filter(|&&v| v == 0.0).count();
+    let blank = if plane == 0 { 0 } else { item.chunks(plane).filter(|c| c.iter().all(|&v| v == 0.0)).count() };
+    LayerStats {
+        mean,
+        std: var.sqrt(),
+        min: item.iter().copied().fold(f32::INFINITY, f32::min),
+        max: item.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        zero_fraction: zeros as f64 / count,
+        blank_channels: blank,
+        channels,
+    }
+}
+
+/// Ops whose layers make spatial feature maps (the default selection).
+const SPATIAL_HEADS: &[&str] = &[
+    "Conv", "ConvTranspose", "MaxPool", "AveragePool", "BatchNormalization", "Add", "Mul", "Concat", "Resize", "Relu", "Clip",
+    "Upsample", "Pad", "Sub", "Div",
+];
+
+/// Every layer that produces a spatial feature map (height or width > 1), for `input`.
+pub fn default_selection(model: &Model, input: &Tensor) -> Result<Vec<Selected>> {
+    let candidates: Vec<Selected> = model
+        .layers()
+        .iter()
+        .filter(|l| SPATIAL_HEADS.contains(&l.ops.split('+').next().unwrap_or("")))
+        .map(|l| Selected { label: l.name.clone(), value: l.value, layer: Some(l.clone()) })
+        .collect();
+    if candidates.is_empty() {
+        return Err(Error::Layer("the model has no layer with a spatial feature map".into()));
+    }
+    let ids: Vec<_> = candidates.iter().map(|s| s.value).collect();
+    let values = model.run(input, &ids)?;
+    Ok(candidates
+        .into_iter()
+        .zip(values)
+        .filter(|(_, v)| matches!(*v.shape(), [_, _, h, w] if h > 1 || w > 1) && v.is_float())
+        .map(|(s, _)| s)
+        .collect())
+}
+
+/// Runs the model once up to the deepest selected value and returns each value with statistics.
+pub fn compute_activations(model: &Model, input: &Tensor, selection: &[Selected]) -> Result<Vec<LayerActivation>> {
+    let ids: Vec<_> = selection.iter().map(|s| s.value).collect();
+    let values = model.run_float(input, &ids)?;
+    Ok(selection
+        .iter()
+        .zip(values)
+        .map(|(s, values)| LayerActivation {
+            selected: s.clone(),
+            value_name: model.value_name(s.value).to_string(),
+            stats: layer_stats(&values),
+            values,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_count_blank_channels() {
+        let t = Tensor::new(vec![1, 3, 1, 2], vec![0.0, 0.0, 1.0, 3.0, 0.0, 0.0]).unwrap();
+        let s = layer_stats(&t);
+        assert_eq!(s.blank_channels, 2);
+        assert!((s.zero_fraction - 4.0 / 6.0).abs() < 1e-12);
+        assert!((s.mean - 4.0 / 6.0).abs() < 1e-12);
+        assert_eq!(s.max, 3.0);
+    }
+}
