@@ -18,6 +18,9 @@ pub(crate) struct BenchArgs {
     /// Only jobs whose name contains this.
     #[arg(long)]
     only: Option<String>,
+    /// Print where the time goes, per op and direction, after each job.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// Deterministic pseudo-random input in [0, 1).
@@ -53,11 +56,15 @@ fn time(runs: usize, mut f: impl FnMut() -> Result<u64>) -> Result<(f64, u64)> {
 
 fn report(name: &str, (ms, flops): (f64, u64)) {
     println!("convscope {name:<26} median_ms={ms:.1} gflops={:.1}", flops as f64 / ms / 1e6);
+    for (op, total, calls) in convscope_engine::take_profile().into_iter().take(8) {
+        println!("    {op:<28} {:>9.1} ms total  {calls:>5} calls", total.as_secs_f64() * 1e3);
+    }
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
     let want = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
     println!("# threads={} runs={}", rayon::current_num_threads(), args.runs);
+    convscope_engine::set_profiling(args.profile);
     let vgg_path = args.models.join("vgg16_tumor.onnx");
     if want("vgg16") {
         let vgg = Model::load(&vgg_path).with_context(|| format!("cannot load {}", vgg_path.display()))?;

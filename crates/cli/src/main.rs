@@ -1,6 +1,9 @@
 //! `convscope`: see what a trained convolutional network has learned.
 
+mod activations;
 mod bench;
+mod common;
+mod filters;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +32,10 @@ enum Command {
         #[arg(long, value_parser = parse_size)]
         size: Option<(usize, usize)>,
     },
+    /// Show every channel of every layer for one input image, as grids, statistics and .npy.
+    Activations(activations::ActivationsArgs),
+    /// Show the input pattern each filter of a layer responds to (gradient ascent in input space).
+    Filters(filters::FiltersArgs),
     /// Measure engine speed on a model (median ms and GFLOP/s).
     Bench(bench::BenchArgs),
 }
@@ -46,7 +53,7 @@ pub(crate) fn parse_size(s: &str) -> Result<(usize, usize), String> {
     }
 }
 
-fn load(path: &PathBuf) -> Result<Model> {
+pub(crate) fn load(path: &PathBuf) -> Result<Model> {
     Model::load(path).with_context(|| format!("cannot load {}", path.display()))
 }
 
@@ -74,6 +81,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Summary { model, json, size } => summary(model, json, size),
+        Command::Activations(args) => activations::run(args),
+        Command::Filters(args) => filters::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

@@ -97,7 +97,11 @@ impl Model {
                     self.values[missing.0].name, node.name
                 )));
             }
+            let t0 = crate::profile::enabled().then(std::time::Instant::now);
             let outs = node.op.forward(&inputs).map_err(|e| node_error(&node.name, &node.op_type, e))?;
+            if let Some(t0) = t0 {
+                crate::profile::record(&format!("{} forward", node.op_type), t0.elapsed());
+            }
             if keep {
                 let out_refs: Vec<&Value> = outs.iter().collect();
                 flops += node.op.flops(&inputs, &out_refs);
@@ -283,7 +287,11 @@ impl Tape<'_> {
                     .collect::<Result<_>>()?;
                 let out_grads: Vec<Option<&Tensor>> = node.outputs.iter().map(|o| grads[o.0].as_ref()).collect();
                 let vjp = Vjp { inputs: &inputs, outputs: &outputs, grads: &out_grads, needs: &needs };
+                let t0 = crate::profile::enabled().then(std::time::Instant::now);
                 let mut input_grads = node.op.backward(&vjp).map_err(|e| node_error(&node.name, &node.op_type, e))?;
+                if let Some(t0) = t0 {
+                    crate::profile::record(&format!("{} backward", node.op_type), t0.elapsed());
+                }
                 if rule == ReluRule::Guided && matches!(node.op_type.as_str(), "Relu" | "Clip" | "LeakyRelu") {
                     // Guided backpropagation: only positive gradients pass back through ReLUs.
                     if let Some(g) = input_grads.first_mut().and_then(Option::as_mut) {

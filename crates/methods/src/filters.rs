@@ -168,7 +168,12 @@ impl PixelMap {
         Tensor::new(shape, data).expect("sizes match")
     }
 
-    /// Gradient on model input → gradient on pixels of item `i`.
+    /// The gradient on the model input of item `i`, laid out as its pixel image (channels
+    /// un-swapped, not scaled by the preprocessing).
+    ///
+    /// The ascent step is normalised where the walk-through normalises it, on the model input:
+    /// a gradient taken in pixel units of a model fed `pixels / 255` is 255× smaller, and the
+    /// `+ 1e-5` of the normalisation would then swamp it and stall the ascent.
     fn to_pixels(&self, g: &Tensor, b: &Batch, i: usize) -> Vec<f32> {
         let (c, p) = (b.c, b.h * b.w);
         let mut out = vec![0.0; c * p];
@@ -179,7 +184,7 @@ impl PixelMap {
                     Layout::Nchw => g.data()[(i * c + k) * p + j],
                     Layout::Nhwc => g.data()[(i * p + j) * c + k],
                 };
-                out[s * p + j] += v * self.mul[k];
+                out[s * p + j] += v;
             }
         }
         out
