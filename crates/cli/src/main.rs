@@ -12,6 +12,10 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use convscope_engine::{Layout, Model};
 
+/// Large tensors are reused between passes instead of being returned to the kernel.
+#[global_allocator]
+static ALLOC: convscope_engine::CachingAlloc = convscope_engine::CachingAlloc;
+
 #[derive(Parser)]
 #[command(name = "convscope", version, about = "See what a trained convolutional network has learned.")]
 struct Cli {

@@ -124,46 +124,55 @@ impl Axis {
     }
 }
 
+/// Range `lo..hi` of outputs `o` whose tap `k` reads inside the input along `a`.
+#[inline]
+pub(crate) fn valid_outputs(a: &Axis, k: usize) -> (usize, usize) {
+    let off = (k * a.dilation) as isize - a.pad_begin as isize;
+    let lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(a.stride) };
+    let last = a.input as isize - 1 - off;
+    if last < 0 {
+        return (0, 0);
+    }
+    let hi = ((last as usize) / a.stride + 1).min(a.output);
+    (lo.min(hi), hi)
+}
+
 /// Fills `col` (rows `c·kh·kw`, `cols` columns starting at output position `p0`) from one image
 /// `x` of `channels × h.input × w.input`.
-pub(crate) fn im2col_tile(
-    x: &[f32],
-    channels: usize,
-    h: &Axis,
-    w: &Axis,
-    p0: usize,
-    cols: usize,
-    col: &mut [f32],
-) {
+///
+/// Each row is built from runs of one output row: the valid middle is a copy (contiguous for
+/// stride 1) and the padded ends are zeros, so the loop has no per-element bounds test.
+pub(crate) fn im2col_tile(x: &[f32], channels: usize, h: &Axis, w: &Axis, p0: usize, cols: usize, col: &mut [f32]) {
     let kk = h.kernel * w.kernel;
+    let ranges: Vec<(usize, usize)> = (0..w.kernel).map(|kj| valid_outputs(w, kj)).collect();
     for c in 0..channels {
         let xc = &x[c * h.input * w.input..(c + 1) * h.input * w.input];
         for ki in 0..h.kernel {
-            for kj in 0..w.kernel {
+            for (kj, &(lo, hi)) in ranges.iter().enumerate() {
                 let row = (c * kk + ki * w.kernel + kj) * cols;
                 let dst = &mut col[row..row + cols];
                 let (mut oh, mut ow) = (p0 / w.output, p0 % w.output);
                 let mut t = 0;
                 while t < cols {
                     let run = (w.output - ow).min(cols - t);
+                    let out = &mut dst[t..t + run];
                     match h.source(oh, ki) {
-                        None => dst[t..t + run].fill(0.0),
+                        None => out.fill(0.0),
                         Some(ih) => {
-                            let xrow = &xc[ih * w.input..(ih + 1) * w.input];
-                            if w.stride == 1 && w.dilation == 1 {
-                                // Contiguous run: copy the valid middle, zero the padded ends.
-                                let start = ow as isize + kj as isize - w.pad_begin as isize;
-                                for (u, d) in dst[t..t + run].iter_mut().enumerate() {
-                                    let iw = start + u as isize;
-                                    *d = if iw >= 0 && (iw as usize) < w.input {
-                                        xrow[iw as usize]
-                                    } else {
-                                        0.0
-                                    };
-                                }
-                            } else {
-                                for (u, d) in dst[t..t + run].iter_mut().enumerate() {
-                                    *d = w.source(ow + u, kj).map_or(0.0, |iw| xrow[iw]);
+                            // Outputs ow..ow+run of this row; valid ones are lo..hi.
+                            let (a, b) = (lo.clamp(ow, ow + run), hi.clamp(ow, ow + run));
+                            out[..a - ow].fill(0.0);
+                            out[b - ow..].fill(0.0);
+                            if a < b {
+                                let base = ih * w.input + kj * w.dilation;
+                                let first = base + a * w.stride - w.pad_begin;
+                                let seg = &mut out[a - ow..b - ow];
+                                if w.stride == 1 {
+                                    seg.copy_from_slice(&xc[first..first + (b - a)]);
+                                } else {
+                                    for (u, d) in seg.iter_mut().enumerate() {
+                                        *d = xc[first + u * w.stride];
+                                    }
                                 }
                             }
                         }

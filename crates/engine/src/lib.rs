@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod alloc;
 mod error;
 mod exec;
 mod kernels;
@@ -46,6 +47,7 @@ mod profile;
 mod summary;
 mod tensor;
 
+pub use alloc::CachingAlloc;
 pub use error::{Error, Result, UnsupportedOp};
 pub use exec::{Gradients, ReluRule, Tape};
 pub use layers::{closest, Layer};
