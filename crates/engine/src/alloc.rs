@@ -33,11 +33,18 @@ struct Cache {
 }
 
 static LOCK: AtomicBool = AtomicBool::new(false);
-static mut CACHE: Cache = Cache { blocks: [(0, 0, 0); SLOTS], len: 0, bytes: 0 };
+static mut CACHE: Cache = Cache {
+    blocks: [(0, 0, 0); SLOTS],
+    len: 0,
+    bytes: 0,
+};
 
 /// Runs `f` on the cache under a spin lock (the allocator must not allocate, so no Mutex).
 fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
-    while LOCK.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+    while LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
         std::hint::spin_loop();
     }
     // SAFETY: the spin lock above gives exclusive access to CACHE until it is released below.
@@ -49,7 +56,9 @@ fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
 impl CachingAlloc {
     fn take(layout: Layout) -> Option<*mut u8> {
         with_cache(|c| {
-            let i = (0..c.len).rev().find(|&i| c.blocks[i].0 == layout.size() && c.blocks[i].1 == layout.align())?;
+            let i = (0..c.len)
+                .rev()
+                .find(|&i| c.blocks[i].0 == layout.size() && c.blocks[i].1 == layout.align())?;
             let ptr = c.blocks[i].2 as *mut u8;
             c.bytes -= layout.size();
             c.len -= 1;
@@ -104,7 +113,8 @@ unsafe impl GlobalAlloc for CachingAlloc {
                 } else {
                     // Still no room: free this block too (rare; the caller frees `out` first).
                     if let Some((p, size, align)) = out {
-                        System.dealloc(p as *mut u8, Layout::from_size_align_unchecked(size, align));
+                        System
+                            .dealloc(p as *mut u8, Layout::from_size_align_unchecked(size, align));
                     }
                     Some((ptr as usize, layout.size(), layout.align()))
                 }

@@ -89,16 +89,27 @@ impl Model {
         let mut flops = 0u64;
         for (pos, &ni) in nodes.iter().enumerate() {
             let node = &self.nodes[ni];
-            let inputs: Vec<Option<&Value>> =
-                node.inputs.iter().map(|i| i.and_then(|id| self.lookup(&store, id))).collect();
-            if let Some(missing) = node.inputs.iter().zip(&inputs).find_map(|(id, v)| id.filter(|_| v.is_none())) {
+            let inputs: Vec<Option<&Value>> = node
+                .inputs
+                .iter()
+                .map(|i| i.and_then(|id| self.lookup(&store, id)))
+                .collect();
+            if let Some(missing) = node
+                .inputs
+                .iter()
+                .zip(&inputs)
+                .find_map(|(id, v)| id.filter(|_| v.is_none()))
+            {
                 return Err(Error::Input(format!(
                     "'{}' is needed by node '{}' but was not given",
                     self.values[missing.0].name, node.name
                 )));
             }
             let t0 = crate::profile::enabled().then(std::time::Instant::now);
-            let outs = node.op.forward(&inputs).map_err(|e| node_error(&node.name, &node.op_type, e))?;
+            let outs = node
+                .op
+                .forward(&inputs)
+                .map_err(|e| node_error(&node.name, &node.op_type, e))?;
             if let Some(t0) = t0 {
                 crate::profile::record(&format!("{} forward", node.op_type), t0.elapsed());
             }
@@ -137,14 +148,20 @@ impl Model {
     pub fn run_from(&self, feeds: &[(ValueId, Tensor)], targets: &[ValueId]) -> Result<Vec<Value>> {
         let leaves: Vec<ValueId> = feeds.iter().map(|(id, _)| *id).collect();
         let nodes = self.needed_nodes(targets, &leaves);
-        let values = feeds.iter().map(|(id, t)| (*id, Value::Float(t.clone()))).collect();
+        let values = feeds
+            .iter()
+            .map(|(id, t)| (*id, Value::Float(t.clone())))
+            .collect();
         let (mut store, _) = self.execute(values, &nodes, targets, false)?;
         targets
             .iter()
             .map(|t| match &self.values[t.0].source {
                 Source::Const(v) => Ok(v.clone()),
                 _ => store[t.0].take().ok_or_else(|| {
-                    Error::InvalidModel(format!("value '{}' was not computed", self.values[t.0].name))
+                    Error::InvalidModel(format!(
+                        "value '{}' was not computed",
+                        self.values[t.0].name
+                    ))
                 }),
             })
             .collect()
@@ -157,7 +174,10 @@ impl Model {
             .zip(targets)
             .map(|(v, t)| match v {
                 Value::Float(t) => Ok(t),
-                Value::Int(_) => Err(Error::Type(format!("'{}' is an integer value", self.values[t.0].name))),
+                Value::Int(_) => Err(Error::Type(format!(
+                    "'{}' is an integer value",
+                    self.values[t.0].name
+                ))),
             })
             .collect()
     }
@@ -166,9 +186,18 @@ impl Model {
     pub fn forward(&self, input: &Tensor, targets: &[ValueId]) -> Result<Tape<'_>> {
         self.check_input(input)?;
         let nodes = self.needed_nodes(targets, &[]);
-        let (values, flops) =
-            self.execute(vec![(self.input, Value::Float(input.clone()))], &nodes, targets, true)?;
-        Ok(Tape { model: self, values, nodes, flops })
+        let (values, flops) = self.execute(
+            vec![(self.input, Value::Float(input.clone()))],
+            &nodes,
+            targets,
+            true,
+        )?;
+        Ok(Tape {
+            model: self,
+            values,
+            nodes,
+            flops,
+        })
     }
 }
 
@@ -178,7 +207,10 @@ impl Tape<'_> {
         self.model
             .lookup(&self.values, id)
             .ok_or_else(|| {
-                Error::InvalidModel(format!("'{}' was not computed by this pass", self.model.value_name(id)))
+                Error::InvalidModel(format!(
+                    "'{}' was not computed by this pass",
+                    self.model.value_name(id)
+                ))
             })?
             .as_float(self.model.value_name(id))
     }
@@ -190,7 +222,11 @@ impl Tape<'_> {
 
     /// Bytes held by the forward values of this pass (what a batch item costs in memory).
     pub fn memory_bytes(&self) -> usize {
-        self.values.iter().flatten().map(|v| v.shape().iter().product::<usize>() * 4).sum()
+        self.values
+            .iter()
+            .flatten()
+            .map(|v| v.shape().iter().product::<usize>() * 4)
+            .sum()
     }
 
     /// Back-propagates `seeds` (d objective / d value for some values) to the input.
@@ -202,12 +238,22 @@ impl Tape<'_> {
     }
 
     /// [`Tape::backward`] with a choice of rule for ReLU-like nodes (guided backpropagation).
-    pub fn backward_with(&self, seeds: Vec<(ValueId, Tensor)>, wrt: &[ValueId], rule: ReluRule) -> Result<Gradients> {
+    pub fn backward_with(
+        &self,
+        seeds: Vec<(ValueId, Tensor)>,
+        wrt: &[ValueId],
+        rule: ReluRule,
+    ) -> Result<Gradients> {
         let m = self.model;
         let mut grads = self.propagate(seeds, wrt, None, rule)?;
         let shape = self.value(m.input)?.shape().to_vec();
-        let input = grads[m.input.0].take().unwrap_or_else(|| Tensor::zeros(&shape));
-        let values = wrt.iter().filter_map(|&id| grads[id.0].take().map(|g| (id, g))).collect();
+        let input = grads[m.input.0]
+            .take()
+            .unwrap_or_else(|| Tensor::zeros(&shape));
+        let values = wrt
+            .iter()
+            .filter_map(|&id| grads[id.0].take().map(|g| (id, g)))
+            .collect();
         Ok(Gradients { input, values })
     }
 
@@ -216,15 +262,27 @@ impl Tape<'_> {
     /// The sweep visits only the nodes downstream of `wrt` (for Grad-CAM, the classifier head),
     /// so several targets cost several passes through the head, not through the whole network.
     /// Values the objective does not reach get a zero gradient.
-    pub fn backward_to(&self, seeds: Vec<(ValueId, Tensor)>, wrt: &[ValueId]) -> Result<HashMap<ValueId, Tensor>> {
+    pub fn backward_to(
+        &self,
+        seeds: Vec<(ValueId, Tensor)>,
+        wrt: &[ValueId],
+    ) -> Result<HashMap<ValueId, Tensor>> {
         let m = self.model;
         let mut downstream = vec![false; m.values.len()];
         wrt.iter().for_each(|id| downstream[id.0] = true);
         let mut visit = vec![false; m.nodes.len()];
         for &ni in &self.nodes {
-            if m.nodes[ni].inputs.iter().flatten().any(|id| downstream[id.0]) {
+            if m.nodes[ni]
+                .inputs
+                .iter()
+                .flatten()
+                .any(|id| downstream[id.0])
+            {
                 visit[ni] = true;
-                m.nodes[ni].outputs.iter().for_each(|o| downstream[o.0] = true);
+                m.nodes[ni]
+                    .outputs
+                    .iter()
+                    .for_each(|o| downstream[o.0] = true);
             }
         }
         let mut grads = self.propagate(seeds, wrt, Some(&visit), ReluRule::Exact)?;
@@ -259,7 +317,7 @@ impl Tape<'_> {
                     v.shape()
                 )));
             }
-            accumulate(&mut grads[id.0], g);
+            accumulate(&mut grads[id.0], g)?;
         }
         for &ni in self.nodes.iter().rev() {
             let node = &m.nodes[ni];
@@ -271,28 +329,44 @@ impl Tape<'_> {
                 .iter()
                 .map(|i| {
                     i.is_some_and(|id| {
-                        m.values[id.0].varies && m.lookup(&self.values, id).is_some_and(Value::is_float)
+                        m.values[id.0].varies
+                            && m.lookup(&self.values, id).is_some_and(Value::is_float)
                     })
                 })
                 .collect();
             if needs.iter().any(|&n| n) {
-                let inputs: Vec<Option<&Value>> =
-                    node.inputs.iter().map(|i| i.and_then(|id| m.lookup(&self.values, id))).collect();
+                let inputs: Vec<Option<&Value>> = node
+                    .inputs
+                    .iter()
+                    .map(|i| i.and_then(|id| m.lookup(&self.values, id)))
+                    .collect();
                 let outputs: Vec<&Value> = node
                     .outputs
                     .iter()
                     .map(|o| {
-                        m.lookup(&self.values, *o).ok_or_else(|| Error::InvalidModel("missing forward value".into()))
+                        m.lookup(&self.values, *o)
+                            .ok_or_else(|| Error::InvalidModel("missing forward value".into()))
                     })
                     .collect::<Result<_>>()?;
-                let out_grads: Vec<Option<&Tensor>> = node.outputs.iter().map(|o| grads[o.0].as_ref()).collect();
-                let vjp = Vjp { inputs: &inputs, outputs: &outputs, grads: &out_grads, needs: &needs };
+                let out_grads: Vec<Option<&Tensor>> =
+                    node.outputs.iter().map(|o| grads[o.0].as_ref()).collect();
+                let vjp = Vjp {
+                    inputs: &inputs,
+                    outputs: &outputs,
+                    grads: &out_grads,
+                    needs: &needs,
+                };
                 let t0 = crate::profile::enabled().then(std::time::Instant::now);
-                let mut input_grads = node.op.backward(&vjp).map_err(|e| node_error(&node.name, &node.op_type, e))?;
+                let mut input_grads = node
+                    .op
+                    .backward(&vjp)
+                    .map_err(|e| node_error(&node.name, &node.op_type, e))?;
                 if let Some(t0) = t0 {
                     crate::profile::record(&format!("{} backward", node.op_type), t0.elapsed());
                 }
-                if rule == ReluRule::Guided && matches!(node.op_type.as_str(), "Relu" | "Clip" | "LeakyRelu") {
+                if rule == ReluRule::Guided
+                    && matches!(node.op_type.as_str(), "Relu" | "Clip" | "LeakyRelu")
+                {
                     // Guided backpropagation: only positive gradients pass back through ReLUs.
                     if let Some(g) = input_grads.first_mut().and_then(Option::as_mut) {
                         g.data_mut().iter_mut().for_each(|v| *v = v.max(0.0));
@@ -300,7 +374,7 @@ impl Tape<'_> {
                 }
                 for ((id, g), need) in node.inputs.iter().zip(input_grads).zip(&needs) {
                     if let (Some(id), Some(g), true) = (id, g, need) {
-                        accumulate(&mut grads[id.0], g);
+                        accumulate(&mut grads[id.0], g)?;
                     }
                 }
             }
@@ -314,9 +388,21 @@ impl Tape<'_> {
     }
 }
 
-fn accumulate(slot: &mut Option<Tensor>, g: Tensor) {
+fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
     match slot {
-        Some(acc) => acc.data_mut().iter_mut().zip(g.data()).for_each(|(a, b)| *a += b),
+        Some(acc) if acc.shape() != g.shape() => {
+            return Err(Error::Shape(format!(
+                "gradients of shapes {:?} and {:?} meet at one value",
+                acc.shape(),
+                g.shape()
+            )))
+        }
+        Some(acc) => acc
+            .data_mut()
+            .iter_mut()
+            .zip(g.data())
+            .for_each(|(a, b)| *a += b),
         None => *slot = Some(g),
     }
+    Ok(())
 }

@@ -128,7 +128,11 @@ impl Axis {
 #[inline]
 pub(crate) fn valid_outputs(a: &Axis, k: usize) -> (usize, usize) {
     let off = (k * a.dilation) as isize - a.pad_begin as isize;
-    let lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(a.stride) };
+    let lo = if off >= 0 {
+        0
+    } else {
+        ((-off) as usize).div_ceil(a.stride)
+    };
     let last = a.input as isize - 1 - off;
     if last < 0 {
         return (0, 0);
@@ -142,7 +146,15 @@ pub(crate) fn valid_outputs(a: &Axis, k: usize) -> (usize, usize) {
 ///
 /// Each row is built from runs of one output row: the valid middle is a copy (contiguous for
 /// stride 1) and the padded ends are zeros, so the loop has no per-element bounds test.
-pub(crate) fn im2col_tile(x: &[f32], channels: usize, h: &Axis, w: &Axis, p0: usize, cols: usize, col: &mut [f32]) {
+pub(crate) fn im2col_tile(
+    x: &[f32],
+    channels: usize,
+    h: &Axis,
+    w: &Axis,
+    p0: usize,
+    cols: usize,
+    col: &mut [f32],
+) {
     let kk = h.kernel * w.kernel;
     let ranges: Vec<(usize, usize)> = (0..w.kernel).map(|kj| valid_outputs(w, kj)).collect();
     for c in 0..channels {

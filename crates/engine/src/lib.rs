@@ -51,7 +51,7 @@ pub use alloc::CachingAlloc;
 pub use error::{Error, Result, UnsupportedOp};
 pub use exec::{Gradients, ReluRule, Tape};
 pub use layers::{closest, Layer};
-pub use profile::{set_profiling, take_profile};
 pub use model::{InputSpec, Layout, Model, ValueId};
+pub use profile::{set_profiling, take_profile};
 pub use summary::{LayerSummary, Summary};
 pub use tensor::{strides_of, IntTensor, Tensor, TensorOf, Value};

@@ -132,6 +132,18 @@ impl Model {
             .map_or(13, |o| o.version);
         let graph = proto.graph;
         check_supported(&graph.node)?;
+        if let Some((i, n)) = graph
+            .node
+            .iter()
+            .enumerate()
+            .find(|(_, n)| n.output.iter().all(|o| o.is_empty()))
+        {
+            return Err(Error::InvalidModel(format!(
+                "node '{}' ({}) has no output",
+                node_display_name(n, i),
+                n.op_type
+            )));
+        }
 
         let mut values: Vec<ValueInfo> = Vec::new();
         let mut by_name: HashMap<String, ValueId> = HashMap::new();
@@ -239,7 +251,8 @@ impl Model {
                 }
             }
             // A shape depends on the input's size, not its values: it carries no gradient.
-            let varies = n.op_type != "Shape" && inputs.iter().flatten().any(|id| values[id.0].varies);
+            let varies =
+                n.op_type != "Shape" && inputs.iter().flatten().any(|id| values[id.0].varies);
             let idx = nodes.len();
             let outputs: Vec<ValueId> = n
                 .output
@@ -512,8 +525,9 @@ fn describe_input(
         Some(d) => d
             .iter()
             .map(|d| {
+                // Declared sizes beyond 65536 are corrupt; treat them as unknown.
                 if let Dim::Value(v) = d {
-                    (*v > 0).then_some(*v as usize)
+                    (1..=1 << 16).contains(v).then_some(*v as usize)
                 } else {
                     None
                 }

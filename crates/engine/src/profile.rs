@@ -19,7 +19,10 @@ pub(crate) fn enabled() -> bool {
 
 pub(crate) fn record(key: &str, d: Duration) {
     let mut t = TIMES.lock().unwrap_or_else(|e| e.into_inner());
-    let e = t.get_or_insert_with(HashMap::new).entry(key.to_string()).or_default();
+    let e = t
+        .get_or_insert_with(HashMap::new)
+        .entry(key.to_string())
+        .or_default();
     e.0 += d;
     e.1 += 1;
 }
@@ -27,7 +30,12 @@ pub(crate) fn record(key: &str, d: Duration) {
 /// Accumulated `(op and direction, total time, calls)`, slowest first; resets the counters.
 pub fn take_profile() -> Vec<(String, Duration, usize)> {
     let mut t = TIMES.lock().unwrap_or_else(|e| e.into_inner());
-    let mut v: Vec<_> = t.take().unwrap_or_default().into_iter().map(|(k, (d, n))| (k, d, n)).collect();
+    let mut v: Vec<_> = t
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, (d, n))| (k, d, n))
+        .collect();
     v.sort_by(|a, b| b.1.cmp(&a.1));
     v
 }

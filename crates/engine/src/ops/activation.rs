@@ -243,7 +243,14 @@ impl Op for Unary {
             let neg = matches!(self.kind, Kind::Neg);
             t.data_mut()
                 .iter_mut()
-                .for_each(|v| *v = if neg { -*v } else { v.abs() });
+                // Wrapping, as NumPy: -i64::MIN and |i64::MIN| overflow (a panic in debug).
+                .for_each(|v| {
+                    *v = if neg {
+                        v.wrapping_neg()
+                    } else {
+                        v.wrapping_abs()
+                    }
+                });
             return Ok(vec![t.into()]);
         }
         let x = float_input(inputs, 0)?;

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{any_input, Builder, Op, Vjp};
+use super::{any_input, check_size, Builder, Op, Vjp};
 use crate::error::{Error, Result};
 use crate::tensor::{strides_of, Tensor, TensorOf, Value};
 
@@ -60,6 +60,8 @@ pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
             _ => return Err(Error::Shape(format!("cannot broadcast {a:?} with {b:?}"))),
         };
     }
+    // A small value broadcast against a large constant can still ask for an absurd result.
+    check_size(&out, "broadcast")?;
     Ok(out)
 }
 

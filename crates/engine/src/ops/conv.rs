@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use super::{float_input, BuildCtx, Builder, Op, Vjp};
+use super::{check_size, float_input, BuildCtx, Builder, Op, Vjp};
 use crate::error::{Error, Result};
 use crate::kernels::{col2im_channel, im2col_tile, matmul_raw, Axis, Mat, SharedOut};
 use crate::tensor::{Tensor, Value};
@@ -48,12 +48,17 @@ struct ConvAttrs {
     group: usize,
 }
 
+/// Largest stride, dilation or pad accepted. Real networks stay far below; the bound keeps the
+/// index arithmetic (`o·stride + k·dilation`, `input + pads`) from overflowing on corrupt values.
+const MAX_GEOMETRY: i64 = 1 << 20;
+
 fn pair(v: Option<Vec<i64>>, what: &str) -> Result<[usize; 2]> {
+    let ok = |x: i64| (1..=MAX_GEOMETRY).contains(&x);
     match v.as_deref() {
         None => Ok([1, 1]),
-        Some([a, b]) if *a >= 1 && *b >= 1 => Ok([*a as usize, *b as usize]),
+        Some([a, b]) if ok(*a) && ok(*b) => Ok([*a as usize, *b as usize]),
         Some(other) => Err(Error::InvalidModel(format!(
-            "{what} {other:?}: only 2-D convolutions with positive values are supported"
+            "{what} {other:?}: only 2-D convolutions with values in 1..={MAX_GEOMETRY} are supported"
         ))),
     }
 }
@@ -69,12 +74,12 @@ impl ConvAttrs {
         };
         let pads = match ctx.ints("pads").as_deref() {
             None => [0; 4],
-            Some(p) if p.len() == 4 && p.iter().all(|&v| v >= 0) => {
+            Some(p) if p.len() == 4 && p.iter().all(|&v| (0..=MAX_GEOMETRY).contains(&v)) => {
                 [p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize]
             }
             Some(p) => {
                 return Err(Error::InvalidModel(format!(
-                    "pads {p:?}: expected 4 non-negative values (2-D)"
+                    "pads {p:?}: expected 4 non-negative values (2-D) up to {MAX_GEOMETRY}"
                 )))
             }
         };
@@ -101,6 +106,12 @@ impl ConvAttrs {
     /// Geometry of a convolution reading `input` along axis `a` (0 = height, 1 = width).
     fn axis(&self, a: usize, input: usize, kernel: usize) -> Result<Axis> {
         let (s, d) = (self.strides[a], self.dilations[a]);
+        // An empty axis would underflow `out - 1` below (SAME) and convolve only padding.
+        if input == 0 || kernel == 0 {
+            return Err(Error::Shape(format!(
+                "convolution of an axis of size {input} with a kernel of size {kernel}"
+            )));
+        }
         let span = (kernel - 1) * d + 1;
         let (pb, pe) = match self.auto_pad {
             AutoPad::NotSet => (self.pads[a], self.pads[a + 2]),
@@ -175,21 +186,30 @@ fn conv_dims(attrs: &ConvAttrs, x: &Tensor, w: &Tensor) -> Result<Dims> {
         )));
     };
     let g = attrs.group;
-    if c != cg * g || m % g != 0 || kh == 0 || kw == 0 {
+    if kh == 0 || kw == 0 {
         return Err(Error::Shape(format!(
-            "input has {c} channels but weight {:?} with group {g} expects {}",
-            w.shape(),
-            cg * g
+            "Conv weight {:?} has an empty {kh}×{kw} kernel",
+            w.shape()
         )));
     }
-    Ok(Dims {
+    // Checked: a corrupt group attribute can overflow `cg * g`.
+    if cg.checked_mul(g) != Some(c) || m % g != 0 {
+        return Err(Error::Shape(format!(
+            "input has {c} channels but weight {:?} with group {g} expects {}·{g} channels and a multiple of {g} filters",
+            w.shape(),
+            cg
+        )));
+    }
+    let d = Dims {
         n,
         c,
         m,
         g,
         h: attrs.axis(0, ih, kh)?,
         w: attrs.axis(1, iw, kw)?,
-    })
+    };
+    check_size(&[n, m, d.h.output, d.w.output], "Conv")?;
+    Ok(d)
 }
 
 /// Columns per GEMM tile: 256, or fewer so that every thread gets a tile.
@@ -198,7 +218,8 @@ fn tile_width(p: usize, tasks_without_tiling: usize) -> usize {
     let per = if tasks_without_tiling >= threads {
         p
     } else {
-        p.div_ceil(threads.div_ceil(tasks_without_tiling))
+        // max(1): an empty batch has no task at all (and div_ceil(0) panics).
+        p.div_ceil(threads.div_ceil(tasks_without_tiling.max(1)))
     };
     per.clamp(1, 256)
 }
@@ -539,15 +560,41 @@ impl ConvTranspose {
                 w.shape()
             )));
         }
+        // Checked: with no input channels any group divides, and `mg * g` may overflow.
+        let c = mg.checked_mul(g).ok_or_else(|| {
+            Error::Shape(format!(
+                "ConvTranspose weight {:?} with group {g}",
+                w.shape()
+            ))
+        })?;
         let a = &self.attrs;
         let mk = |ax: usize, input: usize, k: usize| -> Result<Axis> {
             let (s, dl) = (a.strides[ax], a.dilations[ax]);
+            // `input - 1` and `k - 1` below underflow on empty axes.
+            if input == 0 || k == 0 {
+                return Err(Error::Shape(format!(
+                    "ConvTranspose of an axis of size {input} with a kernel of size {k}"
+                )));
+            }
             let span = (k - 1) * dl + 1;
-            let op = self.output_padding.get(ax).copied().unwrap_or(0).max(0) as usize;
+            // ONNX: output_padding must be smaller than the stride or the dilation.
+            let op = self.output_padding.get(ax).copied().unwrap_or(0);
+            if op < 0 || op as usize >= s.max(dl) {
+                return Err(Error::InvalidModel(format!(
+                    "ConvTranspose output_padding {:?} must be below the stride or dilation",
+                    self.output_padding
+                )));
+            }
+            let op = op as usize;
             let full = s * (input - 1) + op + span;
             let (out, pb) = match (&self.output_shape, a.auto_pad) {
                 (Some(os), _) if os.len() == 2 => {
                     let out = os[ax].max(1) as usize;
+                    if out > super::MAX_ELEMENTS {
+                        return Err(Error::Shape(format!(
+                            "ConvTranspose output_shape {os:?} is too large"
+                        )));
+                    }
                     let total = full.saturating_sub(out);
                     let pb = if a.auto_pad == AutoPad::SameUpper {
                         total / 2
@@ -591,14 +638,16 @@ impl ConvTranspose {
             }
             Ok(ax)
         };
-        Ok(Dims {
+        let d = Dims {
             n,
-            c: mg * g,
+            c,
             m: cin,
             g,
             h: mk(0, h, kh)?,
             w: mk(1, wd, kw)?,
-        })
+        };
+        check_size(&[n, c, d.h.input, d.w.input], "ConvTranspose")?;
+        Ok(d)
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::binary::broadcast_map;
-use super::{float_input, Builder, Op, Vjp};
+use super::{check_size, float_input, Builder, Op, Vjp};
 use crate::error::{Error, Result};
 use crate::kernels::{matmul, Mat};
 use crate::tensor::{Tensor, Value};
@@ -55,6 +55,7 @@ impl Gemm {
                 bm.rows
             )));
         }
+        check_size(&[am.rows, bm.cols], "Gemm")?;
         Ok((am.rows, am.cols, bm.cols, am, bm))
     }
 }

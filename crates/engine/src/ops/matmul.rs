@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::binary::broadcast_shape;
-use super::{float_input, Builder, Op, Vjp};
+use super::{check_size, float_input, Builder, Op, Vjp};
 use crate::error::{Error, Result};
 use crate::kernels::{matmul, Mat};
 use crate::tensor::{strides_of, Tensor, Value};
@@ -54,6 +54,8 @@ fn plan(a: &[usize], b: &[usize]) -> Result<Plan> {
     if b.len() > 1 {
         out_shape.push(n);
     }
+    // An outer product (k = 1) of two large operands is bounded only here.
+    check_size(&out_shape, "MatMul")?;
     Ok(Plan {
         m,
         k,

@@ -147,10 +147,13 @@ pub(crate) fn any_input<'a>(inputs: &[Option<&'a Value>], i: usize) -> Result<&'
 }
 
 /// Normalises a possibly negative axis against `rank`.
+///
+/// A scalar (rank 0) has no axis: every caller indexes the shape with the result, so accepting
+/// axis 0 there (as `r.max(1)` used to) turned e.g. a Concat or Gather of scalars into a panic.
 pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
-    if a < 0 || a >= r.max(1) {
+    if a < 0 || a >= r {
         return Err(Error::Shape(format!(
             "axis {axis} out of range for rank {rank}"
         )));
@@ -163,4 +166,28 @@ pub(crate) fn only_first(g: Tensor, n_inputs: usize) -> Vec<Option<Tensor>> {
     let mut v: Vec<Option<Tensor>> = (0..n_inputs).map(|_| None).collect();
     v[0] = Some(g);
     v
+}
+
+/// Largest tensor, in elements, an op allocates: 2^28 values (1 GiB of `f32`).
+///
+/// Output shapes computed from attributes or constant inputs (pads, Resize sizes and scales,
+/// ConstantOfShape, broadcasts against large constants) are checked against it, so a corrupt or
+/// hostile model gets an error instead of an allocation that aborts the process.
+pub(crate) const MAX_ELEMENTS: usize = 1 << 28;
+
+/// Checks that a tensor of `shape` may be allocated and returns its element count.
+///
+/// Zero-sized axes do not excuse huge others (they would still drive per-axis work), so the bound
+/// is on the product of `max(d, 1)`.
+pub(crate) fn check_size(shape: &[usize], what: &str) -> Result<usize> {
+    let bounded = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1)))
+        .filter(|&n| n <= MAX_ELEMENTS);
+    match bounded {
+        Some(_) => Ok(shape.iter().product()),
+        None => Err(Error::Shape(format!(
+            "{what} would produce a tensor of shape {shape:?}, larger than the {MAX_ELEMENTS}-element limit"
+        ))),
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{any_input, float_input, norm_axis, only_first, Builder, Op, Vjp};
+use super::{any_input, check_size, float_input, norm_axis, only_first, Builder, Op, Vjp};
 use crate::error::{Error, Result};
 use crate::tensor::{strides_of, Tensor, Value};
 
@@ -83,14 +83,28 @@ impl Pad {
             .iter()
             .zip(pads)
             .map(|(&d, &(b, e))| {
-                let n = d as i64 + b + e;
-                if n < 0 {
-                    Err(Error::Shape(format!("Pad of {b},{e} on an axis of {d}")))
-                } else {
-                    Ok(n as usize)
+                // Checked: pads from a corrupt model can overflow i64, in the sum or (when huge
+                // begin and end pads cancel out) in `position − begin` below; no real pad is
+                // larger than the element limit.
+                let limit = super::MAX_ELEMENTS as u64;
+                if b.unsigned_abs() > limit || e.unsigned_abs() > limit {
+                    return Err(Error::Shape(format!(
+                        "Pad of {b},{e} on an axis of {d} is beyond the {limit}-element limit"
+                    )));
+                }
+                match (d as i64).checked_add(b).and_then(|v| v.checked_add(e)) {
+                    Some(n) if n >= 0 => Ok(n as usize),
+                    _ => Err(Error::Shape(format!("Pad of {b},{e} on an axis of {d}"))),
                 }
             })
             .collect::<Result<_>>()?;
+        check_size(&out, "Pad")?;
+        // Edge padding of an empty axis has no edge to copy (and clamp(0, -1) panics).
+        if self.mode == Mode::Edge && shape.iter().zip(&out).any(|(&d, &o)| d == 0 && o > 0) {
+            return Err(Error::Shape(format!(
+                "edge padding of an empty axis in {shape:?}"
+            )));
+        }
         if self.mode == Mode::Reflect
             && shape
                 .iter()

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use super::{float_input, only_first, BuildCtx, Builder, Op, Vjp};
+use super::{check_size, float_input, only_first, BuildCtx, Builder, Op, Vjp};
 use crate::error::{Error, Result};
 use crate::kernels::Axis;
 use crate::tensor::{Tensor, Value};
@@ -55,26 +55,31 @@ struct PoolAttrs {
     ceil_mode: bool,
 }
 
+/// Largest kernel, stride, dilation or pad accepted: far above real networks, low enough that
+/// the window arithmetic cannot overflow on corrupt values.
+const MAX_GEOMETRY: i64 = 1 << 20;
+
 impl PoolAttrs {
     fn parse(ctx: &BuildCtx) -> Result<Self> {
+        let ok = |x: i64| (1..=MAX_GEOMETRY).contains(&x);
         let two = |name: &str, default: Option<[usize; 2]>| -> Result<[usize; 2]> {
             match (ctx.ints(name).as_deref(), default) {
-                (Some([a, b]), _) if *a >= 1 && *b >= 1 => Ok([*a as usize, *b as usize]),
+                (Some([a, b]), _) if ok(*a) && ok(*b) => Ok([*a as usize, *b as usize]),
                 (None, Some(d)) => Ok(d),
                 (v, _) => Err(Error::InvalidModel(format!(
-                    "{name} {v:?}: only 2-D pooling is supported"
+                    "{name} {v:?}: only 2-D pooling with values in 1..={MAX_GEOMETRY} is supported"
                 ))),
             }
         };
         let kernel = two("kernel_shape", None)?;
         let pads = match ctx.ints("pads").as_deref() {
             None => [0; 4],
-            Some(p) if p.len() == 4 && p.iter().all(|&v| v >= 0) => {
+            Some(p) if p.len() == 4 && p.iter().all(|&v| (0..=MAX_GEOMETRY).contains(&v)) => {
                 [p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize]
             }
             Some(p) => {
                 return Err(Error::InvalidModel(format!(
-                    "pads {p:?}: expected 4 non-negative values"
+                    "pads {p:?}: expected 4 non-negative values up to {MAX_GEOMETRY}"
                 )))
             }
         };
@@ -90,6 +95,10 @@ impl PoolAttrs {
 
     fn axis(&self, a: usize, input: usize) -> Result<(Axis, usize)> {
         let (k, s, d) = (self.kernel[a], self.strides[a], self.dilations[a]);
+        // An empty axis would underflow `out - 1` below (SAME) and pool only padding.
+        if input == 0 {
+            return Err(Error::Shape("pooling over an empty axis".into()));
+        }
         let span = (k - 1) * d + 1;
         let (pb, pe) = match self.auto_pad.as_str() {
             "SAME_UPPER" | "SAME_LOWER" => {
@@ -147,7 +156,9 @@ impl Pool {
                 x.shape()
             )));
         };
-        Ok((n * c, self.attrs.axis(0, h)?.0, self.attrs.axis(1, w)?.0))
+        let (ah, aw) = (self.attrs.axis(0, h)?.0, self.attrs.axis(1, w)?.0);
+        check_size(&[n, c, ah.output, aw.output], "pooling")?;
+        Ok((n * c, ah, aw))
     }
 
     /// Number of elements an average divides by for window (oh, ow).
@@ -294,6 +305,13 @@ impl Op for GlobalPool {
             )));
         }
         let plane: usize = x.shape()[2..].iter().product();
+        // Without this, an empty plane gave no chunks and an output shorter than its shape.
+        if plane == 0 {
+            return Err(Error::Shape(format!(
+                "global pooling of an empty spatial extent {:?}",
+                x.shape()
+            )));
+        }
         let out: Vec<f32> = x
             .data()
             .chunks(plane.max(1))

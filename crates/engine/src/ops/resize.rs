@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::{any_input, float_input, only_first, BuildCtx, Builder, Op, Vjp};
+use super::{any_input, check_size, float_input, only_first, BuildCtx, Builder, Op, Vjp};
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, Value};
 
@@ -42,10 +42,17 @@ fn build(c: &BuildCtx, upsample: bool) -> Result<Box<dyn Op>> {
             "Resize coordinate_transformation_mode '{coord}' is not supported"
         )));
     }
+    // Upsample and Resize-10 have no nearest_mode: they pick floor(x_out / scale), as
+    // onnxruntime and PyTorch's exports do (rounding differs from floor for scales like 3).
+    let nearest_mode = if upsample || c.opset < 11 {
+        "floor".to_string()
+    } else {
+        c.string("nearest_mode", "round_prefer_floor")
+    };
     Ok(Box::new(Resize {
         linear,
         coord,
-        nearest_mode: c.string("nearest_mode", "round_prefer_floor"),
+        nearest_mode,
         scales_attr: c.node.attr_floats("scales").map(|s| s.to_vec()),
         upsample,
         opset: c.opset,
@@ -60,6 +67,9 @@ struct Resize {
     upsample: bool,
     opset: i64,
 }
+
+/// Longest resized axis accepted (the tap lists are per output position).
+const MAX_AXIS: usize = 1 << 20;
 
 /// Taps of one output coordinate: `(source index, weight)`.
 type Taps = Vec<Vec<(usize, f32)>>;
@@ -84,26 +94,62 @@ impl Resize {
         } else {
             inputs.get(3).copied().flatten().map(Value::to_i64_vec)
         };
-        match (sizes, scales) {
-            (Some(s), _) if s.len() == r => Ok(shape
-                .iter()
-                .zip(&s)
-                .map(|(&i, &o)| {
-                    (
-                        o.max(0) as usize,
-                        if i == 0 { 1.0 } else { o as f32 / i as f32 },
-                    )
-                })
-                .collect()),
-            (_, Some(sc)) if sc.len() == r => Ok(shape
-                .iter()
-                .zip(&sc)
-                .map(|(&i, &s)| ((i as f32 * s).floor() as usize, s))
-                .collect()),
-            _ => Err(Error::Shape(format!(
-                "Resize needs scales or sizes for all {r} axes"
-            ))),
+        let out: Vec<(usize, f32)> = match (sizes, scales) {
+            (Some(s), _) if s.len() == r => {
+                if let Some(bad) = s.iter().find(|&&o| o < 0) {
+                    return Err(Error::InvalidModel(format!(
+                        "Resize size {bad} is negative (sizes {s:?})"
+                    )));
+                }
+                shape
+                    .iter()
+                    .zip(&s)
+                    .map(|(&i, &o)| {
+                        (
+                            usize::try_from(o).unwrap_or(usize::MAX),
+                            if i == 0 { 1.0 } else { o as f32 / i as f32 },
+                        )
+                    })
+                    .collect()
+            }
+            (_, Some(sc)) if sc.len() == r => {
+                // A zero, negative or non-finite scale has no meaningful output (and `as usize`
+                // would silently turn it into 0 or usize::MAX).
+                if let Some(bad) = sc.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+                    return Err(Error::InvalidModel(format!(
+                        "Resize scale {bad} must be a positive finite number (scales {sc:?})"
+                    )));
+                }
+                shape
+                    .iter()
+                    .zip(&sc)
+                    // In f32 like onnxruntime; `as usize` saturates.
+                    .map(|(&i, &s)| ((i as f32 * s).floor() as usize, s))
+                    .collect()
+            }
+            _ => {
+                return Err(Error::Shape(format!(
+                    "Resize needs scales or sizes for all {r} axes"
+                )))
+            }
+        };
+        let out_shape: Vec<usize> = out.iter().map(|&(o, _)| o).collect();
+        check_size(&out_shape, "Resize")?;
+        // Each resized axis builds one tap list per output position: bound those too.
+        if let Some(&o) = out_shape.iter().find(|&&o| o > MAX_AXIS) {
+            return Err(Error::Shape(format!(
+                "Resize to {out_shape:?}: an axis of {o} exceeds the {MAX_AXIS} limit"
+            )));
         }
+        // Interpolating an empty axis into a non-empty one has nothing to read from, and
+        // shrinking a non-empty axis to nothing (a zero size or a tiny scale) is no resize.
+        if let Some(a) = (0..r).find(|&a| (shape[a] == 0) != (out_shape[a] == 0)) {
+            return Err(Error::Shape(format!(
+                "Resize of {shape:?} to {out_shape:?}: axis {a} would go from {} to {} elements",
+                shape[a], out_shape[a]
+            )));
+        }
+        Ok(out)
     }
 
     fn taps(&self, input: usize, output: usize, scale: f32) -> Taps {

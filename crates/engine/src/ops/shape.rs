@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use convscope_onnx::data_type;
 
-use super::{any_input, norm_axis, only_first, BuildCtx, Builder, Op, Vjp};
+use super::{any_input, check_size, norm_axis, only_first, BuildCtx, Builder, Op, Vjp};
 use crate::error::{Error, Result};
 use crate::model::value_from_proto;
 use crate::tensor::{strides_of, IntTensor, Tensor, TensorOf, Value};
@@ -65,8 +65,12 @@ pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
             to_float: is_float_type(c.int("to", 1) as i32),
         }))
     });
-    reg.insert("Identity", |_| Ok(Box::new(Identity)));
-    reg.insert("Dropout", |_| Ok(Box::new(Identity)));
+    reg.insert("Identity", |_| Ok(Box::new(Identity { mask: false })));
+    reg.insert("Dropout", |c| {
+        Ok(Box::new(Identity {
+            mask: c.node.output.len() > 1,
+        }))
+    });
     reg.insert("Constant", constant);
     reg.insert("ConstantOfShape", |c| {
         let value = match c.node.attr_tensor("value") {
@@ -135,7 +139,7 @@ impl Op for Reshape {
                     infer = Some(i);
                     out.push(1);
                 }
-                d if d >= 0 => out.push(d as usize),
+                d if d >= 0 => out.push(usize::try_from(d).unwrap_or(usize::MAX)),
                 d => {
                     return Err(Error::Shape(format!(
                         "Reshape to {spec:?}: bad dimension {d}"
@@ -143,8 +147,10 @@ impl Op for Reshape {
                 }
             }
         }
+        // Checked: dims from a corrupt shape input can overflow a plain product.
+        let product = |v: &[usize]| v.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if let Some(i) = infer {
-            let known: usize = out.iter().product();
+            let known = product(&out).unwrap_or(0);
             if known == 0 || n % known != 0 {
                 return Err(Error::Shape(format!(
                     "cannot reshape {:?} ({n} values) to {spec:?} (a Flatten feeding a dense layer needs the model's declared input size)",
@@ -153,7 +159,7 @@ impl Op for Reshape {
             }
             out[i] = n / known;
         }
-        if out.iter().product::<usize>() != n {
+        if product(&out) != Some(n) {
             return Err(Error::Shape(format!(
                 "cannot reshape {:?} ({n} values) to {spec:?} (a Flatten feeding a dense layer needs the model's declared input size)",
                 x.shape()
@@ -200,13 +206,27 @@ struct Transpose {
     perm: Option<Vec<i64>>,
 }
 
+/// Highest rank Transpose accepts: `Tensor::permute` recurses once per axis, so a tensor
+/// reshaped to 10⁵ unit axes overflowed the stack (an abort, not a panic).
+const MAX_TRANSPOSE_RANK: usize = 64;
+
 impl Transpose {
     fn perm(&self, rank: usize) -> Result<Vec<usize>> {
+        if rank > MAX_TRANSPOSE_RANK {
+            return Err(Error::Shape(format!(
+                "Transpose of a rank-{rank} tensor (at most {MAX_TRANSPOSE_RANK} axes are supported)"
+            )));
+        }
         let p: Vec<usize> = match &self.perm {
             Some(p) => p
                 .iter()
                 .map(|&a| norm_axis(a, rank))
-                .collect::<Result<_>>()?,
+                .collect::<Result<_>>()
+                .map_err(|e| {
+                    Error::Shape(format!(
+                        "Transpose perm {p:?} is not a permutation of rank {rank} ({e})"
+                    ))
+                })?,
             None => (0..rank).rev().collect(),
         };
         let mut seen = vec![false; rank];
@@ -395,6 +415,9 @@ fn to_int(v: &Value) -> IntTensor {
 }
 
 fn split(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
+    if ctx.node.output.is_empty() {
+        return Err(Error::InvalidModel("Split without outputs".into()));
+    }
     Ok(Box::new(Split {
         axis: ctx.int("axis", 0),
         sizes: ctx.ints("split"),
@@ -412,7 +435,15 @@ impl Split {
     fn sizes(&self, inputs: &[Option<&Value>], len: usize) -> Result<Vec<usize>> {
         let given = self.sizes.clone().or_else(|| ints_of(inputs, 1));
         let sizes: Vec<usize> = match given {
-            Some(s) => s.iter().map(|&v| v.max(0) as usize).collect(),
+            Some(s) => {
+                if s.iter().any(|&v| v < 0) || s.len() != self.outputs {
+                    return Err(Error::Shape(format!(
+                        "Split sizes {s:?} for {} outputs: need one non-negative size per output",
+                        self.outputs
+                    )));
+                }
+                s.iter().map(|&v| v as usize).collect()
+            }
             None => {
                 // Equal parts; the last one smaller when it does not divide (opset 18).
                 let n = self.outputs.max(1);
@@ -422,7 +453,9 @@ impl Split {
                     .collect()
             }
         };
-        if sizes.iter().sum::<usize>() != len {
+        // Checked: huge sizes could overflow the sum.
+        let total = sizes.iter().try_fold(0usize, |a, &v| a.checked_add(v));
+        if total != Some(len) {
             return Err(Error::Shape(format!(
                 "Split sizes {sizes:?} do not add up to {len}"
             )));
@@ -518,6 +551,8 @@ impl Slice {
             return Err(Error::Shape("Slice axes/steps length mismatch".into()));
         }
         let base = strides_of(shape);
+        // A repeated axis would add its start offset twice and read out of bounds.
+        let mut seen = vec![false; shape.len()];
         let mut sel = Selection {
             shape: shape.to_vec(),
             strides: base.iter().map(|&s| s as isize).collect(),
@@ -525,6 +560,11 @@ impl Slice {
         };
         for i in 0..starts.len() {
             let ax = norm_axis(axes[i], shape.len())?;
+            if std::mem::replace(&mut seen[ax], true) {
+                return Err(Error::Shape(format!(
+                    "Slice axes {axes:?} repeat axis {ax}"
+                )));
+            }
             let dim = shape[ax] as i64;
             let step = steps[i];
             if step == 0 {
@@ -532,22 +572,27 @@ impl Slice {
             }
             let clampi = |v: i64, lo: i64, hi: i64| v.max(lo).min(hi);
             let fix = |v: i64| if v < 0 { v + dim } else { v };
+            // ONNX clamps starts to [0, dim−1] for negative steps (a start below −dim selects
+            // from element 0); only ends may reach −1, "before the first element".
             let (start, end) = if step > 0 {
                 (clampi(fix(starts[i]), 0, dim), clampi(fix(ends[i]), 0, dim))
             } else {
                 (
-                    clampi(fix(starts[i]), -1, dim - 1),
+                    clampi(fix(starts[i]), 0, dim - 1),
                     clampi(fix(ends[i]), -1, dim - 1),
                 )
             };
             let span = if step > 0 { end - start } else { start - end };
+            // In u64: |i64::MIN| and span + |step| overflow i64.
+            let abs_step = step.unsigned_abs();
             let count = if span > 0 {
-                (span + step.abs() - 1) / step.abs()
+                (span as u64).div_ceil(abs_step)
             } else {
                 0
             } as usize;
             sel.shape[ax] = count;
-            sel.strides[ax] = base[ax] as isize * step as isize;
+            // With |step| ≥ dim at most one element is read, so a saturated stride is never used.
+            sel.strides[ax] = (base[ax] as isize).saturating_mul(step as isize);
             if count > 0 {
                 sel.offset += start as isize * base[ax] as isize;
             }
@@ -606,6 +651,7 @@ impl Gather {
         let mut out_shape = shape[..axis].to_vec();
         out_shape.extend_from_slice(idx.shape());
         out_shape.extend_from_slice(&shape[axis + 1..]);
+        check_size(&out_shape, "Gather")?;
         Ok((axis, indices, out_shape))
     }
 }
@@ -696,11 +742,19 @@ impl Op for Cast {
     }
 }
 
-struct Identity;
+/// Identity, and Dropout in inference.
+struct Identity {
+    /// Whether the node declares Dropout's mask output (only then is it built: an `i64` mask
+    /// costs twice the memory of the value itself).
+    mask: bool,
+}
 
 impl Op for Identity {
     fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let x = any_input(inputs, 0)?.clone();
+        if !self.mask {
+            return Ok(vec![x]);
+        }
         // Dropout's optional mask output: all ones in inference.
         let mask = Value::Int(IntTensor::full(x.shape(), 1));
         Ok(vec![x, mask])
@@ -747,12 +801,18 @@ struct ConstantOfShape {
 impl Op for ConstantOfShape {
     fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let dims = any_input(inputs, 0)?.to_i64_vec();
-        if dims.iter().any(|&d| d < 0)
-            || dims.iter().map(|&d| d as u128).product::<u128>() > (1u128 << 31)
-        {
-            return Err(Error::Shape(format!("ConstantOfShape {dims:?}")));
+        if dims.iter().any(|&d| d < 0) {
+            return Err(Error::Shape(format!(
+                "ConstantOfShape {dims:?}: negative dimension"
+            )));
         }
-        let shape: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+        // Checked product and the shared size limit (the u128 product used to overflow with
+        // three huge dims, and 2^31 elements was 8 GiB).
+        let shape: Vec<usize> = dims
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
+            .collect();
+        check_size(&shape, "ConstantOfShape")?;
         Ok(vec![match &self.value {
             Value::Float(t) => {
                 Tensor::full(&shape, t.data().first().copied().unwrap_or(0.0)).into()
