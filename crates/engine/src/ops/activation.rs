@@ -254,27 +254,32 @@ impl Op for Unary {
             return Ok(vec![t.into()]);
         }
         let x = float_input(inputs, 0)?;
-        let mut y = x.clone();
-        y.data_mut()
-            .par_chunks_mut(CHUNK)
-            .for_each(|c| c.iter_mut().for_each(|v| *v = self.apply(*v, lo, hi)));
-        Ok(vec![y.into()])
+        // One pass that writes the output directly (a clone-then-modify reads and writes twice).
+        let mut out = Vec::with_capacity(x.len());
+        out.par_extend(
+            x.data()
+                .par_iter()
+                .with_min_len(CHUNK)
+                .map(|&v| self.apply(v, lo, hi)),
+        );
+        Ok(vec![Tensor::from_parts(x.shape().to_vec(), out).into()])
     }
 
     fn backward(&self, v: &Vjp) -> Result<Vec<Option<Tensor>>> {
         let (lo, hi) = self.bounds(v.inputs)?;
         let (x, y, dy) = (v.input(0)?, v.output(0)?, v.grad(0)?);
-        let mut dx = dy.clone();
-        dx.data_mut()
-            .par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(ci, c)| {
-                let base = ci * CHUNK;
-                for (i, g) in c.iter_mut().enumerate() {
-                    *g *= self.derivative(x.data()[base + i], y.data()[base + i], lo, hi);
-                }
-            });
-        Ok(only_first(dx, v.inputs.len()))
+        let mut dx = Vec::with_capacity(x.len());
+        dx.par_extend(
+            dy.data()
+                .par_iter()
+                .zip(x.data().par_iter().zip(y.data().par_iter()))
+                .with_min_len(CHUNK)
+                .map(|(&g, (&xv, &yv))| g * self.derivative(xv, yv, lo, hi)),
+        );
+        Ok(only_first(
+            Tensor::from_parts(x.shape().to_vec(), dx),
+            v.inputs.len(),
+        ))
     }
 }
 

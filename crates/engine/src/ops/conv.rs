@@ -342,37 +342,56 @@ fn conv_input_grad(dy: &Tensor, w: &Tensor, d: &Dims, flipped: Option<&Tensor>) 
         depthwise_input_grad(dy.data(), w.data(), &mut dx, d);
         return Ok(Tensor::from_parts(vec![d.n, d.c, ih, iw], dx));
     }
-    if let Some(wf) = flipped {
+    // The flipped-kernel convolution builds columns from the M output-gradient channels; GEMM +
+    // col2im builds them for the C input channels. Take the smaller (the first layer of a
+    // network has C = 3 and M = 64: 21× fewer column values through col2im).
+    if let (Some(wf), true) = (flipped, d.c >= d.m) {
         if let Some(td) = transposed_dims(d) {
             return conv_forward(dy, wf, None, &td);
         }
     }
     let (cg, mg, k) = (d.cg(), d.mg(), d.k());
-    let mut dcol = vec![0.0f32; k * p];
-    for img in 0..d.n {
-        for gi in 0..d.g {
-            let dy_g = &dy.data()[(img * d.m + gi * mg) * p..(img * d.m + (gi + 1) * mg) * p];
-            let w_g = &w.data()[gi * mg * k..(gi + 1) * mg * k];
-            // dcol[k, p] = w_gᵀ[k, mg] · dy_g[mg, p]
-            let cm = Mat::row_major(k, p);
-            // SAFETY: `dcol` is exclusively borrowed here and sized k·p.
-            unsafe {
-                matmul_raw(
-                    w_g,
-                    Mat::row_major(mg, k).t(),
-                    dy_g,
-                    Mat::row_major(mg, p),
-                    dcol.as_mut_ptr(),
-                    cm,
-                    false,
-                    0,
-                )
-            };
-            let dx_g =
-                &mut dx[(img * d.c + gi * cg) * plane_in..(img * d.c + (gi + 1) * cg) * plane_in];
+    let tasks = d.n * d.g;
+    let image_grad = |task: usize, dcol: &mut Vec<f32>, dx_g: &mut [f32], threads: usize| {
+        let (img, gi) = (task / d.g, task % d.g);
+        let dy_g = &dy.data()[(img * d.m + gi * mg) * p..(img * d.m + (gi + 1) * mg) * p];
+        let w_g = &w.data()[gi * mg * k..(gi + 1) * mg * k];
+        dcol.resize(k * p, 0.0);
+        // dcol[k, p] = w_gᵀ[k, mg] · dy_g[mg, p]
+        // SAFETY: `dcol` is exclusively borrowed here and sized k·p.
+        unsafe {
+            matmul_raw(
+                w_g,
+                Mat::row_major(mg, k).t(),
+                dy_g,
+                Mat::row_major(mg, p),
+                dcol.as_mut_ptr(),
+                Mat::row_major(k, p),
+                false,
+                threads,
+            )
+        };
+        if threads == 1 {
+            for (c, plane) in dx_g.chunks_mut(plane_in).enumerate() {
+                col2im_channel(dcol, c, &d.h, &d.w, plane);
+            }
+        } else {
             dx_g.par_chunks_mut(plane_in)
                 .enumerate()
-                .for_each(|(c, plane)| col2im_channel(&dcol, c, &d.h, &d.w, plane));
+                .for_each(|(c, plane)| col2im_channel(dcol, c, &d.h, &d.w, plane));
+        }
+    };
+    if tasks >= rayon::current_num_threads() {
+        // Enough images (×groups) to keep every thread busy with its own GEMM and col2im.
+        dx.par_chunks_mut(cg * plane_in)
+            .enumerate()
+            .for_each_init(Vec::new, |dcol, (task, dx_g)| {
+                image_grad(task, dcol, dx_g, 1)
+            });
+    } else {
+        let mut dcol = Vec::new();
+        for (task, dx_g) in dx.chunks_mut(cg * plane_in).enumerate() {
+            image_grad(task, &mut dcol, dx_g, 0);
         }
     }
     Ok(Tensor::from_parts(vec![d.n, d.c, ih, iw], dx))
