@@ -254,33 +254,62 @@ impl Op for Unary {
             return Ok(vec![t.into()]);
         }
         let x = float_input(inputs, 0)?;
-        // One pass that writes the output directly (a clone-then-modify reads and writes twice).
-        let mut out = Vec::with_capacity(x.len());
-        out.par_extend(
-            x.data()
-                .par_iter()
-                .with_min_len(CHUNK)
-                .map(|&v| self.apply(v, lo, hi)),
-        );
+        // The common activations get their own monomorphised loops so they vectorise; the rest
+        // share one loop that matches on the kind per element.
+        let out = match self.kind {
+            Kind::Relu => map1(x.data(), |v| v.max(0.0)),
+            Kind::Clip => map1(x.data(), |v| v.max(lo).min(hi)),
+            _ => map1(x.data(), |v| self.apply(v, lo, hi)),
+        };
         Ok(vec![Tensor::from_parts(x.shape().to_vec(), out).into()])
     }
 
     fn backward(&self, v: &Vjp) -> Result<Vec<Option<Tensor>>> {
         let (lo, hi) = self.bounds(v.inputs)?;
         let (x, y, dy) = (v.input(0)?, v.output(0)?, v.grad(0)?);
-        let mut dx = Vec::with_capacity(x.len());
-        dx.par_extend(
-            dy.data()
-                .par_iter()
-                .zip(x.data().par_iter().zip(y.data().par_iter()))
-                .with_min_len(CHUNK)
-                .map(|(&g, (&xv, &yv))| g * self.derivative(xv, yv, lo, hi)),
-        );
+        let (g, xd, yd) = (dy.data(), x.data(), y.data());
+        let dx = match self.kind {
+            Kind::Relu => map3(g, xd, yd, |g, xv, _| if xv > 0.0 { g } else { 0.0 }),
+            Kind::Clip => map3(
+                g,
+                xd,
+                yd,
+                |g, xv, _| if xv >= lo && xv <= hi { g } else { 0.0 },
+            ),
+            _ => map3(g, xd, yd, |g, xv, yv| g * self.derivative(xv, yv, lo, hi)),
+        };
         Ok(only_first(
             Tensor::from_parts(x.shape().to_vec(), dx),
             v.inputs.len(),
         ))
     }
+}
+
+/// `f` over every element, in parallel blocks; each block's loop is simple enough to vectorise.
+fn map1(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(o, i)| {
+            for (o, &i) in o.iter_mut().zip(i) {
+                *o = f(i);
+            }
+        });
+    out
+}
+
+/// `f(g, x, y)` over three equally long slices, in parallel blocks.
+fn map3(g: &[f32], x: &[f32], y: &[f32], f: impl Fn(f32, f32, f32) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0.0f32; g.len()];
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
+        let base = c * CHUNK;
+        let n = o.len();
+        let (g, x, y) = (&g[base..base + n], &x[base..base + n], &y[base..base + n]);
+        for i in 0..n {
+            o[i] = f(g[i], x[i], y[i]);
+        }
+    });
+    out
 }
 
 #[cfg(test)]
