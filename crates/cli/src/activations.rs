@@ -46,9 +46,9 @@ pub(crate) struct ActivationsArgs {
 }
 
 /// What was written for one layer.
-struct Written {
-    files: Vec<String>,
-    grid: Option<String>,
+pub(crate) struct Written {
+    pub files: Vec<String>,
+    pub grid: Option<String>,
 }
 
 pub(crate) fn run(args: ActivationsArgs) -> Result<()> {
@@ -66,7 +66,10 @@ pub(crate) fn run(args: ActivationsArgs) -> Result<()> {
     if let Some(k) = args.channel {
         for a in &acts {
             match a.spatial() {
-                Some((c, ..)) if k >= c => bail!("channel {k} is out of range: '{}' has {c} channels (0..{c})", a.selected.label),
+                Some((c, ..)) if k >= c => bail!(
+                    "channel {k} is out of range: '{}' has {c} channels (0..{c})",
+                    a.selected.label
+                ),
                 _ => {}
             }
         }
@@ -76,21 +79,57 @@ pub(crate) fn run(args: ActivationsArgs) -> Result<()> {
     let bar = progress(acts.len() as u64, "rendering");
     let mut written = Vec::with_capacity(acts.len());
     for (i, a) in acts.iter().enumerate() {
-        written.push(render_layer(&mut out, i, a, &args)?);
+        written.push(render_layer(&mut out, "", i, a, &args.style())?);
         bar.inc(1);
     }
     bar.finish_and_clear();
     print_table(&acts);
     let index = index_json(&model, &args, &acts, &written);
-    out.write("index.json", serde_json::to_string_pretty(&index)?.as_bytes())?;
+    out.write(
+        "index.json",
+        serde_json::to_string_pretty(&index)?.as_bytes(),
+    )?;
     out.write("index.html", index_html(&args, &acts, &written).as_bytes())?;
     let dir = out.commit()?;
-    eprintln!("wrote {} layers to {} in {:.2} s", acts.len(), dir.display(), start.elapsed().as_secs_f64());
+    eprintln!(
+        "wrote {} layers to {} in {:.2} s",
+        acts.len(),
+        dir.display(),
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
-fn render_layer(out: &mut Staged, i: usize, a: &LayerActivation, args: &ActivationsArgs) -> Result<Written> {
-    let stem = format!("{i:02}_{}", file_stem(&a.selected.label));
+/// How activation grids are drawn.
+pub(crate) struct GridStyle {
+    pub per_row: usize,
+    pub cell: usize,
+    pub colormap: Colormap,
+    pub channel: Option<usize>,
+    pub npy: bool,
+}
+
+impl ActivationsArgs {
+    fn style(&self) -> GridStyle {
+        GridStyle {
+            per_row: self.per_row,
+            cell: self.cell,
+            colormap: self.colormap,
+            channel: self.channel,
+            npy: self.npy,
+        }
+    }
+}
+
+/// Writes layer `i`'s grid (and optional channel view and .npy) as `<prefix><i>_<name>.*`.
+pub(crate) fn render_layer(
+    out: &mut Staged,
+    prefix: &str,
+    i: usize,
+    a: &LayerActivation,
+    args: &GridStyle,
+) -> Result<Written> {
+    let stem = format!("{prefix}{i:02}_{}", file_stem(&a.selected.label));
     let mut files = Vec::new();
     let mut grid = None;
     if let Some((c, h, w)) = a.spatial() {
@@ -122,8 +161,16 @@ fn render_layer(out: &mut Staged, i: usize, a: &LayerActivation, args: &Activati
 }
 
 fn print_table(acts: &[LayerActivation]) {
-    let w = acts.iter().map(|a| a.selected.label.len()).max().unwrap_or(5).max(5);
-    println!("{:w$}  {:>20}  {:>10}  {:>10}  {:>7}  {:>9}", "layer", "shape", "mean", "std", "zeros", "blank ch");
+    let w = acts
+        .iter()
+        .map(|a| a.selected.label.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!(
+        "{:w$}  {:>20}  {:>10}  {:>10}  {:>7}  {:>9}",
+        "layer", "shape", "mean", "std", "zeros", "blank ch"
+    );
     for a in acts {
         let s = &a.stats;
         println!(
@@ -139,7 +186,12 @@ fn print_table(acts: &[LayerActivation]) {
     }
 }
 
-fn index_json(model: &convscope_engine::Model, args: &ActivationsArgs, acts: &[LayerActivation], written: &[Written]) -> serde_json::Value {
+fn index_json(
+    model: &convscope_engine::Model,
+    args: &ActivationsArgs,
+    acts: &[LayerActivation],
+    written: &[Written],
+) -> serde_json::Value {
     let layers: Vec<_> = acts
         .iter()
         .zip(written)
@@ -192,11 +244,18 @@ each channel standardised ((x−mean)/std·64+128) and coloured with {}. Blank c
             s.channels
         ));
         if let Some(g) = &w.grid {
-            h.push_str(&format!("<img src=\"{}\" alt=\"{}\">", html_escape(g), html_escape(&a.selected.label)));
+            h.push_str(&format!(
+                "<img src=\"{}\" alt=\"{}\">",
+                html_escape(g),
+                html_escape(&a.selected.label)
+            ));
         }
         for f in w.files.iter().filter(|f| Some(*f) != w.grid.as_ref()) {
             if f.ends_with(".png") {
-                h.push_str(&format!("<p><img src=\"{0}\" alt=\"{0}\"></p>", html_escape(f)));
+                h.push_str(&format!(
+                    "<p><img src=\"{0}\" alt=\"{0}\"></p>",
+                    html_escape(f)
+                ));
             } else {
                 h.push_str(&format!("<p><a href=\"{0}\">{0}</a></p>", html_escape(f)));
             }

@@ -25,7 +25,9 @@ pub(crate) struct BenchArgs {
 
 /// Deterministic pseudo-random input in [0, 1).
 fn noise(shape: &[usize], seed: u64) -> Tensor {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let n = shape.iter().product();
     let data = (0..n)
         .map(|_| {
@@ -55,23 +57,37 @@ fn time(runs: usize, mut f: impl FnMut() -> Result<u64>) -> Result<(f64, u64)> {
 }
 
 fn report(name: &str, (ms, flops): (f64, u64)) {
-    println!("convscope {name:<26} median_ms={ms:.1} gflops={:.1}", flops as f64 / ms / 1e6);
+    println!(
+        "convscope {name:<26} median_ms={ms:.1} gflops={:.1}",
+        flops as f64 / ms / 1e6
+    );
     for (op, total, calls) in convscope_engine::take_profile().into_iter().take(8) {
-        println!("    {op:<28} {:>9.1} ms total  {calls:>5} calls", total.as_secs_f64() * 1e3);
+        println!(
+            "    {op:<28} {:>9.1} ms total  {calls:>5} calls",
+            total.as_secs_f64() * 1e3
+        );
     }
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
     let want = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
-    println!("# threads={} runs={}", rayon::current_num_threads(), args.runs);
+    println!(
+        "# threads={} runs={}",
+        rayon::current_num_threads(),
+        args.runs
+    );
     convscope_engine::set_profiling(args.profile);
     let vgg_path = args.models.join("vgg16_tumor.onnx");
     if want("vgg16") {
-        let vgg = Model::load(&vgg_path).with_context(|| format!("cannot load {}", vgg_path.display()))?;
+        let vgg = Model::load(&vgg_path)
+            .with_context(|| format!("cannot load {}", vgg_path.display()))?;
         if want("vgg16_forward_240") {
             let x = noise(&[1, 240, 240, 3], 1);
             let out = vgg.outputs().to_vec();
-            report("vgg16_forward_240", time(args.runs, || Ok(vgg.forward(&x, &out)?.flops()))?);
+            report(
+                "vgg16_forward_240",
+                time(args.runs, || Ok(vgg.forward(&x, &out)?.flops()))?,
+            );
         }
         let grad_job = |name: &str, layer: &str, shape: [usize; 4]| -> Result<()> {
             if !want(name) {
@@ -84,12 +100,15 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
                 time(args.runs, || {
                     let tape = vgg.forward(&x, &[id])?;
                     let a = tape.value(id)?;
-                    let [n, c, h, w] = *a.shape() else { anyhow::bail!("not a feature map") };
+                    let [n, c, h, w] = *a.shape() else {
+                        anyhow::bail!("not a feature map")
+                    };
                     // Item i maximises the mean of channel i (mod C): one batched backward.
                     let mut seed = Tensor::zeros(a.shape());
                     for i in 0..n {
                         let ch = i % c;
-                        seed.data_mut()[(i * c + ch) * h * w..(i * c + ch + 1) * h * w].fill(1.0 / (h * w) as f32);
+                        seed.data_mut()[(i * c + ch) * h * w..(i * c + ch + 1) * h * w]
+                            .fill(1.0 / (h * w) as f32);
                     }
                     let fwd = tape.flops();
                     tape.backward(vec![(id, seed)], &[])?;
@@ -108,7 +127,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         let x = noise(&[1, 3, 224, 224], 3);
         let out = eff.outputs().to_vec();
         if want("effnet_forward_224") {
-            report("effnet_forward_224", time(args.runs, || Ok(eff.forward(&x, &out)?.flops()))?);
+            report(
+                "effnet_forward_224",
+                time(args.runs, || Ok(eff.forward(&x, &out)?.flops()))?,
+            );
         }
         if want("effnet_logit285_grad_224") {
             report(

@@ -33,7 +33,11 @@ pub(crate) struct InputArgs {
 }
 
 fn parse_triple(s: &str) -> Result<[f32; 3], String> {
-    let v: Vec<f32> = s.split(',').map(|x| x.trim().parse::<f32>()).collect::<Result<_, _>>().map_err(|_| format!("'{s}' is not three numbers like 0.5,0.5,0.5"))?;
+    let v: Vec<f32> = s
+        .split(',')
+        .map(|x| x.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("'{s}' is not three numbers like 0.5,0.5,0.5"))?;
     match v.as_slice() {
         [a, b, c] => Ok([*a, *b, *c]),
         _ => Err(format!("'{s}' is not three numbers like 0.5,0.5,0.5")),
@@ -49,7 +53,12 @@ impl InputArgs {
     }
 
     pub fn config(&self) -> InputConfig {
-        InputConfig { size: self.size, filter: self.resize, center_crop: self.crop, normalize: self.normalize() }
+        InputConfig {
+            size: self.size,
+            filter: self.resize,
+            center_crop: self.crop,
+            normalize: self.normalize(),
+        }
     }
 }
 
@@ -65,15 +74,23 @@ pub(crate) struct Staged {
 
 impl Staged {
     pub fn new(dir: &Path) -> Result<Staged> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output folder {}", dir.display()))?;
         let staging = dir.join(format!(".convscope-staging-{}", std::process::id()));
-        std::fs::create_dir_all(&staging).with_context(|| format!("cannot write to output folder {}", dir.display()))?;
-        Ok(Staged { dir: dir.to_path_buf(), staging, files: Vec::new(), committed: false })
+        std::fs::create_dir_all(&staging)
+            .with_context(|| format!("cannot write to output folder {}", dir.display()))?;
+        Ok(Staged {
+            dir: dir.to_path_buf(),
+            staging,
+            files: Vec::new(),
+            committed: false,
+        })
     }
 
     /// Writes `name` (a plain file name) into the staging folder.
     pub fn write(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
-        std::fs::write(self.staging.join(name), bytes).with_context(|| format!("cannot write {}", self.dir.join(name).display()))?;
+        std::fs::write(self.staging.join(name), bytes)
+            .with_context(|| format!("cannot write {}", self.dir.join(name).display()))?;
         self.files.push(name.to_string());
         Ok(())
     }
@@ -90,7 +107,9 @@ impl Staged {
     /// Moves every staged file into the folder (each rename is atomic).
     pub fn commit(mut self) -> Result<PathBuf> {
         for f in &self.files {
-            std::fs::rename(self.staging.join(f), self.dir.join(f)).with_context(|| format!("cannot move {} into place", self.dir.join(f).display()))?;
+            std::fs::rename(self.staging.join(f), self.dir.join(f)).with_context(|| {
+                format!("cannot move {} into place", self.dir.join(f).display())
+            })?;
         }
         self.committed = true;
         let _ = std::fs::remove_dir_all(&self.staging);
@@ -108,16 +127,35 @@ impl Drop for Staged {
 
 /// A progress bar on stderr, hidden when stderr is not a terminal.
 pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {
-    let target = if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+    let target = if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
     let bar = ProgressBar::with_draw_target(Some(len), target);
-    bar.set_style(ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {elapsed_precise} eta {eta}").expect("valid template").progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:>12} [{bar:40}] {pos}/{len} {elapsed_precise} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
     bar.set_message(what.to_string());
     bar
 }
 
 /// A file-name-safe version of a layer name.
 pub(crate) fn file_stem(name: &str) -> String {
-    let s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' { c } else { '_' }).collect();
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let s = s.trim_matches(|c| c == '_' || c == '.').to_string();
     if s.is_empty() {
         "value".into()
@@ -133,14 +171,31 @@ pub(crate) fn parse_indices(spec: &str, n: usize, what: &str) -> Result<Vec<usiz
         if item == "all" {
             out.extend(0..n);
         } else if let Some((a, b)) = item.split_once("..") {
-            let a: usize = if a.is_empty() { 0 } else { a.parse().with_context(|| format!("'{item}' is not a range like 0..64"))? };
-            let b: usize = if b.is_empty() { n } else if let Some(e) = b.strip_prefix('=') { e.parse::<usize>().with_context(|| format!("'{item}' is not a range"))? + 1 } else { b.parse().with_context(|| format!("'{item}' is not a range like 0..64"))? };
+            let a: usize = if a.is_empty() {
+                0
+            } else {
+                a.parse()
+                    .with_context(|| format!("'{item}' is not a range like 0..64"))?
+            };
+            let b: usize = if b.is_empty() {
+                n
+            } else if let Some(e) = b.strip_prefix('=') {
+                e.parse::<usize>()
+                    .with_context(|| format!("'{item}' is not a range"))?
+                    + 1
+            } else {
+                b.parse()
+                    .with_context(|| format!("'{item}' is not a range like 0..64"))?
+            };
             if a >= b {
                 bail!("{what} range '{item}' is empty");
             }
             out.extend(a..b);
         } else {
-            out.push(item.parse().with_context(|| format!("'{item}' is not a {what} index"))?);
+            out.push(
+                item.parse()
+                    .with_context(|| format!("'{item}' is not a {what} index"))?,
+            );
         }
     }
     if let Some(&bad) = out.iter().find(|&&i| i >= n) {
@@ -154,7 +209,10 @@ pub(crate) fn parse_indices(spec: &str, n: usize, what: &str) -> Result<Vec<usiz
 
 /// Escapes text for HTML.
 pub(crate) fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The shared look of convscope's HTML pages.

@@ -93,10 +93,26 @@ pub(crate) fn run(args: FiltersArgs) -> Result<()> {
     let start = Instant::now();
     let model = crate::load(&args.model)?;
     let sel = select_layers(&model, &args.layer)?;
-    let [target] = sel.as_slice() else { bail!("--layer takes one layer, '{}' selects {}", args.layer, sel.len()) };
-    let channels = check_layer(&model, target.value, &target.label, &[], (args.size.0.max(32), args.size.1.max(32)))?;
-    let filters = parse_indices(&args.filters.replace("all", &format!("0..{channels}")), channels, "filter")
-        .map_err(|e| anyhow::anyhow!("{e} in '{}' ({} filters)", target.label, channels))?;
+    let [target] = sel.as_slice() else {
+        bail!(
+            "--layer takes one layer, '{}' selects {}",
+            args.layer,
+            sel.len()
+        )
+    };
+    let channels = check_layer(
+        &model,
+        target.value,
+        &target.label,
+        &[],
+        (args.size.0.max(32), args.size.1.max(32)),
+    )?;
+    let filters = parse_indices(
+        &args.filters.replace("all", &format!("0..{channels}")),
+        channels,
+        "filter",
+    )
+    .map_err(|e| anyhow::anyhow!("{e} in '{}' ({} filters)", target.label, channels))?;
     let (cols, rows) = match args.grid {
         Some((rows, cols)) => (cols, rows),
         None => {
@@ -105,7 +121,11 @@ pub(crate) fn run(args: FiltersArgs) -> Result<()> {
         }
     };
     if cols * rows < filters.len() {
-        bail!("a {cols}x{rows} grid holds {} filters, {} were asked for", cols * rows, filters.len());
+        bail!(
+            "a {cols}x{rows} grid holds {} filters, {} were asked for",
+            cols * rows,
+            filters.len()
+        );
     }
     let cfg = FiltersConfig {
         filters: filters.clone(),
@@ -128,18 +148,39 @@ pub(crate) fn run(args: FiltersArgs) -> Result<()> {
         chunk: args.chunk,
     };
     let bar = progress((filters.len() * args.steps * args.octaves) as u64, "ascent");
-    let patterns = visualize_filters(&model, target.value, &cfg, &mut |done| bar.set_position(done as u64))?;
+    let patterns = visualize_filters(&model, target.value, &cfg, &mut |done| {
+        bar.set_position(done as u64)
+    })?;
     bar.finish_and_clear();
 
     let cells: Vec<_> = patterns.iter().map(|p| p.image.to_rgb8()).collect();
     let labels: Vec<String> = patterns.iter().map(|p| p.filter.to_string()).collect();
-    let grid = tile_images(&cells, cols, rows, args.margin, [0, 0, 0], args.labels.then_some(labels.as_slice()))?;
+    let grid = tile_images(
+        &cells,
+        cols,
+        rows,
+        args.margin,
+        [0, 0, 0],
+        args.labels.then_some(labels.as_slice()),
+    )?;
     let stem = file_stem(&target.label);
-    let is_png = args.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    let is_png = args
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
     let written = if is_png {
-        let dir = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let dir = args
+            .out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
         let mut out = Staged::new(dir)?;
-        let name = args.out.file_name().expect("a .png path has a file name").to_string_lossy().to_string();
+        let name = args
+            .out
+            .file_name()
+            .expect("a .png path has a file name")
+            .to_string_lossy()
+            .to_string();
         out.write_png(&name, &grid)?;
         out.commit()?;
         args.out.clone()
@@ -163,9 +204,15 @@ pub(crate) fn run(args: FiltersArgs) -> Result<()> {
             "size": [args.size.1, args.size.0], "steps": args.steps, "step": args.step, "seed": args.seed,
             "filters": items, "rising": rising, "mean_end": mean_end,
         });
-        let dir = json_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let dir = json_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
         let mut out = Staged::new(dir)?;
-        out.write(&json_path.file_name().expect("file name").to_string_lossy(), serde_json::to_string_pretty(&doc)?.as_bytes())?;
+        out.write(
+            &json_path.file_name().expect("file name").to_string_lossy(),
+            serde_json::to_string_pretty(&doc)?.as_bytes(),
+        )?;
         out.commit()?;
     }
     eprintln!(

@@ -2,8 +2,10 @@
 
 mod activations;
 mod bench;
+mod cam;
 mod common;
 mod filters;
+mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +19,11 @@ use convscope_engine::{Layout, Model};
 static ALLOC: convscope_engine::CachingAlloc = convscope_engine::CachingAlloc;
 
 #[derive(Parser)]
-#[command(name = "convscope", version, about = "See what a trained convolutional network has learned.")]
+#[command(
+    name = "convscope",
+    version,
+    about = "See what a trained convolutional network has learned."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,20 +46,35 @@ enum Command {
     Activations(activations::ActivationsArgs),
     /// Show the input pattern each filter of a layer responds to (gradient ascent in input space).
     Filters(filters::FiltersArgs),
+    /// Class activation maps (Grad-CAM and its family): where the evidence for a class is.
+    Cam(cam::CamArgs),
+    /// Saliency maps: gradients, SmoothGrad, Integrated Gradients, guided backpropagation.
+    Saliency(cam::SaliencyArgs),
+    /// Run everything on the embedded demo model and scene; write one HTML report.
+    Demo(report::DemoArgs),
+    /// Summary, activations, filters and Grad-CAM of any model and image on one HTML page.
+    Report(report::ReportArgs),
     /// Measure engine speed on a model (median ms and GFLOP/s).
     Bench(bench::BenchArgs),
 }
 
 /// Parses `W`, `WxH`.
 pub(crate) fn parse_size(s: &str) -> Result<(usize, usize), String> {
-    let parse = |v: &str| v.trim().parse::<usize>().ok().filter(|&n| n > 0 && n <= 16384);
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0 && n <= 16384)
+    };
     let (w, h) = match s.split_once(['x', 'X']) {
         Some((w, h)) => (parse(w), parse(h)),
         None => (parse(s), parse(s)),
     };
     match (w, h) {
         (Some(w), Some(h)) => Ok((h, w)),
-        _ => Err(format!("'{s}' is not a size; use W or WxH, e.g. 150 or 224x224")),
+        _ => Err(format!(
+            "'{s}' is not a size; use W or WxH, e.g. 150 or 224x224"
+        )),
     }
 }
 
@@ -63,7 +84,9 @@ pub(crate) fn load(path: &PathBuf) -> Result<Model> {
 
 fn summary(model: PathBuf, json: bool, size: Option<(usize, usize)>) -> Result<()> {
     let m = load(&model)?;
-    let s = m.summary(size).context("cannot run the model to get its shapes")?;
+    let s = m
+        .summary(size)
+        .context("cannot run the model to get its shapes")?;
     if json {
         let layers: Vec<_> = s
             .layers
@@ -83,12 +106,27 @@ fn summary(model: PathBuf, json: bool, size: Option<(usize, usize)>) -> Result<(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // CONVSCOPE_PROFILE=1 prints where the engine spent its time, per op and direction.
+    let profile = std::env::var_os("CONVSCOPE_PROFILE").is_some_and(|v| v == "1");
+    convscope_engine::set_profiling(profile);
     let result = match cli.command {
         Command::Summary { model, json, size } => summary(model, json, size),
         Command::Activations(args) => activations::run(args),
         Command::Filters(args) => filters::run(args),
+        Command::Cam(args) => cam::run(args),
+        Command::Saliency(args) => cam::run_saliency(args),
+        Command::Demo(args) => report::run_demo(args),
+        Command::Report(args) => report::run_report(args),
         Command::Bench(args) => bench::run(args),
     };
+    if profile {
+        for (op, total, calls) in convscope_engine::take_profile() {
+            eprintln!(
+                "profile: {op:<28} {:>9.1} ms  {calls:>6} calls",
+                total.as_secs_f64() * 1e3
+            );
+        }
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

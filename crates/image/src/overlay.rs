@@ -228,3 +228,66 @@ mod tests {
         assert_eq!(heat.get_pixel(7, 5).0, Colormap::Jet.map(1.0));
     }
 }
+
+/// The Keras chapter's overlay: `heat·alpha + image`, then rescaled to `0..255` as
+/// `keras.utils.array_to_img` does (`x − min`, `/ max`, `·255`).
+///
+/// # Errors
+/// [`Error::Shape`] if the two images differ in size or `image` is inconsistent.
+pub fn superimpose(image: &RgbImageF32, heat: &RgbImage, alpha: f32) -> Result<RgbImage> {
+    if image.data.len() != image.width * image.height * 3 {
+        return Err(Error::Shape("inconsistent RgbImageF32".into()));
+    }
+    if (heat.width() as usize, heat.height() as usize) != (image.width, image.height) {
+        return Err(Error::Shape(format!(
+            "heatmap is {}x{} but image is {}x{}",
+            heat.width(),
+            heat.height(),
+            image.width,
+            image.height
+        )));
+    }
+    let a = if alpha.is_finite() {
+        alpha.max(0.0)
+    } else {
+        0.0
+    };
+    let sum: Vec<f32> = heat
+        .as_raw()
+        .iter()
+        .zip(&image.data)
+        .map(|(&h, &i)| h as f32 * a + i)
+        .collect();
+    let lo = sum.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = sum.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let raw = sum
+        .iter()
+        .map(|&v| f32_to_u8((v - lo) / span * 255.0))
+        .collect();
+    Ok(RgbImage::from_raw(heat.width(), heat.height(), raw).expect("length checked"))
+}
+
+#[cfg(test)]
+mod superimpose_tests {
+    use super::*;
+
+    #[test]
+    fn superimpose_rescales_to_full_range() {
+        let img = RgbImageF32::new(2, 1, vec![0.0, 0.0, 0.0, 100.0, 100.0, 100.0]).unwrap();
+        let heat = RgbImage::from_raw(2, 1, vec![255, 0, 0, 0, 0, 255]).unwrap();
+        let out = superimpose(&img, &heat, 0.4).unwrap();
+        // Sums: [102,0,0] and [100,100,202]; min 0, max 202.
+        assert_eq!(
+            out.as_raw(),
+            &[
+                f32_to_u8(102.0 / 202.0 * 255.0),
+                0,
+                0,
+                f32_to_u8(100.0 / 202.0 * 255.0),
+                f32_to_u8(100.0 / 202.0 * 255.0),
+                255
+            ]
+        );
+    }
+}

@@ -65,7 +65,13 @@ pub fn layer_stats(t: &Tensor) -> LayerStats {
     let mean = item.iter().map(|&v| v as f64).sum::<f64>() / count;
     let var = item.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / count;
     let zeros = item.iter().filter(|&&v| v == 0.0).count();
-    let blank = if plane == 0 { 0 } else { item.chunks(plane).filter(|c| c.iter().all(|&v| v == 0.0)).count() };
+    let blank = if plane == 0 {
+        0
+    } else {
+        item.chunks(plane)
+            .filter(|c| c.iter().all(|&v| v == 0.0))
+            .count()
+    };
     LayerStats {
         mean,
         std: var.sqrt(),
@@ -79,8 +85,21 @@ pub fn layer_stats(t: &Tensor) -> LayerStats {
 
 /// Ops whose layers make spatial feature maps (the default selection).
 const SPATIAL_HEADS: &[&str] = &[
-    "Conv", "ConvTranspose", "MaxPool", "AveragePool", "BatchNormalization", "Add", "Mul", "Concat", "Resize", "Relu", "Clip",
-    "Upsample", "Pad", "Sub", "Div",
+    "Conv",
+    "ConvTranspose",
+    "MaxPool",
+    "AveragePool",
+    "BatchNormalization",
+    "Add",
+    "Mul",
+    "Concat",
+    "Resize",
+    "Relu",
+    "Clip",
+    "Upsample",
+    "Pad",
+    "Sub",
+    "Div",
 ];
 
 /// Every layer that produces a spatial feature map (height or width > 1), for `input`.
@@ -89,10 +108,16 @@ pub fn default_selection(model: &Model, input: &Tensor) -> Result<Vec<Selected>>
         .layers()
         .iter()
         .filter(|l| SPATIAL_HEADS.contains(&l.ops.split('+').next().unwrap_or("")))
-        .map(|l| Selected { label: l.name.clone(), value: l.value, layer: Some(l.clone()) })
+        .map(|l| Selected {
+            label: l.name.clone(),
+            value: l.value,
+            layer: Some(l.clone()),
+        })
         .collect();
     if candidates.is_empty() {
-        return Err(Error::Layer("the model has no layer with a spatial feature map".into()));
+        return Err(Error::Layer(
+            "the model has no layer with a spatial feature map".into(),
+        ));
     }
     let ids: Vec<_> = candidates.iter().map(|s| s.value).collect();
     let values = model.run(input, &ids)?;
@@ -105,7 +130,11 @@ pub fn default_selection(model: &Model, input: &Tensor) -> Result<Vec<Selected>>
 }
 
 /// Runs the model once up to the deepest selected value and returns each value with statistics.
-pub fn compute_activations(model: &Model, input: &Tensor, selection: &[Selected]) -> Result<Vec<LayerActivation>> {
+pub fn compute_activations(
+    model: &Model,
+    input: &Tensor,
+    selection: &[Selected],
+) -> Result<Vec<LayerActivation>> {
     let ids: Vec<_> = selection.iter().map(|s| s.value).collect();
     let values = model.run_float(input, &ids)?;
     Ok(selection

@@ -101,7 +101,13 @@ impl FilterPattern {
 }
 
 /// Checks that `layer` is a spatial feature map and every filter exists; returns the channel count.
-pub fn check_layer(model: &Model, layer: ValueId, label: &str, filters: &[usize], probe_size: (usize, usize)) -> Result<usize> {
+pub fn check_layer(
+    model: &Model,
+    layer: ValueId,
+    label: &str,
+    filters: &[usize],
+    probe_size: (usize, usize),
+) -> Result<usize> {
     let spec = model.input_spec();
     let x = Tensor::full(&spec.shape(1, probe_size.0, probe_size.1), 0.5);
     let v = model.run(&x, &[layer])?.remove(0);
@@ -115,7 +121,9 @@ pub fn check_layer(model: &Model, layer: ValueId, label: &str, filters: &[usize]
         }
     };
     if let Some(&bad) = filters.iter().find(|&&f| f >= channels) {
-        return Err(Error::Config(format!("filter index {bad} is out of range: '{label}' has {channels} filters (0..{channels})")));
+        return Err(Error::Config(format!(
+            "filter index {bad} is out of range: '{label}' has {channels} filters (0..{channels})"
+        )));
     }
     Ok(channels)
 }
@@ -257,47 +265,92 @@ fn penalty_grad(cfg: &FiltersConfig, x: &[f32], c: usize, h: usize, w: usize) ->
 
 /// Filters per batch when not given: the forward values of one image times the batch must fit
 /// in about 1.5 GiB.
-fn auto_chunk(model: &Model, layer: ValueId, c: usize, h: usize, w: usize, layout: Layout, total: usize) -> Result<usize> {
+fn auto_chunk(
+    model: &Model,
+    layer: ValueId,
+    c: usize,
+    h: usize,
+    w: usize,
+    layout: Layout,
+    total: usize,
+) -> Result<usize> {
     let shape = match layout {
         Layout::Nchw => vec![1, c, h, w],
         Layout::Nhwc => vec![1, h, w, c],
     };
     let tape = model.forward(&Tensor::full(&shape, 0.5), &[layer])?;
     let per_item = tape.memory_bytes().max(1) * 2;
-    Ok(((1536usize << 20) / per_item).clamp(1, total.max(1)).min(64))
+    Ok(((1536usize << 20) / per_item)
+        .clamp(1, total.max(1))
+        .min(64))
 }
 
 /// Runs gradient ascent for every filter in `cfg.filters` of the value `layer`.
 ///
 /// `progress` is called with the number of filter-steps completed so far.
-pub fn visualize_filters(model: &Model, layer: ValueId, cfg: &FiltersConfig, progress: &mut dyn FnMut(usize)) -> Result<Vec<FilterPattern>> {
+pub fn visualize_filters(
+    model: &Model,
+    layer: ValueId,
+    cfg: &FiltersConfig,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<FilterPattern>> {
     let spec = model.input_spec();
     let c = spec.channels;
     if c != 1 && c != 3 {
-        return Err(Error::Config(format!("filter visualisation needs a 1- or 3-channel model, this one takes {c}")));
+        return Err(Error::Config(format!(
+            "filter visualisation needs a 1- or 3-channel model, this one takes {c}"
+        )));
     }
     if cfg.steps == 0 || cfg.octaves == 0 {
-        return Err(Error::Config("--steps and --octaves must be at least 1".into()));
+        return Err(Error::Config(
+            "--steps and --octaves must be at least 1".into(),
+        ));
     }
     let (mul, add, bgr) = normalize_scale(&cfg.normalize);
-    let map = PixelMap { mul, add, bgr, layout: spec.layout };
+    let map = PixelMap {
+        mul,
+        add,
+        bgr,
+        layout: spec.layout,
+    };
     let sizes: Vec<(usize, usize)> = (0..cfg.octaves)
         .map(|o| {
             let f = cfg.octave_scale.powi((cfg.octaves - 1 - o) as i32);
-            (((cfg.size.0 as f32 / f).round() as usize).max(8), ((cfg.size.1 as f32 / f).round() as usize).max(8))
+            (
+                ((cfg.size.0 as f32 / f).round() as usize).max(8),
+                ((cfg.size.1 as f32 / f).round() as usize).max(8),
+            )
         })
         .collect();
     let chunk = match cfg.chunk {
         Some(k) => k.max(1),
-        None => auto_chunk(model, layer, c, cfg.size.0, cfg.size.1, spec.layout, cfg.filters.len())?,
+        None => auto_chunk(
+            model,
+            layer,
+            c,
+            cfg.size.0,
+            cfg.size.1,
+            spec.layout,
+            cfg.filters.len(),
+        )?,
     };
     let mut results = Vec::with_capacity(cfg.filters.len());
     let mut done = 0usize;
     for filters in cfg.filters.chunks(chunk) {
         // One generator per filter, so results do not depend on how filters are batched.
-        let mut rngs: Vec<Rng> = filters.iter().map(|&f| Rng::new(cfg.seed.wrapping_mul(0x1000_0001).wrapping_add(f as u64))).collect();
+        let mut rngs: Vec<Rng> = filters
+            .iter()
+            .map(|&f| Rng::new(cfg.seed.wrapping_mul(0x1000_0001).wrapping_add(f as u64)))
+            .collect();
         let (h0, w0) = sizes[0];
-        let mut images: Vec<Vec<f32>> = rngs.iter_mut().map(|r| (0..c * h0 * w0).map(|_| r.uniform() * 20.0 + 128.0).collect()).collect();
+        let mut images: Vec<Vec<f32>> = rngs
+            .iter_mut()
+            .map(|r| {
+                (0..c * h0 * w0)
+                    .map(|_| r.uniform() * 20.0 + 128.0)
+                    .collect()
+            })
+            .collect();
         let mut curves: Vec<Vec<f32>> = vec![Vec::new(); filters.len()];
         let mut adam: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
         let mut t_adam = 0i32;
@@ -307,7 +360,12 @@ pub fn visualize_filters(model: &Model, layer: ValueId, cfg: &FiltersConfig, pro
                 images = images.iter().map(|x| upscale(x, c, ph, pw, h, w)).collect();
                 adam.clear();
             }
-            let batch = Batch { n: filters.len(), c, h, w };
+            let batch = Batch {
+                n: filters.len(),
+                c,
+                h,
+                w,
+            };
             for step in 0..=cfg.steps {
                 let last = step == cfg.steps;
                 let warps: Vec<Warp> = rngs
@@ -319,21 +377,41 @@ pub fn visualize_filters(model: &Model, layer: ValueId, cfg: &FiltersConfig, pro
                         let shift = (r.offset(cfg.jitter), r.offset(cfg.jitter));
                         let scale = 1.0 + cfg.scale * (2.0 * r.uniform() - 1.0);
                         let angle = cfg.rotate.to_radians() * (2.0 * r.uniform() - 1.0);
-                        Warp { shift, scale, angle }
+                        Warp {
+                            shift,
+                            scale,
+                            angle,
+                        }
                     })
                     .collect();
-                let warped: Vec<Vec<f32>> = images.iter().zip(&warps).map(|(x, wp)| if *wp == Warp::IDENTITY { x.clone() } else { wp.apply(x, c, h, w) }).collect();
+                let warped: Vec<Vec<f32>> = images
+                    .iter()
+                    .zip(&warps)
+                    .map(|(x, wp)| {
+                        if *wp == Warp::IDENTITY {
+                            x.clone()
+                        } else {
+                            wp.apply(x, c, h, w)
+                        }
+                    })
+                    .collect();
                 let input = map.to_input(&batch, &warped);
                 let tape = model.forward(&input, &[layer])?;
                 let act = tape.value(layer)?;
                 let [_, ac, ah, aw] = *act.shape() else {
-                    return Err(Error::Layer("the layer's output is not a feature map".into()));
+                    return Err(Error::Layer(
+                        "the layer's output is not a feature map".into(),
+                    ));
                 };
                 let plane = ah * aw;
                 let mut seed = Tensor::zeros(act.shape());
                 for (i, &f) in filters.iter().enumerate() {
                     let base = (i * ac + f) * plane;
-                    let obj = act.data()[base..base + plane].iter().map(|&v| v as f64).sum::<f64>() / plane as f64;
+                    let obj = act.data()[base..base + plane]
+                        .iter()
+                        .map(|&v| v as f64)
+                        .sum::<f64>()
+                        / plane as f64;
                     if o == 0 || step > 0 || curves[i].is_empty() {
                         curves[i].push(obj as f32);
                     }
@@ -359,13 +437,18 @@ pub fn visualize_filters(model: &Model, layer: ValueId, cfg: &FiltersConfig, pro
                     let x = &mut images[i];
                     match cfg.optimizer {
                         Optimizer::NormalizedAscent => {
-                            let rms = (g.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / g.len() as f64).sqrt() as f32;
+                            let rms = (g.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>()
+                                / g.len() as f64)
+                                .sqrt() as f32;
                             let k = cfg.step / (rms + 1e-5);
                             x.iter_mut().zip(&g).for_each(|(xv, gv)| *xv += gv * k);
                         }
                         Optimizer::Adam => {
                             if adam.len() <= i {
-                                adam.resize(filters.len(), (vec![0.0; g.len()], vec![0.0; g.len()]));
+                                adam.resize(
+                                    filters.len(),
+                                    (vec![0.0; g.len()], vec![0.0; g.len()]),
+                                );
                             }
                             let (m, v) = &mut adam[i];
                             let (b1, b2) = (0.9f32, 0.999f32);
@@ -384,7 +467,11 @@ pub fn visualize_filters(model: &Model, layer: ValueId, cfg: &FiltersConfig, pro
         }
         let (h, w) = *sizes.last().expect("at least one octave");
         for (i, &f) in filters.iter().enumerate() {
-            results.push(FilterPattern { filter: f, image: deprocess(&images[i], c, h, w), curve: std::mem::take(&mut curves[i]) });
+            results.push(FilterPattern {
+                filter: f,
+                image: deprocess(&images[i], c, h, w),
+                curve: std::mem::take(&mut curves[i]),
+            });
         }
     }
     Ok(results)

@@ -3,7 +3,10 @@
 use std::path::Path;
 
 use convscope_engine::{InputSpec, Layout, Model, Tensor};
-use convscope_image::{load_rgb, normalize, read_npy_f32, resize, resize_shorter_and_center_crop, Normalize, Planar, ResizeFilter, RgbImageF32};
+use convscope_image::{
+    load_rgb, normalize, read_npy_f32, resize, resize_shorter_and_center_crop, Normalize, Planar,
+    ResizeFilter, RgbImageF32,
+};
 
 use crate::error::{Error, Result};
 
@@ -22,7 +25,12 @@ pub struct InputConfig {
 
 impl Default for InputConfig {
     fn default() -> Self {
-        Self { size: None, filter: ResizeFilter::Bilinear, center_crop: false, normalize: Normalize::Unit }
+        Self {
+            size: None,
+            filter: ResizeFilter::Bilinear,
+            center_crop: false,
+            normalize: Normalize::Unit,
+        }
     }
 }
 
@@ -40,7 +48,10 @@ pub struct PreparedInput {
 /// The `(height, width)` the model runs at: `cfg.size`, else the declared size.
 pub fn target_size(spec: &InputSpec, size: Option<(usize, usize)>) -> Result<(usize, usize)> {
     size.or(spec.height.zip(spec.width)).ok_or_else(|| {
-        Error::Config(format!("the model does not declare an input size for '{}'; pass --size WxH", spec.name))
+        Error::Config(format!(
+            "the model does not declare an input size for '{}'; pass --size WxH",
+            spec.name
+        ))
     })
 }
 
@@ -81,7 +92,12 @@ pub fn tensor_to_planar(t: &Tensor, layout: Layout, n: usize) -> Planar {
             out
         }
     };
-    Planar { channels: c, height: h, width: w, data }
+    Planar {
+        channels: c,
+        height: h,
+        width: w,
+        data,
+    }
 }
 
 /// Adapts a 3-channel planar image to the model's channel count (grey for 1-channel models).
@@ -90,10 +106,19 @@ fn match_channels(p: Planar, channels: usize) -> Result<Planar> {
         (a, b) if a == b => Ok(p),
         (3, 1) => {
             let n = p.height * p.width;
-            let data = (0..n).map(|i| (p.data[i] + p.data[n + i] + p.data[2 * n + i]) / 3.0).collect();
-            Ok(Planar { channels: 1, height: p.height, width: p.width, data })
+            let data = (0..n)
+                .map(|i| (p.data[i] + p.data[n + i] + p.data[2 * n + i]) / 3.0)
+                .collect();
+            Ok(Planar {
+                channels: 1,
+                height: p.height,
+                width: p.width,
+                data,
+            })
         }
-        (a, b) => Err(Error::Input(format!("the image has {a} channels but the model takes {b}"))),
+        (a, b) => Err(Error::Input(format!(
+            "the image has {a} channels but the model takes {b}"
+        ))),
     }
 }
 
@@ -103,11 +128,23 @@ fn match_channels(p: Planar, channels: usize) -> Result<Planar> {
 /// `.npy` file is taken as already preprocessed, in the model's layout, with or without the batch
 /// axis.
 pub fn prepare_input(model: &Model, path: &Path, cfg: &InputConfig) -> Result<PreparedInput> {
-    let spec = model.input_spec();
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+    {
         return prepare_npy(model, path, cfg);
     }
-    let original = load_rgb(path)?;
+    prepare_image(model, load_rgb(path)?, cfg)
+}
+
+/// Prepares an image already in memory (pixels 0..255) for `model`: resize or resize and crop,
+/// then normalise, as [`prepare_input`] does for a file.
+pub fn prepare_image(
+    model: &Model,
+    original: RgbImageF32,
+    cfg: &InputConfig,
+) -> Result<PreparedInput> {
+    let spec = model.input_spec();
     let (h, w) = target_size(spec, cfg.size)?;
     let display = if cfg.center_crop {
         resize_shorter_and_center_crop(&original, h.min(w), w, h, cfg.filter)?
@@ -115,7 +152,11 @@ pub fn prepare_input(model: &Model, path: &Path, cfg: &InputConfig) -> Result<Pr
         resize(&original, w, h, cfg.filter)
     };
     let planar = match_channels(normalize(&display, &cfg.normalize), spec.channels)?;
-    Ok(PreparedInput { tensor: planar_to_tensor(&planar, spec.layout), display, original })
+    Ok(PreparedInput {
+        tensor: planar_to_tensor(&planar, spec.layout),
+        display,
+        original,
+    })
 }
 
 fn prepare_npy(model: &Model, path: &Path, cfg: &InputConfig) -> Result<PreparedInput> {
@@ -124,12 +165,23 @@ fn prepare_npy(model: &Model, path: &Path, cfg: &InputConfig) -> Result<Prepared
     let shape4 = match shape.len() {
         4 => shape.clone(),
         3 => [&[1][..], &shape].concat(),
-        _ => return Err(Error::Input(format!("{}: a .npy input must be 3-D or 4-D, got shape {shape:?}", path.display()))),
+        _ => {
+            return Err(Error::Input(format!(
+                "{}: a .npy input must be 3-D or 4-D, got shape {shape:?}",
+                path.display()
+            )))
+        }
     };
     let tensor = Tensor::new(shape4, data).map_err(Error::Engine)?;
-    model.check_input(&tensor).map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+    model
+        .check_input(&tensor)
+        .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
     if tensor.shape()[0] != 1 {
-        return Err(Error::Input(format!("{}: batch of {}; convscope visualizes one image at a time", path.display(), tensor.shape()[0])));
+        return Err(Error::Input(format!(
+            "{}: batch of {}; convscope visualizes one image at a time",
+            path.display(),
+            tensor.shape()[0]
+        )));
     }
     let planar = tensor_to_planar(&tensor, spec.layout, 0);
     let display = if planar.channels == 3 {
@@ -138,9 +190,24 @@ fn prepare_npy(model: &Model, path: &Path, cfg: &InputConfig) -> Result<Prepared
         let n = planar.height * planar.width;
         let grey: Vec<f32> = (0..n).flat_map(|i| [planar.data[i]; 3]).collect();
         let mut img = RgbImageF32::new(planar.width, planar.height, grey)?;
-        let (lo, hi) = img.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-        img.data.iter_mut().for_each(|v| *v = if hi > lo { (*v - lo) / (hi - lo) * 255.0 } else { 0.0 });
+        let (lo, hi) = img
+            .data
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        img.data.iter_mut().for_each(|v| {
+            *v = if hi > lo {
+                (*v - lo) / (hi - lo) * 255.0
+            } else {
+                0.0
+            }
+        });
         img
     };
-    Ok(PreparedInput { tensor, original: display.clone(), display })
+    Ok(PreparedInput {
+        tensor,
+        original: display.clone(),
+        display,
+    })
 }

@@ -7,9 +7,11 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod activations;
+pub mod cam;
 mod error;
 pub mod filters;
 pub mod input;
+pub mod saliency;
 pub mod select;
 pub mod transform;
 

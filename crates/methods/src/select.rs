@@ -18,7 +18,9 @@ pub struct Selected {
 fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     match (pattern.first(), text.first()) {
         (None, None) => true,
-        (Some(b'*'), _) => glob_match(&pattern[1..], text) || (!text.is_empty() && glob_match(pattern, &text[1..])),
+        (Some(b'*'), _) => {
+            glob_match(&pattern[1..], text) || (!text.is_empty() && glob_match(pattern, &text[1..]))
+        }
         (Some(b'?'), Some(_)) => glob_match(&pattern[1..], &text[1..]),
         (Some(p), Some(t)) if p == t => glob_match(&pattern[1..], &text[1..]),
         _ => false,
@@ -27,9 +29,14 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
 
 /// Parses a layer index no larger than `max` (`n` layers exist).
 fn parse_index(s: &str, max: usize, n: usize) -> Result<usize> {
-    let i: usize = s.trim().parse().map_err(|_| Error::Layer(format!("'{s}' is not a layer index")))?;
+    let i: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| Error::Layer(format!("'{s}' is not a layer index")))?;
     if i > max {
-        return Err(Error::Layer(format!("layer index {i} is out of range: the model has {n} layers (0..{n})")));
+        return Err(Error::Layer(format!(
+            "layer index {i} is out of range: the model has {n} layers (0..{n})"
+        )));
     }
     Ok(i)
 }
@@ -47,15 +54,28 @@ pub fn select_layers(model: &Model, spec: &str) -> Result<Vec<Selected>> {
             out.push(s);
         }
     };
-    let of_layer = |l: &Layer| Selected { label: l.name.clone(), value: l.value, layer: Some(l.clone()) };
+    let of_layer = |l: &Layer| Selected {
+        label: l.name.clone(),
+        value: l.value,
+        layer: Some(l.clone()),
+    };
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if item == "all" {
             layers.iter().for_each(|l| push(&mut out, of_layer(l)));
         } else if let Some((a, b)) = item.split_once("..").filter(|(a, b)| {
-            let num = |s: &str| s.is_empty() || s.trim_start_matches('=').chars().all(|c| c.is_ascii_digit());
+            let num = |s: &str| {
+                s.is_empty()
+                    || s.trim_start_matches('=')
+                        .chars()
+                        .all(|c| c.is_ascii_digit())
+            };
             num(a) && num(b) && !(a.is_empty() && b.is_empty())
         }) {
-            let start = if a.is_empty() { 0 } else { parse_index(a, n, n)? };
+            let start = if a.is_empty() {
+                0
+            } else {
+                parse_index(a, n, n)?
+            };
             let end = match b.strip_prefix('=') {
                 Some(e) => parse_index(e, n.saturating_sub(1), n)? + 1,
                 None if b.is_empty() => n,
@@ -64,30 +84,51 @@ pub fn select_layers(model: &Model, spec: &str) -> Result<Vec<Selected>> {
             if start >= end {
                 return Err(Error::Layer(format!("layer range '{item}' is empty")));
             }
-            layers[start..end].iter().for_each(|l| push(&mut out, of_layer(l)));
+            layers[start..end]
+                .iter()
+                .for_each(|l| push(&mut out, of_layer(l)));
         } else if item.chars().all(|c| c.is_ascii_digit()) {
             let i = parse_index(item, n.saturating_sub(1), n)?;
             push(&mut out, of_layer(&layers[i]));
         } else if item.contains(['*', '?']) {
-            let matched: Vec<&Layer> = layers.iter().filter(|l| glob_match(item.as_bytes(), l.name.as_bytes())).collect();
+            let matched: Vec<&Layer> = layers
+                .iter()
+                .filter(|l| glob_match(item.as_bytes(), l.name.as_bytes()))
+                .collect();
             if matched.is_empty() {
                 let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
                 return Err(Error::Layer(format!(
                     "no layer matches '{item}'; layers are: {}",
-                    names.iter().take(12).copied().collect::<Vec<_>>().join(", ")
+                    names
+                        .iter()
+                        .take(12)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
-            matched.into_iter().for_each(|l| push(&mut out, of_layer(l)));
+            matched
+                .into_iter()
+                .for_each(|l| push(&mut out, of_layer(l)));
         } else {
             let value = model.resolve(item)?;
             match layers.iter().find(|l| l.name == item || l.value == value) {
                 Some(l) if l.name == item => push(&mut out, of_layer(l)),
-                _ => push(&mut out, Selected { label: item.to_string(), value, layer: layers.iter().find(|l| l.value == value).cloned() }),
+                _ => push(
+                    &mut out,
+                    Selected {
+                        label: item.to_string(),
+                        value,
+                        layer: layers.iter().find(|l| l.value == value).cloned(),
+                    },
+                ),
             }
         }
     }
     if out.is_empty() {
-        return Err(Error::Layer(format!("the selection '{spec}' names no layer")));
+        return Err(Error::Layer(format!(
+            "the selection '{spec}' names no layer"
+        )));
     }
     Ok(out)
 }

@@ -46,7 +46,11 @@ pub struct Warp {
 
 impl Warp {
     /// The identity transformation.
-    pub const IDENTITY: Warp = Warp { shift: (0, 0), scale: 1.0, angle: 0.0 };
+    pub const IDENTITY: Warp = Warp {
+        shift: (0, 0),
+        scale: 1.0,
+        angle: 0.0,
+    };
 
     fn is_affine_identity(&self) -> bool {
         self.scale == 1.0 && self.angle == 0.0
@@ -98,7 +102,8 @@ impl Warp {
             for x in 0..w {
                 let taps = self.taps(h, w, y, x);
                 for c in 0..channels {
-                    out[c * p + y * w + x] = taps.iter().map(|&(i, wt)| wt * rolled[c * p + i]).sum();
+                    out[c * p + y * w + x] =
+                        taps.iter().map(|&(i, wt)| wt * rolled[c * p + i]).sum();
                 }
             }
         }
@@ -148,12 +153,34 @@ mod tests {
         let (c, h, w) = (2, 9, 11);
         let x: Vec<f32> = (0..c * h * w).map(|_| r.uniform()).collect();
         let g: Vec<f32> = (0..c * h * w).map(|_| r.uniform() - 0.5).collect();
-        for warp in [Warp { shift: (2, -3), scale: 1.0, angle: 0.0 }, Warp { shift: (1, 1), scale: 1.1, angle: 0.2 }] {
+        for warp in [
+            Warp {
+                shift: (2, -3),
+                scale: 1.0,
+                angle: 0.0,
+            },
+            Warp {
+                shift: (1, 1),
+                scale: 1.1,
+                angle: 0.2,
+            },
+        ] {
             let y = warp.apply(&x, c, h, w);
             let gx = warp.adjoint(&g, c, h, w);
-            let lhs: f64 = y.iter().zip(&g).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
-            let rhs: f64 = x.iter().zip(&gx).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
-            assert!((lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0), "{warp:?}: {lhs} vs {rhs}");
+            let lhs: f64 = y
+                .iter()
+                .zip(&g)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum();
+            let rhs: f64 = x
+                .iter()
+                .zip(&gx)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum();
+            assert!(
+                (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0),
+                "{warp:?}: {lhs} vs {rhs}"
+            );
         }
     }
 

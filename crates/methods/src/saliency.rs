@@ -1,0 +1,511 @@
+//! Saliency: which input pixels the class score depends on, from gradients with respect to the
+//! input.
+//!
+//! * [`vanilla_gradient`]: dScore/dx (Simonyan et al., 2014).
+//! * [`smooth_grad`]: the gradient averaged over noisy copies of the input (Smilkov et al., 2017).
+//! * [`integrated_gradients`]: the gradient integrated along the straight path from a baseline
+//!   (Sundararajan et al., 2017), with its completeness check.
+//! * [`guided_backprop`]: only positive gradients pass back through ReLUs (Springenberg et al.,
+//!   2015).
+//! * [`guided_gradcam`]: guided backpropagation times the upsampled Grad-CAM map.
+//!
+//! The score is the class's pre-softmax logit, as for the CAM methods (see
+//! [`crate::cam::find_classifier`]). Every result holds the raw attribution in the model's input
+//! layout and a `height × width` magnitude map (the largest `|value|` over the colour channels).
+
+use convscope_engine::{Layout, Model, ReluRule, Tape, Tensor, ValueId};
+
+use crate::cam::{self, check_class, find_classifier, first_output, ClassifierOutput, GradCam};
+use crate::error::{Error, Result};
+use crate::transform::Rng;
+
+/// Options of the saliency methods.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SaliencyConfig {
+    /// Target class; `None` explains the most probable class.
+    pub target: Option<usize>,
+    /// SmoothGrad: number of noisy samples.
+    pub samples: usize,
+    /// SmoothGrad: noise standard deviation as a fraction of the input's range (max − min).
+    pub noise: f32,
+    /// Integrated Gradients: number of intervals of the path (the trapezoid rule evaluates
+    /// `steps + 1` points).
+    pub steps: usize,
+    /// Integrated Gradients: the baseline in model-input space (same shape as the input);
+    /// `None` is all zeros.
+    pub baseline: Option<Tensor>,
+    /// Images per forward and backward pass (SmoothGrad, Integrated Gradients); fewer when the
+    /// passes would take more than about 1.5 GiB.
+    pub batch_size: usize,
+    /// Seed of the SmoothGrad noise.
+    pub seed: u64,
+    /// Guided Grad-CAM: the layer of the Grad-CAM map; `None` uses [`cam::auto_layer`].
+    pub layer: Option<ValueId>,
+}
+
+impl Default for SaliencyConfig {
+    fn default() -> Self {
+        Self {
+            target: None,
+            samples: 25,
+            noise: 0.15,
+            steps: 32,
+            baseline: None,
+            batch_size: 16,
+            seed: 0,
+            layer: None,
+        }
+    }
+}
+
+/// Integrated Gradients' completeness check: the attributions should add up to the score
+/// difference between the input and the baseline.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Completeness {
+    /// Σ attributions.
+    pub attribution_sum: f64,
+    /// score(input) − score(baseline).
+    pub score_difference: f64,
+}
+
+impl Completeness {
+    /// `|Σ attributions − Δscore| / max(|Δscore|, 1e-12)`.
+    pub fn relative_error(&self) -> f64 {
+        (self.attribution_sum - self.score_difference).abs()
+            / self.score_difference.abs().max(1e-12)
+    }
+}
+
+/// A saliency map.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Saliency {
+    /// The explained class.
+    pub target: usize,
+    /// Its score for the input (pre-softmax logit when available).
+    pub score: f32,
+    /// `height × width` magnitudes (≥ 0): the largest `|raw|` over the input channels.
+    pub map: Vec<f32>,
+    /// Height of the input.
+    pub height: usize,
+    /// Width of the input.
+    pub width: usize,
+    /// The attribution itself, in the model's input layout (batch of one).
+    pub raw: Tensor,
+    /// Integrated Gradients only: the completeness check.
+    pub completeness: Option<Completeness>,
+}
+
+impl Saliency {
+    /// [`Saliency::map`] divided by its maximum (`0..=1`; an all-zero map stays zero).
+    pub fn normalized(&self) -> Vec<f32> {
+        let max = self.map.iter().copied().fold(0.0f32, f32::max);
+        if max > 0.0 && max.is_finite() {
+            self.map.iter().map(|&v| v / max).collect()
+        } else {
+            vec![0.0; self.map.len()]
+        }
+    }
+}
+
+/// Registry names of the saliency methods, for [`compute_saliency`].
+pub fn saliency_method_names() -> &'static [&'static str] {
+    &[
+        "gradient",
+        "smoothgrad",
+        "integrated-gradients",
+        "guided-backprop",
+        "guided-gradcam",
+    ]
+}
+
+/// Runs the saliency method called `name` (see [`saliency_method_names`]).
+pub fn compute_saliency(
+    model: &Model,
+    input: &Tensor,
+    name: &str,
+    cfg: &SaliencyConfig,
+) -> Result<Saliency> {
+    match name.to_ascii_lowercase().as_str() {
+        "gradient" => vanilla_gradient(model, input, cfg),
+        "smoothgrad" => smooth_grad(model, input, cfg),
+        "integrated-gradients" => integrated_gradients(model, input, cfg),
+        "guided-backprop" => guided_backprop(model, input, cfg),
+        "guided-gradcam" => guided_gradcam(model, input, cfg),
+        _ => Err(Error::Config(format!(
+            "unknown saliency method '{name}'; valid methods: {}",
+            saliency_method_names().join(", ")
+        ))),
+    }
+}
+
+/// Memory the tapes of one batched pass may take (forward values and their gradients).
+const BATCH_BUDGET: usize = 1536 << 20;
+
+/// One forward pass of the input with the classifier identified and the target resolved.
+struct Setup<'m> {
+    tape: Tape<'m>,
+    head: Explained,
+}
+
+/// The class being explained.
+struct Explained {
+    cls: ClassifierOutput,
+    target: usize,
+    score: f32,
+}
+
+fn setup<'m>(
+    model: &'m Model,
+    input: &Tensor,
+    cfg: &SaliencyConfig,
+    extra: &[ValueId],
+) -> Result<Setup<'m>> {
+    if input.shape().first() != Some(&1) {
+        return Err(Error::Input(format!(
+            "saliency takes one image, got input shape {:?}",
+            input.shape()
+        )));
+    }
+    let mut targets = vec![first_output(model)?];
+    targets.extend_from_slice(extra);
+    let tape = model.forward(input, &targets)?;
+    let cls = find_classifier(model, &tape)?;
+    let target = match cfg.target {
+        Some(t) => {
+            check_class(t, cls.classes)?;
+            t
+        }
+        None => cam::prediction(&tape, &cls)?.top(1)[0].0,
+    };
+    let score = tape.value(cls.score)?.data()[target];
+    Ok(Setup {
+        tape,
+        head: Explained { cls, target, score },
+    })
+}
+
+impl Setup<'_> {
+    /// d score / d input with the given ReLU rule.
+    fn gradient(&self, rule: ReluRule) -> Result<Tensor> {
+        let h = &self.head;
+        let mut seed = Tensor::zeros(self.tape.value(h.cls.score)?.shape());
+        seed.data_mut()[h.target] = 1.0;
+        Ok(self
+            .tape
+            .backward_with(vec![(h.cls.score, seed)], &[], rule)?
+            .input)
+    }
+
+    /// Images per batched pass: at most `requested`, and few enough that the batch's tape
+    /// (measured on this pass of one image, twice for the gradients) fits in [`BATCH_BUDGET`].
+    /// Frees this pass's values.
+    fn into_batched(self, requested: usize) -> (Explained, usize) {
+        let per_item = self.tape.memory_bytes().max(1) * 2;
+        let chunk = (BATCH_BUDGET / per_item).clamp(1, requested.max(1));
+        (self.head, chunk)
+    }
+
+    fn finish(&self, model: &Model, raw: Tensor, completeness: Option<Completeness>) -> Saliency {
+        self.head.finish(model, raw, completeness)
+    }
+}
+
+impl Explained {
+    fn finish(&self, model: &Model, raw: Tensor, completeness: Option<Completeness>) -> Saliency {
+        let (map, height, width) = magnitude_map(&raw, model.input_spec().layout);
+        Saliency {
+            target: self.target,
+            score: self.score,
+            map,
+            height,
+            width,
+            raw,
+            completeness,
+        }
+    }
+}
+
+/// The largest `|value|` over channels of a batch-of-one tensor in `layout`, as `(map, h, w)`.
+fn magnitude_map(t: &Tensor, layout: Layout) -> (Vec<f32>, usize, usize) {
+    let s = t.shape();
+    let (c, h, w) = match layout {
+        Layout::Nchw => (s[1], s[2], s[3]),
+        Layout::Nhwc => (s[3], s[1], s[2]),
+    };
+    let d = t.data();
+    let map = (0..h * w)
+        .map(|i| {
+            (0..c)
+                .map(|k| match layout {
+                    Layout::Nchw => d[k * h * w + i],
+                    Layout::Nhwc => d[i * c + k],
+                })
+                .fold(0.0f32, |m, v| m.max(v.abs()))
+        })
+        .collect();
+    (map, h, w)
+}
+
+/// The plain gradient of the class score with respect to the input.
+pub fn vanilla_gradient(model: &Model, input: &Tensor, cfg: &SaliencyConfig) -> Result<Saliency> {
+    let s = setup(model, input, cfg, &[])?;
+    let g = s.gradient(ReluRule::Exact)?;
+    Ok(s.finish(model, g, None))
+}
+
+/// Guided backpropagation: the gradient with negative gradients stopped at every ReLU-like
+/// node ([`ReluRule::Guided`]).
+pub fn guided_backprop(model: &Model, input: &Tensor, cfg: &SaliencyConfig) -> Result<Saliency> {
+    let s = setup(model, input, cfg, &[])?;
+    let g = s.gradient(ReluRule::Guided)?;
+    Ok(s.finish(model, g, None))
+}
+
+/// Guided Grad-CAM: guided backpropagation multiplied, pixel by pixel and in every channel, by
+/// the Grad-CAM map of `cfg.layer` (or [`cam::auto_layer`]) scaled to `0..1` and upsampled to
+/// the input size ([`cam::Cam::normalized`]), as pytorch-grad-cam's example does.
+pub fn guided_gradcam(model: &Model, input: &Tensor, cfg: &SaliencyConfig) -> Result<Saliency> {
+    let extra: Vec<ValueId> = cfg.layer.into_iter().collect();
+    let s = setup(model, input, cfg, &extra)?;
+    let layer = match cfg.layer {
+        Some(l) => l,
+        None => cam::auto_layer_in(model, &s.tape)?.value,
+    };
+    let cams = cam::cams_from_tape(
+        model,
+        input,
+        &s.tape,
+        &s.head.cls,
+        layer,
+        &[s.head.target],
+        &GradCam,
+        1,
+    )?;
+    let mut raw = s.gradient(ReluRule::Guided)?;
+    let spec = model.input_spec();
+    let (h, w) = spec.spatial(raw.shape());
+    let mask = cams[0].normalized(h, w);
+    let c = raw.len() / (h * w);
+    let layout = spec.layout;
+    for (j, v) in raw.data_mut().iter_mut().enumerate() {
+        let pixel = match layout {
+            Layout::Nchw => j % (h * w),
+            Layout::Nhwc => j / c,
+        };
+        *v *= mask[pixel];
+    }
+    Ok(s.finish(model, raw, None))
+}
+
+/// SmoothGrad: the mean gradient over `cfg.samples` copies of the input with Gaussian noise of
+/// standard deviation `cfg.noise × (max(x) − min(x))` (seeded, deterministic, independent of
+/// the batch size).
+pub fn smooth_grad(model: &Model, input: &Tensor, cfg: &SaliencyConfig) -> Result<Saliency> {
+    if cfg.samples == 0 {
+        return Err(Error::Config("SmoothGrad needs at least one sample".into()));
+    }
+    let s = setup(model, input, cfg, &[])?;
+    let x = input.data();
+    let (lo, hi) = x
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    let sigma = cfg.noise * (hi - lo);
+    let fill = |i: usize, item: &mut [f32]| {
+        let mut rng = Rng::new(cfg.seed.wrapping_mul(0x1000_0001).wrapping_add(i as u64));
+        for (o, &v) in item.iter_mut().zip(x) {
+            *o = v + sigma * gaussian(&mut rng);
+        }
+    };
+    let n = cfg.samples;
+    let (s, chunk) = s.into_batched(cfg.batch_size);
+    let (acc, _) = accumulate_gradients(
+        model,
+        &s.cls,
+        s.target,
+        input.shape(),
+        n,
+        chunk,
+        &fill,
+        &|_| 1.0 / n as f64,
+    )?;
+    let raw = Tensor::new(
+        input.shape().to_vec(),
+        acc.into_iter().map(|v| v as f32).collect(),
+    )?;
+    Ok(s.finish(model, raw, None))
+}
+
+/// Integrated Gradients from `cfg.baseline` (zeros by default) to the input, with the
+/// trapezoid rule over `cfg.steps` intervals (`steps + 1` points, evaluated
+/// `cfg.batch_size` at a time with one forward and one backward pass per batch).
+///
+/// `raw = (x − baseline) ⊙ ∫₀¹ dScore/dx(baseline + α(x − baseline)) dα`; the result's
+/// [`Saliency::completeness`] compares `Σ raw` with `score(x) − score(baseline)`.
+pub fn integrated_gradients(
+    model: &Model,
+    input: &Tensor,
+    cfg: &SaliencyConfig,
+) -> Result<Saliency> {
+    if cfg.steps == 0 {
+        return Err(Error::Config(
+            "Integrated Gradients needs at least one step".into(),
+        ));
+    }
+    let s = setup(model, input, cfg, &[])?;
+    let zeros;
+    let baseline = match &cfg.baseline {
+        Some(b) if b.shape() != input.shape() => {
+            return Err(Error::Config(format!(
+                "the baseline has shape {:?}, the input {:?}",
+                b.shape(),
+                input.shape()
+            )))
+        }
+        Some(b) => b.data(),
+        None => {
+            zeros = vec![0.0f32; input.len()];
+            &zeros
+        }
+    };
+    let x = input.data();
+    let steps = cfg.steps;
+    let fill = |j: usize, item: &mut [f32]| {
+        let a = j as f32 / steps as f32;
+        for ((o, &xv), &bv) in item.iter_mut().zip(x).zip(baseline) {
+            *o = bv + a * (xv - bv);
+        }
+    };
+    let weight = |j: usize| {
+        if j == 0 || j == steps {
+            0.5 / steps as f64
+        } else {
+            1.0 / steps as f64
+        }
+    };
+    let (s, chunk) = s.into_batched(cfg.batch_size);
+    let (acc, scores) = accumulate_gradients(
+        model,
+        &s.cls,
+        s.target,
+        input.shape(),
+        steps + 1,
+        chunk,
+        &fill,
+        &weight,
+    )?;
+    let attr: Vec<f32> = acc
+        .iter()
+        .zip(x)
+        .zip(baseline)
+        .map(|((g, &xv), &bv)| (g * (xv - bv) as f64) as f32)
+        .collect();
+    let completeness = Completeness {
+        attribution_sum: attr.iter().map(|&v| v as f64).sum(),
+        score_difference: scores[steps] as f64 - scores[0] as f64,
+    };
+    let raw = Tensor::new(input.shape().to_vec(), attr)?;
+    Ok(s.finish(model, raw, Some(completeness)))
+}
+
+/// A standard normal sample (Box–Muller).
+fn gaussian(rng: &mut Rng) -> f32 {
+    let u1 = 1.0 - rng.uniform() as f64; // (0, 1]
+    let u2 = rng.uniform() as f64;
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
+
+/// `Σ_i weight(i) · dScore/dx` over `n` inputs built by `fill(i, item)`, and each input's
+/// score, in batches of `chunk` (one forward and one backward pass per batch). A graph that
+/// only takes one image (e.g. a Reshape to `[1, -1]`) falls back to one image at a time.
+#[allow(clippy::too_many_arguments)]
+fn accumulate_gradients(
+    model: &Model,
+    cls: &ClassifierOutput,
+    target: usize,
+    input_shape: &[usize],
+    n: usize,
+    chunk: usize,
+    fill: &dyn Fn(usize, &mut [f32]),
+    weight: &dyn Fn(usize) -> f64,
+) -> Result<(Vec<f64>, Vec<f32>)> {
+    let item: usize = input_shape[1..].iter().product();
+    let k = cls.classes;
+    let mut acc = vec![0.0f64; item];
+    let mut scores = Vec::with_capacity(n);
+    let mut chunk = chunk.max(1);
+    let mut start = 0;
+    while start < n {
+        let m = chunk.min(n - start);
+        let mut data = vec![0.0f32; m * item];
+        for (i, buf) in data.chunks_mut(item).enumerate() {
+            fill(start + i, buf);
+        }
+        let mut shape = input_shape.to_vec();
+        shape[0] = m;
+        let batch = Tensor::new(shape, data)?;
+        let attempt = (|| -> Result<Option<(Tensor, Vec<f32>)>> {
+            let tape = model.forward(&batch, &[cls.score])?;
+            let sv = tape.value(cls.score)?;
+            if sv.len() != m * k || (m > 1 && sv.shape().first() != Some(&m)) {
+                return Ok(None);
+            }
+            let mut seed = Tensor::zeros(sv.shape());
+            let sc = (0..m).map(|i| sv.data()[i * k + target]).collect();
+            (0..m).for_each(|i| seed.data_mut()[i * k + target] = 1.0);
+            Ok(Some((
+                tape.backward(vec![(cls.score, seed)], &[])?.input,
+                sc,
+            )))
+        })();
+        match attempt {
+            Ok(Some((g, sc))) => {
+                for (i, gi) in g.data().chunks(item).enumerate() {
+                    let wi = weight(start + i);
+                    acc.iter_mut()
+                        .zip(gi)
+                        .for_each(|(a, &v)| *a += wi * v as f64);
+                }
+                scores.extend(sc);
+            }
+            Ok(None) | Err(_) if m > 1 => {
+                chunk = 1;
+                continue;
+            }
+            Ok(None) => {
+                return Err(Error::Config(format!(
+                    "the class scores do not hold {k} values for one image"
+                )));
+            }
+            Err(e) => return Err(e),
+        }
+        start += m;
+    }
+    Ok((acc, scores))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaussian_has_unit_variance() {
+        let mut r = Rng::new(1);
+        let v: Vec<f64> = (0..20000).map(|_| gaussian(&mut r) as f64).collect();
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
+    }
+
+    #[test]
+    fn magnitude_map_takes_max_abs_over_channels() {
+        let t = Tensor::new(vec![1, 2, 1, 2], vec![1.0, -3.0, -2.0, 0.5]).unwrap();
+        assert_eq!(magnitude_map(&t, Layout::Nchw).0, vec![2.0, 3.0]);
+        let t = Tensor::new(vec![1, 1, 2, 2], vec![1.0, -3.0, -2.0, 0.5]).unwrap();
+        assert_eq!(magnitude_map(&t, Layout::Nhwc).0, vec![3.0, 2.0]);
+    }
+}

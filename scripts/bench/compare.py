@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Side-by-side speed comparison: convscope vs onnxruntime and PyTorch on the same CPU.
+
+Runs `convscope bench` and `scripts/reference/bench_reference.py` alternately `--rounds`
+times (so both see the same machine load), takes the median of each job's medians, and prints
+one table with the ratios. Both sides use 2 threads.
+
+    cargo build --release -p convscope-cli
+    pip install -r scripts/reference/requirements.txt
+    python3 scripts/bench/compare.py            # --rounds 3 --runs 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LINE = re.compile(r"^(\w+)\s+(\S+)\s+median_ms=([0-9.]+)")
+
+
+def run(cmd: list[str], env: dict) -> list[tuple[str, str, float]]:
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=ROOT).stdout
+    rows = []
+    for line in out.splitlines():
+        m = LINE.match(line.strip())
+        if m:
+            rows.append((m.group(1), m.group(2), float(m.group(3))))
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap.add_argument("--binary", type=Path, default=ROOT / "target" / "release" / "convscope")
+    args = ap.parse_args()
+    env = dict(os.environ, RAYON_NUM_THREADS="2", OMP_NUM_THREADS="2")
+    results: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in range(args.rounds):
+        print(f"# round {r + 1}/{args.rounds}", file=sys.stderr)
+        for engine, job, ms in run([str(args.binary), "bench", "--runs", str(args.runs), "--models", str(args.shared / "models")], env):
+            results[(engine, job)].append(ms)
+        ref = [sys.executable, str(ROOT / "scripts/reference/bench_reference.py"), "--runs", str(args.runs), "--shared", str(args.shared)]
+        for engine, job, ms in run(ref, env):
+            results[(engine, job)].append(ms)
+    jobs = sorted({job for _, job in results})
+    print(f"{'job':<26} {'convscope':>10} {'onnxruntime':>12} {'pytorch':>10} {'ort/ours':>9} {'torch/ours':>11}")
+    for job in jobs:
+        med = {e: statistics.median(v) for (e, j), v in results.items() if j == job}
+        ours = med.get("convscope")
+        cell = lambda e: f"{med[e]:.1f}" if e in med else "-"
+        ratio = lambda e: f"{med[e] / ours:.2f}x" if e in med and ours else "-"
+        print(f"{job:<26} {cell('convscope'):>10} {cell('ort'):>12} {cell('torch'):>10} {ratio('ort'):>9} {ratio('torch'):>11}")
+    print("(times are median ms; a ratio above 1 means convscope is faster)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
