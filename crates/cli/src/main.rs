@@ -78,7 +78,7 @@ pub(crate) fn parse_size(s: &str) -> Result<(usize, usize), String> {
     }
 }
 
-pub(crate) fn load(path: &PathBuf) -> Result<Model> {
+pub(crate) fn load(path: &std::path::Path) -> Result<Model> {
     Model::load(path).with_context(|| format!("cannot load {}", path.display()))
 }
 

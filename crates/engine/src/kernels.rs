@@ -272,6 +272,13 @@ pub(crate) struct SharedOut(pub *mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
+impl SharedOut {
+    /// The pointer. A method (not the `.0` field) so closures capture the whole `Sync` wrapper.
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// `c = a·b` (+ `c` when `accumulate`) into a raw destination, single-threaded or on the pool.
 ///
 /// # Safety

@@ -36,6 +36,6 @@ pub fn take_profile() -> Vec<(String, Duration, usize)> {
         .into_iter()
         .map(|(k, (d, n))| (k, d, n))
         .collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|e| std::cmp::Reverse(e.1));
     v
 }

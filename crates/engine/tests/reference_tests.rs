@@ -198,8 +198,8 @@ fn efficientnet_logit_gradient_and_gradcam_match_pytorch() {
             .map(|&v| v as f64)
             .sum::<f64>()
             / (h * w) as f64;
-        for p in 0..h * w {
-            cam[p] += wk * a.data()[k * h * w + p] as f64;
+        for (c, &av) in cam.iter_mut().zip(&a.data()[k * h * w..(k + 1) * h * w]) {
+            *c += wk * av as f64;
         }
     }
     let want = f32s(&reference["gradcam"]["cam"]);

@@ -284,7 +284,6 @@ fn conv_forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, d: &Dims) -> Result<
                 rs: p as isize,
                 cs: 1,
             };
-            let dst = dst;
             if pointwise {
                 let bm = Mat {
                     rows: cg,
@@ -299,7 +298,7 @@ fn conv_forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, d: &Dims) -> Result<
                         Mat::row_major(mg, k),
                         &x_img[p0..],
                         bm,
-                        dst.0.add(out_off),
+                        dst.get().add(out_off),
                         cm,
                         true,
                         threads,
@@ -315,7 +314,7 @@ fn conv_forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, d: &Dims) -> Result<
                         Mat::row_major(mg, k),
                         col,
                         Mat::row_major(k, cols),
-                        dst.0.add(out_off),
+                        dst.get().add(out_off),
                         cm,
                         true,
                         threads,
@@ -404,7 +403,7 @@ fn transposed_dims(d: &Dims) -> Option<Dims> {
             return None;
         }
         let pb = a.kernel - 1 - a.pad_begin;
-        (a.input + a.kernel - 1 >= a.output + pb).then_some(Axis {
+        (a.input + a.kernel > a.output + pb).then_some(Axis {
             input: a.output,
             output: a.input,
             kernel: a.kernel,

@@ -151,7 +151,7 @@ impl Op for Reshape {
         let product = |v: &[usize]| v.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if let Some(i) = infer {
             let known = product(&out).unwrap_or(0);
-            if known == 0 || n % known != 0 {
+            if known == 0 || !n.is_multiple_of(known) {
                 return Err(Error::Shape(format!(
                     "cannot reshape {:?} ({n} values) to {spec:?} (a Flatten feeding a dense layer needs the model's declared input size)",
                     x.shape()
@@ -514,16 +514,19 @@ impl Selection {
         let os = strides_of(&self.shape);
         for o in 0..n {
             let mut src = self.offset;
-            for ax in 0..self.shape.len() {
-                src += ((o / os[ax]) % self.shape[ax]) as isize * self.strides[ax];
+            for ((&s, &dim), &stride) in os.iter().zip(&self.shape).zip(&self.strides) {
+                src += ((o / s) % dim) as isize * stride;
             }
             f(o, src as usize);
         }
     }
 }
 
+/// Opset < 10 attribute form of Slice: `(starts, ends, axes)`.
+type SliceAttrs = (Option<Vec<i64>>, Option<Vec<i64>>, Option<Vec<i64>>);
+
 struct Slice {
-    attrs: Option<(Option<Vec<i64>>, Option<Vec<i64>>, Option<Vec<i64>>)>,
+    attrs: Option<SliceAttrs>,
 }
 
 impl Slice {
