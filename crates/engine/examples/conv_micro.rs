@@ -1,22 +1,34 @@
-//! Times single convolutions (forward and input gradient) in isolation: `cargo run --release --example conv_micro`.
+//! Times single convolutions (forward and input gradient) in isolation:
+//! `cargo run --release -p convscope-engine --example conv_micro`.
 use convscope_engine::{Model, Tensor};
 use convscope_onnx::{AttributeProto, Dim, GraphBuilder, TensorProto};
 use std::time::Instant;
 
+#[global_allocator]
+static ALLOC: convscope_engine::CachingAlloc = convscope_engine::CachingAlloc;
+
 fn main() {
-    for &(c, m, hw, n) in &[
-        (64usize, 64usize, 240usize, 1usize),
-        (128, 256, 60, 1),
-        (512, 512, 30, 1),
-        (512, 512, 15, 1),
-        (3, 64, 64, 64),
-        (64, 64, 64, 8),
-    ] {
-        let w: Vec<f32> = (0..m * c * 9)
+    // (in channels, out channels, size, batch, kernel, stride, group)
+    let cases: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
+        (64, 64, 240, 1, 3, 1, 1),
+        (128, 256, 60, 1, 3, 1, 1),
+        (512, 512, 30, 1, 3, 1, 1),
+        (512, 512, 15, 1, 3, 1, 1),
+        (3, 64, 64, 64, 3, 1, 1),
+        (64, 64, 64, 8, 3, 1, 1),
+        (96, 24, 56, 1, 1, 1, 1),
+        (24, 144, 56, 1, 1, 1, 1),
+        (144, 144, 56, 1, 3, 1, 144),
+        (240, 240, 28, 1, 5, 2, 240),
+        (320, 1280, 7, 1, 1, 1, 1),
+    ];
+    for &(c, m, hw, n, k, s, g) in cases {
+        let w: Vec<f32> = (0..m * (c / g) * k * k)
             .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
             .collect();
-        let mut g = GraphBuilder::new("c");
-        g.input(
+        let p = (k / 2) as i64;
+        let mut gb = GraphBuilder::new("c");
+        gb.input(
             "x",
             &[
                 Dim::Value(n as i64),
@@ -26,21 +38,25 @@ fn main() {
             ],
         )
         .output("y", &[])
-        .initializer(TensorProto::from_f32("w", &[m, c, 3, 3], &w))
+        .initializer(TensorProto::from_f32("w", &[m, c / g, k, k], &w))
         .node(
             "Conv",
             "conv",
             &["x", "w"],
             &["y"],
-            vec![AttributeProto::ints("pads", &[1, 1, 1, 1])],
+            vec![
+                AttributeProto::ints("pads", &[p, p, p, p]),
+                AttributeProto::ints("strides", &[s as i64, s as i64]),
+                AttributeProto::int("group", g as i64),
+            ],
         );
-        let model = Model::from_proto(g.build(13)).unwrap();
+        let model = Model::from_proto(gb.build(13)).unwrap();
         let y = model.resolve("y").unwrap();
         let x = Tensor::full(&[n, c, hw, hw], 0.5);
-        let flops = 2.0 * (n * m * c * 9 * hw * hw) as f64;
-        let mut best_f = f64::MAX;
-        let mut best_b = f64::MAX;
-        for _ in 0..5 {
+        let out = hw.div_ceil(s);
+        let flops = 2.0 * (n * m * (c / g) * k * k * out * out) as f64;
+        let (mut best_f, mut best_b) = (f64::MAX, f64::MAX);
+        for _ in 0..7 {
             let t = Instant::now();
             let tape = model.forward(&x, &[y]).unwrap();
             best_f = best_f.min(t.elapsed().as_secs_f64());
@@ -50,7 +66,7 @@ fn main() {
             best_b = best_b.min(t.elapsed().as_secs_f64());
         }
         println!(
-            "c{c} m{m} hw{hw} n{n}: fwd {:.2} ms {:.0} GF/s | bwd {:.2} ms {:.0} GF/s",
+            "c{c:<4} m{m:<4} {hw:>3}px n{n:<3} k{k} s{s} g{g:<4}: fwd {:7.2} ms {:5.0} GF/s | bwd {:7.2} ms {:5.0} GF/s",
             best_f * 1e3,
             flops / best_f / 1e9,
             best_b * 1e3,
@@ -58,9 +74,3 @@ fn main() {
         );
     }
 }
-
-#[allow(dead_code)]
-fn gemm_only() {}
-
-#[global_allocator]
-static ALLOC: convscope_engine::CachingAlloc = convscope_engine::CachingAlloc;

@@ -289,6 +289,7 @@ impl Op for Unary {
 fn map1(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0.0f32; x.len()];
     out.par_chunks_mut(CHUNK)
+        .with_min_len(4)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(o, i)| {
             for (o, &i) in o.iter_mut().zip(i) {
@@ -301,14 +302,17 @@ fn map1(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
 /// `f(g, x, y)` over three equally long slices, in parallel blocks.
 fn map3(g: &[f32], x: &[f32], y: &[f32], f: impl Fn(f32, f32, f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0.0f32; g.len()];
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
-        let base = c * CHUNK;
-        let n = o.len();
-        let (g, x, y) = (&g[base..base + n], &x[base..base + n], &y[base..base + n]);
-        for i in 0..n {
-            o[i] = f(g[i], x[i], y[i]);
-        }
-    });
+    out.par_chunks_mut(CHUNK)
+        .with_min_len(4)
+        .enumerate()
+        .for_each(|(c, o)| {
+            let base = c * CHUNK;
+            let n = o.len();
+            let (g, x, y) = (&g[base..base + n], &x[base..base + n], &y[base..base + n]);
+            for i in 0..n {
+                o[i] = f(g[i], x[i], y[i]);
+            }
+        });
     out
 }
 

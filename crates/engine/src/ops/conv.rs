@@ -213,7 +213,10 @@ fn conv_dims(attrs: &ConvAttrs, x: &Tensor, w: &Tensor) -> Result<Dims> {
 }
 
 /// Columns per GEMM tile: 256, or fewer so that every thread gets a tile.
-fn tile_width(p: usize, tasks_without_tiling: usize) -> usize {
+/// Columns per GEMM tile: 256, or fewer so that every thread gets a tile, but never so few that
+/// a tile holds less than about a million multiply-adds (small 1×1 convolutions would otherwise
+/// spend more time handing out tasks than computing).
+fn tile_width(p: usize, tasks_without_tiling: usize, macs_per_column: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
     let per = if tasks_without_tiling >= threads {
         p
@@ -221,8 +224,13 @@ fn tile_width(p: usize, tasks_without_tiling: usize) -> usize {
         // max(1): an empty batch has no task at all (and div_ceil(0) panics).
         p.div_ceil(threads.div_ceil(tasks_without_tiling.max(1)))
     };
-    per.clamp(1, 256)
+    let floor = (MIN_TASK_MACS / macs_per_column.max(1)).max(1);
+    per.clamp(1, 256).max(floor.min(p.max(1)))
 }
+
+/// Below this much work a parallel task costs more in hand-off than it saves, especially when
+/// the machine is shared and a woken thread may wait for a time slice.
+const MIN_TASK_MACS: usize = 1 << 20;
 
 /// `y = conv(x, w) + b` for NCHW `x` and `w` of shape `[M, C/g, kh, kw]`.
 fn conv_forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, d: &Dims) -> Result<Tensor> {
@@ -257,7 +265,7 @@ fn conv_forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, d: &Dims) -> Result<
         && d.w.pad_begin == 0
         && oh == d.h.input
         && ow == d.w.input;
-    let tile = tile_width(p, d.n * d.g);
+    let tile = tile_width(p, d.n * d.g, mg * k);
     let tiles = p.div_ceil(tile);
     let tasks = d.n * d.g * tiles;
     let threads = if tasks >= rayon::current_num_threads() {
@@ -462,31 +470,46 @@ fn valid_range(a: &Axis, k: usize) -> (usize, usize) {
 fn depthwise(x: &[f32], w: &[f32], out: &mut [f32], d: &Dims, _unused: bool) {
     let (h, wa) = (&d.h, &d.w);
     let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
-    out.par_chunks_mut(p).enumerate().for_each(|(plane, o)| {
-        let c = plane % d.c;
-        let xp = &x[plane * plane_in..(plane + 1) * plane_in];
-        for ki in 0..h.kernel {
-            for kj in 0..wa.kernel {
-                let wv = w[(c * h.kernel + ki) * wa.kernel + kj];
-                let (lo, hi) = valid_range(wa, kj);
-                for oh in 0..h.output {
-                    let Some(ih) = h.source(oh, ki) else { continue };
-                    let orow = &mut o[oh * wa.output..(oh + 1) * wa.output];
-                    let base = (ih * wa.input) as isize + (kj * wa.dilation) as isize
-                        - wa.pad_begin as isize;
-                    for (ow, ov) in orow.iter_mut().enumerate().take(hi).skip(lo) {
-                        *ov += wv * xp[(base + (ow * wa.stride) as isize) as usize];
+    let min_planes = (MIN_TASK_MACS / (p * h.kernel * wa.kernel).max(1)).max(1);
+    out.par_chunks_mut(p)
+        .with_min_len(min_planes)
+        .enumerate()
+        .for_each(|(plane, o)| {
+            let c = plane % d.c;
+            let xp = &x[plane * plane_in..(plane + 1) * plane_in];
+            for ki in 0..h.kernel {
+                for kj in 0..wa.kernel {
+                    let wv = w[(c * h.kernel + ki) * wa.kernel + kj];
+                    let (lo, hi) = valid_range(wa, kj);
+                    for oh in 0..h.output {
+                        let Some(ih) = h.source(oh, ki) else { continue };
+                        let orow = &mut o[oh * wa.output..(oh + 1) * wa.output];
+                        let base = (ih * wa.input) as isize + (kj * wa.dilation) as isize
+                            - wa.pad_begin as isize;
+                        if wa.stride == 1 && lo < hi {
+                            // Contiguous: a zip the compiler vectorises.
+                            let src =
+                                &xp[(base + lo as isize) as usize..(base + hi as isize) as usize];
+                            for (ov, &xv) in orow[lo..hi].iter_mut().zip(src) {
+                                *ov += wv * xv;
+                            }
+                        } else {
+                            for (ow, ov) in orow.iter_mut().enumerate().take(hi).skip(lo) {
+                                *ov += wv * xp[(base + (ow * wa.stride) as isize) as usize];
+                            }
+                        }
                     }
                 }
             }
-        }
-    });
+        });
 }
 
 fn depthwise_input_grad(dy: &[f32], w: &[f32], dx: &mut [f32], d: &Dims) {
     let (h, wa) = (&d.h, &d.w);
     let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
+    let min_planes = (MIN_TASK_MACS / (p * h.kernel * wa.kernel).max(1)).max(1);
     dx.par_chunks_mut(plane_in)
+        .with_min_len(min_planes)
         .enumerate()
         .for_each(|(plane, g)| {
             let c = plane % d.c;
@@ -499,9 +522,17 @@ fn depthwise_input_grad(dy: &[f32], w: &[f32], dx: &mut [f32], d: &Dims) {
                         let Some(ih) = h.source(oh, ki) else { continue };
                         let base = (ih * wa.input) as isize + (kj * wa.dilation) as isize
                             - wa.pad_begin as isize;
-                        for ow in lo..hi {
-                            g[(base + (ow * wa.stride) as isize) as usize] +=
-                                wv * dyp[oh * wa.output + ow];
+                        let dyrow = &dyp[oh * wa.output..(oh + 1) * wa.output];
+                        if wa.stride == 1 && lo < hi {
+                            let dst = &mut g
+                                [(base + lo as isize) as usize..(base + hi as isize) as usize];
+                            for (gv, &d) in dst.iter_mut().zip(&dyrow[lo..hi]) {
+                                *gv += wv * d;
+                            }
+                        } else {
+                            for ow in lo..hi {
+                                g[(base + (ow * wa.stride) as isize) as usize] += wv * dyrow[ow];
+                            }
                         }
                     }
                 }
