@@ -55,6 +55,8 @@ pub(crate) fn run(args: ActivationsArgs) -> Result<()> {
     let start = Instant::now();
     let model = crate::load(&args.model)?;
     let prepared = prepare_input(&model, &args.input, &args.input_args.config())?;
+    // Open the output folder before the work, so an unwritable folder fails fast.
+    let mut out = Staged::new(&args.out)?;
     let selection = match &args.layers {
         Some(spec) => select_layers(&model, spec)?,
         None => default_selection(&model, &prepared.tensor)?,
@@ -74,7 +76,6 @@ pub(crate) fn run(args: ActivationsArgs) -> Result<()> {
             }
         }
     }
-    let mut out = Staged::new(&args.out)?;
     out.write_png("input.png", &prepared.display.to_rgb8())?;
     let bar = progress(acts.len() as u64, "rendering");
     let mut written = Vec::with_capacity(acts.len());
@@ -84,7 +85,7 @@ pub(crate) fn run(args: ActivationsArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     print_table(&acts);
-    let index = index_json(&model, &args, &acts, &written);
+    let index = index_json(&model, &args, &acts, &written, prepared.tensor.shape());
     out.write(
         "index.json",
         serde_json::to_string_pretty(&index)?.as_bytes(),
@@ -191,6 +192,7 @@ fn index_json(
     args: &ActivationsArgs,
     acts: &[LayerActivation],
     written: &[Written],
+    input_shape: &[usize],
 ) -> serde_json::Value {
     let layers: Vec<_> = acts
         .iter()
@@ -212,7 +214,7 @@ fn index_json(
     json!({
         "model": args.model.display().to_string(),
         "input": args.input.display().to_string(),
-        "input_shape": model.input_spec().shape(1, 0, 0).len(),
+        "input_shape": input_shape,
         "preprocess": args.input_args.normalize().name(),
         "input_image": "input.png",
         "layers": layers,

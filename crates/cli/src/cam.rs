@@ -137,9 +137,11 @@ pub(crate) fn run(args: CamArgs) -> Result<()> {
         top: args.top.max(1),
         ..CamConfig::default()
     };
+    // Open the output folder before the work, so an unwritable folder fails fast.
+    let mut out = Staged::new(&args.out)?;
     let run = run_cams(&model, &prepared.tensor, &cfg)?;
     print_predictions(&run, labels.as_deref());
-    eprintln!(
+    println!(
         "layer: {}{}",
         run.layer_label,
         if args.layer == "auto" {
@@ -148,7 +150,6 @@ pub(crate) fn run(args: CamArgs) -> Result<()> {
             ""
         }
     );
-    let mut out = Staged::new(&args.out)?;
     let img = backdrop(&prepared, args.input_args.crop);
     let mut entries = Vec::new();
     for cam in &run.cams {

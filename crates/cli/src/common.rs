@@ -70,10 +70,13 @@ pub(crate) struct Staged {
     staging: PathBuf,
     files: Vec<String>,
     committed: bool,
+    /// Whether this run created the folder (then a failed run removes it again).
+    created: bool,
 }
 
 impl Staged {
     pub fn new(dir: &Path) -> Result<Staged> {
+        let created = !dir.exists();
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create output folder {}", dir.display()))?;
         let staging = dir.join(format!(".convscope-staging-{}", std::process::id()));
@@ -84,6 +87,7 @@ impl Staged {
             staging,
             files: Vec::new(),
             committed: false,
+            created,
         })
     }
 
@@ -121,6 +125,10 @@ impl Drop for Staged {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_dir_all(&self.staging);
+            if self.created {
+                // Only succeeds when empty: never removes anything that was there before.
+                let _ = std::fs::remove_dir(&self.dir);
+            }
         }
     }
 }

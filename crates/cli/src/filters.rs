@@ -168,52 +168,60 @@ pub(crate) fn run(args: FiltersArgs) -> Result<()> {
         .out
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    let written = if is_png {
-        let dir = args
-            .out
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
-        let mut out = Staged::new(dir)?;
-        let name = args
-            .out
-            .file_name()
-            .expect("a .png path has a file name")
-            .to_string_lossy()
-            .to_string();
+    let rising = patterns.iter().filter(|p| p.end() > p.start()).count();
+    let mean_end = patterns.iter().map(|p| p.end() as f64).sum::<f64>() / patterns.len() as f64;
+    // Stage every file first (images and JSON), then move them all into place, so a failure
+    // anywhere leaves nothing behind.
+    let parent_of = |p: &std::path::Path| {
+        p.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."))
+            .to_path_buf()
+    };
+    let name_of = |p: &std::path::Path| p.file_name().map(|n| n.to_string_lossy().to_string());
+    let (mut out, written) = if is_png {
+        let mut out = Staged::new(&parent_of(&args.out))?;
+        let name = name_of(&args.out)
+            .ok_or_else(|| anyhow::anyhow!("--out {} has no file name", args.out.display()))?;
         out.write_png(&name, &grid)?;
-        out.commit()?;
-        args.out.clone()
+        (out, args.out.clone())
     } else {
         let mut out = Staged::new(&args.out)?;
         out.write_png(&format!("{stem}_grid.png"), &grid)?;
         for (p, img) in patterns.iter().zip(&cells) {
             out.write_png(&format!("{stem}_filter{:03}.png", p.filter), img)?;
         }
-        out.commit()?.join(format!("{stem}_grid.png"))
+        (out, args.out.join(format!("{stem}_grid.png")))
     };
-    let rising = patterns.iter().filter(|p| p.end() > p.start()).count();
-    let mean_end = patterns.iter().map(|p| p.end() as f64).sum::<f64>() / patterns.len() as f64;
-    if let Some(json_path) = &args.json {
-        let items: Vec<_> = patterns
-            .iter()
-            .map(|p| json!({"filter": p.filter, "start": p.start(), "end": p.end(), "curve": p.curve, "rose": p.end() > p.start()}))
-            .collect();
-        let doc = json!({
-            "model": args.model.display().to_string(), "layer": target.label, "value": model.value_name(target.value),
-            "size": [args.size.1, args.size.0], "steps": args.steps, "step": args.step, "seed": args.seed,
-            "filters": items, "rising": rising, "mean_end": mean_end,
-        });
-        let dir = json_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
-        let mut out = Staged::new(dir)?;
-        out.write(
-            &json_path.file_name().expect("file name").to_string_lossy(),
-            serde_json::to_string_pretty(&doc)?.as_bytes(),
-        )?;
-        out.commit()?;
+    let json_out = match &args.json {
+        Some(json_path) => {
+            let items: Vec<_> = patterns
+                .iter()
+                .map(|p| json!({"filter": p.filter, "start": p.start(), "end": p.end(), "curve": p.curve, "rose": p.end() > p.start()}))
+                .collect();
+            let doc = json!({
+                "model": args.model.display().to_string(), "layer": target.label, "value": model.value_name(target.value),
+                "size": [args.size.1, args.size.0], "steps": args.steps, "step": args.step, "seed": args.seed,
+                "filters": items, "rising": rising, "mean_end": mean_end,
+            });
+            let name = name_of(json_path).ok_or_else(|| {
+                anyhow::anyhow!("--json {} has no file name", json_path.display())
+            })?;
+            let bytes = serde_json::to_string_pretty(&doc)?;
+            if parent_of(json_path) == parent_of(&written) {
+                out.write(&name, bytes.as_bytes())?;
+                None
+            } else {
+                let mut j = Staged::new(&parent_of(json_path))?;
+                j.write(&name, bytes.as_bytes())?;
+                Some(j)
+            }
+        }
+        None => None,
+    };
+    out.commit()?;
+    if let Some(j) = json_out {
+        j.commit()?;
     }
     eprintln!(
         "{} filters of {}: objective rose for {rising}, mean final {mean_end:.3}; grid {}x{} px written to {} in {:.1} s",

@@ -105,7 +105,19 @@ fn summary(model: PathBuf, json: bool, size: Option<(usize, usize)>) -> Result<(
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // One line, as for every other error (clap adds usage hints on further lines).
+            let text = e.render().to_string();
+            eprintln!(
+                "{}",
+                text.lines().next().unwrap_or("error: invalid arguments")
+            );
+            return ExitCode::from(2);
+        }
+    };
     // CONVSCOPE_PROFILE=1 prints where the engine spent its time, per op and direction.
     let profile = std::env::var_os("CONVSCOPE_PROFILE").is_some_and(|v| v == "1");
     convscope_engine::set_profiling(profile);

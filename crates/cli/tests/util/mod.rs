@@ -316,7 +316,7 @@ pub const CLASSES: usize = 3;
 /// Flatten → `fc` (Gemm 4→3) + Softmax → `y [1,3]`.
 ///
 /// The filters detect red, green, blue and vertical edges of the mean brightness; class 0 reads
-/// red, class 1 green, class 2 blue plus edges.
+/// red, class 1 green, class 2 (weakly) blue plus edges.
 pub fn classifier_model() -> ModelProto {
     let mut w = vec![0.0f32; 4 * 3 * 9];
     let at = |f: usize, c: usize, k: usize| (f * 3 + c) * 9 + k;
@@ -332,7 +332,7 @@ pub fn classifier_model() -> ModelProto {
     let fw = [
         8.0, 0.0, 0.0, 0.0, //
         0.0, 8.0, 0.0, 0.0, //
-        0.0, 0.0, 8.0, 1.0,
+        0.0, 0.0, 2.0, 0.5,
     ];
     let mut g = GraphBuilder::new("classifier");
     g.input("x", &dims(&[1, 3, 16, 16]))
