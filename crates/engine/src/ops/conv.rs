@@ -450,94 +450,171 @@ fn flip_transpose(w: &Tensor) -> Tensor {
     Tensor::from_parts(vec![c, m, kh, kw], out)
 }
 
-/// Range of outputs `o` whose tap `k` reads inside the input.
-fn valid_range(a: &Axis, k: usize) -> (usize, usize) {
-    let off = (k * a.dilation) as isize - a.pad_begin as isize;
-    let lo = if off >= 0 {
-        0
-    } else {
-        ((-off) as usize).div_ceil(a.stride)
-    };
-    let last = a.input as isize - 1 - off;
-    if last < 0 {
-        return (0, 0);
-    }
-    let hi = ((last as usize) / a.stride + 1).min(a.output);
-    (lo.min(hi), hi)
-}
-
-/// Depthwise forward (`accumulate` into `out`, which holds the bias).
+/// Depthwise forward (`out` holds the bias and is accumulated into).
 fn depthwise(x: &[f32], w: &[f32], out: &mut [f32], d: &Dims, _unused: bool) {
     let (h, wa) = (&d.h, &d.w);
     let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
-    let min_planes = (MIN_TASK_MACS / (p * h.kernel * wa.kernel).max(1)).max(1);
+    let kk = h.kernel * wa.kernel;
+    let min_planes = (MIN_TASK_MACS / (p * kk).max(1)).max(1);
     out.par_chunks_mut(p)
         .with_min_len(min_planes)
         .enumerate()
-        .for_each(|(plane, o)| {
+        .for_each_init(Vec::new, |pad, (plane, o)| {
             let c = plane % d.c;
-            let xp = &x[plane * plane_in..(plane + 1) * plane_in];
-            for ki in 0..h.kernel {
-                for kj in 0..wa.kernel {
-                    let wv = w[(c * h.kernel + ki) * wa.kernel + kj];
-                    let (lo, hi) = valid_range(wa, kj);
-                    for oh in 0..h.output {
-                        let Some(ih) = h.source(oh, ki) else { continue };
-                        let orow = &mut o[oh * wa.output..(oh + 1) * wa.output];
-                        let base = (ih * wa.input) as isize + (kj * wa.dilation) as isize
-                            - wa.pad_begin as isize;
-                        if wa.stride == 1 && lo < hi {
-                            // Contiguous: a zip the compiler vectorises.
-                            let src =
-                                &xp[(base + lo as isize) as usize..(base + hi as isize) as usize];
-                            for (ov, &xv) in orow[lo..hi].iter_mut().zip(src) {
-                                *ov += wv * xv;
-                            }
-                        } else {
-                            for (ow, ov) in orow.iter_mut().enumerate().take(hi).skip(lo) {
-                                *ov += wv * xp[(base + (ow * wa.stride) as isize) as usize];
-                            }
-                        }
-                    }
-                }
-            }
+            let padded = Padded::new(h, wa);
+            padded.fill(&x[plane * plane_in..(plane + 1) * plane_in], pad);
+            depthwise_plane(pad, &w[c * kk..(c + 1) * kk], o, &padded);
         });
 }
 
+/// Depthwise input gradient: scatter into a padded plane, then keep its interior.
 fn depthwise_input_grad(dy: &[f32], w: &[f32], dx: &mut [f32], d: &Dims) {
     let (h, wa) = (&d.h, &d.w);
     let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
-    let min_planes = (MIN_TASK_MACS / (p * h.kernel * wa.kernel).max(1)).max(1);
+    let kk = h.kernel * wa.kernel;
+    let min_planes = (MIN_TASK_MACS / (p * kk).max(1)).max(1);
     dx.par_chunks_mut(plane_in)
         .with_min_len(min_planes)
         .enumerate()
-        .for_each(|(plane, g)| {
+        .for_each_init(Vec::new, |pad, (plane, g)| {
             let c = plane % d.c;
-            let dyp = &dy[plane * p..(plane + 1) * p];
-            for ki in 0..h.kernel {
-                for kj in 0..wa.kernel {
-                    let wv = w[(c * h.kernel + ki) * wa.kernel + kj];
-                    let (lo, hi) = valid_range(wa, kj);
-                    for oh in 0..h.output {
-                        let Some(ih) = h.source(oh, ki) else { continue };
-                        let base = (ih * wa.input) as isize + (kj * wa.dilation) as isize
-                            - wa.pad_begin as isize;
-                        let dyrow = &dyp[oh * wa.output..(oh + 1) * wa.output];
-                        if wa.stride == 1 && lo < hi {
-                            let dst = &mut g
-                                [(base + lo as isize) as usize..(base + hi as isize) as usize];
-                            for (gv, &d) in dst.iter_mut().zip(&dyrow[lo..hi]) {
-                                *gv += wv * d;
-                            }
-                        } else {
-                            for ow in lo..hi {
-                                g[(base + (ow * wa.stride) as isize) as usize] += wv * dyrow[ow];
-                            }
-                        }
+            let padded = Padded::new(h, wa);
+            pad.clear();
+            pad.resize(padded.rows * padded.cols, 0.0);
+            depthwise_plane_adjoint(
+                &dy[plane * p..(plane + 1) * p],
+                &w[c * kk..(c + 1) * kk],
+                pad,
+                &padded,
+            );
+            padded.interior(pad, g);
+        });
+}
+
+/// A plane with its convolution padding made explicit, so the inner loops need no bounds tests.
+struct Padded {
+    rows: usize,
+    cols: usize,
+    top: usize,
+    left: usize,
+    h: Axis,
+    w: Axis,
+}
+
+impl Padded {
+    fn new(h: &Axis, w: &Axis) -> Padded {
+        // Every position any output reads, from -pad_begin to the last tap.
+        let rows = (h.output - 1) * h.stride + (h.kernel - 1) * h.dilation + 1;
+        let cols = (w.output - 1) * w.stride + (w.kernel - 1) * w.dilation + 1;
+        Padded {
+            rows: rows.max(1),
+            cols: cols.max(1),
+            top: h.pad_begin,
+            left: w.pad_begin,
+            h: *h,
+            w: *w,
+        }
+    }
+
+    /// Copies `x` (h.input × w.input) into `buf` with zeros around it.
+    fn fill(&self, x: &[f32], buf: &mut Vec<f32>) {
+        buf.clear();
+        buf.resize(self.rows * self.cols, 0.0);
+        for r in 0..self.rows {
+            let ih = r as isize - self.top as isize;
+            if ih < 0 || ih as usize >= self.h.input {
+                continue;
+            }
+            let src = &x[ih as usize * self.w.input..(ih as usize + 1) * self.w.input];
+            let dst = &mut buf[r * self.cols..(r + 1) * self.cols];
+            // Columns of the padded row that fall inside the input.
+            let c0 = self.left.min(self.cols);
+            let n = self.w.input.min(self.cols.saturating_sub(self.left));
+            dst[c0..c0 + n].copy_from_slice(&src[..n]);
+        }
+    }
+
+    /// Copies the interior of `buf` (the positions inside the input) into `g`.
+    fn interior(&self, buf: &[f32], g: &mut [f32]) {
+        for ih in 0..self.h.input {
+            let r = ih + self.top;
+            let dst = &mut g[ih * self.w.input..(ih + 1) * self.w.input];
+            if r >= self.rows {
+                continue;
+            }
+            let n = self.w.input.min(self.cols.saturating_sub(self.left));
+            dst[..n]
+                .copy_from_slice(&buf[r * self.cols + self.left..r * self.cols + self.left + n]);
+        }
+    }
+}
+
+/// One depthwise plane: `o[oh, ow] += Σ w[ki, kj] · pad[oh·s + ki·d, ow·s + kj·d]`.
+fn depthwise_plane(pad: &[f32], w: &[f32], o: &mut [f32], p: &Padded) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        return unsafe { depthwise_plane_avx2(pad, w, o, p) };
+    }
+    depthwise_plane_generic(pad, w, o, p)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn depthwise_plane_avx2(pad: &[f32], w: &[f32], o: &mut [f32], p: &Padded) {
+    depthwise_plane_generic(pad, w, o, p)
+}
+
+#[inline(always)]
+fn depthwise_plane_generic(pad: &[f32], w: &[f32], o: &mut [f32], p: &Padded) {
+    let (h, wa) = (&p.h, &p.w);
+    let ow_n = wa.output;
+    for oh in 0..h.output {
+        let orow = &mut o[oh * ow_n..(oh + 1) * ow_n];
+        for ki in 0..h.kernel {
+            let r = oh * h.stride + ki * h.dilation;
+            let prow = &pad[r * p.cols..(r + 1) * p.cols];
+            for kj in 0..wa.kernel {
+                let wv = w[ki * wa.kernel + kj];
+                let off = kj * wa.dilation;
+                if wa.stride == 1 {
+                    for (ov, &xv) in orow.iter_mut().zip(&prow[off..off + ow_n]) {
+                        *ov += wv * xv;
+                    }
+                } else {
+                    for (i, ov) in orow.iter_mut().enumerate() {
+                        *ov += wv * prow[off + i * wa.stride];
                     }
                 }
             }
-        });
+        }
+    }
+}
+
+/// The adjoint of [`depthwise_plane`]: `pad[oh·s + ki·d, ow·s + kj·d] += w[ki, kj] · dy[oh, ow]`.
+fn depthwise_plane_adjoint(dy: &[f32], w: &[f32], pad: &mut [f32], p: &Padded) {
+    let (h, wa) = (&p.h, &p.w);
+    let ow_n = wa.output;
+    for oh in 0..h.output {
+        let drow = &dy[oh * ow_n..(oh + 1) * ow_n];
+        for ki in 0..h.kernel {
+            let r = oh * h.stride + ki * h.dilation;
+            let prow = &mut pad[r * p.cols..(r + 1) * p.cols];
+            for kj in 0..wa.kernel {
+                let wv = w[ki * wa.kernel + kj];
+                let off = kj * wa.dilation;
+                if wa.stride == 1 {
+                    for (pv, &g) in prow[off..off + ow_n].iter_mut().zip(drow) {
+                        *pv += wv * g;
+                    }
+                } else {
+                    for (i, &g) in drow.iter().enumerate() {
+                        prow[off + i * wa.stride] += wv * g;
+                    }
+                }
+            }
+        }
+    }
 }
 
 struct Conv {
