@@ -1,0 +1,76 @@
+//! `convscope demo` as a new user runs it: no files, one report page whose images all render.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("convscope-demo-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// The `src` of every `<img>` in an HTML page.
+fn image_sources(html: &str) -> Vec<String> {
+    html.split("<img src=\"").skip(1).filter_map(|rest| rest.split('"').next().map(String::from)).collect()
+}
+
+fn chromium() -> Option<PathBuf> {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"].iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+#[test]
+fn demo_writes_a_report_whose_images_render() {
+    let out = temp_dir("report");
+    let status = Command::new(env!("CARGO_BIN_EXE_convscope")).args(["demo", "--out"]).arg(&out).output().expect("run convscope");
+    assert!(status.status.success(), "demo failed: {}", String::from_utf8_lossy(&status.stderr));
+    let html = std::fs::read_to_string(out.join("index.html")).expect("index.html");
+    for section in ["The model", "The input and the prediction", "Intermediate activations", "What the filters respond to", "Grad-CAM"] {
+        assert!(html.contains(section), "report lacks the section '{section}'");
+    }
+    for class in ["circle", "square", "triangle", "stripes"] {
+        assert!(html.contains(&format!("gradcam_")) && html.contains(class), "no Grad-CAM for {class}");
+    }
+    let images = image_sources(&html);
+    // input, 7 activation grids, 4 filter grids, 4 Grad-CAM overlays.
+    assert!(images.len() >= 16, "only {} images in the report", images.len());
+    for src in &images {
+        let p = out.join(src);
+        let img = image::open(&p).unwrap_or_else(|e| panic!("{} does not decode: {e}", p.display()));
+        assert!(img.width() > 0 && img.height() > 0);
+    }
+    check_in_browser(&out.join("index.html"), images.len());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Opens the page in headless Chromium and reads back how many images loaded.
+fn check_in_browser(page: &Path, expected: usize) {
+    let Some(browser) = chromium() else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true but no Chromium found: .ci/run installs Debian's chromium");
+        }
+        eprintln!("skipping the browser check: Chromium is not installed");
+        return;
+    };
+    let profile = temp_dir("chromium-profile");
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("file://{}", page.canonicalize().expect("page exists").display()))
+        .output()
+        .expect("run chromium");
+    let _ = std::fs::remove_dir_all(&profile);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let want = format!("data-images=\"{expected}/{expected}\"");
+    assert!(dom.contains(&want), "the browser did not render every image (want {want}); body tag: {:?}", dom.split("<body").nth(1).map(|s| &s[..s.len().min(120)]));
+}
