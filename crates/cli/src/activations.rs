@@ -85,7 +85,7 @@ pub(crate) fn run(args: ActivationsArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     print_table(&acts);
-    let index = index_json(&model, &args, &acts, &written, prepared.tensor.shape());
+    let index = index_json(&args, &acts, &written, prepared.tensor.shape());
     out.write(
         "index.json",
         serde_json::to_string_pretty(&index)?.as_bytes(),
@@ -188,7 +188,6 @@ fn print_table(acts: &[LayerActivation]) {
 }
 
 fn index_json(
-    model: &convscope_engine::Model,
     args: &ActivationsArgs,
     acts: &[LayerActivation],
     written: &[Written],

@@ -78,7 +78,14 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     );
     convscope_engine::set_profiling(args.profile);
     let vgg_path = args.models.join("vgg16_tumor.onnx");
-    if ["vgg16_forward_240", "vgg16_b3c1_grad_150", "vgg16_b1c1_grad_b64_64"].iter().any(|j| want(j)) {
+    if [
+        "vgg16_forward_240",
+        "vgg16_b3c1_grad_150",
+        "vgg16_b1c1_grad_b64_64",
+    ]
+    .iter()
+    .any(|j| want(j))
+    {
         let vgg = Model::load(&vgg_path)
             .with_context(|| format!("cannot load {}", vgg_path.display()))?;
         if want("vgg16_forward_240") {
@@ -121,7 +128,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         grad_job("vgg16_b3c1_grad_150", "block3_conv1", [1, 150, 150, 3])?;
         grad_job("vgg16_b1c1_grad_b64_64", "block1_conv1", [64, 64, 64, 3])?;
     }
-    if ["effnet_forward_224", "effnet_logit285_grad_224"].iter().any(|j| want(j)) {
+    if ["effnet_forward_224", "effnet_logit285_grad_224"]
+        .iter()
+        .any(|j| want(j))
+    {
         let path = args.models.join("efficientnet_lite0.onnx");
         let eff = Model::load(&path).with_context(|| format!("cannot load {}", path.display()))?;
         let x = noise(&[1, 3, 224, 224], 3);

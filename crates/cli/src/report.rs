@@ -164,7 +164,8 @@ pub(crate) fn run_demo(args: DemoArgs) -> Result<()> {
 }
 
 /// Sets `data-images="loaded/total"` on `<body>` once the page has loaded (offline, no network).
-const IMAGE_CHECK_SCRIPT: &str = "<script>window.addEventListener('load',function(){var i=document.images,n=0;\
+const IMAGE_CHECK_SCRIPT: &str =
+    "<script>window.addEventListener('load',function(){var i=document.images,n=0;\
 for(var k=0;k<i.length;k++){if(i[k].complete&&i[k].naturalWidth>0)n++;}\
 document.body.setAttribute('data-images',n+'/'+i.length);});</script>";
 

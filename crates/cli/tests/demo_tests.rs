@@ -11,31 +11,66 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// The `src` of every `<img>` in an HTML page.
 fn image_sources(html: &str) -> Vec<String> {
-    html.split("<img src=\"").skip(1).filter_map(|rest| rest.split('"').next().map(String::from)).collect()
+    html.split("<img src=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next().map(String::from))
+        .collect()
 }
 
 fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"].iter().map(PathBuf::from).find(|p| p.exists())
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
 }
 
 #[test]
 fn demo_writes_a_report_whose_images_render() {
     let out = temp_dir("report");
-    let status = Command::new(env!("CARGO_BIN_EXE_convscope")).args(["demo", "--out"]).arg(&out).output().expect("run convscope");
-    assert!(status.status.success(), "demo failed: {}", String::from_utf8_lossy(&status.stderr));
+    let status = Command::new(env!("CARGO_BIN_EXE_convscope"))
+        .args(["demo", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run convscope");
+    assert!(
+        status.status.success(),
+        "demo failed: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let html = std::fs::read_to_string(out.join("index.html")).expect("index.html");
-    for section in ["The model", "The input and the prediction", "Intermediate activations", "What the filters respond to", "Grad-CAM"] {
-        assert!(html.contains(section), "report lacks the section '{section}'");
+    for section in [
+        "The model",
+        "The input and the prediction",
+        "Intermediate activations",
+        "What the filters respond to",
+        "Grad-CAM",
+    ] {
+        assert!(
+            html.contains(section),
+            "report lacks the section '{section}'"
+        );
     }
     for class in ["circle", "square", "triangle", "stripes"] {
-        assert!(html.contains(&format!("gradcam_")) && html.contains(class), "no Grad-CAM for {class}");
+        assert!(
+            html.contains(&format!("gradcam_")) && html.contains(class),
+            "no Grad-CAM for {class}"
+        );
     }
     let images = image_sources(&html);
     // input, 7 activation grids, 4 filter grids, 4 Grad-CAM overlays.
-    assert!(images.len() >= 16, "only {} images in the report", images.len());
+    assert!(
+        images.len() >= 16,
+        "only {} images in the report",
+        images.len()
+    );
     for src in &images {
         let p = out.join(src);
-        let img = image::open(&p).unwrap_or_else(|e| panic!("{} does not decode: {e}", p.display()));
+        let img =
+            image::open(&p).unwrap_or_else(|e| panic!("{} does not decode: {e}", p.display()));
         assert!(img.width() > 0 && img.height() > 0);
     }
     check_in_browser(&out.join("index.html"), images.len());
@@ -66,11 +101,18 @@ fn check_in_browser(page: &Path, expected: usize) {
             "--dump-dom",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("file://{}", page.canonicalize().expect("page exists").display()))
+        .arg(format!(
+            "file://{}",
+            page.canonicalize().expect("page exists").display()
+        ))
         .output()
         .expect("run chromium");
     let _ = std::fs::remove_dir_all(&profile);
     let dom = String::from_utf8_lossy(&out.stdout);
     let want = format!("data-images=\"{expected}/{expected}\"");
-    assert!(dom.contains(&want), "the browser did not render every image (want {want}); body tag: {:?}", dom.split("<body").nth(1).map(|s| &s[..s.len().min(120)]));
+    assert!(
+        dom.contains(&want),
+        "the browser did not render every image (want {want}); body tag: {:?}",
+        dom.split("<body").nth(1).map(|s| &s[..s.len().min(120)])
+    );
 }
