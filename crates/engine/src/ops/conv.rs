@@ -212,10 +212,10 @@ fn conv_dims(attrs: &ConvAttrs, x: &Tensor, w: &Tensor) -> Result<Dims> {
     Ok(d)
 }
 
-/// Columns per GEMM tile: 512 (256 and 1024 measured slower on VGG16), or fewer so that every thread gets a tile.
-/// Columns per GEMM tile: 512 (256 and 1024 measured slower on VGG16), or fewer so that every thread gets a tile, but never so few that
-/// a tile holds less than about a million multiply-adds (small 1×1 convolutions would otherwise
-/// spend more time handing out tasks than computing).
+/// Columns per GEMM tile: at most 512 (256 and 1024 measured slower on VGG16), fewer so that
+/// every thread gets a tile, but never so few that a tile holds less than about a million
+/// multiply-adds (small 1×1 convolutions would otherwise spend more time handing out tasks than
+/// computing).
 fn tile_width(p: usize, tasks_without_tiling: usize, macs_per_column: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
     let per = if tasks_without_tiling >= threads {
