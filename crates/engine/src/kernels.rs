@@ -72,35 +72,20 @@ pub(crate) fn matmul(
         }
         return;
     }
-    let par = if threads == 1 {
-        Parallelism::None
+    // SAFETY: `c` is exclusively borrowed and `cm` was checked to stay inside it above.
+    unsafe { matmul_raw(a, am, b, bm, c.as_mut_ptr(), cm, accumulate, threads) }
+}
+
+/// `(begin, end)` padding of ONNX's `SAME_UPPER` (`upper`) or `SAME_LOWER` along one axis: the
+/// output has `ceil(input / stride)` positions and the odd pixel goes at the end (upper) or the
+/// beginning (lower). Shared by convolution and pooling.
+pub(crate) fn same_pads(input: usize, stride: usize, span: usize, upper: bool) -> (usize, usize) {
+    let out = input.div_ceil(stride).max(1);
+    let total = ((out - 1) * stride + span).saturating_sub(input);
+    if upper {
+        (total / 2, total - total / 2)
     } else {
-        Parallelism::Rayon(0)
-    };
-    // SAFETY: every view was checked above to stay inside its slice, strides are non-negative,
-    // and `c` is borrowed mutably so it cannot alias `a` or `b`.
-    unsafe {
-        gemm::gemm(
-            cm.rows,
-            cm.cols,
-            am.cols,
-            c.as_mut_ptr(),
-            cm.cs,
-            cm.rs,
-            accumulate,
-            a.as_ptr(),
-            am.cs,
-            am.rs,
-            b.as_ptr(),
-            bm.cs,
-            bm.rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
+        (total - total / 2, total / 2)
     }
 }
 

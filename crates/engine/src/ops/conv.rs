@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::{check_size, float_input, BuildCtx, Builder, Op, Vjp};
 use crate::error::{Error, Result};
-use crate::kernels::{col2im_channel, im2col_tile, matmul_raw, Axis, Mat, SharedOut};
+use crate::kernels::{col2im_channel, im2col_tile, matmul_raw, same_pads, Axis, Mat, SharedOut};
 use crate::tensor::{Tensor, Value};
 
 pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
@@ -117,13 +117,7 @@ impl ConvAttrs {
             AutoPad::NotSet => (self.pads[a], self.pads[a + 2]),
             AutoPad::Valid => (0, 0),
             AutoPad::SameUpper | AutoPad::SameLower => {
-                let out = input.div_ceil(s);
-                let total = ((out - 1) * s + span).saturating_sub(input);
-                if self.auto_pad == AutoPad::SameUpper {
-                    (total / 2, total - total / 2)
-                } else {
-                    (total - total / 2, total / 2)
-                }
+                same_pads(input, s, span, self.auto_pad == AutoPad::SameUpper)
             }
         };
         if input + pb + pe < span {

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::{check_size, float_input, only_first, BuildCtx, Builder, Op, Vjp};
 use crate::error::{Error, Result};
-use crate::kernels::Axis;
+use crate::kernels::{same_pads, Axis};
 use crate::tensor::{Tensor, Value};
 
 pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
@@ -101,15 +101,7 @@ impl PoolAttrs {
         }
         let span = (k - 1) * d + 1;
         let (pb, pe) = match self.auto_pad.as_str() {
-            "SAME_UPPER" | "SAME_LOWER" => {
-                let out = input.div_ceil(s);
-                let total = ((out - 1) * s + span).saturating_sub(input);
-                if self.auto_pad == "SAME_UPPER" {
-                    (total / 2, total - total / 2)
-                } else {
-                    (total - total / 2, total / 2)
-                }
-            }
+            "SAME_UPPER" | "SAME_LOWER" => same_pads(input, s, span, self.auto_pad == "SAME_UPPER"),
             "VALID" => (0, 0),
             _ => (self.pads[a], self.pads[a + 2]),
         };
