@@ -333,6 +333,18 @@ impl Model {
         &self.outputs
     }
 
+    /// The op type and inputs of the node that produces `id`; `None` for the model input and
+    /// constants.
+    pub fn producer_of(&self, id: ValueId) -> Option<(&str, &[Option<ValueId>])> {
+        match self.values.get(id.0)?.source {
+            Source::Node(n) => Some((
+                self.nodes[n].op_type.as_str(),
+                self.nodes[n].inputs.as_slice(),
+            )),
+            _ => None,
+        }
+    }
+
     /// The ONNX name of a value.
     pub fn value_name(&self, id: ValueId) -> &str {
         &self.values[id.0].name

@@ -5,10 +5,6 @@ use convscope_engine::{Model, Tape, Tensor, ValueId};
 
 use crate::error::{Error, Result};
 
-/// How far below the output the Softmax input is searched for (value ids are assigned in graph
-/// order, so the logits sit just before the probabilities).
-const LOGIT_SEARCH: usize = 256;
-
 /// Where a classifier's class scores are read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClassifierOutput {
@@ -118,13 +114,11 @@ pub(crate) fn first_output(model: &Model) -> Result<ValueId> {
 /// Identifies the class scores in a forward pass of one image that computed the model's first
 /// output.
 ///
-/// The output must be a vector of class scores. When the graph ends in a Softmax or
-/// LogSoftmax (the last op of the layer producing the output), the Softmax input is looked up
-/// among the values of the pass: the value just before the output whose softmax reproduces
-/// the output. Grad-CAM and the other methods then differentiate that logit, as
-/// pytorch-grad-cam's `ClassifierOutputTarget` does on a PyTorch model's logits: the gradient
-/// of a probability is the logit's gradient minus a mixture of every other class's, which
-/// blurs what is specific to the class.
+/// The output must be a vector of class scores. When the output is produced by a Softmax or
+/// LogSoftmax, the class score is that node's input (the logits): Grad-CAM and the other
+/// methods then differentiate the logit, as pytorch-grad-cam's `ClassifierOutputTarget` does on
+/// a PyTorch model's logits (the gradient of a probability is the logit's gradient minus a
+/// mixture of every other class's, which blurs what is specific to the class).
 pub fn find_classifier(model: &Model, tape: &Tape<'_>) -> Result<ClassifierOutput> {
     let output = first_output(model)?;
     let out = tape.value(output)?;
@@ -137,44 +131,20 @@ pub fn find_classifier(model: &Model, tape: &Tape<'_>) -> Result<ClassifierOutpu
         )));
     }
     let classes = out.len();
-    let layer = model
-        .layers()
-        .iter()
-        .rev()
-        .find(|l| l.value == output)
-        .or_else(|| model.layers().last());
-    let kind = match layer.and_then(|l| l.ops.rsplit('+').next()) {
-        Some("Softmax") => OutputKind::Softmax,
-        Some("LogSoftmax") => OutputKind::LogSoftmax,
-        _ => OutputKind::Logits,
+    let (kind, logits) = match model.producer_of(output) {
+        Some(("Softmax", inputs)) => (OutputKind::Softmax, inputs.first().copied().flatten()),
+        Some(("LogSoftmax", inputs)) => (OutputKind::LogSoftmax, inputs.first().copied().flatten()),
+        _ => (OutputKind::Logits, None),
     };
-    let score = match kind {
-        OutputKind::Logits => output,
-        _ => find_logits(tape, output, out.data(), kind).unwrap_or(output),
-    };
+    // The logits must have been computed by this pass and hold one score per class.
+    let score = logits
+        .filter(|&id| tape.value(id).is_ok_and(|t| t.len() == classes))
+        .unwrap_or(output);
     Ok(ClassifierOutput {
         output,
         score,
         kind,
         classes,
-    })
-}
-
-/// The value just before `output` in the pass whose softmax equals the probabilities.
-fn find_logits(tape: &Tape<'_>, output: ValueId, out: &[f32], kind: OutputKind) -> Option<ValueId> {
-    let probs: Vec<f32> = match kind {
-        OutputKind::LogSoftmax => out.iter().map(|v| v.exp()).collect(),
-        _ => out.to_vec(),
-    };
-    let lo = output.0.saturating_sub(LOGIT_SEARCH);
-    (lo..output.0).rev().map(ValueId).find(|&id| {
-        tape.value(id).is_ok_and(|t| {
-            t.len() == probs.len()
-                && softmax(t.data())
-                    .iter()
-                    .zip(&probs)
-                    .all(|(a, b)| (a - b).abs() <= 1e-5 + 1e-4 * b.abs())
-        })
     })
 }
 
