@@ -54,10 +54,14 @@ fn demo_writes_a_report_whose_images_render() {
             "report lacks the section '{section}'"
         );
     }
-    for class in ["circle", "square", "triangle", "stripes"] {
+    for (i, class) in ["circle", "square", "triangle", "stripes"]
+        .iter()
+        .enumerate()
+    {
+        let overlay = format!("gradcam_{i}_{class}.png");
         assert!(
-            html.contains(&format!("gradcam_")) && html.contains(class),
-            "no Grad-CAM for {class}"
+            html.contains(&overlay),
+            "no Grad-CAM overlay {overlay} for {class}"
         );
     }
     let images = image_sources(&html);
