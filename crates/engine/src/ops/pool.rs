@@ -174,6 +174,30 @@ impl Pool {
     }
 }
 
+/// Windows that tile the axis without padding or dilation (VGG's 2×2 stride-2 pools): every
+/// tap is inside the input, so the loops index directly.
+fn plain_windows(a: &Axis) -> bool {
+    a.pad_begin == 0 && a.dilation == 1 && a.stride == a.kernel && a.output * a.stride <= a.input
+}
+
+/// Max pooling of one plane with [`plain_windows`] geometry (same results as the general loop).
+fn max_plain(xp: &[f32], o: &mut [f32], h: &Axis, w: &Axis) {
+    for oh in 0..h.output {
+        let orow = &mut o[oh * w.output..(oh + 1) * w.output];
+        orow.fill(f32::NEG_INFINITY);
+        for ki in 0..h.kernel {
+            let xrow = &xp[(oh * h.stride + ki) * w.input..][..w.input];
+            for (ow, ov) in orow.iter_mut().enumerate() {
+                for &v in &xrow[ow * w.stride..ow * w.stride + w.kernel] {
+                    if v > *ov || v.is_nan() {
+                        *ov = v;
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl Op for Pool {
     fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let x = float_input(inputs, 0)?;
@@ -186,10 +210,15 @@ impl Op for Pool {
                 .collect(),
             Kind::Max => Vec::new(),
         };
+        let plain = matches!(self.kind, Kind::Max) && plain_windows(&h) && plain_windows(&w);
         out.par_chunks_mut(pout.max(1))
             .enumerate()
             .for_each(|(plane, o)| {
                 let xp = &x.data()[plane * pin..(plane + 1) * pin];
+                if plain {
+                    max_plain(xp, o, &h, &w);
+                    return;
+                }
                 for oh in 0..h.output {
                     for ow in 0..w.output {
                         let mut acc = match self.kind {
