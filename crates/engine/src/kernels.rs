@@ -191,13 +191,23 @@ pub(crate) fn col2im_channel(col: &[f32], c: usize, h: &Axis, w: &Axis, dx: &mut
     for ki in 0..h.kernel {
         for kj in 0..w.kernel {
             let row = &col[(c * kk + ki * w.kernel + kj) * p..][..p];
+            // Outputs lo..hi read inside the input at this tap: no per-element bounds test.
+            let (lo, hi) = valid_outputs(w, kj);
+            if lo >= hi {
+                continue;
+            }
             for oh in 0..h.output {
                 let Some(ih) = h.source(oh, ki) else { continue };
                 let dxrow = &mut dx[ih * w.input..(ih + 1) * w.input];
-                let src = &row[oh * w.output..(oh + 1) * w.output];
-                for (ow, &g) in src.iter().enumerate() {
-                    if let Some(iw) = w.source(ow, kj) {
-                        dxrow[iw] += g;
+                let src = &row[oh * w.output + lo..oh * w.output + hi];
+                let first = lo * w.stride + kj * w.dilation - w.pad_begin;
+                if w.stride == 1 {
+                    for (d, &g) in dxrow[first..first + (hi - lo)].iter_mut().zip(src) {
+                        *d += g;
+                    }
+                } else {
+                    for (u, &g) in src.iter().enumerate() {
+                        dxrow[first + u * w.stride] += g;
                     }
                 }
             }

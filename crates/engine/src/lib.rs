@@ -44,6 +44,7 @@ mod layers;
 mod model;
 pub mod ops;
 mod profile;
+mod slice;
 mod summary;
 mod tensor;
 
@@ -53,5 +54,6 @@ pub use exec::{Gradients, ReluRule, Tape};
 pub use layers::{closest, Layer};
 pub use model::{InputSpec, Layout, Model, ValueId};
 pub use profile::{set_profiling, take_profile};
+pub use slice::{FilterSlice, SliceTape};
 pub use summary::{LayerSummary, Summary};
 pub use tensor::{strides_of, IntTensor, Tensor, TensorOf, Value};

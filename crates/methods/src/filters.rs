@@ -6,7 +6,7 @@
 //! deprocess with `(x − mean)/(std + 1e-5)·0.1 + 0.5`, clipped, ·255. The image lives in pixel
 //! space and goes through the model's own preprocessing, so any model works.
 
-use convscope_engine::{Layout, Model, Tensor, ValueId};
+use convscope_engine::{FilterSlice, Layout, Model, Tensor, ValueId};
 use convscope_image::{normalize_scale, Normalize, RgbImageF32};
 
 use crate::error::{Error, Result};
@@ -285,6 +285,57 @@ fn auto_chunk(
         .min(64))
 }
 
+/// One ascent step's forward (and, with `with_grad`, backward) pass: for image `i`, the mean of
+/// channel `filters[i]` of `layer` and its gradient with respect to the model input.
+///
+/// With a [`FilterSlice`] the layer itself is evaluated only for each image's own channel; the
+/// values and gradients are those of the full layer (the engine's slice tests check this).
+fn ascent_pass(
+    model: &Model,
+    layer: ValueId,
+    slice: Option<&FilterSlice>,
+    input: &Tensor,
+    filters: &[usize],
+    with_grad: bool,
+) -> Result<(Vec<f32>, Option<Tensor>)> {
+    let mean = |v: &[f32]| (v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64) as f32;
+    if let Some(slice) = slice {
+        let tape = model.forward(input, &[slice.input()])?;
+        let head = slice.forward(tape.value(slice.input())?, filters)?;
+        let out = head.output();
+        let plane: usize = out.shape()[2..].iter().product();
+        let objectives = out.data().chunks(plane).map(mean).collect();
+        if !with_grad {
+            return Ok((objectives, None));
+        }
+        let seed = Tensor::full(out.shape(), 1.0 / plane as f32);
+        let d_in = head.backward(seed)?;
+        drop(head);
+        let grads = tape.backward(vec![(slice.input(), d_in)], &[])?;
+        return Ok((objectives, Some(grads.input)));
+    }
+    let tape = model.forward(input, &[layer])?;
+    let act = tape.value(layer)?;
+    let [_, ac, ah, aw] = *act.shape() else {
+        return Err(Error::Layer(
+            "the layer's output is not a feature map".into(),
+        ));
+    };
+    let plane = ah * aw;
+    let mut seed = Tensor::zeros(act.shape());
+    let mut objectives = Vec::with_capacity(filters.len());
+    for (i, &f) in filters.iter().enumerate() {
+        let base = (i * ac + f) * plane;
+        objectives.push(mean(&act.data()[base..base + plane]));
+        seed.data_mut()[base..base + plane].fill(1.0 / plane as f32);
+    }
+    if !with_grad {
+        return Ok((objectives, None));
+    }
+    let grads = tape.backward(vec![(layer, seed)], &[])?;
+    Ok((objectives, Some(grads.input)))
+}
+
 /// Runs gradient ascent for every filter in `cfg.filters` of the value `layer`.
 ///
 /// `progress` is called with the number of filter-steps completed so far.
@@ -334,6 +385,8 @@ pub fn visualize_filters(
             cfg.filters.len(),
         )?,
     };
+    // Only each image's own channel of the layer is computed when the layer allows it.
+    let slice = model.filter_slice(layer);
     let mut results = Vec::with_capacity(cfg.filters.len());
     let mut done = 0usize;
     for filters in cfg.filters.chunks(chunk) {
@@ -396,28 +449,14 @@ pub fn visualize_filters(
                     })
                     .collect();
                 let input = map.to_input(&batch, &warped);
-                let tape = model.forward(&input, &[layer])?;
-                let act = tape.value(layer)?;
-                let [_, ac, ah, aw] = *act.shape() else {
-                    return Err(Error::Layer(
-                        "the layer's output is not a feature map".into(),
-                    ));
-                };
-                let plane = ah * aw;
-                let mut seed = Tensor::zeros(act.shape());
-                for (i, &f) in filters.iter().enumerate() {
-                    let base = (i * ac + f) * plane;
-                    let obj = act.data()[base..base + plane]
-                        .iter()
-                        .map(|&v| v as f64)
-                        .sum::<f64>()
-                        / plane as f64;
+                let (objectives, grad) =
+                    ascent_pass(model, layer, slice.as_ref(), &input, filters, !last)?;
+                for (i, &obj) in objectives.iter().enumerate() {
                     if o == 0 || step > 0 || curves[i].is_empty() {
-                        curves[i].push(obj as f32);
+                        curves[i].push(obj);
                     }
-                    seed.data_mut()[base..base + plane].fill(1.0 / plane as f32);
                 }
-                if last {
+                let Some(grad) = grad else {
                     if o + 1 < sizes.len() {
                         // The next octave starts from this objective; do not record it twice.
                         curves.iter_mut().for_each(|cv| {
@@ -425,12 +464,10 @@ pub fn visualize_filters(
                         });
                     }
                     break;
-                }
-                let grads = tape.backward(vec![(layer, seed)], &[])?;
-                drop(tape);
+                };
                 t_adam += 1;
                 for i in 0..filters.len() {
-                    let mut g = warps[i].adjoint(&map.to_pixels(&grads.input, &batch, i), c, h, w);
+                    let mut g = warps[i].adjoint(&map.to_pixels(&grad, &batch, i), c, h, w);
                     if let Some(pg) = penalty_grad(cfg, &images[i], c, h, w) {
                         g.iter_mut().zip(pg).for_each(|(a, b)| *a -= b);
                     }

@@ -112,6 +112,9 @@ impl Warp {
 
     /// The adjoint of [`Warp::apply`]: maps a gradient on the output back to the input.
     pub fn adjoint(&self, grad: &[f32], channels: usize, h: usize, w: usize) -> Vec<f32> {
+        if *self == Warp::IDENTITY {
+            return grad.to_vec();
+        }
         let p = h * w;
         let g = if self.is_affine_identity() {
             grad.to_vec()

@@ -228,3 +228,46 @@ fn robustness_options_still_climb() {
         assert!(p.image.data.iter().all(|v| v.is_finite()));
     }
 }
+
+/// The ascent computes only each image's own channel when the layer is a convolution plus
+/// activations. The same layer seen through an `Identity` (which the slice does not look
+/// through) runs the full layer: both must climb the same way.
+#[test]
+fn channel_sliced_ascent_equals_the_full_layer() {
+    let [a, b] = patterns();
+    let w: Vec<f32> = a.iter().chain(&b).map(|v| v * 0.1).collect();
+    let mut g = GraphBuilder::new("sliced_vs_full");
+    g.input(
+        "x",
+        &[Dim::Value(1), Dim::Value(3), Dim::Value(12), Dim::Value(12)],
+    )
+    .output("full", &[])
+    .initializer(TensorProto::from_f32("w", &[2, 3, 5, 5], &w))
+    .initializer(TensorProto::from_f32("b", &[2], &[0.5, -0.1]))
+    .node(
+        "Conv",
+        "conv",
+        &["x", "w", "b"],
+        &["c"],
+        vec![AttributeProto::ints("pads", &[2, 1, 2, 1])],
+    )
+    .node("Relu", "relu", &["c"], &["sliced"], vec![])
+    .node("Identity", "same", &["sliced"], &["full"], vec![]);
+    let m = Model::from_proto(g.build(13)).expect("valid model");
+    let (sliced, full) = (m.resolve("sliced").unwrap(), m.resolve("full").unwrap());
+    assert!(m.filter_slice(sliced).is_some() && m.filter_slice(full).is_none());
+    let cfg = FiltersConfig {
+        filters: vec![1, 0, 1],
+        size: (12, 12),
+        steps: 6,
+        ..FiltersConfig::default()
+    };
+    let x = visualize_filters(&m, sliced, &cfg, &mut |_| {}).unwrap();
+    let y = visualize_filters(&m, full, &cfg, &mut |_| {}).unwrap();
+    for (p, q) in x.iter().zip(&y) {
+        assert!(p.end() > p.start(), "filter {} climbs", p.filter);
+        for (u, v) in p.curve.iter().zip(&q.curve) {
+            assert!((u - v).abs() <= 1e-4 * v.abs().max(1.0), "{u} vs {v}");
+        }
+    }
+}

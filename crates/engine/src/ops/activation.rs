@@ -226,6 +226,10 @@ impl Unary {
 const CHUNK: usize = 1 << 14;
 
 impl Op for Unary {
+    fn elementwise(&self) -> bool {
+        true
+    }
+
     fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let (lo, hi) = self.bounds(inputs)?;
         // Clip also runs on integer shape values in some exports.

@@ -650,6 +650,19 @@ impl Op for Conv {
             _ => 0,
         }
     }
+
+    fn one_filter_per_item(&self, items: usize) -> Option<Box<dyn Op>> {
+        // Grouped convolutions would need their input channels sliced too.
+        (self.attrs.group == 1 && items > 0).then(|| {
+            Box::new(Conv {
+                attrs: ConvAttrs {
+                    group: items,
+                    ..self.attrs.clone()
+                },
+                flipped: OnceLock::new(),
+            }) as Box<dyn Op>
+        })
+    }
 }
 
 struct ConvTranspose {

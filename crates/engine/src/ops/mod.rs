@@ -76,6 +76,20 @@ pub trait Op: Send + Sync {
         let _ = (inputs, outputs);
         0
     }
+
+    /// Whether the op maps each element of input 0 to the output element at the same position
+    /// (activations), its other inputs being scalars. Such ops commute with slicing channels.
+    fn elementwise(&self) -> bool {
+        false
+    }
+
+    /// For a convolution: the same convolution applied to `items` images stacked along the
+    /// channel axis (`[1, items·C, H, W]`), each with its own single filter (weights
+    /// `[items, C, kh, kw]`, bias `[items]`). `None` when the op cannot be sliced that way.
+    fn one_filter_per_item(&self, items: usize) -> Option<Box<dyn Op>> {
+        let _ = items;
+        None
+    }
 }
 
 /// What an op builder sees: the node and the inputs that are known constants.
