@@ -13,6 +13,9 @@ pub struct Tape<'m> {
     model: &'m Model,
     values: Vec<Option<Value>>,
     nodes: Vec<usize>,
+    /// Activation nodes that ran inside the convolution before them ([`Model::fusion`]); the
+    /// convolution's own output was never stored.
+    fused: Vec<bool>,
     flops: u64,
 }
 
@@ -36,6 +39,30 @@ pub struct Gradients {
 }
 
 impl Model {
+    /// The activation node that can run inside convolution node `ni`, if any: a `Relu` or
+    /// constant-bound `Clip` that is the only reader of the convolution's output, when that
+    /// output is not itself wanted (`targets`) and the activation runs in this pass (`run`).
+    fn fusion(&self, ni: usize, run: &[bool], targets: &[ValueId]) -> Option<usize> {
+        let node = &self.nodes[ni];
+        if node.op_type != "Conv" || node.outputs.len() != 1 {
+            return None;
+        }
+        let out = node.outputs[0];
+        if targets.contains(&out) || self.outputs.contains(&out) {
+            return None;
+        }
+        let [act] = self.consumers[out.0][..] else {
+            return None;
+        };
+        let a = &self.nodes[act];
+        let only_reader = a.inputs.first() == Some(&Some(out))
+            && a.inputs[1..]
+                .iter()
+                .flatten()
+                .all(|id| matches!(self.values[id.0].source, Source::Const(_)));
+        (run[act] && only_reader && matches!(a.op_type.as_str(), "Relu" | "Clip")).then_some(act)
+    }
+
     /// Indices of the nodes needed to compute `targets` when `leaves` are given, in order.
     fn needed_nodes(&self, targets: &[ValueId], leaves: &[ValueId]) -> Vec<usize> {
         let mut need = vec![false; self.nodes.len()];
@@ -63,14 +90,15 @@ impl Model {
     }
 
     /// Executes `nodes` from the given leaf values; when `keep` is false, frees each value after
-    /// its last reader.
+    /// its last reader. Returns the values, the flop count and which activation nodes were fused
+    /// into the convolution before them.
     fn execute(
         &self,
         leaves: Vec<(ValueId, Value)>,
         nodes: &[usize],
         targets: &[ValueId],
         keep: bool,
-    ) -> Result<(Vec<Option<Value>>, u64)> {
+    ) -> Result<(Vec<Option<Value>>, u64, Vec<bool>)> {
         let mut store: Vec<Option<Value>> = vec![None; self.values.len()];
         for (id, v) in leaves {
             store[id.0] = Some(v);
@@ -86,8 +114,14 @@ impl Model {
                 last_use[t.0] = usize::MAX;
             }
         }
+        let mut runs = vec![false; self.nodes.len()];
+        nodes.iter().for_each(|&n| runs[n] = true);
+        let mut fused = vec![false; self.nodes.len()];
         let mut flops = 0u64;
         for (pos, &ni) in nodes.iter().enumerate() {
+            if fused[ni] {
+                continue;
+            }
             let node = &self.nodes[ni];
             let inputs: Vec<Option<&Value>> = node
                 .inputs
@@ -106,19 +140,43 @@ impl Model {
                 )));
             }
             let t0 = crate::profile::enabled().then(std::time::Instant::now);
-            let outs = node
-                .op
-                .forward(&inputs)
-                .map_err(|e| node_error(&node.name, &node.op_type, e))?;
+            // Conv → Relu/Clip: the activation runs inside the convolution's sweep and only the
+            // activated value is stored (the backward pass reads the ReLU mask from it).
+            let act = self.fusion(ni, &runs, targets).and_then(|a| {
+                let ai: Vec<Option<&Value>> = self.nodes[a]
+                    .inputs
+                    .iter()
+                    .map(|i| i.and_then(|id| self.lookup(&store, id)))
+                    .collect();
+                let clamp = self.nodes[a].op.as_clamp(&ai)?;
+                Some((a, node.op.forward_activated(&inputs, clamp)?))
+            });
+            let (outs, out_ids) = match act {
+                Some((a, out)) => {
+                    fused[a] = true;
+                    let out = out.map_err(|e| node_error(&node.name, &node.op_type, e))?;
+                    (vec![out], &self.nodes[a].outputs)
+                }
+                None => (
+                    node.op
+                        .forward(&inputs)
+                        .map_err(|e| node_error(&node.name, &node.op_type, e))?,
+                    &node.outputs,
+                ),
+            };
             if let Some(t0) = t0 {
-                crate::profile::record(&format!("{} forward", node.op_type), t0.elapsed());
+                let label = match act_label(self, ni, &fused) {
+                    Some(a) => format!("{}+{a} forward", node.op_type),
+                    None => format!("{} forward", node.op_type),
+                };
+                crate::profile::record(&label, t0.elapsed());
             }
             if keep {
                 let out_refs: Vec<&Value> = outs.iter().collect();
                 flops += node.op.flops(&inputs, &out_refs);
             }
             drop(inputs);
-            for (id, v) in node.outputs.iter().zip(outs) {
+            for (id, v) in out_ids.iter().zip(outs) {
                 store[id.0] = Some(v);
             }
             if !keep {
@@ -129,7 +187,7 @@ impl Model {
                 }
             }
         }
-        Ok((store, flops))
+        Ok((store, flops, fused))
     }
 
     /// Runs the graph up to `targets` and returns their values (only the needed nodes run).
@@ -152,7 +210,7 @@ impl Model {
             .iter()
             .map(|(id, t)| (*id, Value::Float(t.clone())))
             .collect();
-        let (mut store, _) = self.execute(values, &nodes, targets, false)?;
+        let (mut store, _, _) = self.execute(values, &nodes, targets, false)?;
         targets
             .iter()
             .map(|t| match &self.values[t.0].source {
@@ -186,7 +244,7 @@ impl Model {
     pub fn forward(&self, input: &Tensor, targets: &[ValueId]) -> Result<Tape<'_>> {
         self.check_input(input)?;
         let nodes = self.needed_nodes(targets, &[]);
-        let (values, flops) = self.execute(
+        let (values, flops, fused) = self.execute(
             vec![(self.input, Value::Float(input.clone()))],
             &nodes,
             targets,
@@ -196,6 +254,7 @@ impl Model {
             model: self,
             values,
             nodes,
+            fused,
             flops,
         })
     }
@@ -297,6 +356,50 @@ impl Tape<'_> {
             .collect()
     }
 
+    /// Whether `v` is a convolution output consumed by an activation fused into it.
+    fn fused_into(&self, v: ValueId) -> bool {
+        let m = self.model;
+        m.consumers[v.0].iter().any(|&c| self.fused[c])
+    }
+
+    /// The backward pass of activation node `ni` that ran inside its convolution: the gradient
+    /// passes where the stored activated value lies strictly between the bounds.
+    fn fused_activation_backward(
+        &self,
+        ni: usize,
+        grads: &mut [Option<Tensor>],
+        wrt: &[ValueId],
+        rule: ReluRule,
+    ) -> Result<()> {
+        let m = self.model;
+        let node = &m.nodes[ni];
+        let (out, input) = (node.outputs[0], node.inputs[0].expect("checked by fusion"));
+        let y = self.value(out)?;
+        let inputs: Vec<Option<&Value>> = node
+            .inputs
+            .iter()
+            .map(|i| i.and_then(|id| m.lookup(&self.values, id)))
+            .collect();
+        let clamp = node
+            .op
+            .as_clamp(&inputs)
+            .ok_or_else(|| Error::InvalidModel("fused activation without bounds".into()))?;
+        let t0 = crate::profile::enabled().then(std::time::Instant::now);
+        let dy = if wrt.contains(&out) {
+            grads[out.0].clone()
+        } else {
+            grads[out.0].take()
+        };
+        if let Some(mut dx) = dy {
+            crate::ops::mask_between(&mut dx, y, clamp, rule == ReluRule::Guided);
+            accumulate(&mut grads[input.0], dx)?;
+        }
+        if let Some(t0) = t0 {
+            crate::profile::record(&format!("{} backward", node.op_type), t0.elapsed());
+        }
+        Ok(())
+    }
+
     /// The reverse sweep shared by [`Tape::backward`] and [`Tape::backward_to`].
     fn propagate(
         &self,
@@ -319,9 +422,16 @@ impl Tape<'_> {
             }
             accumulate(&mut grads[id.0], g)?;
         }
+        // Stands in for a convolution output that a fused activation never stored; only the
+        // convolution's backward sees it, and it reads its inputs, not its output.
+        let unstored = Value::Float(Tensor::zeros(&[0]));
         for &ni in self.nodes.iter().rev() {
             let node = &m.nodes[ni];
             if only.is_some_and(|v| !v[ni]) || node.outputs.iter().all(|o| grads[o.0].is_none()) {
+                continue;
+            }
+            if self.fused[ni] {
+                self.fused_activation_backward(ni, &mut grads, wrt, rule)?;
                 continue;
             }
             let needs: Vec<bool> = node
@@ -343,9 +453,10 @@ impl Tape<'_> {
                 let outputs: Vec<&Value> = node
                     .outputs
                     .iter()
-                    .map(|o| {
-                        m.lookup(&self.values, *o)
-                            .ok_or_else(|| Error::InvalidModel("missing forward value".into()))
+                    .map(|o| match m.lookup(&self.values, *o) {
+                        Some(v) => Ok(v),
+                        None if self.fused_into(*o) => Ok(&unstored),
+                        None => Err(Error::InvalidModel("missing forward value".into())),
                     })
                     .collect::<Result<_>>()?;
                 let out_grads: Vec<Option<&Tensor>> =
@@ -386,6 +497,15 @@ impl Tape<'_> {
         }
         Ok(grads)
     }
+}
+
+/// The activation fused into node `ni` during this forward pass, for profile labels.
+fn act_label<'a>(m: &'a Model, ni: usize, fused: &[bool]) -> Option<&'a str> {
+    let out = *m.nodes[ni].outputs.first()?;
+    m.consumers[out.0]
+        .iter()
+        .find(|&&c| fused[c])
+        .map(|&c| m.nodes[c].op_type.as_str())
 }
 
 fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {

@@ -47,6 +47,7 @@ mod profile;
 mod slice;
 mod summary;
 mod tensor;
+mod winograd;
 
 pub use alloc::CachingAlloc;
 pub use error::{Error, Result, UnsupportedOp};
@@ -57,3 +58,4 @@ pub use profile::{set_profiling, take_profile};
 pub use slice::{FilterSlice, SliceTape};
 pub use summary::{LayerSummary, Summary};
 pub use tensor::{strides_of, IntTensor, Tensor, TensorOf, Value};
+pub use winograd::{set_winograd, winograd_enabled};

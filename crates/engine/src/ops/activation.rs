@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use super::{float_input, only_first, BuildCtx, Builder, Op, Vjp};
+use super::{float_input, only_first, BuildCtx, Builder, Clamp, Op, Vjp};
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, Value};
 
@@ -228,6 +228,20 @@ const CHUNK: usize = 1 << 14;
 impl Op for Unary {
     fn elementwise(&self) -> bool {
         true
+    }
+
+    fn as_clamp(&self, inputs: &[Option<&Value>]) -> Option<Clamp> {
+        match self.kind {
+            Kind::Relu => Some(Clamp {
+                lo: 0.0,
+                hi: f32::INFINITY,
+            }),
+            Kind::Clip => {
+                let (lo, hi) = self.bounds(inputs).ok()?;
+                (lo <= hi).then_some(Clamp { lo, hi })
+            }
+            _ => None,
+        }
     }
 
     fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {

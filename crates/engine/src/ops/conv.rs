@@ -5,21 +5,25 @@
 //! stride-1 convolution is itself a convolution with flipped, transposed weights and reuses the
 //! forward kernel; other cases use GEMM + col2im. Depthwise convolutions use direct loops.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use super::{check_size, float_input, BuildCtx, Builder, Op, Vjp};
+use super::{check_size, float_input, BuildCtx, Builder, Clamp, Op, Vjp};
 use crate::error::{Error, Result};
 use crate::kernels::{col2im_channel, im2col_tile, matmul_raw, same_pads, Axis, Mat, SharedOut};
 use crate::tensor::{Tensor, Value};
+use crate::winograd::{self, transform_weights, Geometry};
 
 pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
     reg.insert("Conv", |ctx| {
         Ok(Box::new(Conv {
             attrs: ConvAttrs::parse(ctx)?,
             flipped: OnceLock::new(),
+            winograd: WeightCache::default(),
+            winograd_flipped: WeightCache::default(),
         }))
     });
     reg.insert("ConvTranspose", |ctx| {
@@ -226,8 +230,57 @@ fn tile_width(p: usize, tasks_without_tiling: usize, macs_per_column: usize) -> 
 /// the machine is shared and a woken thread may wait for a time slice.
 const MIN_TASK_MACS: usize = 1 << 20;
 
+/// Weights transformed for the Winograd path, kept from the first call on.
+///
+/// Keyed by the weights' address and length: a node's weights are a constant of the model (the
+/// same buffer on every call); weights computed at run time get a fresh transform each call.
+#[derive(Default)]
+struct WeightCache(OnceLock<(usize, usize, Vec<f32>)>);
+
+impl WeightCache {
+    fn get(&self, w: &Tensor, m: usize, c: usize) -> Cow<'_, [f32]> {
+        let key = (w.data().as_ptr() as usize, w.len());
+        let (p, n, u) = self
+            .0
+            .get_or_init(|| (key.0, key.1, transform_weights(w.data(), m, c)));
+        if (*p, *n) == key {
+            Cow::Borrowed(u)
+        } else {
+            Cow::Owned(transform_weights(w.data(), m, c))
+        }
+    }
+}
+
+/// The Winograd geometry of `d` when it is a 3×3, stride-1, undilated, ungrouped convolution
+/// large enough to gain from it.
+fn winograd_geometry(d: &Dims) -> Option<Geometry> {
+    let plain = |a: &Axis| a.kernel == 3 && a.stride == 1 && a.dilation == 1;
+    let geo = Geometry {
+        n: d.n,
+        c: d.c,
+        m: d.m,
+        ih: d.h.input,
+        iw: d.w.input,
+        oh: d.h.output,
+        ow: d.w.output,
+        pad_top: d.h.pad_begin,
+        pad_left: d.w.pad_begin,
+    };
+    (d.g == 1 && plain(&d.h) && plain(&d.w) && geo.worthwhile()).then_some(geo)
+}
+
 /// `y = conv(x, w) + b` for NCHW `x` and `w` of shape `[M, C/g, kh, kw]`.
-fn conv_forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, d: &Dims) -> Result<Tensor> {
+///
+/// `cache` keeps the Winograd transform of `w` between calls; `act` is applied to each output
+/// block right after it is computed.
+fn conv_forward(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    d: &Dims,
+    cache: Option<&WeightCache>,
+    act: Option<Clamp>,
+) -> Result<Tensor> {
     if let Some(b) = b {
         if b.len() != d.m {
             return Err(Error::Shape(format!(
@@ -246,7 +299,15 @@ fn conv_forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, d: &Dims) -> Result<
         }
     }
     if d.depthwise() {
-        depthwise(x.data(), w.data(), &mut out, d, false);
+        depthwise(x.data(), w.data(), &mut out, d, act);
+        return Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out));
+    }
+    if let Some(geo) = winograd_geometry(d) {
+        let u = match cache {
+            Some(cache) => cache.get(w, d.m, d.c),
+            None => Cow::Owned(transform_weights(w.data(), d.m, d.c)),
+        };
+        winograd::conv3x3(x.data(), &u, &geo, &mut out, act);
         return Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out));
     }
     let (cg, mg, k) = (d.cg(), d.mg(), d.k());
@@ -323,12 +384,30 @@ fn conv_forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, d: &Dims) -> Result<
                     )
                 };
             }
+            if let Some(act) = act {
+                for r in 0..mg {
+                    // SAFETY: row r of this task's block: `cols` values inside `out` that only
+                    // this task writes.
+                    let row = unsafe {
+                        std::slice::from_raw_parts_mut(dst.get().add(out_off + r * p), cols)
+                    };
+                    act.apply(row);
+                }
+            }
         });
     Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out))
 }
 
 /// The gradient of `conv(x, w)` with respect to `x`, given `dy` (also ConvTranspose's forward).
-fn conv_input_grad(dy: &Tensor, w: &Tensor, d: &Dims, flipped: Option<&Tensor>) -> Result<Tensor> {
+///
+/// `flipped` holds the flipped, transposed weights (and their Winograd cache) when the caller
+/// has them.
+fn conv_input_grad(
+    dy: &Tensor,
+    w: &Tensor,
+    d: &Dims,
+    flipped: Option<(&Tensor, &WeightCache)>,
+) -> Result<Tensor> {
     let (ih, iw) = (d.h.input, d.w.input);
     let plane_in = ih * iw;
     let p = d.h.output * d.w.output;
@@ -345,10 +424,11 @@ fn conv_input_grad(dy: &Tensor, w: &Tensor, d: &Dims, flipped: Option<&Tensor>) 
     }
     // The flipped-kernel convolution builds columns from the M output-gradient channels; GEMM +
     // col2im builds them for the C input channels. Take the smaller (the first layer of a
-    // network has C = 3 and M = 64: 21× fewer column values through col2im).
-    if let (Some(wf), true) = (flipped, d.c >= d.m) {
-        if let Some(td) = transposed_dims(d) {
-            return conv_forward(dy, wf, None, &td);
+    // network has C = 3 and M = 64: 21× fewer column values through col2im), unless the flipped
+    // convolution runs on the Winograd path, which builds no columns at all.
+    if let (Some((wf, cache)), Some(td)) = (flipped, transposed_dims(d)) {
+        if d.c >= d.m || winograd_geometry(&td).is_some() {
+            return conv_forward(dy, wf, None, &td, Some(cache), None);
         }
     }
     let (cg, mg, k) = (d.cg(), d.mg(), d.k());
@@ -444,8 +524,8 @@ fn flip_transpose(w: &Tensor) -> Tensor {
     Tensor::from_parts(vec![c, m, kh, kw], out)
 }
 
-/// Depthwise forward (`out` holds the bias and is accumulated into).
-fn depthwise(x: &[f32], w: &[f32], out: &mut [f32], d: &Dims, _unused: bool) {
+/// Depthwise forward (`out` holds the bias and is accumulated into), then `act` per plane.
+fn depthwise(x: &[f32], w: &[f32], out: &mut [f32], d: &Dims, act: Option<Clamp>) {
     let (h, wa) = (&d.h, &d.w);
     let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
     let kk = h.kernel * wa.kernel;
@@ -458,6 +538,9 @@ fn depthwise(x: &[f32], w: &[f32], out: &mut [f32], d: &Dims, _unused: bool) {
             let padded = Padded::new(h, wa);
             padded.fill(&x[plane * plane_in..(plane + 1) * plane_in], pad);
             depthwise_plane(pad, &w[c * kk..(c + 1) * kk], o, &padded);
+            if let Some(act) = act {
+                act.apply(o);
+            }
         });
 }
 
@@ -615,6 +698,9 @@ struct Conv {
     attrs: ConvAttrs,
     /// Flipped, transposed weights for the stride-1 input gradient, built on first use.
     flipped: OnceLock<Tensor>,
+    /// Winograd transforms of the weights and of the flipped weights.
+    winograd: WeightCache,
+    winograd_flipped: WeightCache,
 }
 
 impl Op for Conv {
@@ -625,7 +711,22 @@ impl Op for Conv {
             None => None,
         };
         let d = conv_dims(&self.attrs, x, w)?;
-        Ok(vec![conv_forward(x, w, b, &d)?.into()])
+        Ok(vec![
+            conv_forward(x, w, b, &d, Some(&self.winograd), None)?.into()
+        ])
+    }
+
+    fn forward_activated(&self, inputs: &[Option<&Value>], act: Clamp) -> Option<Result<Value>> {
+        let run = || -> Result<Value> {
+            let (x, w) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
+            let b = match inputs.get(2).copied().flatten() {
+                Some(b) => Some(b.as_float("bias")?),
+                None => None,
+            };
+            let d = conv_dims(&self.attrs, x, w)?;
+            Ok(conv_forward(x, w, b, &d, Some(&self.winograd), Some(act))?.into())
+        };
+        Some(run())
     }
 
     fn backward(&self, v: &Vjp) -> Result<Vec<Option<Tensor>>> {
@@ -633,7 +734,12 @@ impl Op for Conv {
         let d = conv_dims(&self.attrs, x, w)?;
         let mut grads: Vec<Option<Tensor>> = v.inputs.iter().map(|_| None).collect();
         if v.needs[0] {
-            let flipped = (d.g == 1).then(|| self.flipped.get_or_init(|| flip_transpose(w)));
+            let flipped = (d.g == 1).then(|| {
+                (
+                    self.flipped.get_or_init(|| flip_transpose(w)),
+                    &self.winograd_flipped,
+                )
+            });
             grads[0] = Some(conv_input_grad(v.grad(0)?, w, &d, flipped)?);
         }
         if v.needs.iter().skip(1).any(|&n| n) {
@@ -660,6 +766,8 @@ impl Op for Conv {
                     ..self.attrs.clone()
                 },
                 flipped: OnceLock::new(),
+                winograd: WeightCache::default(),
+                winograd_flipped: WeightCache::default(),
             }) as Box<dyn Op>
         })
     }
@@ -817,7 +925,7 @@ impl Op for ConvTranspose {
         }
         let mut grads: Vec<Option<Tensor>> = v.inputs.iter().map(|_| None).collect();
         if v.needs[0] {
-            grads[0] = Some(conv_forward(v.grad(0)?, w, None, &d)?);
+            grads[0] = Some(conv_forward(v.grad(0)?, w, None, &d, None, None)?);
         }
         Ok(grads)
     }

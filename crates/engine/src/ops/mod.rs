@@ -60,6 +60,59 @@ impl Vjp<'_> {
     }
 }
 
+/// A clamping activation `min(max(x, lo), hi)`: ReLU is `lo = 0, hi = ∞`, ReLU6 is `Clip(0, 6)`.
+///
+/// Its derivative can be read from the output alone (1 strictly between the bounds, else 0),
+/// which is what lets a convolution apply it in the same sweep and keep only the activated value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Clamp {
+    /// Lower bound (may be -∞).
+    pub lo: f32,
+    /// Upper bound (may be +∞).
+    pub hi: f32,
+}
+
+impl Clamp {
+    /// Applies the clamp to every value (NaN becomes `lo`, as `Relu`'s `max` does).
+    #[inline]
+    pub fn apply(&self, v: &mut [f32]) {
+        let (lo, hi) = (self.lo, self.hi);
+        if hi == f32::INFINITY {
+            v.iter_mut().for_each(|x| *x = x.max(lo));
+        } else {
+            v.iter_mut().for_each(|x| *x = x.max(lo).min(hi));
+        }
+    }
+}
+
+/// `g ← g` where `lo < y < hi`, else 0 (and, when `guided`, negative gradients become 0 too):
+/// the backward pass of a [`Clamp`] read from its output `y`.
+///
+/// Exactly ReLU's derivative; for `Clip` it differs from the inclusive rule of the unfused op
+/// only where the input equals a bound exactly.
+pub(crate) fn mask_between(g: &mut Tensor, y: &Tensor, c: Clamp, guided: bool) {
+    use rayon::prelude::*;
+    let (lo, hi) = (c.lo, c.hi);
+    g.data_mut()
+        .par_chunks_mut(1 << 14)
+        .zip(y.data().par_chunks(1 << 14))
+        .with_min_len(4)
+        .for_each(|(g, y)| {
+            // Branch-free loops (one per rule, `&` not `&&`) so each compiles to vector selects.
+            if guided {
+                for (gv, &yv) in g.iter_mut().zip(y) {
+                    let keep = (yv > lo) & (yv < hi) & (*gv > 0.0);
+                    *gv = if keep { *gv } else { 0.0 };
+                }
+            } else {
+                for (gv, &yv) in g.iter_mut().zip(y) {
+                    let keep = (yv > lo) & (yv < hi);
+                    *gv = if keep { *gv } else { 0.0 };
+                }
+            }
+        });
+}
+
 /// One executable ONNX node.
 pub trait Op: Send + Sync {
     /// Computes the outputs from the inputs.
@@ -88,6 +141,20 @@ pub trait Op: Send + Sync {
     /// `[items, C, kh, kw]`, bias `[items]`). `None` when the op cannot be sliced that way.
     fn one_filter_per_item(&self, items: usize) -> Option<Box<dyn Op>> {
         let _ = items;
+        None
+    }
+
+    /// For `Relu` and `Clip` with constant bounds: the activation as a [`Clamp`].
+    fn as_clamp(&self, inputs: &[Option<&Value>]) -> Option<Clamp> {
+        let _ = inputs;
+        None
+    }
+
+    /// For a convolution: the forward pass with `act` applied to each output block while it is
+    /// still in cache, so the pre-activation value is never written out. `None` when the op
+    /// has no such form.
+    fn forward_activated(&self, inputs: &[Option<&Value>], act: Clamp) -> Option<Result<Value>> {
+        let _ = (inputs, act);
         None
     }
 }

@@ -1,0 +1,568 @@
+//! Winograd F(4×4, 3×3) convolution (Lavin & Gray, 2016) for 3×3, stride-1 convolutions.
+//!
+//! Each 4×4 block of output ("tile") is computed from the 6×6 input patch under it: the patch and
+//! the filter are transformed (`V = Bᵀ d B`, `U = G g Gᵀ`), multiplied element by element and
+//! summed over input channels, and transformed back (`Y = Aᵀ M A`). The sum over channels of the
+//! 36 element-wise products is 36 matrix products `M_ξ = U_ξ · V_ξ` (`M × C` by `C × tiles`), so
+//! the multiply-adds drop from 9·16 = 144 to 36 per tile and channel pair: 4× fewer than
+//! im2col + GEMM. The transforms are linear, so the result is the same convolution up to
+//! rounding (checked against the direct path in the tests below and against onnxruntime in the
+//! reference tests; design.md "Winograd" has the error figures).
+//!
+//! The work is split into blocks of tiles, one per task: each task transforms its tiles' input,
+//! runs the 36 single-threaded products and writes its own output tiles, so the transformed
+//! data stays small (a few MiB) and every core has its own block.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
+
+use crate::kernels::{matmul_raw, Mat, SharedOut};
+use crate::ops::Clamp;
+
+/// Tiles transformed together in vector lanes.
+const LANES: usize = 16;
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the Winograd path for 3×3 convolutions on or off (on by default).
+///
+/// Off, every convolution uses im2col + GEMM: about 4× the multiply-adds for 3×3 layers but the
+/// rounding of a plain dot product. `convscope bench` measures both.
+pub fn set_winograd(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether [`set_winograd`] left the path on.
+pub fn winograd_enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// One 3×3, stride-1 convolution: `n` images of `c × ih × iw` to `m × oh × ow`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
+    pub n: usize,
+    pub c: usize,
+    pub m: usize,
+    pub ih: usize,
+    pub iw: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+impl Geometry {
+    fn tiles_h(&self) -> usize {
+        self.oh.div_ceil(4)
+    }
+    fn tiles_w(&self) -> usize {
+        self.ow.div_ceil(4)
+    }
+    fn tiles(&self) -> usize {
+        self.n * self.tiles_h() * self.tiles_w()
+    }
+
+    /// Whether Winograd pays off: enough channels for the products to dominate the transforms
+    /// (the first layer of a network, with 3 input channels, stays on im2col), and enough tiles
+    /// per weight for the products not to be bound by reading the transformed weights.
+    pub fn worthwhile(&self) -> bool {
+        winograd_enabled() && self.c >= 16 && self.m >= 16 && self.tiles() >= 32
+    }
+}
+
+/// `U = G g Gᵀ` for every filter `g` of `w` (`[m, c, 3, 3]`), laid out as 36 matrices `m × c`.
+pub(crate) fn transform_weights(w: &[f32], m: usize, c: usize) -> Vec<f32> {
+    assert_eq!(w.len(), m * c * 9, "3×3 weights");
+    // G applied to 3 values, in f64 (done once per layer, so precision is free).
+    let g = |a: f64, b: f64, c: f64| -> [f64; 6] {
+        [
+            a / 4.0,
+            -(a + b + c) / 6.0,
+            -(a - b + c) / 6.0,
+            a / 24.0 + b / 12.0 + c / 6.0,
+            a / 24.0 - b / 12.0 + c / 6.0,
+            c,
+        ]
+    };
+    let mut u = vec![0.0f32; 36 * m * c];
+    for mi in 0..m {
+        for ci in 0..c {
+            let k = &w[(mi * c + ci) * 9..][..9];
+            let k = |r: usize, s: usize| k[r * 3 + s] as f64;
+            // Columns first: t[i][s] = (G g)[i][s].
+            let cols: [[f64; 6]; 3] = std::array::from_fn(|s| g(k(0, s), k(1, s), k(2, s)));
+            for i in 0..6 {
+                let row = g(cols[0][i], cols[1][i], cols[2][i]);
+                for (j, &v) in row.iter().enumerate() {
+                    u[((i * 6 + j) * m + mi) * c + ci] = v as f32;
+                }
+            }
+        }
+    }
+    u
+}
+
+/// `out += conv(x, w)` for the 3×3, stride-1 convolution `geo`, with `u` from
+/// [`transform_weights`]. `out` is `n × m × oh × ow` (usually pre-filled with the bias).
+///
+/// `act`, when given, is applied to each output value as it is written.
+pub(crate) fn conv3x3(x: &[f32], u: &[f32], geo: &Geometry, out: &mut [f32], act: Option<Clamp>) {
+    let g = *geo;
+    assert_eq!(x.len(), g.n * g.c * g.ih * g.iw, "input size");
+    assert_eq!(out.len(), g.n * g.m * g.oh * g.ow, "output size");
+    assert_eq!(u.len(), 36 * g.m * g.c, "transformed weights");
+    let tiles = g.tiles();
+    let threads = rayon::current_num_threads().max(1);
+    // Block size (tiles per task, the N of the 36 products): the transformed input and the
+    // products of a block (36·(c + m)·block values) should stay near the 1.25 MiB L2 cache of a
+    // core, but the products need at least 32 columns to run at full speed. Measured with
+    // `conv_micro` (design.md, "Winograd").
+    let budget: usize = (512 << 10) / (36 * (g.c + g.m));
+    let per_thread = tiles.div_ceil(threads).next_multiple_of(LANES);
+    let block = budget
+        .clamp(32, 512)
+        .next_multiple_of(LANES)
+        .min(per_thread);
+    let blocks = tiles.div_ceil(block);
+    let dst = SharedOut(out.as_mut_ptr());
+    (0..blocks).into_par_iter().for_each(|b| {
+        let first = b * block;
+        let count = block.min(tiles - first);
+        SCRATCH.with(|s| {
+            let (v, mm) = &mut *s.borrow_mut();
+            // SAFETY: block `b` writes only the output tiles first..first+count, which no other
+            // block touches, and every write stays inside `out` (checked sizes above).
+            unsafe { run_block(x, u, &g, first, count, v, mm, dst, act) };
+        });
+    });
+}
+
+thread_local! {
+    /// Per-thread buffers for the transformed input and the products. Every value is written
+    /// before it is read, so they only grow and are never cleared (zeroing 8 MiB per block cost
+    /// a fifth of the time).
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Transforms, multiplies and writes back tiles `first..first + count`.
+///
+/// # Safety
+/// `out` must point to the `n × m × oh × ow` output, and no other thread may write the output
+/// tiles of this block during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_block(
+    x: &[f32],
+    u: &[f32],
+    g: &Geometry,
+    first: usize,
+    count: usize,
+    v: &mut Vec<f32>,
+    mm: &mut Vec<f32>,
+    out: SharedOut,
+    act: Option<Clamp>,
+) {
+    let width = count.next_multiple_of(LANES);
+    if v.len() < 36 * g.c * width {
+        v.resize(36 * g.c * width, 0.0);
+    }
+    if mm.len() < 36 * g.m * width {
+        mm.resize(36 * g.m * width, 0.0);
+    }
+    transform_input(x, g, first, count, width, v);
+    for xi in 0..36 {
+        // SAFETY: `mm` is exclusively borrowed and sized 36·m·width.
+        unsafe {
+            matmul_raw(
+                &u[xi * g.m * g.c..(xi + 1) * g.m * g.c],
+                Mat::row_major(g.m, g.c),
+                &v[xi * g.c * width..(xi + 1) * g.c * width],
+                Mat::row_major(g.c, width),
+                mm.as_mut_ptr().add(xi * g.m * width),
+                Mat::row_major(g.m, width),
+                false,
+                1,
+            )
+        };
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { transform_output(mm, g, first, count, width, out, act) };
+}
+
+/// Position of tile `t`: image, first output row and column.
+#[inline]
+fn tile_origin(g: &Geometry, t: usize) -> (usize, usize, usize) {
+    let (th, tw) = (g.tiles_h(), g.tiles_w());
+    let img = t / (th * tw);
+    let r = t % (th * tw);
+    (img, (r / tw) * 4, (r % tw) * 4)
+}
+
+/// A run of consecutive tiles of one tile row: image, output row and column of the first tile,
+/// number of tiles, and the run's first column in the block's matrices.
+struct Run {
+    img: usize,
+    oy: usize,
+    ox: usize,
+    len: usize,
+    col: usize,
+}
+
+/// The runs of tiles `first..first + count`.
+fn runs(g: &Geometry, first: usize, count: usize) -> impl Iterator<Item = Run> + '_ {
+    let tw = g.tiles_w();
+    let mut t = first;
+    std::iter::from_fn(move || {
+        (t < first + count).then(|| {
+            let (img, oy, ox) = tile_origin(g, t);
+            let len = (tw - ox / 4).min(first + count - t);
+            let run = Run {
+                img,
+                oy,
+                ox,
+                len,
+                col: t - first,
+            };
+            t += len;
+            run
+        })
+    })
+}
+
+/// `V = Bᵀ d B` of every tile and channel, into 36 matrices `c × width`.
+///
+/// Works on whole runs of tiles so that every loop reads and writes contiguous memory: each of
+/// the six input rows under a run is transformed horizontally (`d B`, tiles 4 columns apart),
+/// then the six results are combined vertically (`Bᵀ ·`) one contiguous vector at a time.
+fn transform_input(
+    x: &[f32],
+    g: &Geometry,
+    first: usize,
+    count: usize,
+    width: usize,
+    v: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        return unsafe { transform_input_avx2(x, g, first, count, width, v) };
+    }
+    transform_input_generic(x, g, first, count, width, v)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transform_input_avx2(
+    x: &[f32],
+    g: &Geometry,
+    first: usize,
+    count: usize,
+    width: usize,
+    v: &mut [f32],
+) {
+    transform_input_generic(x, g, first, count, width, v)
+}
+
+#[inline(always)]
+fn transform_input_generic(
+    x: &[f32],
+    g: &Geometry,
+    first: usize,
+    count: usize,
+    width: usize,
+    v: &mut [f32],
+) {
+    let plane = g.ih * g.iw;
+    let tw = g.tiles_w();
+    // The input row under a run, split by column phase: ph[p][t] = row[4t + p], so that the
+    // horizontal transform reads contiguous vectors (d4, d5 are the next tile's phases 0, 1).
+    let mut ph = vec![0.0f32; 4 * (tw + 1)];
+    // h[(r·6 + k)·tw + t]: row r of tile t's patch, transformed horizontally, component k.
+    let mut h = vec![0.0f32; 36 * tw];
+    for run in runs(g, first, count) {
+        let n = run.len;
+        let span = 4 * n + 2;
+        let left = run.ox as isize - g.pad_left as isize;
+        // Input columns inside the image.
+        let c_lo = left.max(0) as usize;
+        let c_hi = ((left + span as isize).min(g.iw as isize)).max(c_lo as isize) as usize;
+        for ci in 0..g.c {
+            let src = &x[(run.img * g.c + ci) * plane..][..plane];
+            for r in 0..6 {
+                let ir = run.oy as isize - g.pad_top as isize + r as isize;
+                ph.fill(0.0);
+                let stride = tw + 1;
+                if ir >= 0 && (ir as usize) < g.ih {
+                    let row = &src[ir as usize * g.iw..(ir as usize + 1) * g.iw];
+                    // Position i = col - left of each input column; unaligned ends one by one,
+                    // the aligned middle four at a time.
+                    let i_lo = (c_lo as isize - left) as usize;
+                    let i_hi = (c_hi as isize - left) as usize;
+                    let a_lo = i_lo.next_multiple_of(4).min(i_hi);
+                    let a_hi = (i_hi / 4 * 4).max(a_lo);
+                    let mut put =
+                        |i: usize| ph[(i % 4) * stride + i / 4] = row[(i as isize + left) as usize];
+                    (i_lo..a_lo).for_each(&mut put);
+                    (a_hi..i_hi).for_each(&mut put);
+                    let mid =
+                        &row[(a_lo as isize + left) as usize..(a_hi as isize + left) as usize];
+                    let (q0, rest) = ph.split_at_mut(stride);
+                    let (q1, rest) = rest.split_at_mut(stride);
+                    let (q2, q3) = rest.split_at_mut(stride);
+                    let t0 = a_lo / 4;
+                    for (t, c) in mid.chunks_exact(4).enumerate() {
+                        q0[t0 + t] = c[0];
+                        q1[t0 + t] = c[1];
+                        q2[t0 + t] = c[2];
+                        q3[t0 + t] = c[3];
+                    }
+                }
+                let (p0, rest) = ph.split_at(stride);
+                let (p1, rest) = rest.split_at(stride);
+                let (p2, p3) = rest.split_at(stride);
+                let hr = &mut h[r * 6 * tw..(r + 1) * 6 * tw];
+                let (h0, rest) = hr.split_at_mut(tw);
+                let (h1, rest) = rest.split_at_mut(tw);
+                let (h2, rest) = rest.split_at_mut(tw);
+                let (h3, rest) = rest.split_at_mut(tw);
+                let (h4, h5) = rest.split_at_mut(tw);
+                let (d0, d1, d2, d3) = (&p0[..n], &p1[..n], &p2[..n], &p3[..n]);
+                let (d4, d5) = (&p0[1..n + 1], &p1[1..n + 1]);
+                for t in 0..n {
+                    h0[t] = 4.0 * d0[t] - 5.0 * d2[t] + d4[t];
+                    h1[t] = -4.0 * (d1[t] + d2[t]) + d3[t] + d4[t];
+                    h2[t] = 4.0 * (d1[t] - d2[t]) - d3[t] + d4[t];
+                    h3[t] = 2.0 * (d3[t] - d1[t]) - d2[t] + d4[t];
+                    h4[t] = 2.0 * (d1[t] - d3[t]) - d2[t] + d4[t];
+                    h5[t] = 4.0 * d1[t] - 5.0 * d3[t] + d5[t];
+                }
+            }
+            for k in 0..6 {
+                let d = |r: usize| &h[(r * 6 + k) * tw..(r * 6 + k) * tw + n];
+                let (d0, d1, d2, d3, d4, d5) = (d(0), d(1), d(2), d(3), d(4), d(5));
+                let at = |i: usize| ((i * 6 + k) * g.c + ci) * width + run.col;
+                // Rows of Bᵀ, written out so no multiply by zero is left to do.
+                let mut out = |i: usize, f: &dyn Fn(usize) -> f32| {
+                    let o = &mut v[at(i)..at(i) + n];
+                    for (t, ov) in o.iter_mut().enumerate() {
+                        *ov = f(t);
+                    }
+                };
+                out(0, &|t| 4.0 * d0[t] - 5.0 * d2[t] + d4[t]);
+                out(1, &|t| -4.0 * (d1[t] + d2[t]) + d3[t] + d4[t]);
+                out(2, &|t| 4.0 * (d1[t] - d2[t]) - d3[t] + d4[t]);
+                out(3, &|t| 2.0 * (d3[t] - d1[t]) - d2[t] + d4[t]);
+                out(4, &|t| 2.0 * (d1[t] - d3[t]) - d2[t] + d4[t]);
+                out(5, &|t| 4.0 * d1[t] - 5.0 * d3[t] + d5[t]);
+            }
+        }
+    }
+    // Columns past the last tile are multiplied too: keep them finite (zero).
+    if count < width {
+        for row in v[..36 * g.c * width].chunks_mut(width) {
+            row[count..].fill(0.0);
+        }
+    }
+}
+
+/// `Y = Aᵀ M A` of every tile and output channel, added into the output.
+///
+/// # Safety
+/// As [`run_block`].
+unsafe fn transform_output(
+    mm: &[f32],
+    g: &Geometry,
+    first: usize,
+    count: usize,
+    width: usize,
+    out: SharedOut,
+    act: Option<Clamp>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above); the rest is the caller's.
+        return unsafe { transform_output_avx2(mm, g, first, count, width, out, act) };
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { transform_output_generic(mm, g, first, count, width, out, act) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transform_output_avx2(
+    mm: &[f32],
+    g: &Geometry,
+    first: usize,
+    count: usize,
+    width: usize,
+    out: SharedOut,
+    act: Option<Clamp>,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { transform_output_generic(mm, g, first, count, width, out, act) }
+}
+
+#[inline(always)]
+unsafe fn transform_output_generic(
+    mm: &[f32],
+    g: &Geometry,
+    first: usize,
+    count: usize,
+    width: usize,
+    out: SharedOut,
+    act: Option<Clamp>,
+) {
+    let plane = g.oh * g.ow;
+    let tw = g.tiles_w();
+    // r[(i·6 + s)·tw + t]: row i of (Aᵀ M) for column s of tile t.
+    let mut rb = vec![0.0f32; 24 * tw];
+    // One output row of a run, split by column phase: ybuf[p·n + t] = y[4t + p].
+    let mut ybuf = vec![0.0f32; 4 * tw];
+    for run in runs(g, first, count) {
+        let n = run.len;
+        // Output columns of this run (the last tile may be cut by the image's edge).
+        let cols = (g.ow - run.ox).min(4 * n);
+        for mi in 0..g.m {
+            for s in 0..6 {
+                let m = |r: usize| {
+                    let o = ((r * 6 + s) * g.m + mi) * width + run.col;
+                    &mm[o..o + n]
+                };
+                let (m0, m1, m2, m3, m4, m5) = (m(0), m(1), m(2), m(3), m(4), m(5));
+                let (r0, rest) = rb.split_at_mut(6 * tw);
+                let (r1, rest) = rest.split_at_mut(6 * tw);
+                let (r2, r3) = rest.split_at_mut(6 * tw);
+                let (r0, r1, r2, r3) = (
+                    &mut r0[s * tw..s * tw + n],
+                    &mut r1[s * tw..s * tw + n],
+                    &mut r2[s * tw..s * tw + n],
+                    &mut r3[s * tw..s * tw + n],
+                );
+                for t in 0..n {
+                    let (s12, d12, s34, d34) =
+                        (m1[t] + m2[t], m1[t] - m2[t], m3[t] + m4[t], m3[t] - m4[t]);
+                    r0[t] = m0[t] + s12 + s34;
+                    r1[t] = d12 + 2.0 * d34;
+                    r2[t] = s12 + 4.0 * s34;
+                    r3[t] = d12 + 8.0 * d34 + m5[t];
+                }
+            }
+            for i in 0..4.min(g.oh - run.oy) {
+                let q = |s: usize| &rb[(i * 6 + s) * tw..(i * 6 + s) * tw + n];
+                let (q0, q1, q2, q3, q4, q5) = (q(0), q(1), q(2), q(3), q(4), q(5));
+                let offset = (run.img * g.m + mi) * plane + (run.oy + i) * g.ow + run.ox;
+                // SAFETY: these `cols` output values of row oy+i belong to this run's tiles,
+                // which only this block writes (the caller's contract), and lie inside `out`.
+                let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(offset), cols) };
+                let ys = &mut ybuf[..4 * n];
+                let (y0, rest) = ys.split_at_mut(n);
+                let (y1, rest) = rest.split_at_mut(n);
+                let (y2, y3) = rest.split_at_mut(n);
+                for t in 0..n {
+                    let (s12, d12) = (q1[t] + q2[t], q1[t] - q2[t]);
+                    let (s34, d34) = (q3[t] + q4[t], q3[t] - q4[t]);
+                    y0[t] = q0[t] + s12 + s34;
+                    y1[t] = d12 + 2.0 * d34;
+                    y2[t] = s12 + 4.0 * s34;
+                    y3[t] = d12 + 8.0 * d34 + q5[t];
+                }
+                let mut chunks = dst.chunks_exact_mut(4);
+                for (t, o) in (&mut chunks).enumerate() {
+                    o[0] += y0[t];
+                    o[1] += y1[t];
+                    o[2] += y2[t];
+                    o[3] += y3[t];
+                }
+                let t = cols / 4;
+                for (p, o) in chunks.into_remainder().iter_mut().enumerate() {
+                    *o += [&y0, &y1, &y2][p][t];
+                }
+                if let Some(act) = act {
+                    act.apply(dst);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct 3×3 convolution, in f64.
+    fn direct(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f64> {
+        let mut out = vec![0.0f64; g.n * g.m * g.oh * g.ow];
+        for n in 0..g.n {
+            for m in 0..g.m {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let mut s = 0.0f64;
+                        for c in 0..g.c {
+                            for r in 0..3 {
+                                for q in 0..3 {
+                                    let iy = (oy + r) as isize - g.pad_top as isize;
+                                    let ix = (ox + q) as isize - g.pad_left as isize;
+                                    if iy < 0
+                                        || ix < 0
+                                        || iy as usize >= g.ih
+                                        || ix as usize >= g.iw
+                                    {
+                                        continue;
+                                    }
+                                    s += x
+                                        [((n * g.c + c) * g.ih + iy as usize) * g.iw + ix as usize]
+                                        as f64
+                                        * w[((m * g.c + c) * 3 + r) * 3 + q] as f64;
+                                }
+                            }
+                        }
+                        out[((n * g.m + m) * g.oh + oy) * g.ow + ox] = s;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_direct_convolution_on_odd_shapes_and_pads() {
+        // (n, c, m, ih, iw, pad_top, pad_left, oh, ow): partial tiles, asymmetric and no padding.
+        for &(n, c, m, ih, iw, pt, pl, oh, ow) in &[
+            (2, 5, 7, 11, 9, 1, 1, 11, 9),
+            (1, 3, 2, 6, 6, 0, 0, 4, 4),
+            (3, 4, 3, 13, 7, 0, 2, 11, 8),
+            (1, 17, 33, 23, 21, 1, 1, 23, 21),
+        ] {
+            let g = Geometry {
+                n,
+                c,
+                m,
+                ih,
+                iw,
+                oh,
+                ow,
+                pad_top: pt,
+                pad_left: pl,
+            };
+            let x: Vec<f32> = (0..n * c * ih * iw)
+                .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
+                .collect();
+            let w: Vec<f32> = (0..m * c * 9)
+                .map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5)
+                .collect();
+            let u = transform_weights(&w, m, c);
+            let mut out = vec![0.25f32; n * m * oh * ow];
+            conv3x3(&x, &u, &g, &mut out, None);
+            let want = direct(&x, &w, &g);
+            let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+            for (i, (&a, &b)) in out.iter().zip(&want).enumerate() {
+                let err = (a as f64 - 0.25 - b).abs();
+                assert!(
+                    err < 1e-5 * scale,
+                    "{n}x{c}->{m} {ih}x{iw} at {i}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
