@@ -2645,3 +2645,46 @@ fn fused_conv_activations_match_unfused_and_finite_differences() {
         x.len()
     );
 }
+
+/// VGG's 2×2 stride-2 max pools run a branch-free path: ties send the gradient to the first
+/// maximum in row-major window order (never split, never scaled), and a NaN wins its window.
+#[test]
+fn maxpool_2x2_routes_ties_to_the_first_maximum() {
+    let mut net = Net::new(&[1, 1, 2, 6], 13);
+    net.node(
+        "MaxPool",
+        &["x"],
+        &["y"],
+        vec![
+            A::ints("kernel_shape", &[2, 2]),
+            A::ints("strides", &[2, 2]),
+        ],
+    );
+    let model = net.build().unwrap();
+    let y = model.resolve("y").unwrap();
+    let nan = f32::NAN;
+    // Windows: [1 3; 3 2] (tie of 3s), [5 5; 5 5] (all equal), [0 NaN; 1 2] (NaN).
+    let x = Tensor::new(
+        vec![1, 1, 2, 6],
+        vec![1.0, 3.0, 5.0, 5.0, 0.0, nan, 3.0, 2.0, 5.0, 5.0, 1.0, 2.0],
+    )
+    .unwrap();
+    let tape = model.forward(&x, &[y]).unwrap();
+    let out = tape.value(y).unwrap().data().to_vec();
+    assert_eq!(&out[..2], &[3.0, 5.0]);
+    assert!(out[2].is_nan());
+    let g = tape
+        .backward(
+            vec![(
+                y,
+                Tensor::new(vec![1, 1, 1, 3], vec![1.0, 2.0, 4.0]).unwrap(),
+            )],
+            &[],
+        )
+        .unwrap()
+        .input;
+    assert_eq!(
+        g.data(),
+        &[0.0, 1.0, 2.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    );
+}

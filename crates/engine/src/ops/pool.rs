@@ -180,8 +180,34 @@ fn plain_windows(a: &Axis) -> bool {
     a.pad_begin == 0 && a.dilation == 1 && a.stride == a.kernel && a.output * a.stride <= a.input
 }
 
+/// The running maximum of the general loop: a NaN wins, as in onnxruntime. Written with `|`
+/// so that loops of it compile to vector compares and selects.
+#[inline(always)]
+fn pick(acc: f32, v: f32) -> f32 {
+    if (v > acc) | v.is_nan() {
+        v
+    } else {
+        acc
+    }
+}
+
 /// Max pooling of one plane with [`plain_windows`] geometry (same results as the general loop).
 fn max_plain(xp: &[f32], o: &mut [f32], h: &Axis, w: &Axis) {
+    if h.kernel == 2 && w.kernel == 2 {
+        // VGG's 2×2 windows: four loads and three vector selects per output.
+        let ow_n = w.output;
+        for (oh, orow) in o.chunks_exact_mut(ow_n).enumerate().take(h.output) {
+            let r0 = &xp[2 * oh * w.input..][..2 * ow_n];
+            let r1 = &xp[(2 * oh + 1) * w.input..][..2 * ow_n];
+            for (i, ov) in orow.iter_mut().enumerate() {
+                *ov = pick(
+                    pick(pick(r0[2 * i], r0[2 * i + 1]), r1[2 * i]),
+                    r1[2 * i + 1],
+                );
+            }
+        }
+        return;
+    }
     for oh in 0..h.output {
         let orow = &mut o[oh * w.output..(oh + 1) * w.output];
         orow.fill(f32::NEG_INFINITY);
@@ -264,11 +290,21 @@ impl Op for Pool {
         let (pin, pout) = (h.input * w.input, h.output * w.output);
         let mut dx = vec![0.0f32; x.len()];
         let y = v.output(0)?;
+        let plain2 = matches!(self.kind, Kind::Max)
+            && plain_windows(&h)
+            && plain_windows(&w)
+            && h.kernel == 2
+            && w.kernel == 2;
         dx.par_chunks_mut(pin.max(1))
             .enumerate()
             .for_each(|(plane, g)| {
                 let xp = &x.data()[plane * pin..(plane + 1) * pin];
                 let dyp = &dy.data()[plane * pout..(plane + 1) * pout];
+                if plain2 {
+                    let yp = &y.data()[plane * pout..(plane + 1) * pout];
+                    max2x2_backward(xp, yp, dyp, g, &h, &w);
+                    return;
+                }
                 for oh in 0..h.output {
                     for ow in 0..w.output {
                         let gv = dyp[oh * w.output + ow];
@@ -309,6 +345,32 @@ impl Op for Pool {
             Tensor::from_parts(x.shape().to_vec(), dx),
             v.inputs.len(),
         ))
+    }
+}
+
+/// The backward pass of [`max_plain`]'s 2×2 windows: each window's gradient goes to its first
+/// element equal to the maximum (as the general loop routes it). Windows do not overlap, so
+/// every input element is written once, without branches.
+fn max2x2_backward(xp: &[f32], yp: &[f32], dy: &[f32], g: &mut [f32], h: &Axis, w: &Axis) {
+    let ow_n = w.output;
+    let hit = |v: f32, t: f32| (v == t) | (v.is_nan() & t.is_nan());
+    for oh in 0..h.output {
+        let (top, bottom) = g[2 * oh * w.input..].split_at_mut(w.input);
+        let (g0, g1) = (&mut top[..2 * ow_n], &mut bottom[..2 * ow_n]);
+        let r0 = &xp[2 * oh * w.input..][..2 * ow_n];
+        let r1 = &xp[(2 * oh + 1) * w.input..][..2 * ow_n];
+        let (yr, dr) = (&yp[oh * ow_n..][..ow_n], &dy[oh * ow_n..][..ow_n]);
+        for i in 0..ow_n {
+            let (t, d) = (yr[i], dr[i]);
+            let a = hit(r0[2 * i], t);
+            let b = !a & hit(r0[2 * i + 1], t);
+            let c = !(a | b) & hit(r1[2 * i], t);
+            let e = !(a | b | c) & hit(r1[2 * i + 1], t);
+            g0[2 * i] = if a { d } else { 0.0 };
+            g0[2 * i + 1] = if b { d } else { 0.0 };
+            g1[2 * i] = if c { d } else { 0.0 };
+            g1[2 * i + 1] = if e { d } else { 0.0 };
+        }
     }
 }
 
