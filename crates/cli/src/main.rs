@@ -118,9 +118,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // CONVSCOPE_PROFILE=1 prints where the engine spent its time, per op and direction.
-    let profile = std::env::var_os("CONVSCOPE_PROFILE").is_some_and(|v| v == "1");
+    // CONVSCOPE_PROFILE=1 prints where the engine spent its time, per op and direction;
+    // CONVSCOPE_PROFILE=nodes per node (also for `bench --profile`).
+    let profile_env = std::env::var_os("CONVSCOPE_PROFILE");
+    let profile = profile_env
+        .as_ref()
+        .is_some_and(|v| v == "1" || v == "nodes");
     convscope_engine::set_profiling(profile);
+    convscope_engine::set_profiling_per_node(profile_env.is_some_and(|v| v == "nodes"));
     let result = match cli.command {
         Command::Summary { model, json, size } => summary(model, json, size),
         Command::Activations(args) => activations::run(args),

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Blocks smaller than this go straight to the system allocator.
 const MIN_CACHED: usize = 256 << 10;
 /// At most this many bytes are kept in the cache.
-const MAX_CACHED_BYTES: usize = 2 << 30;
+const MAX_CACHED_BYTES: usize = 4 << 30;
 /// At most this many blocks are kept.
 const SLOTS: usize = 256;
 

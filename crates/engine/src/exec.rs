@@ -165,10 +165,11 @@ impl Model {
                 ),
             };
             if let Some(t0) = t0 {
-                let label = match act_label(self, ni, &fused) {
-                    Some(a) => format!("{}+{a} forward", node.op_type),
-                    None => format!("{} forward", node.op_type),
+                let op = match act_label(self, ni, &fused) {
+                    Some(a) => format!("{}+{a}", node.op_type),
+                    None => node.op_type.clone(),
                 };
+                let label = crate::profile::label(&op, &node.name, "forward");
                 crate::profile::record(&label, t0.elapsed());
             }
             if keep {
@@ -395,7 +396,8 @@ impl Tape<'_> {
             accumulate(&mut grads[input.0], dx)?;
         }
         if let Some(t0) = t0 {
-            crate::profile::record(&format!("{} backward", node.op_type), t0.elapsed());
+            let label = crate::profile::label(&node.op_type, &node.name, "backward");
+            crate::profile::record(&label, t0.elapsed());
         }
         Ok(())
     }
@@ -473,7 +475,8 @@ impl Tape<'_> {
                     .backward(&vjp)
                     .map_err(|e| node_error(&node.name, &node.op_type, e))?;
                 if let Some(t0) = t0 {
-                    crate::profile::record(&format!("{} backward", node.op_type), t0.elapsed());
+                    let label = crate::profile::label(&node.op_type, &node.name, "backward");
+                    crate::profile::record(&label, t0.elapsed());
                 }
                 if rule == ReluRule::Guided
                     && matches!(node.op_type.as_str(), "Relu" | "Clip" | "LeakyRelu")

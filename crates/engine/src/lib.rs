@@ -54,7 +54,7 @@ pub use error::{Error, Result, UnsupportedOp};
 pub use exec::{Gradients, ReluRule, Tape};
 pub use layers::{closest, Layer};
 pub use model::{InputSpec, Layout, Model, ValueId};
-pub use profile::{set_profiling, take_profile};
+pub use profile::{set_profiling, set_profiling_per_node, take_profile};
 pub use slice::{FilterSlice, SliceTape};
 pub use summary::{LayerSummary, Summary};
 pub use tensor::{strides_of, IntTensor, Tensor, TensorOf, Value};

@@ -6,11 +6,27 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
+static PER_NODE: AtomicBool = AtomicBool::new(false);
 static TIMES: Mutex<Option<HashMap<String, (Duration, usize)>>> = Mutex::new(None);
 
 /// Turns per-op timing on or off (off by default; when off it costs one atomic load per node).
 pub fn set_profiling(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// With profiling on, time every node separately (labels carry the node name) instead of
+/// summing per op type.
+pub fn set_profiling_per_node(on: bool) {
+    PER_NODE.store(on, Ordering::Relaxed);
+}
+
+/// The profile label of a node's pass: its op (and fused activation), plus its name per node.
+pub(crate) fn label(op: &str, node: &str, direction: &str) -> String {
+    if PER_NODE.load(Ordering::Relaxed) {
+        format!("{op} {direction} {node}")
+    } else {
+        format!("{op} {direction}")
+    }
 }
 
 pub(crate) fn enabled() -> bool {

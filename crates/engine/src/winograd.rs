@@ -327,6 +327,9 @@ fn transform_input_generic(
                 let (h2, rest) = rest.split_at_mut(tw);
                 let (h3, rest) = rest.split_at_mut(tw);
                 let (h4, h5) = rest.split_at_mut(tw);
+                // Equal lengths up front, so the loop below has no bounds checks and vectorises.
+                let (h0, h1, h2) = (&mut h0[..n], &mut h1[..n], &mut h2[..n]);
+                let (h3, h4, h5) = (&mut h3[..n], &mut h4[..n], &mut h5[..n]);
                 let (d0, d1, d2, d3) = (&p0[..n], &p1[..n], &p2[..n], &p3[..n]);
                 let (d4, d5) = (&p0[1..n + 1], &p1[1..n + 1]);
                 for t in 0..n {
@@ -343,18 +346,16 @@ fn transform_input_generic(
                 let (d0, d1, d2, d3, d4, d5) = (d(0), d(1), d(2), d(3), d(4), d(5));
                 let at = |i: usize| ((i * 6 + k) * g.c + ci) * width + run.col;
                 // Rows of Bᵀ, written out so no multiply by zero is left to do.
-                let mut out = |i: usize, f: &dyn Fn(usize) -> f32| {
-                    let o = &mut v[at(i)..at(i) + n];
-                    for (t, ov) in o.iter_mut().enumerate() {
-                        *ov = f(t);
-                    }
-                };
-                out(0, &|t| 4.0 * d0[t] - 5.0 * d2[t] + d4[t]);
-                out(1, &|t| -4.0 * (d1[t] + d2[t]) + d3[t] + d4[t]);
-                out(2, &|t| 4.0 * (d1[t] - d2[t]) - d3[t] + d4[t]);
-                out(3, &|t| 2.0 * (d3[t] - d1[t]) - d2[t] + d4[t]);
-                out(4, &|t| 2.0 * (d1[t] - d3[t]) - d2[t] + d4[t]);
-                out(5, &|t| 4.0 * d1[t] - 5.0 * d3[t] + d5[t]);
+                let (o0, o1, o2, o3, o4, o5) =
+                    six_rows(v, [at(0), at(1), at(2), at(3), at(4), at(5)], n);
+                for t in 0..n {
+                    o0[t] = 4.0 * d0[t] - 5.0 * d2[t] + d4[t];
+                    o1[t] = -4.0 * (d1[t] + d2[t]) + d3[t] + d4[t];
+                    o2[t] = 4.0 * (d1[t] - d2[t]) - d3[t] + d4[t];
+                    o3[t] = 2.0 * (d3[t] - d1[t]) - d2[t] + d4[t];
+                    o4[t] = 2.0 * (d1[t] - d3[t]) - d2[t] + d4[t];
+                    o5[t] = 4.0 * d1[t] - 5.0 * d3[t] + d5[t];
+                }
             }
         }
     }
@@ -364,6 +365,36 @@ fn transform_input_generic(
             row[count..].fill(0.0);
         }
     }
+}
+
+/// Six disjoint `n`-long windows of `v` starting at increasing offsets `at`.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn six_rows(
+    v: &mut [f32],
+    at: [usize; 6],
+    n: usize,
+) -> (
+    &mut [f32],
+    &mut [f32],
+    &mut [f32],
+    &mut [f32],
+    &mut [f32],
+    &mut [f32],
+) {
+    let (a, rest) = v[at[0]..].split_at_mut(at[1] - at[0]);
+    let (b, rest) = rest.split_at_mut(at[2] - at[1]);
+    let (c, rest) = rest.split_at_mut(at[3] - at[2]);
+    let (d, rest) = rest.split_at_mut(at[4] - at[3]);
+    let (e, f) = rest.split_at_mut(at[5] - at[4]);
+    (
+        &mut a[..n],
+        &mut b[..n],
+        &mut c[..n],
+        &mut d[..n],
+        &mut e[..n],
+        &mut f[..n],
+    )
 }
 
 /// `Y = Aᵀ M A` of every tile and output channel, added into the output.
