@@ -72,7 +72,33 @@ impl Geometry {
     }
 }
 
-/// `U = G g Gᵀ` for every filter `g` of `w` (`[m, c, 3, 3]`), laid out as 36 matrices `m × c`.
+/// Whether the products run on [`product_avx512`], which reads `U` in panels of 8 output
+/// channels.
+fn panels(m: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        m % 8 == 0 && std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = m;
+        false
+    }
+}
+
+/// Index of `U_ξ[mi][ci]` for `m` output and `c` input channels: panels of 8 output channels
+/// (`[ξ][m/8][c][8]`) for [`product_avx512`], else `[ξ][c][m]` (read transposed by GEMM).
+#[inline]
+fn u_index(xi: usize, mi: usize, ci: usize, m: usize, c: usize) -> usize {
+    if panels(m) {
+        ((xi * (m / 8) + mi / 8) * c + ci) * 8 + mi % 8
+    } else {
+        (xi * c + ci) * m + mi
+    }
+}
+
+/// `U = G g Gᵀ` for every filter `g` of `w` (`[m, c, 3, 3]`): 36 matrices, laid out by
+/// [`u_index`].
 pub(crate) fn transform_weights(w: &[f32], m: usize, c: usize) -> Vec<f32> {
     assert_eq!(w.len(), m * c * 9, "3×3 weights");
     // G applied to 3 values, in f64 (done once per layer, so precision is free).
@@ -96,7 +122,7 @@ pub(crate) fn transform_weights(w: &[f32], m: usize, c: usize) -> Vec<f32> {
             for i in 0..6 {
                 let row = g(cols[0][i], cols[1][i], cols[2][i]);
                 for (j, &v) in row.iter().enumerate() {
-                    u[((i * 6 + j) * m + mi) * c + ci] = v as f32;
+                    u[u_index(i * 6 + j, mi, ci, m, c)] = v as f32;
                 }
             }
         }
@@ -172,14 +198,24 @@ unsafe fn run_block(
     }
     transform_input(x, g, first, count, width, v);
     for xi in 0..36 {
-        // SAFETY: `mm` is exclusively borrowed and sized 36·m·width.
+        let u_xi = &u[xi * g.m * g.c..(xi + 1) * g.m * g.c];
+        let v_xi = &v[xi * g.c * width..(xi + 1) * g.c * width];
+        let mm_xi = &mut mm[xi * g.m * width..(xi + 1) * g.m * width];
+        #[cfg(target_arch = "x86_64")]
+        if panels(g.m) {
+            // SAFETY: the CPU has AVX-512F (checked just above); sizes as documented there.
+            unsafe { product_avx512(u_xi, v_xi, mm_xi, g.m, g.c, width) };
+            continue;
+        }
+        // SAFETY: `mm_xi` is exclusively borrowed and sized m·width; `u_xi` is read as its
+        // transpose (c × m stored, m × c used).
         unsafe {
             matmul_raw(
-                &u[xi * g.m * g.c..(xi + 1) * g.m * g.c],
-                Mat::row_major(g.m, g.c),
-                &v[xi * g.c * width..(xi + 1) * g.c * width],
+                u_xi,
+                Mat::row_major(g.c, g.m).t(),
+                v_xi,
                 Mat::row_major(g.c, width),
-                mm.as_mut_ptr().add(xi * g.m * width),
+                mm_xi.as_mut_ptr(),
                 Mat::row_major(g.m, width),
                 false,
                 1,
@@ -188,6 +224,65 @@ unsafe fn run_block(
     }
     // SAFETY: forwarded from the caller.
     unsafe { transform_output(mm, g, first, count, width, out, act) };
+}
+
+/// `mm = U · V` for one transform position: `ut` holds `U` (`m × c`, m a multiple of 8) as
+/// `m/8` panels of `c × 8`, `v` is `c × width` and `mm` is `m × width` (width a multiple of 16),
+/// row-major.
+///
+/// No packing at run time: `V` rows are already contiguous runs of tiles, which the kernel loads
+/// as vectors, and each `U` panel holds the 8 output channels of a block side by side, read
+/// front to back (a `c × m` layout strided by `m` floats aliased in L1 and ran slower than the
+/// gemm crate). 8 × 32 outputs live in 16 registers through the whole sum over channels
+/// (2 loads, 8 broadcasts, 16 FMAs per channel). The gemm crate repacked both operands on every
+/// call, which cost as much as the multiplications at these sizes (design.md, "Winograd").
+///
+/// # Safety
+/// The CPU must support AVX-512F; the slices must have the sizes above.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn product_avx512(ut: &[f32], v: &[f32], mm: &mut [f32], m: usize, c: usize, width: usize) {
+    use std::arch::x86_64::*;
+    assert!(m % 8 == 0 && width % 16 == 0);
+    assert!(ut.len() >= c * m && v.len() >= c * width && mm.len() >= m * width);
+    let (up, vp, op) = (ut.as_ptr(), v.as_ptr(), mm.as_mut_ptr());
+    for m0 in (0..m).step_by(8) {
+        let mut t0 = 0;
+        while t0 < width {
+            let wide = width - t0 >= 32;
+            // SAFETY (all pointer arithmetic below): rows ci < c of `v` hold `width` values,
+            // t0 + 32 ≤ width (or t0 + 16 ≤ width when `!wide`); panel m0/8 of `ut` holds c·8
+            // values and m0 + 8 ≤ m; rows m0..m0+8 of `mm` hold `width` values. Checked by the
+            // asserts.
+            unsafe {
+                let mut acc0 = [_mm512_setzero_ps(); 8];
+                let mut acc1 = [_mm512_setzero_ps(); 8];
+                for ci in 0..c {
+                    let row = vp.add(ci * width + t0);
+                    let b0 = _mm512_loadu_ps(row);
+                    let b1 = if wide {
+                        _mm512_loadu_ps(row.add(16))
+                    } else {
+                        _mm512_setzero_ps()
+                    };
+                    let u = up.add((m0 / 8 * c + ci) * 8);
+                    for r in 0..8 {
+                        let a = _mm512_set1_ps(*u.add(r));
+                        acc0[r] = _mm512_fmadd_ps(a, b0, acc0[r]);
+                        acc1[r] = _mm512_fmadd_ps(a, b1, acc1[r]);
+                    }
+                }
+                for r in 0..8 {
+                    let dst = op.add((m0 + r) * width + t0);
+                    _mm512_storeu_ps(dst, acc0[r]);
+                    if wide {
+                        _mm512_storeu_ps(dst.add(16), acc1[r]);
+                    }
+                }
+            }
+            t0 += if wide { 32 } else { 16 };
+        }
+    }
 }
 
 /// Position of tile `t`: image, first output row and column.
