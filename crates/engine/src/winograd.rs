@@ -77,7 +77,7 @@ impl Geometry {
 fn panels(m: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        m % 8 == 0 && std::arch::is_x86_feature_detected!("avx512f")
+        m.is_multiple_of(8) && std::arch::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -243,7 +243,7 @@ unsafe fn run_block(
 #[target_feature(enable = "avx512f")]
 unsafe fn product_avx512(ut: &[f32], v: &[f32], mm: &mut [f32], m: usize, c: usize, width: usize) {
     use std::arch::x86_64::*;
-    assert!(m % 8 == 0 && width % 16 == 0);
+    assert!(m.is_multiple_of(8) && width.is_multiple_of(16));
     assert!(ut.len() >= c * m && v.len() >= c * width && mm.len() >= m * width);
     let (up, vp, op) = (ut.as_ptr(), v.as_ptr(), mm.as_mut_ptr());
     for m0 in (0..m).step_by(8) {
