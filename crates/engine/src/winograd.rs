@@ -14,6 +14,7 @@
 //! data stays small (a few MiB) and every core has its own block.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
@@ -130,14 +131,24 @@ pub(crate) fn transform_weights(w: &[f32], m: usize, c: usize) -> Vec<f32> {
     u
 }
 
-/// `out += conv(x, w)` for the 3×3, stride-1 convolution `geo`, with `u` from
-/// [`transform_weights`]. `out` is `n × m × oh × ow` (usually pre-filled with the bias).
-///
-/// `act`, when given, is applied to each output value as it is written.
-pub(crate) fn conv3x3(x: &[f32], u: &[f32], geo: &Geometry, out: &mut [f32], act: Option<Clamp>) {
+/// `out = act(conv(x, w) + bias)` for the 3×3, stride-1 convolution `geo`, with `u` from
+/// [`transform_weights`]. `out` is `n × m × oh × ow`; every element is written exactly once and
+/// none is read, so it may be uninitialised (no zeroing pass over a large output).
+pub(crate) fn conv3x3(
+    x: &[f32],
+    u: &[f32],
+    geo: &Geometry,
+    out: &mut [MaybeUninit<f32>],
+    bias: Option<&[f32]>,
+    act: Option<Clamp>,
+) {
     let g = *geo;
     assert_eq!(x.len(), g.n * g.c * g.ih * g.iw, "input size");
     assert_eq!(out.len(), g.n * g.m * g.oh * g.ow, "output size");
+    assert!(
+        bias.is_none_or(|b| b.len() == g.m),
+        "one bias per output channel"
+    );
     assert_eq!(u.len(), 36 * g.m * g.c, "transformed weights");
     let tiles = g.tiles();
     let threads = rayon::current_num_threads().max(1);
@@ -152,7 +163,7 @@ pub(crate) fn conv3x3(x: &[f32], u: &[f32], geo: &Geometry, out: &mut [f32], act
         .next_multiple_of(LANES)
         .min(per_thread);
     let blocks = tiles.div_ceil(block);
-    let dst = SharedOut(out.as_mut_ptr());
+    let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
     (0..blocks).into_par_iter().for_each(|b| {
         let first = b * block;
         let count = block.min(tiles - first);
@@ -160,7 +171,7 @@ pub(crate) fn conv3x3(x: &[f32], u: &[f32], geo: &Geometry, out: &mut [f32], act
             let (v, mm) = &mut *s.borrow_mut();
             // SAFETY: block `b` writes only the output tiles first..first+count, which no other
             // block touches, and every write stays inside `out` (checked sizes above).
-            unsafe { run_block(x, u, &g, first, count, v, mm, dst, act) };
+            unsafe { run_block(x, u, &g, first, count, v, mm, dst, act, bias) };
         });
     });
 }
@@ -188,6 +199,7 @@ unsafe fn run_block(
     mm: &mut Vec<f32>,
     out: SharedOut,
     act: Option<Clamp>,
+    bias: Option<&[f32]>,
 ) {
     let width = count.next_multiple_of(LANES);
     if v.len() < 36 * g.c * width {
@@ -223,7 +235,7 @@ unsafe fn run_block(
         };
     }
     // SAFETY: forwarded from the caller.
-    unsafe { transform_output(mm, g, first, count, width, out, act) };
+    unsafe { transform_output(mm, g, first, count, width, out, act, bias) };
 }
 
 /// `mm = U · V` for one transform position: `ut` holds `U` (`m × c`, m a multiple of 8) as
@@ -504,14 +516,15 @@ unsafe fn transform_output(
     width: usize,
     out: SharedOut,
     act: Option<Clamp>,
+    bias: Option<&[f32]>,
 ) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA (checked just above); the rest is the caller's.
-        return unsafe { transform_output_avx2(mm, g, first, count, width, out, act) };
+        return unsafe { transform_output_avx2(mm, g, first, count, width, out, act, bias) };
     }
     // SAFETY: forwarded from the caller.
-    unsafe { transform_output_generic(mm, g, first, count, width, out, act) }
+    unsafe { transform_output_generic(mm, g, first, count, width, out, act, bias) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -524,9 +537,10 @@ unsafe fn transform_output_avx2(
     width: usize,
     out: SharedOut,
     act: Option<Clamp>,
+    bias: Option<&[f32]>,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { transform_output_generic(mm, g, first, count, width, out, act) }
+    unsafe { transform_output_generic(mm, g, first, count, width, out, act, bias) }
 }
 
 #[inline(always)]
@@ -538,6 +552,7 @@ unsafe fn transform_output_generic(
     width: usize,
     out: SharedOut,
     act: Option<Clamp>,
+    bias: Option<&[f32]>,
 ) {
     let plane = g.oh * g.ow;
     let tw = g.tiles_w();
@@ -578,9 +593,7 @@ unsafe fn transform_output_generic(
                 let q = |s: usize| &rb[(i * 6 + s) * tw..(i * 6 + s) * tw + n];
                 let (q0, q1, q2, q3, q4, q5) = (q(0), q(1), q(2), q(3), q(4), q(5));
                 let offset = (run.img * g.m + mi) * plane + (run.oy + i) * g.ow + run.ox;
-                // SAFETY: these `cols` output values of row oy+i belong to this run's tiles,
-                // which only this block writes (the caller's contract), and lie inside `out`.
-                let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(offset), cols) };
+                let bias = bias.map_or(0.0, |b| b[mi]);
                 let ys = &mut ybuf[..4 * n];
                 let (y0, rest) = ys.split_at_mut(n);
                 let (y1, rest) = rest.split_at_mut(n);
@@ -588,24 +601,35 @@ unsafe fn transform_output_generic(
                 for t in 0..n {
                     let (s12, d12) = (q1[t] + q2[t], q1[t] - q2[t]);
                     let (s34, d34) = (q3[t] + q4[t], q3[t] - q4[t]);
-                    y0[t] = q0[t] + s12 + s34;
-                    y1[t] = d12 + 2.0 * d34;
-                    y2[t] = s12 + 4.0 * s34;
-                    y3[t] = d12 + 8.0 * d34 + q5[t];
-                }
-                let mut chunks = dst.chunks_exact_mut(4);
-                for (t, o) in (&mut chunks).enumerate() {
-                    o[0] += y0[t];
-                    o[1] += y1[t];
-                    o[2] += y2[t];
-                    o[3] += y3[t];
-                }
-                let t = cols / 4;
-                for (p, o) in chunks.into_remainder().iter_mut().enumerate() {
-                    *o += [&y0, &y1, &y2][p][t];
+                    y0[t] = q0[t] + s12 + s34 + bias;
+                    y1[t] = d12 + 2.0 * d34 + bias;
+                    y2[t] = s12 + 4.0 * s34 + bias;
+                    y3[t] = d12 + 8.0 * d34 + q5[t] + bias;
                 }
                 if let Some(act) = act {
-                    act.apply(dst);
+                    act.apply(ys);
+                }
+                let dst = out.get().wrapping_add(offset);
+                let (y0, y1, y2, y3) = (
+                    &ybuf[..n],
+                    &ybuf[n..2 * n],
+                    &ybuf[2 * n..3 * n],
+                    &ybuf[3 * n..4 * n],
+                );
+                // SAFETY (both loops): these `cols` output values of row oy+i belong to this
+                // run's tiles, which only this block writes (the caller's contract), and lie
+                // inside `out`; they are written, never read (the output may be uninitialised).
+                for t in 0..cols / 4 {
+                    unsafe {
+                        let p = dst.add(4 * t);
+                        p.write(y0[t]);
+                        p.add(1).write(y1[t]);
+                        p.add(2).write(y2[t]);
+                        p.add(3).write(y3[t]);
+                    }
+                }
+                for j in cols / 4 * 4..cols {
+                    unsafe { dst.add(j).write(ybuf[(j % 4) * n + j / 4]) };
                 }
             }
         }
@@ -678,8 +702,11 @@ mod tests {
                 .map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5)
                 .collect();
             let u = transform_weights(&w, m, c);
-            let mut out = vec![0.25f32; n * m * oh * ow];
-            conv3x3(&x, &u, &g, &mut out, None);
+            let bias = vec![0.25f32; m];
+            let mut out = vec![MaybeUninit::new(f32::NAN); n * m * oh * ow];
+            conv3x3(&x, &u, &g, &mut out, Some(&bias), None);
+            // SAFETY: every element was initialised above (NaN), and written by conv3x3.
+            let out: Vec<f32> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
             let want = direct(&x, &w, &g);
             let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
             for (i, (&a, &b)) in out.iter().zip(&want).enumerate() {

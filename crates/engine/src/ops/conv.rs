@@ -292,6 +292,25 @@ fn conv_forward(
     }
     let (oh, ow) = (d.h.output, d.w.output);
     let p = oh * ow;
+    if let Some(geo) = winograd_geometry(d) {
+        let u = match cache {
+            Some(cache) => cache.get(w, d.m, d.c),
+            None => Cow::Owned(transform_weights(w.data(), d.m, d.c)),
+        };
+        let len = d.n * d.m * p;
+        let mut out: Vec<f32> = Vec::with_capacity(len);
+        winograd::conv3x3(
+            x.data(),
+            &u,
+            &geo,
+            &mut out.spare_capacity_mut()[..len],
+            b.map(Tensor::data),
+            act,
+        );
+        // SAFETY: `conv3x3` writes every one of the `len` elements.
+        unsafe { out.set_len(len) };
+        return Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out));
+    }
     let mut out = vec![0.0f32; d.n * d.m * p];
     if let Some(b) = b {
         for plane in 0..d.n * d.m {
@@ -300,14 +319,6 @@ fn conv_forward(
     }
     if d.depthwise() {
         depthwise(x.data(), w.data(), &mut out, d, act);
-        return Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out));
-    }
-    if let Some(geo) = winograd_geometry(d) {
-        let u = match cache {
-            Some(cache) => cache.get(w, d.m, d.c),
-            None => Cow::Owned(transform_weights(w.data(), d.m, d.c)),
-        };
-        winograd::conv3x3(x.data(), &u, &geo, &mut out, act);
         return Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out));
     }
     let (cg, mg, k) = (d.cg(), d.mg(), d.k());
