@@ -311,17 +311,27 @@ fn conv_forward(
         unsafe { out.set_len(len) };
         return Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out));
     }
-    let mut out = vec![0.0f32; d.n * d.m * p];
-    if let Some(b) = b {
-        for plane in 0..d.n * d.m {
-            out[plane * p..(plane + 1) * p].fill(b.data()[plane % d.m]);
+    let (cg, mg, k) = (d.cg(), d.mg(), d.k());
+    if d.depthwise() || k == 0 {
+        // Depthwise loops accumulate into the bias; with no input channels the bias is all.
+        let mut out = vec![0.0f32; d.n * d.m * p];
+        if let Some(b) = b {
+            for plane in 0..d.n * d.m {
+                out[plane * p..(plane + 1) * p].fill(b.data()[plane % d.m]);
+            }
         }
-    }
-    if d.depthwise() {
-        depthwise(x.data(), w.data(), &mut out, d, act);
+        if d.depthwise() {
+            depthwise(x.data(), w.data(), &mut out, d, act);
+        } else if let Some(act) = act {
+            act.apply(&mut out);
+        }
         return Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out));
     }
-    let (cg, mg, k) = (d.cg(), d.mg(), d.k());
+    // Every output value is written once by its tile's GEMM (which does not read it), then
+    // gets its bias and activation while the tile is in cache: no zeroing or bias pass over
+    // the whole output first.
+    let len = d.n * d.m * p;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
     let plane_in = d.h.input * d.w.input;
     let pointwise = d.h.kernel == 1
         && d.w.kernel == 1
@@ -374,7 +384,7 @@ fn conv_forward(
                         bm,
                         dst.get().add(out_off),
                         cm,
-                        true,
+                        false,
                         threads,
                     )
                 };
@@ -390,22 +400,31 @@ fn conv_forward(
                         Mat::row_major(k, cols),
                         dst.get().add(out_off),
                         cm,
-                        true,
+                        false,
                         threads,
                     )
                 };
             }
-            if let Some(act) = act {
+            if b.is_some() || act.is_some() {
                 for r in 0..mg {
-                    // SAFETY: row r of this task's block: `cols` values inside `out` that only
-                    // this task writes.
+                    // SAFETY: row r of this task's block: `cols` values inside `out`, written
+                    // by the GEMM above, that only this task touches.
                     let row = unsafe {
                         std::slice::from_raw_parts_mut(dst.get().add(out_off + r * p), cols)
                     };
-                    act.apply(row);
+                    if let Some(b) = b {
+                        let bv = b.data()[gi * mg + r];
+                        row.iter_mut().for_each(|v| *v += bv);
+                    }
+                    if let Some(act) = act {
+                        act.apply(row);
+                    }
                 }
             }
         });
+    // SAFETY: the tasks cover every (image, group, tile) block, and each block's GEMM wrote all
+    // of its `mg × cols` values (k > 0, so the GEMM does run).
+    unsafe { out.set_len(len) };
     Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out))
 }
 
