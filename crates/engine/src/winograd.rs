@@ -508,6 +508,7 @@ fn six_rows(
 ///
 /// # Safety
 /// As [`run_block`].
+#[allow(clippy::too_many_arguments)]
 unsafe fn transform_output(
     mm: &[f32],
     g: &Geometry,
@@ -529,6 +530,7 @@ unsafe fn transform_output(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn transform_output_avx2(
     mm: &[f32],
     g: &Geometry,
@@ -544,6 +546,7 @@ unsafe fn transform_output_avx2(
 }
 
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn transform_output_generic(
     mm: &[f32],
     g: &Geometry,
