@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::model::{node_error, Model, Source, ValueId};
-use crate::ops::Vjp;
+use crate::ops::{Clamp, Vjp};
 use crate::tensor::{Tensor, Value};
 
 /// Forward values kept for a backward pass.
@@ -357,6 +357,28 @@ impl Tape<'_> {
             .collect()
     }
 
+    /// When node `ni`'s input 0 is the output `u` of a clamp fused into the convolution before
+    /// it, `ni` is `u`'s only reader, and `u` is neither seeded nor asked for: `u` and the
+    /// clamp. `ni` may then return its input gradient already masked by the clamp's derivative
+    /// ([`crate::ops::Op::backward_masked`]), which saves the clamp's own backward pass over
+    /// the activation (it reads the gradient and the value and writes the gradient again).
+    fn premask(&self, ni: usize, wrt: &[ValueId], seeded: &[bool]) -> Option<(ValueId, Clamp)> {
+        let m = self.model;
+        let u = m.nodes[ni].inputs.first().copied().flatten()?;
+        let Source::Node(a) = m.values[u.0].source else {
+            return None;
+        };
+        if !self.fused[a] || m.consumers[u.0] != [ni] || seeded[u.0] || wrt.contains(&u) {
+            return None;
+        }
+        let inputs: Vec<Option<&Value>> = m.nodes[a]
+            .inputs
+            .iter()
+            .map(|i| i.and_then(|id| m.lookup(&self.values, id)))
+            .collect();
+        Some((u, m.nodes[a].op.as_clamp(&inputs)?))
+    }
+
     /// Whether `v` is a convolution output consumed by an activation fused into it.
     fn fused_into(&self, v: ValueId) -> bool {
         let m = self.model;
@@ -371,6 +393,7 @@ impl Tape<'_> {
         grads: &mut [Option<Tensor>],
         wrt: &[ValueId],
         rule: ReluRule,
+        premasked: bool,
     ) -> Result<()> {
         let m = self.model;
         let node = &m.nodes[ni];
@@ -392,7 +415,9 @@ impl Tape<'_> {
             grads[out.0].take()
         };
         if let Some(mut dx) = dy {
-            crate::ops::mask_between(&mut dx, y, clamp, rule == ReluRule::Guided);
+            if !premasked {
+                crate::ops::mask_between(&mut dx, y, clamp, rule == ReluRule::Guided);
+            }
             accumulate(&mut grads[input.0], dx)?;
         }
         if let Some(t0) = t0 {
@@ -412,7 +437,12 @@ impl Tape<'_> {
     ) -> Result<Vec<Option<Tensor>>> {
         let m = self.model;
         let mut grads: Vec<Option<Tensor>> = vec![None; m.values.len()];
+        // Values whose gradient already carries the derivative of the fused clamp producing
+        // them (see `premask`), and values seeded directly (never premasked).
+        let mut premasked = vec![false; m.values.len()];
+        let mut seeded = vec![false; m.values.len()];
         for (id, g) in seeds {
+            seeded[id.0] = true;
             let v = self.value(id)?;
             if v.shape() != g.shape() {
                 return Err(Error::Shape(format!(
@@ -433,7 +463,8 @@ impl Tape<'_> {
                 continue;
             }
             if self.fused[ni] {
-                self.fused_activation_backward(ni, &mut grads, wrt, rule)?;
+                let out = node.outputs[0];
+                self.fused_activation_backward(ni, &mut grads, wrt, rule, premasked[out.0])?;
                 continue;
             }
             let needs: Vec<bool> = node
@@ -470,10 +501,19 @@ impl Tape<'_> {
                     needs: &needs,
                 };
                 let t0 = crate::profile::enabled().then(std::time::Instant::now);
-                let mut input_grads = node
-                    .op
-                    .backward(&vjp)
-                    .map_err(|e| node_error(&node.name, &node.op_type, e))?;
+                let premask = (rule == ReluRule::Exact)
+                    .then(|| self.premask(ni, wrt, &seeded))
+                    .flatten();
+                let masked = premask.and_then(|(u, clamp)| {
+                    let r = node.op.backward_masked(&vjp, clamp)?;
+                    premasked[u.0] = true;
+                    Some(r)
+                });
+                let mut input_grads = match masked {
+                    Some(r) => r,
+                    None => node.op.backward(&vjp),
+                }
+                .map_err(|e| node_error(&node.name, &node.op_type, e))?;
                 if let Some(t0) = t0 {
                     let label = crate::profile::label(&node.op_type, &node.name, "backward");
                     crate::profile::record(&label, t0.elapsed());

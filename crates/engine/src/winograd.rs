@@ -133,7 +133,9 @@ pub(crate) fn transform_weights(w: &[f32], m: usize, c: usize) -> Vec<f32> {
 
 /// `out = act(conv(x, w) + bias)` for the 3×3, stride-1 convolution `geo`, with `u` from
 /// [`transform_weights`]. `out` is `n × m × oh × ow`; every element is written exactly once and
-/// none is read, so it may be uninitialised (no zeroing pass over a large output).
+/// none is read, so it may be uninitialised (no zeroing pass over a large output). With `mask`
+/// = `(src, clamp)`, values whose `src` value at the same index is outside the clamp's open
+/// interval are written as 0 (a fused ReLU backward pass).
 pub(crate) fn conv3x3(
     x: &[f32],
     u: &[f32],
@@ -141,8 +143,13 @@ pub(crate) fn conv3x3(
     out: &mut [MaybeUninit<f32>],
     bias: Option<&[f32]>,
     act: Option<Clamp>,
+    mask: Option<(&[f32], Clamp)>,
 ) {
     let g = *geo;
+    assert!(
+        mask.is_none_or(|(x, _)| x.len() == out.len()),
+        "mask source of the output's size"
+    );
     assert_eq!(x.len(), g.n * g.c * g.ih * g.iw, "input size");
     assert_eq!(out.len(), g.n * g.m * g.oh * g.ow, "output size");
     assert!(
@@ -171,7 +178,7 @@ pub(crate) fn conv3x3(
             let (v, mm) = &mut *s.borrow_mut();
             // SAFETY: block `b` writes only the output tiles first..first+count, which no other
             // block touches, and every write stays inside `out` (checked sizes above).
-            unsafe { run_block(x, u, &g, first, count, v, mm, dst, act, bias) };
+            unsafe { run_block(x, u, &g, first, count, v, mm, dst, act, bias, mask) };
         });
     });
 }
@@ -200,6 +207,7 @@ unsafe fn run_block(
     out: SharedOut,
     act: Option<Clamp>,
     bias: Option<&[f32]>,
+    mask: Option<(&[f32], Clamp)>,
 ) {
     let width = count.next_multiple_of(LANES);
     if v.len() < 36 * g.c * width {
@@ -235,7 +243,7 @@ unsafe fn run_block(
         };
     }
     // SAFETY: forwarded from the caller.
-    unsafe { transform_output(mm, g, first, count, width, out, act, bias) };
+    unsafe { transform_output(mm, g, first, count, width, out, act, bias, mask) };
 }
 
 /// `mm = U · V` for one transform position: `ut` holds `U` (`m × c`, m a multiple of 8) as
@@ -518,14 +526,15 @@ unsafe fn transform_output(
     out: SharedOut,
     act: Option<Clamp>,
     bias: Option<&[f32]>,
+    mask: Option<(&[f32], Clamp)>,
 ) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA (checked just above); the rest is the caller's.
-        return unsafe { transform_output_avx2(mm, g, first, count, width, out, act, bias) };
+        return unsafe { transform_output_avx2(mm, g, first, count, width, out, act, bias, mask) };
     }
     // SAFETY: forwarded from the caller.
-    unsafe { transform_output_generic(mm, g, first, count, width, out, act, bias) }
+    unsafe { transform_output_generic(mm, g, first, count, width, out, act, bias, mask) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -540,9 +549,10 @@ unsafe fn transform_output_avx2(
     out: SharedOut,
     act: Option<Clamp>,
     bias: Option<&[f32]>,
+    mask: Option<(&[f32], Clamp)>,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { transform_output_generic(mm, g, first, count, width, out, act, bias) }
+    unsafe { transform_output_generic(mm, g, first, count, width, out, act, bias, mask) }
 }
 
 #[inline(always)]
@@ -556,6 +566,7 @@ unsafe fn transform_output_generic(
     out: SharedOut,
     act: Option<Clamp>,
     bias: Option<&[f32]>,
+    mask: Option<(&[f32], Clamp)>,
 ) {
     let plane = g.oh * g.ow;
     let tw = g.tiles_w();
@@ -619,20 +630,39 @@ unsafe fn transform_output_generic(
                     &ybuf[2 * n..3 * n],
                     &ybuf[3 * n..4 * n],
                 );
-                // SAFETY (both loops): these `cols` output values of row oy+i belong to this
+                // With a mask, a value is kept where its source value passes the clamp.
+                let keep = |j: usize, v: f32| match mask {
+                    Some((src, c)) if !c.passes(src[offset + j]) => 0.0,
+                    _ => v,
+                };
+                // SAFETY (all loops): these `cols` output values of row oy+i belong to this
                 // run's tiles, which only this block writes (the caller's contract), and lie
                 // inside `out`; they are written, never read (the output may be uninitialised).
-                for t in 0..cols / 4 {
-                    unsafe {
-                        let p = dst.add(4 * t);
-                        p.write(y0[t]);
-                        p.add(1).write(y1[t]);
-                        p.add(2).write(y2[t]);
-                        p.add(3).write(y3[t]);
+                if let Some((src, c)) = mask {
+                    let src = &src[offset..offset + cols];
+                    for (t, s) in src.chunks_exact(4).enumerate() {
+                        let sel = |s: f32, v: f32| if c.passes(s) { v } else { 0.0 };
+                        unsafe {
+                            let p = dst.add(4 * t);
+                            p.write(sel(s[0], y0[t]));
+                            p.add(1).write(sel(s[1], y1[t]));
+                            p.add(2).write(sel(s[2], y2[t]));
+                            p.add(3).write(sel(s[3], y3[t]));
+                        }
+                    }
+                } else {
+                    for t in 0..cols / 4 {
+                        unsafe {
+                            let p = dst.add(4 * t);
+                            p.write(y0[t]);
+                            p.add(1).write(y1[t]);
+                            p.add(2).write(y2[t]);
+                            p.add(3).write(y3[t]);
+                        }
                     }
                 }
                 for j in cols / 4 * 4..cols {
-                    unsafe { dst.add(j).write(ybuf[(j % 4) * n + j / 4]) };
+                    unsafe { dst.add(j).write(keep(j, ybuf[(j % 4) * n + j / 4])) };
                 }
             }
         }
@@ -707,7 +737,7 @@ mod tests {
             let u = transform_weights(&w, m, c);
             let bias = vec![0.25f32; m];
             let mut out = vec![MaybeUninit::new(f32::NAN); n * m * oh * ow];
-            conv3x3(&x, &u, &g, &mut out, Some(&bias), None);
+            conv3x3(&x, &u, &g, &mut out, Some(&bias), None, None);
             // SAFETY: every element was initialised above (NaN), and written by conv3x3.
             let out: Vec<f32> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
             let want = direct(&x, &w, &g);

@@ -2541,10 +2541,11 @@ const CONV_DEPTHWISE_S2: [f32; 24] = [
 ];
 
 /// Conv → Relu and Conv → Clip run fused (the activation inside the convolution's sweep, only
-/// the activated value kept) unless the raw convolution output is asked for. Both must give
-/// the same values and gradients, and the fused gradient must match finite differences. The
-/// shapes (16 channels, 32 tiles of 4×4) also put both 3×3 convolutions and their input
-/// gradients on the Winograd path.
+/// the activated value kept) unless the raw convolution output is asked for; the next
+/// convolution (or 2×2 max pool) then masks its input gradient itself and the activation's
+/// backward pass is skipped. Both routes must give the same values and gradients, and the
+/// fused gradient must match finite differences. The shapes (16 channels, 32 tiles of 4×4)
+/// also put both 3×3 convolutions and their input gradients on the Winograd path.
 #[test]
 fn fused_conv_activations_match_unfused_and_finite_differences() {
     let mut rng = Rng::new(seed_of("fused"));
@@ -2561,7 +2562,16 @@ fn fused_conv_activations_match_unfused_and_finite_differences() {
         .node("Relu", &["c1"], &["r1"], vec![])
         .node("Conv", &["r1", "w2", "b2"], &["c2"], vec![p1])
         .node("Clip", &["c2", "lo", "hi"], &["r2"], vec![])
-        .node("Conv", &["r2", "w3"], &["y"], vec![]);
+        .node(
+            "MaxPool",
+            &["r2"],
+            &["p2"],
+            vec![
+                A::ints("kernel_shape", &[2, 2]),
+                A::ints("strides", &[2, 2]),
+            ],
+        )
+        .node("Conv", &["p2", "w3"], &["y"], vec![]);
     let model = net.build().unwrap();
     let x = xin(&mut rng, &[2, 16, 16, 16]);
     let ids = |names: &[&str]| -> Vec<ValueId> {
@@ -2596,8 +2606,19 @@ fn fused_conv_activations_match_unfused_and_finite_differences() {
     // across a kink (each input feeds 144 activations, so a few do): detected exactly from
     // the pre-activation values on both sides.
     let ana = fused.backward(vec![(y, r.clone())], &[]).unwrap().input;
+    let r2 = model.resolve("r2").unwrap();
     let side = |x: &Tensor| -> (f64, Vec<u8>) {
-        let v = model.run_float(x, &[y, c1, c2]).unwrap();
+        let v = model.run_float(x, &[y, c1, c2, r2]).unwrap();
+        // Which element wins each 2×2 pool window (a switch is a kink too).
+        let pr = &v[3];
+        let argmax = (0..pr.len() / 4).map(|win| {
+            let (plane, rest) = (win / 64, win % 64);
+            let (i, j) = (rest / 8 * 2, rest % 8 * 2);
+            let at = |a: usize, b: usize| pr.data()[plane * 256 + (i + a) * 16 + j + b];
+            let cands = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)];
+            let best = cands.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            cands.iter().position(|&c| c == best).unwrap() as u8 + 10
+        });
         let j = v[0]
             .data()
             .iter()
@@ -2613,6 +2634,7 @@ fn fused_conv_activations_match_unfused_and_finite_differences() {
                     .iter()
                     .map(|&a| (a >= 0.0) as u8 + (a > 0.4) as u8),
             )
+            .chain(argmax)
             .collect();
         (j, regions)
     };

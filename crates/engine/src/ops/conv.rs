@@ -280,6 +280,7 @@ fn conv_forward(
     d: &Dims,
     cache: Option<&WeightCache>,
     act: Option<Clamp>,
+    mask: Option<(&Tensor, Clamp)>,
 ) -> Result<Tensor> {
     if let Some(b) = b {
         if b.len() != d.m {
@@ -306,6 +307,7 @@ fn conv_forward(
             &mut out.spare_capacity_mut()[..len],
             b.map(Tensor::data),
             act,
+            mask.map(|(t, c)| (t.data(), c)),
         );
         // SAFETY: `conv3x3` writes every one of the `len` elements.
         unsafe { out.set_len(len) };
@@ -324,6 +326,9 @@ fn conv_forward(
             depthwise(x.data(), w.data(), &mut out, d, act);
         } else if let Some(act) = act {
             act.apply(&mut out);
+        }
+        if let Some((src, clamp)) = mask {
+            clamp.mask(&mut out, src.data());
         }
         return Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out));
     }
@@ -405,7 +410,7 @@ fn conv_forward(
                     )
                 };
             }
-            if b.is_some() || act.is_some() {
+            if b.is_some() || act.is_some() || mask.is_some() {
                 for r in 0..mg {
                     // SAFETY: row r of this task's block: `cols` values inside `out`, written
                     // by the GEMM above, that only this task touches.
@@ -418,6 +423,10 @@ fn conv_forward(
                     }
                     if let Some(act) = act {
                         act.apply(row);
+                    }
+                    if let Some((src, clamp)) = mask {
+                        let at = out_off + r * p;
+                        clamp.mask(row, &src.data()[at..at + cols]);
                     }
                 }
             }
@@ -432,12 +441,31 @@ fn conv_forward(
 ///
 /// `flipped` holds the flipped, transposed weights (and their Winograd cache) when the caller
 /// has them.
+///
+/// With `mask` = `(x, clamp)`, the gradient is zeroed wherever `x` is outside the clamp's open
+/// interval (inside the flipped convolution's epilogue when it runs, else in a final pass).
 fn conv_input_grad(
     dy: &Tensor,
     w: &Tensor,
     d: &Dims,
     flipped: Option<(&Tensor, &WeightCache)>,
+    mask: Option<(&Tensor, Clamp)>,
 ) -> Result<Tensor> {
+    let mut dx = conv_input_grad_unmasked(dy, w, d, flipped, mask)?;
+    if let (Some((x, clamp)), false) = (mask, dx.1) {
+        clamp.mask(dx.0.data_mut(), x.data());
+    }
+    Ok(dx.0)
+}
+
+/// [`conv_input_grad`] before masking; the flag says whether `mask` was already applied.
+fn conv_input_grad_unmasked(
+    dy: &Tensor,
+    w: &Tensor,
+    d: &Dims,
+    flipped: Option<(&Tensor, &WeightCache)>,
+    mask: Option<(&Tensor, Clamp)>,
+) -> Result<(Tensor, bool)> {
     let (ih, iw) = (d.h.input, d.w.input);
     let plane_in = ih * iw;
     let p = d.h.output * d.w.output;
@@ -450,7 +478,7 @@ fn conv_input_grad(
     let mut dx = vec![0.0f32; d.n * d.c * plane_in];
     if d.depthwise() {
         depthwise_input_grad(dy.data(), w.data(), &mut dx, d);
-        return Ok(Tensor::from_parts(vec![d.n, d.c, ih, iw], dx));
+        return Ok((Tensor::from_parts(vec![d.n, d.c, ih, iw], dx), false));
     }
     // The flipped-kernel convolution builds columns from the M output-gradient channels; GEMM +
     // col2im builds them for the C input channels. Take the smaller (the first layer of a
@@ -458,7 +486,10 @@ fn conv_input_grad(
     // convolution runs on the Winograd path, which builds no columns at all.
     if let (Some((wf, cache)), Some(td)) = (flipped, transposed_dims(d)) {
         if d.c >= d.m || winograd_geometry(&td).is_some() {
-            return conv_forward(dy, wf, None, &td, Some(cache), None);
+            return Ok((
+                conv_forward(dy, wf, None, &td, Some(cache), None, mask)?,
+                true,
+            ));
         }
     }
     let (cg, mg, k) = (d.cg(), d.mg(), d.k());
@@ -505,7 +536,7 @@ fn conv_input_grad(
             image_grad(task, &mut dcol, dx_g, 0);
         }
     }
-    Ok(Tensor::from_parts(vec![d.n, d.c, ih, iw], dx))
+    Ok((Tensor::from_parts(vec![d.n, d.c, ih, iw], dx), false))
 }
 
 /// Geometry of the stride-1 convolution that computes the input gradient, when one exists.
@@ -842,33 +873,9 @@ struct Conv {
     winograd_flipped: WeightCache,
 }
 
-impl Op for Conv {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
-        let (x, w) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
-        let b = match inputs.get(2).copied().flatten() {
-            Some(b) => Some(b.as_float("bias")?),
-            None => None,
-        };
-        let d = conv_dims(&self.attrs, x, w)?;
-        Ok(vec![
-            conv_forward(x, w, b, &d, Some(&self.winograd), None)?.into()
-        ])
-    }
-
-    fn forward_activated(&self, inputs: &[Option<&Value>], act: Clamp) -> Option<Result<Value>> {
-        let run = || -> Result<Value> {
-            let (x, w) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
-            let b = match inputs.get(2).copied().flatten() {
-                Some(b) => Some(b.as_float("bias")?),
-                None => None,
-            };
-            let d = conv_dims(&self.attrs, x, w)?;
-            Ok(conv_forward(x, w, b, &d, Some(&self.winograd), Some(act))?.into())
-        };
-        Some(run())
-    }
-
-    fn backward(&self, v: &Vjp) -> Result<Vec<Option<Tensor>>> {
+impl Conv {
+    /// The input gradient, masked by `mask` read from the input (see [`Op::backward_masked`]).
+    fn input_grads(&self, v: &Vjp, mask: Option<Clamp>) -> Result<Vec<Option<Tensor>>> {
         let (x, w) = (v.input(0)?, v.input(1)?);
         let d = conv_dims(&self.attrs, x, w)?;
         let mut grads: Vec<Option<Tensor>> = v.inputs.iter().map(|_| None).collect();
@@ -879,7 +886,8 @@ impl Op for Conv {
                     &self.winograd_flipped,
                 )
             });
-            grads[0] = Some(conv_input_grad(v.grad(0)?, w, &d, flipped)?);
+            let mask = mask.map(|c| (x, c));
+            grads[0] = Some(conv_input_grad(v.grad(0)?, w, &d, flipped, mask)?);
         }
         if v.needs.iter().skip(1).any(|&n| n) {
             return Err(Error::NotDifferentiable(
@@ -887,6 +895,48 @@ impl Op for Conv {
             ));
         }
         Ok(grads)
+    }
+}
+
+impl Op for Conv {
+    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+        let (x, w) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
+        let b = match inputs.get(2).copied().flatten() {
+            Some(b) => Some(b.as_float("bias")?),
+            None => None,
+        };
+        let d = conv_dims(&self.attrs, x, w)?;
+        Ok(vec![conv_forward(
+            x,
+            w,
+            b,
+            &d,
+            Some(&self.winograd),
+            None,
+            None,
+        )?
+        .into()])
+    }
+
+    fn forward_activated(&self, inputs: &[Option<&Value>], act: Clamp) -> Option<Result<Value>> {
+        let run = || -> Result<Value> {
+            let (x, w) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
+            let b = match inputs.get(2).copied().flatten() {
+                Some(b) => Some(b.as_float("bias")?),
+                None => None,
+            };
+            let d = conv_dims(&self.attrs, x, w)?;
+            Ok(conv_forward(x, w, b, &d, Some(&self.winograd), Some(act), None)?.into())
+        };
+        Some(run())
+    }
+
+    fn backward(&self, v: &Vjp) -> Result<Vec<Option<Tensor>>> {
+        self.input_grads(v, None)
+    }
+
+    fn backward_masked(&self, v: &Vjp, act: Clamp) -> Option<Result<Vec<Option<Tensor>>>> {
+        Some(self.input_grads(v, Some(act)))
     }
 
     fn flops(&self, inputs: &[Option<&Value>], _outputs: &[&Value]) -> u64 {
@@ -1035,7 +1085,7 @@ impl Op for ConvTranspose {
     fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let (x, w) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
         let d = self.dims(x, w)?;
-        let mut y = conv_input_grad(x, w, &d, None)?;
+        let mut y = conv_input_grad(x, w, &d, None, None)?;
         if let Some(b) = inputs.get(2).copied().flatten() {
             let b = b.as_float("bias")?;
             if b.len() != d.c {
@@ -1064,7 +1114,7 @@ impl Op for ConvTranspose {
         }
         let mut grads: Vec<Option<Tensor>> = v.inputs.iter().map(|_| None).collect();
         if v.needs[0] {
-            grads[0] = Some(conv_forward(v.grad(0)?, w, None, &d, None, None)?);
+            grads[0] = Some(conv_forward(v.grad(0)?, w, None, &d, None, None, None)?);
         }
         Ok(grads)
     }

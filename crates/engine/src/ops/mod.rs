@@ -73,6 +73,19 @@ pub struct Clamp {
 }
 
 impl Clamp {
+    /// Whether the derivative at output (or input) value `v` is 1.
+    #[inline(always)]
+    pub fn passes(&self, v: f32) -> bool {
+        (v > self.lo) & (v < self.hi)
+    }
+
+    /// Zeroes `g[i]` wherever `x[i]` is not strictly between the bounds.
+    pub fn mask(&self, g: &mut [f32], x: &[f32]) {
+        for (gv, &xv) in g.iter_mut().zip(x) {
+            *gv = if self.passes(xv) { *gv } else { 0.0 };
+        }
+    }
+
     /// Applies the clamp to every value (NaN becomes `lo`, as `Relu`'s `max` does).
     #[inline]
     pub fn apply(&self, v: &mut [f32]) {
@@ -147,6 +160,16 @@ pub trait Op: Send + Sync {
     /// For `Relu` and `Clip` with constant bounds: the activation as a [`Clamp`].
     fn as_clamp(&self, inputs: &[Option<&Value>]) -> Option<Clamp> {
         let _ = inputs;
+        None
+    }
+
+    /// Like [`Op::backward`], with the gradient of input 0 already multiplied by the derivative
+    /// of `act` read from input 0 itself (1 where `lo < x < hi`, else 0). The executor asks for
+    /// it when input 0 is the output of a clamp fused into the convolution before it and this
+    /// node is its only reader; the clamp's own backward pass is then skipped. `None` when the
+    /// op has no such form.
+    fn backward_masked(&self, v: &Vjp, act: Clamp) -> Option<Result<Vec<Option<Tensor>>>> {
+        let _ = (v, act);
         None
     }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use super::{check_size, float_input, only_first, BuildCtx, Builder, Op, Vjp};
+use super::{check_size, float_input, only_first, BuildCtx, Builder, Clamp, Op, Vjp};
 use crate::error::{Error, Result};
 use crate::kernels::{same_pads, Axis};
 use crate::tensor::{Tensor, Value};
@@ -284,6 +284,27 @@ impl Op for Pool {
     }
 
     fn backward(&self, v: &Vjp) -> Result<Vec<Option<Tensor>>> {
+        self.input_grad(v, None)
+    }
+
+    fn backward_masked(&self, v: &Vjp, act: Clamp) -> Option<Result<Vec<Option<Tensor>>>> {
+        // Max pooling picks one input per window, so masking by the input equals masking by
+        // the chosen maximum; implemented for the branch-free 2×2 windows only.
+        let x = v.input(0).ok()?;
+        let (_, h, w) = self.geometry(x).ok()?;
+        let plain2 = matches!(self.kind, Kind::Max)
+            && plain_windows(&h)
+            && plain_windows(&w)
+            && h.kernel == 2
+            && w.kernel == 2;
+        plain2.then(|| self.input_grad(v, Some(act)))
+    }
+}
+
+impl Pool {
+    /// The input gradient; `mask` (2×2 max pooling only) zeroes it where the input is outside
+    /// the clamp's open interval.
+    fn input_grad(&self, v: &Vjp, mask: Option<Clamp>) -> Result<Vec<Option<Tensor>>> {
         let x = v.input(0)?;
         let dy = v.grad(0)?;
         let (_, h, w) = self.geometry(x)?;
@@ -302,7 +323,7 @@ impl Op for Pool {
                 let dyp = &dy.data()[plane * pout..(plane + 1) * pout];
                 if plain2 {
                     let yp = &y.data()[plane * pout..(plane + 1) * pout];
-                    max2x2_backward(xp, yp, dyp, g, &h, &w);
+                    max2x2_backward(xp, yp, dyp, g, &h, &w, mask);
                     return;
                 }
                 for oh in 0..h.output {
@@ -351,7 +372,15 @@ impl Op for Pool {
 /// The backward pass of [`max_plain`]'s 2×2 windows: each window's gradient goes to its first
 /// element equal to the maximum (as the general loop routes it). Windows do not overlap, so
 /// every input element is written once, without branches.
-fn max2x2_backward(xp: &[f32], yp: &[f32], dy: &[f32], g: &mut [f32], h: &Axis, w: &Axis) {
+fn max2x2_backward(
+    xp: &[f32],
+    yp: &[f32],
+    dy: &[f32],
+    g: &mut [f32],
+    h: &Axis,
+    w: &Axis,
+    mask: Option<Clamp>,
+) {
     let ow_n = w.output;
     let hit = |v: f32, t: f32| (v == t) | (v.is_nan() & t.is_nan());
     for oh in 0..h.output {
@@ -362,6 +391,11 @@ fn max2x2_backward(xp: &[f32], yp: &[f32], dy: &[f32], g: &mut [f32], h: &Axis, 
         let (yr, dr) = (&yp[oh * ow_n..][..ow_n], &dy[oh * ow_n..][..ow_n]);
         for i in 0..ow_n {
             let (t, d) = (yr[i], dr[i]);
+            // The maximum's own clamp derivative, when masked.
+            let d = match mask {
+                Some(c) if !c.passes(t) => 0.0,
+                _ => d,
+            };
             let a = hit(r0[2 * i], t);
             let b = !a & hit(r0[2 * i + 1], t);
             let c = !(a | b) & hit(r1[2 * i], t);
