@@ -381,29 +381,64 @@ fn max2x2_backward(
     w: &Axis,
     mask: Option<Clamp>,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { max2x2_backward_avx2(xp, yp, dy, g, h, w, mask) };
+    }
+    max2x2_backward_generic(xp, yp, dy, g, h, w, mask)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max2x2_backward_avx2(
+    xp: &[f32],
+    yp: &[f32],
+    dy: &[f32],
+    g: &mut [f32],
+    h: &Axis,
+    w: &Axis,
+    mask: Option<Clamp>,
+) {
+    max2x2_backward_generic(xp, yp, dy, g, h, w, mask)
+}
+
+#[inline(always)]
+fn max2x2_backward_generic(
+    xp: &[f32],
+    yp: &[f32],
+    dy: &[f32],
+    g: &mut [f32],
+    h: &Axis,
+    w: &Axis,
+    mask: Option<Clamp>,
+) {
     let ow_n = w.output;
     let hit = |v: f32, t: f32| (v == t) | (v.is_nan() & t.is_nan());
+    // Branch-free: an absent mask is one that passes everything, NaN included.
+    let (masked, c) = match mask {
+        Some(c) => (true, c),
+        None => (false, Clamp { lo: 0.0, hi: 0.0 }),
+    };
     for oh in 0..h.output {
         let (top, bottom) = g[2 * oh * w.input..].split_at_mut(w.input);
         let (g0, g1) = (&mut top[..2 * ow_n], &mut bottom[..2 * ow_n]);
         let r0 = &xp[2 * oh * w.input..][..2 * ow_n];
         let r1 = &xp[(2 * oh + 1) * w.input..][..2 * ow_n];
         let (yr, dr) = (&yp[oh * ow_n..][..ow_n], &dy[oh * ow_n..][..ow_n]);
-        for i in 0..ow_n {
-            let (t, d) = (yr[i], dr[i]);
+        let rows = g0.chunks_exact_mut(2).zip(g1.chunks_exact_mut(2));
+        let ins = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+        for (((o0, o1), (x0, x1)), (&t, &d)) in rows.zip(ins).zip(yr.iter().zip(dr)) {
             // The maximum's own clamp derivative, when masked.
-            let d = match mask {
-                Some(c) if !c.passes(t) => 0.0,
-                _ => d,
-            };
-            let a = hit(r0[2 * i], t);
-            let b = !a & hit(r0[2 * i + 1], t);
-            let c = !(a | b) & hit(r1[2 * i], t);
-            let e = !(a | b | c) & hit(r1[2 * i + 1], t);
-            g0[2 * i] = if a { d } else { 0.0 };
-            g0[2 * i + 1] = if b { d } else { 0.0 };
-            g1[2 * i] = if c { d } else { 0.0 };
-            g1[2 * i + 1] = if e { d } else { 0.0 };
+            let d = if masked & !c.passes(t) { 0.0 } else { d };
+            let a = hit(x0[0], t);
+            let b = !a & hit(x0[1], t);
+            let cc = !(a | b) & hit(x1[0], t);
+            let e = !(a | b | cc) & hit(x1[1], t);
+            o0[0] = if a { d } else { 0.0 };
+            o0[1] = if b { d } else { 0.0 };
+            o1[0] = if cc { d } else { 0.0 };
+            o1[1] = if e { d } else { 0.0 };
         }
     }
 }
