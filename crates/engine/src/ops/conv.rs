@@ -21,6 +21,7 @@ pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
     reg.insert("Conv", |ctx| {
         Ok(Box::new(Conv {
             attrs: ConvAttrs::parse(ctx)?,
+            constant_weights: ctx.consts.get(1).is_some_and(Option::is_some),
             flipped: OnceLock::new(),
             winograd: WeightCache::default(),
             winograd_flipped: WeightCache::default(),
@@ -230,24 +231,15 @@ fn tile_width(p: usize, tasks_without_tiling: usize, macs_per_column: usize) -> 
 /// the machine is shared and a woken thread may wait for a time slice.
 const MIN_TASK_MACS: usize = 1 << 20;
 
-/// Weights transformed for the Winograd path, kept from the first call on.
-///
-/// Keyed by the weights' address and length: a node's weights are a constant of the model (the
-/// same buffer on every call); weights computed at run time get a fresh transform each call.
+/// Weights transformed for the Winograd path, kept from the first call on. Only used for
+/// weights that are constants of the model (weights computed at run time may come back in the
+/// same buffer with other values, so no address or length key would be safe).
 #[derive(Default)]
-struct WeightCache(OnceLock<(usize, usize, Vec<f32>)>);
+struct WeightCache(OnceLock<Vec<f32>>);
 
 impl WeightCache {
-    fn get(&self, w: &Tensor, m: usize, c: usize) -> Cow<'_, [f32]> {
-        let key = (w.data().as_ptr() as usize, w.len());
-        let (p, n, u) = self
-            .0
-            .get_or_init(|| (key.0, key.1, transform_weights(w.data(), m, c)));
-        if (*p, *n) == key {
-            Cow::Borrowed(u)
-        } else {
-            Cow::Owned(transform_weights(w.data(), m, c))
-        }
+    fn get(&self, w: &Tensor, m: usize, c: usize) -> &[f32] {
+        self.0.get_or_init(|| transform_weights(w.data(), m, c))
     }
 }
 
@@ -295,7 +287,7 @@ fn conv_forward(
     let p = oh * ow;
     if let Some(geo) = winograd_geometry(d) {
         let u = match cache {
-            Some(cache) => cache.get(w, d.m, d.c),
+            Some(cache) => Cow::Borrowed(cache.get(w, d.m, d.c)),
             None => Cow::Owned(transform_weights(w.data(), d.m, d.c)),
         };
         let len = d.n * d.m * p;
@@ -448,7 +440,7 @@ fn conv_input_grad(
     dy: &Tensor,
     w: &Tensor,
     d: &Dims,
-    flipped: Option<(&Tensor, &WeightCache)>,
+    flipped: Option<(&Tensor, Option<&WeightCache>)>,
     mask: Option<(&Tensor, Clamp)>,
 ) -> Result<Tensor> {
     let mut dx = conv_input_grad_unmasked(dy, w, d, flipped, mask)?;
@@ -463,7 +455,7 @@ fn conv_input_grad_unmasked(
     dy: &Tensor,
     w: &Tensor,
     d: &Dims,
-    flipped: Option<(&Tensor, &WeightCache)>,
+    flipped: Option<(&Tensor, Option<&WeightCache>)>,
     mask: Option<(&Tensor, Clamp)>,
 ) -> Result<(Tensor, bool)> {
     let (ih, iw) = (d.h.input, d.w.input);
@@ -486,10 +478,7 @@ fn conv_input_grad_unmasked(
     // convolution runs on the Winograd path, which builds no columns at all.
     if let (Some((wf, cache)), Some(td)) = (flipped, transposed_dims(d)) {
         if d.c >= d.m || winograd_geometry(&td).is_some() {
-            return Ok((
-                conv_forward(dy, wf, None, &td, Some(cache), None, mask)?,
-                true,
-            ));
+            return Ok((conv_forward(dy, wf, None, &td, cache, None, mask)?, true));
         }
     }
     let (cg, mg, k) = (d.cg(), d.mg(), d.k());
@@ -866,6 +855,8 @@ fn depthwise_lanes_adjoint_generic(dy: &[DwLanes], w: &[DwLanes], pad: &mut [DwL
 
 struct Conv {
     attrs: ConvAttrs,
+    /// Whether the weights are a constant of the model (then their derived forms are cached).
+    constant_weights: bool,
     /// Flipped, transposed weights for the stride-1 input gradient, built on first use.
     flipped: OnceLock<Tensor>,
     /// Winograd transforms of the weights and of the flipped weights.
@@ -874,18 +865,30 @@ struct Conv {
 }
 
 impl Conv {
+    /// The Winograd weight cache, for constant weights only.
+    fn cache(&self) -> Option<&WeightCache> {
+        self.constant_weights.then_some(&self.winograd)
+    }
+
     /// The input gradient, masked by `mask` read from the input (see [`Op::backward_masked`]).
     fn input_grads(&self, v: &Vjp, mask: Option<Clamp>) -> Result<Vec<Option<Tensor>>> {
         let (x, w) = (v.input(0)?, v.input(1)?);
         let d = conv_dims(&self.attrs, x, w)?;
         let mut grads: Vec<Option<Tensor>> = v.inputs.iter().map(|_| None).collect();
         if v.needs[0] {
-            let flipped = (d.g == 1).then(|| {
-                (
+            // Constant weights are flipped (and transformed) once; others on every call.
+            let fresh;
+            let flipped = match (d.g == 1, self.constant_weights) {
+                (false, _) => None,
+                (true, true) => Some((
                     self.flipped.get_or_init(|| flip_transpose(w)),
-                    &self.winograd_flipped,
-                )
-            });
+                    Some(&self.winograd_flipped),
+                )),
+                (true, false) => {
+                    fresh = flip_transpose(w);
+                    Some((&fresh, None))
+                }
+            };
             let mask = mask.map(|c| (x, c));
             grads[0] = Some(conv_input_grad(v.grad(0)?, w, &d, flipped, mask)?);
         }
@@ -906,16 +909,9 @@ impl Op for Conv {
             None => None,
         };
         let d = conv_dims(&self.attrs, x, w)?;
-        Ok(vec![conv_forward(
-            x,
-            w,
-            b,
-            &d,
-            Some(&self.winograd),
-            None,
-            None,
-        )?
-        .into()])
+        Ok(vec![
+            conv_forward(x, w, b, &d, self.cache(), None, None)?.into()
+        ])
     }
 
     fn forward_activated(&self, inputs: &[Option<&Value>], act: Clamp) -> Option<Result<Value>> {
@@ -926,7 +922,7 @@ impl Op for Conv {
                 None => None,
             };
             let d = conv_dims(&self.attrs, x, w)?;
-            Ok(conv_forward(x, w, b, &d, Some(&self.winograd), Some(act), None)?.into())
+            Ok(conv_forward(x, w, b, &d, self.cache(), Some(act), None)?.into())
         };
         Some(run())
     }
@@ -954,6 +950,8 @@ impl Op for Conv {
                     group: items,
                     ..self.attrs.clone()
                 },
+                // The stacked weights are new on every call.
+                constant_weights: false,
                 flipped: OnceLock::new(),
                 winograd: WeightCache::default(),
                 winograd_flipped: WeightCache::default(),
