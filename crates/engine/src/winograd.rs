@@ -253,8 +253,9 @@ unsafe fn run_block(
 /// No packing at run time: `V` rows are already contiguous runs of tiles, which the kernel loads
 /// as vectors, and each `U` panel holds the 8 output channels of a block side by side, read
 /// front to back (a `c × m` layout strided by `m` floats aliased in L1 and ran slower than the
-/// gemm crate). 8 × 32 outputs live in 16 registers through the whole sum over channels
-/// (2 loads, 8 broadcasts, 16 FMAs per channel). The gemm crate repacked both operands on every
+/// gemm crate). Blocks of 8 × 48 outputs live in 24 registers through the whole sum over
+/// channels (3 loads, 8 broadcasts, 24 FMAs per channel; 8 × 32 measured the same), with one
+/// narrower block for the last 16 or 32 columns. The gemm crate repacked both operands on every
 /// call, which cost as much as the multiplications at these sizes (design.md, "Winograd").
 ///
 /// # Safety
@@ -262,45 +263,64 @@ unsafe fn run_block(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn product_avx512(ut: &[f32], v: &[f32], mm: &mut [f32], m: usize, c: usize, width: usize) {
-    use std::arch::x86_64::*;
     assert!(m.is_multiple_of(8) && width.is_multiple_of(16));
     assert!(ut.len() >= c * m && v.len() >= c * width && mm.len() >= m * width);
     let (up, vp, op) = (ut.as_ptr(), v.as_ptr(), mm.as_mut_ptr());
     for m0 in (0..m).step_by(8) {
         let mut t0 = 0;
-        while t0 < width {
-            let wide = width - t0 >= 32;
-            // SAFETY (all pointer arithmetic below): rows ci < c of `v` hold `width` values,
-            // t0 + 32 ≤ width (or t0 + 16 ≤ width when `!wide`); panel m0/8 of `ut` holds c·8
-            // values and m0 + 8 ≤ m; rows m0..m0+8 of `mm` hold `width` values. Checked by the
-            // asserts.
-            unsafe {
-                let mut acc0 = [_mm512_setzero_ps(); 8];
-                let mut acc1 = [_mm512_setzero_ps(); 8];
-                for ci in 0..c {
-                    let row = vp.add(ci * width + t0);
-                    let b0 = _mm512_loadu_ps(row);
-                    let b1 = if wide {
-                        _mm512_loadu_ps(row.add(16))
-                    } else {
-                        _mm512_setzero_ps()
-                    };
-                    let u = up.add((m0 / 8 * c + ci) * 8);
-                    for r in 0..8 {
-                        let a = _mm512_set1_ps(*u.add(r));
-                        acc0[r] = _mm512_fmadd_ps(a, b0, acc0[r]);
-                        acc1[r] = _mm512_fmadd_ps(a, b1, acc1[r]);
-                    }
-                }
-                for r in 0..8 {
-                    let dst = op.add((m0 + r) * width + t0);
-                    _mm512_storeu_ps(dst, acc0[r]);
-                    if wide {
-                        _mm512_storeu_ps(dst.add(16), acc1[r]);
-                    }
+        // 48 columns (24 accumulators) while they fit, then one 32- or 16-column tail.
+        // SAFETY (all three calls): rows ci < c of `v` hold `width` values and each call reads
+        // columns t0..t0 + 16·NV ≤ width; panel m0/8 of `ut` holds c·8 values, m0 + 8 ≤ m;
+        // rows m0..m0+8 of `mm` hold `width` values. Checked by the asserts above.
+        while width - t0 >= 48 {
+            unsafe { micro_tile::<3>(up, vp, op, c, width, m0, t0) };
+            t0 += 48;
+        }
+        match width - t0 {
+            32 => unsafe { micro_tile::<2>(up, vp, op, c, width, m0, t0) },
+            16 => unsafe { micro_tile::<1>(up, vp, op, c, width, m0, t0) },
+            _ => {}
+        }
+    }
+}
+
+/// One 8 × 16·NV block of [`product_avx512`]: the sum over all `c` input channels, in
+/// registers.
+///
+/// # Safety
+/// As the calls in [`product_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn micro_tile<const NV: usize>(
+    up: *const f32,
+    vp: *const f32,
+    op: *mut f32,
+    c: usize,
+    width: usize,
+    m0: usize,
+    t0: usize,
+) {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's contract covers every offset below.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); NV]; 8];
+        for ci in 0..c {
+            let row = vp.add(ci * width + t0);
+            let b: [__m512; NV] = std::array::from_fn(|j| _mm512_loadu_ps(row.add(16 * j)));
+            let u = up.add((m0 / 8 * c + ci) * 8);
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let a = _mm512_set1_ps(*u.add(r));
+                for (acc_rj, &bj) in acc_r.iter_mut().zip(&b) {
+                    *acc_rj = _mm512_fmadd_ps(a, bj, *acc_rj);
                 }
             }
-            t0 += if wide { 32 } else { 16 };
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            let dst = op.add((m0 + r) * width + t0);
+            for (j, &v) in acc_r.iter().enumerate() {
+                _mm512_storeu_ps(dst.add(16 * j), v);
+            }
         }
     }
 }
