@@ -63,6 +63,16 @@ impl Model {
         (run[act] && only_reader && matches!(a.op_type.as_str(), "Relu" | "Clip")).then_some(act)
     }
 
+    /// Activation node `a` as a [`Clamp`], its bounds read from `store` (or the constants).
+    fn clamp_of(&self, a: usize, store: &[Option<Value>]) -> Option<Clamp> {
+        let inputs: Vec<Option<&Value>> = self.nodes[a]
+            .inputs
+            .iter()
+            .map(|i| i.and_then(|id| self.lookup(store, id)))
+            .collect();
+        self.nodes[a].op.as_clamp(&inputs)
+    }
+
     /// Indices of the nodes needed to compute `targets` when `leaves` are given, in order.
     fn needed_nodes(&self, targets: &[ValueId], leaves: &[ValueId]) -> Vec<usize> {
         let mut need = vec![false; self.nodes.len()];
@@ -143,12 +153,7 @@ impl Model {
             // Conv → Relu/Clip: the activation runs inside the convolution's sweep and only the
             // activated value is stored (the backward pass reads the ReLU mask from it).
             let act = self.fusion(ni, &runs, targets).and_then(|a| {
-                let ai: Vec<Option<&Value>> = self.nodes[a]
-                    .inputs
-                    .iter()
-                    .map(|i| i.and_then(|id| self.lookup(&store, id)))
-                    .collect();
-                let clamp = self.nodes[a].op.as_clamp(&ai)?;
+                let clamp = self.clamp_of(a, &store)?;
                 Some((a, node.op.forward_activated(&inputs, clamp)?))
             });
             let (outs, out_ids) = match act {
@@ -371,12 +376,7 @@ impl Tape<'_> {
         if !self.fused[a] || m.consumers[u.0] != [ni] || seeded[u.0] || wrt.contains(&u) {
             return None;
         }
-        let inputs: Vec<Option<&Value>> = m.nodes[a]
-            .inputs
-            .iter()
-            .map(|i| i.and_then(|id| m.lookup(&self.values, id)))
-            .collect();
-        Some((u, m.nodes[a].op.as_clamp(&inputs)?))
+        Some((u, m.clamp_of(a, &self.values)?))
     }
 
     /// Whether `v` is a convolution output consumed by an activation fused into it.
@@ -399,14 +399,8 @@ impl Tape<'_> {
         let node = &m.nodes[ni];
         let (out, input) = (node.outputs[0], node.inputs[0].expect("checked by fusion"));
         let y = self.value(out)?;
-        let inputs: Vec<Option<&Value>> = node
-            .inputs
-            .iter()
-            .map(|i| i.and_then(|id| m.lookup(&self.values, id)))
-            .collect();
-        let clamp = node
-            .op
-            .as_clamp(&inputs)
+        let clamp = m
+            .clamp_of(ni, &self.values)
             .ok_or_else(|| Error::InvalidModel("fused activation without bounds".into()))?;
         let t0 = crate::profile::enabled().then(std::time::Instant::now);
         let dy = if wrt.contains(&out) {

@@ -105,7 +105,6 @@ impl Clamp {
 /// only where the input equals a bound exactly.
 pub(crate) fn mask_between(g: &mut Tensor, y: &Tensor, c: Clamp, guided: bool) {
     use rayon::prelude::*;
-    let (lo, hi) = (c.lo, c.hi);
     g.data_mut()
         .par_chunks_mut(1 << 14)
         .zip(y.data().par_chunks(1 << 14))
@@ -114,14 +113,11 @@ pub(crate) fn mask_between(g: &mut Tensor, y: &Tensor, c: Clamp, guided: bool) {
             // Branch-free loops (one per rule, `&` not `&&`) so each compiles to vector selects.
             if guided {
                 for (gv, &yv) in g.iter_mut().zip(y) {
-                    let keep = (yv > lo) & (yv < hi) & (*gv > 0.0);
+                    let keep = c.passes(yv) & (*gv > 0.0);
                     *gv = if keep { *gv } else { 0.0 };
                 }
             } else {
-                for (gv, &yv) in g.iter_mut().zip(y) {
-                    let keep = (yv > lo) & (yv < hi);
-                    *gv = if keep { *gv } else { 0.0 };
-                }
+                c.mask(g, y);
             }
         });
 }
