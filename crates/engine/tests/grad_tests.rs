@@ -2754,3 +2754,67 @@ fn run_time_conv_weights_are_never_cached() {
         }
     }
 }
+
+/// The vectorised 2×2 max-pool backward (8 windows at a time, then one by one) routes exactly
+/// as the rule says on a wide input full of ties and a few NaNs.
+#[test]
+fn maxpool_2x2_backward_wide_rows_match_the_first_maximum_rule() {
+    let (c, h, w) = (2usize, 4usize, 38usize); // 19 windows per row: 16 vectorised + 3
+    let mut net = Net::new(&[1, c, h, w], 13);
+    net.node(
+        "MaxPool",
+        &["x"],
+        &["y"],
+        vec![
+            A::ints("kernel_shape", &[2, 2]),
+            A::ints("strides", &[2, 2]),
+        ],
+    );
+    let model = net.build().unwrap();
+    let y = model.resolve("y").unwrap();
+    let mut rng = Rng::new(seed_of("pool ties"));
+    // Values from a set of four, so most windows hold ties; every 29th is NaN.
+    let xs: Vec<f32> = (0..c * h * w)
+        .map(|i| {
+            if i % 29 == 7 {
+                f32::NAN
+            } else {
+                (rng.vec(1, 0.0, 4.0)[0]).floor() - 1.0
+            }
+        })
+        .collect();
+    let x = Tensor::new(vec![1, c, h, w], xs.clone()).unwrap();
+    let (oh, ow) = (h / 2, w / 2);
+    let dy: Vec<f32> = (0..c * oh * ow).map(|i| 1.0 + i as f32).collect();
+    let tape = model.forward(&x, &[y]).unwrap();
+    let g = tape
+        .backward(
+            vec![(y, Tensor::new(vec![1, c, oh, ow], dy.clone()).unwrap())],
+            &[],
+        )
+        .unwrap()
+        .input;
+    let mut want = vec![0.0f32; xs.len()];
+    for ch in 0..c {
+        for i in 0..oh {
+            for j in 0..ow {
+                let at = |a: usize, b: usize| (ch * h + 2 * i + a) * w + 2 * j + b;
+                let cells = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)];
+                // A NaN wins (the first NaN), else the first of the largest.
+                let pick = cells
+                    .iter()
+                    .copied()
+                    .find(|&k| xs[k].is_nan())
+                    .unwrap_or_else(|| {
+                        let best = cells
+                            .iter()
+                            .map(|&k| xs[k])
+                            .fold(f32::NEG_INFINITY, f32::max);
+                        cells.iter().copied().find(|&k| xs[k] == best).unwrap()
+                    });
+                want[pick] = dy[(ch * oh + i) * ow + j];
+            }
+        }
+    }
+    assert_eq!(g.data(), &want[..]);
+}

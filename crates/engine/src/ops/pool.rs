@@ -381,66 +381,132 @@ fn max2x2_backward(
     w: &Axis,
     mask: Option<Clamp>,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked just above).
-        return unsafe { max2x2_backward_avx2(xp, yp, dy, g, h, w, mask) };
-    }
-    max2x2_backward_generic(xp, yp, dy, g, h, w, mask)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn max2x2_backward_avx2(
-    xp: &[f32],
-    yp: &[f32],
-    dy: &[f32],
-    g: &mut [f32],
-    h: &Axis,
-    w: &Axis,
-    mask: Option<Clamp>,
-) {
-    max2x2_backward_generic(xp, yp, dy, g, h, w, mask)
-}
-
-#[inline(always)]
-fn max2x2_backward_generic(
-    xp: &[f32],
-    yp: &[f32],
-    dy: &[f32],
-    g: &mut [f32],
-    h: &Axis,
-    w: &Axis,
-    mask: Option<Clamp>,
-) {
     let ow_n = w.output;
-    let hit = |v: f32, t: f32| (v == t) | (v.is_nan() & t.is_nan());
-    // Branch-free: an absent mask is one that passes everything, NaN included.
-    let (masked, c) = match mask {
-        Some(c) => (true, c),
-        None => (false, Clamp { lo: 0.0, hi: 0.0 }),
-    };
     for oh in 0..h.output {
         let (top, bottom) = g[2 * oh * w.input..].split_at_mut(w.input);
         let (g0, g1) = (&mut top[..2 * ow_n], &mut bottom[..2 * ow_n]);
         let r0 = &xp[2 * oh * w.input..][..2 * ow_n];
         let r1 = &xp[(2 * oh + 1) * w.input..][..2 * ow_n];
         let (yr, dr) = (&yp[oh * ow_n..][..ow_n], &dy[oh * ow_n..][..ow_n]);
-        let rows = g0.chunks_exact_mut(2).zip(g1.chunks_exact_mut(2));
-        let ins = r0.chunks_exact(2).zip(r1.chunks_exact(2));
-        for (((o0, o1), (x0, x1)), (&t, &d)) in rows.zip(ins).zip(yr.iter().zip(dr)) {
-            // The maximum's own clamp derivative, when masked.
-            let d = if masked & !c.passes(t) { 0.0 } else { d };
-            let a = hit(x0[0], t);
-            let b = !a & hit(x0[1], t);
-            let cc = !(a | b) & hit(x1[0], t);
-            let e = !(a | b | cc) & hit(x1[1], t);
-            o0[0] = if a { d } else { 0.0 };
-            o0[1] = if b { d } else { 0.0 };
-            o1[0] = if cc { d } else { 0.0 };
-            o1[1] = if e { d } else { 0.0 };
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            done = unsafe { max2x2_row_avx2(g0, g1, r0, r1, yr, dr, mask) };
+        }
+        max2x2_row(g0, g1, r0, r1, yr, dr, mask, done);
+    }
+}
+
+/// One output row of [`max2x2_backward`] from window `from` on: `g0`/`g1` are the two input
+/// rows' gradients, `r0`/`r1` the inputs, `yr`/`dr` the pooled values and their gradients.
+#[allow(clippy::too_many_arguments)]
+fn max2x2_row(
+    g0: &mut [f32],
+    g1: &mut [f32],
+    r0: &[f32],
+    r1: &[f32],
+    yr: &[f32],
+    dr: &[f32],
+    mask: Option<Clamp>,
+    from: usize,
+) {
+    let hit = |v: f32, t: f32| (v == t) | (v.is_nan() & t.is_nan());
+    for i in from..yr.len() {
+        let (t, d) = (yr[i], dr[i]);
+        // The maximum's own clamp derivative, when masked.
+        let d = match mask {
+            Some(c) if !c.passes(t) => 0.0,
+            _ => d,
+        };
+        let a = hit(r0[2 * i], t);
+        let b = !a & hit(r0[2 * i + 1], t);
+        let c = !(a | b) & hit(r1[2 * i], t);
+        let e = !(a | b | c) & hit(r1[2 * i + 1], t);
+        g0[2 * i] = if a { d } else { 0.0 };
+        g0[2 * i + 1] = if b { d } else { 0.0 };
+        g1[2 * i] = if c { d } else { 0.0 };
+        g1[2 * i + 1] = if e { d } else { 0.0 };
+    }
+}
+
+/// [`max2x2_row`] for 8 windows at a time; returns how many windows it did (a multiple of 8).
+///
+/// The loops above did not vectorise (the window pairs interleave): here each row's pairs are
+/// split into even and odd elements with shuffles, the pooled values and gradients permuted to
+/// the same order, and the four results interleaved back.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max2x2_row_avx2(
+    g0: &mut [f32],
+    g1: &mut [f32],
+    r0: &[f32],
+    r1: &[f32],
+    yr: &[f32],
+    dr: &[f32],
+    mask: Option<Clamp>,
+) -> usize {
+    use std::arch::x86_64::*;
+    let n = yr.len() / 8 * 8;
+    assert!(dr.len() >= n && r0.len() >= 2 * n && r1.len() >= 2 * n);
+    assert!(g0.len() >= 2 * n && g1.len() >= 2 * n);
+    // SAFETY: every load and store below covers windows i..i+8 < n, inside the slices (checked
+    // by the asserts above).
+    unsafe {
+        // Even/odd shuffles of two 8-float registers yield windows in the order 0,1,4,5,2,3,6,7.
+        let order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+        let (lo, hi) = mask.map_or((f32::NEG_INFINITY, f32::INFINITY), |c| (c.lo, c.hi));
+        let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
+        for i in (0..n).step_by(8) {
+            let t = _mm256_permutevar8x32_ps(_mm256_loadu_ps(yr.as_ptr().add(i)), order);
+            let mut d = _mm256_permutevar8x32_ps(_mm256_loadu_ps(dr.as_ptr().add(i)), order);
+            if mask.is_some() {
+                let pass = _mm256_and_ps(
+                    _mm256_cmp_ps::<_CMP_GT_OQ>(t, lo),
+                    _mm256_cmp_ps::<_CMP_LT_OQ>(t, hi),
+                );
+                d = _mm256_and_ps(d, pass);
+            }
+            let t_nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(t, t);
+            let hit = |v: __m256| {
+                _mm256_or_ps(
+                    _mm256_cmp_ps::<_CMP_EQ_OQ>(v, t),
+                    _mm256_and_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v), t_nan),
+                )
+            };
+            let (a0, b0) = (
+                _mm256_loadu_ps(r0.as_ptr().add(2 * i)),
+                _mm256_loadu_ps(r0.as_ptr().add(2 * i + 8)),
+            );
+            let (a1, b1) = (
+                _mm256_loadu_ps(r1.as_ptr().add(2 * i)),
+                _mm256_loadu_ps(r1.as_ptr().add(2 * i + 8)),
+            );
+            let (x00, x01) = (
+                _mm256_shuffle_ps::<0x88>(a0, b0),
+                _mm256_shuffle_ps::<0xDD>(a0, b0),
+            );
+            let (x10, x11) = (
+                _mm256_shuffle_ps::<0x88>(a1, b1),
+                _mm256_shuffle_ps::<0xDD>(a1, b1),
+            );
+            let ha = hit(x00);
+            let hb = _mm256_andnot_ps(ha, hit(x01));
+            let seen = _mm256_or_ps(ha, hb);
+            let hc = _mm256_andnot_ps(seen, hit(x10));
+            let he = _mm256_andnot_ps(_mm256_or_ps(seen, hc), hit(x11));
+            let (e0, o0) = (_mm256_and_ps(ha, d), _mm256_and_ps(hb, d));
+            let (e1, o1) = (_mm256_and_ps(hc, d), _mm256_and_ps(he, d));
+            _mm256_storeu_ps(g0.as_mut_ptr().add(2 * i), _mm256_unpacklo_ps(e0, o0));
+            _mm256_storeu_ps(g0.as_mut_ptr().add(2 * i + 8), _mm256_unpackhi_ps(e0, o0));
+            _mm256_storeu_ps(g1.as_mut_ptr().add(2 * i), _mm256_unpacklo_ps(e1, o1));
+            _mm256_storeu_ps(g1.as_mut_ptr().add(2 * i + 8), _mm256_unpackhi_ps(e1, o1));
         }
     }
+    n
 }
 
 struct GlobalPool {
