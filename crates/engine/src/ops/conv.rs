@@ -1,9 +1,13 @@
 //! Conv and ConvTranspose (2-D, NCHW), with groups, strides, dilations, pads and auto_pad.
 //!
-//! Forward is im2col + GEMM split into column tiles, one single-threaded GEMM per tile, so both
+//! 3×3 stride-1 convolutions large enough to gain run as Winograd F(4×4, 3×3) (`winograd.rs`);
+//! the rest is im2col + GEMM split into column tiles, one single-threaded GEMM per tile, so both
 //! cores stay busy even on small maps (design.md, "Convolution kernels"). The input gradient of a
 //! stride-1 convolution is itself a convolution with flipped, transposed weights and reuses the
-//! forward kernel; other cases use GEMM + col2im. Depthwise convolutions use direct loops.
+//! forward kernel; other cases use GEMM + col2im. Depthwise convolutions use direct loops over
+//! 16 channels at a time. A ReLU/Clip after a convolution can run in its epilogue
+//! ([`Op::forward_activated`]), and its mask in the next convolution's input gradient
+//! ([`Op::backward_masked`]).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -263,8 +267,9 @@ fn winograd_geometry(d: &Dims) -> Option<Geometry> {
 
 /// `y = conv(x, w) + b` for NCHW `x` and `w` of shape `[M, C/g, kh, kw]`.
 ///
-/// `cache` keeps the Winograd transform of `w` between calls; `act` is applied to each output
-/// block right after it is computed.
+/// `cache` keeps the Winograd transform of constant weights between calls; `act` is applied to
+/// each output block right after it is computed; `mask = (src, clamp)` zeroes the outputs whose
+/// `src` value (same shape as the output) is outside the clamp's open interval.
 fn conv_forward(
     x: &Tensor,
     w: &Tensor,
