@@ -16,6 +16,16 @@ pub fn set_profiling(on: bool) {
 
 /// With profiling on, time every node separately (labels carry the node name) instead of
 /// summing per op type.
+///
+/// ```
+/// convscope_engine::set_profiling(true);
+/// convscope_engine::set_profiling_per_node(true);
+/// // … run a model; then each entry is e.g. "Conv+Relu forward block1_conv1/BiasAdd".
+/// for (label, total, calls) in convscope_engine::take_profile() {
+///     println!("{label}: {total:?} over {calls} calls");
+/// }
+/// convscope_engine::set_profiling(false);
+/// ```
 pub fn set_profiling_per_node(on: bool) {
     PER_NODE.store(on, Ordering::Relaxed);
 }

@@ -13,7 +13,8 @@ use crate::model::{Model, Source, ValueId};
 use crate::ops::{Op, Vjp};
 use crate::tensor::{Tensor, Value};
 
-/// A layer that can be evaluated one channel per batch item; see [`Model::filter_slice`].
+/// A layer that can be evaluated one channel per batch item; see [`Model::filter_slice`] (with
+/// an example).
 pub struct FilterSlice<'m> {
     model: &'m Model,
     /// The convolution node.

@@ -22,15 +22,22 @@ use rayon::prelude::*;
 use crate::kernels::{matmul_raw, Mat, SharedOut};
 use crate::ops::Clamp;
 
-/// Tiles transformed together in vector lanes.
+/// Block widths (tiles per product) are multiples of this: the product kernel's vector width.
 const LANES: usize = 16;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
-/// Turns the Winograd path for 3×3 convolutions on or off (on by default).
+/// Turns the Winograd path for 3×3 convolutions on or off, for the whole process (on by
+/// default).
 ///
 /// Off, every convolution uses im2col + GEMM: about 4× the multiply-adds for 3×3 layers but the
-/// rounding of a plain dot product. `convscope bench` measures both.
+/// rounding of a plain dot product. The `conv_micro` example times both.
+///
+/// ```
+/// convscope_engine::set_winograd(false);
+/// assert!(!convscope_engine::winograd_enabled());
+/// convscope_engine::set_winograd(true);
+/// ```
 pub fn set_winograd(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
