@@ -138,6 +138,14 @@ pub(crate) fn transform_weights(w: &[f32], m: usize, c: usize) -> Vec<f32> {
     u
 }
 
+/// What the output transform applies before it writes a value: see [`conv3x3`].
+#[derive(Clone, Copy)]
+struct Epilogue<'a> {
+    bias: Option<&'a [f32]>,
+    act: Option<Clamp>,
+    mask: Option<(&'a [f32], Clamp)>,
+}
+
 /// `out = act(conv(x, w) + bias)` for the 3×3, stride-1 convolution `geo`, with `u` from
 /// [`transform_weights`]. `out` is `n × m × oh × ow`; every element is written exactly once and
 /// none is read, so it may be uninitialised (no zeroing pass over a large output). With `mask`
@@ -177,6 +185,7 @@ pub(crate) fn conv3x3(
         .next_multiple_of(LANES)
         .min(per_thread);
     let blocks = tiles.div_ceil(block);
+    let epilogue = Epilogue { bias, act, mask };
     let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
     (0..blocks).into_par_iter().for_each(|b| {
         let first = b * block;
@@ -185,7 +194,7 @@ pub(crate) fn conv3x3(
             let (v, mm) = &mut *s.borrow_mut();
             // SAFETY: block `b` writes only the output tiles first..first+count, which no other
             // block touches, and every write stays inside `out` (checked sizes above).
-            unsafe { run_block(x, u, &g, first, count, v, mm, dst, act, bias, mask) };
+            unsafe { run_block(x, u, &g, first, count, v, mm, dst, epilogue) };
         });
     });
 }
@@ -212,9 +221,7 @@ unsafe fn run_block(
     v: &mut Vec<f32>,
     mm: &mut Vec<f32>,
     out: SharedOut,
-    act: Option<Clamp>,
-    bias: Option<&[f32]>,
-    mask: Option<(&[f32], Clamp)>,
+    epilogue: Epilogue,
 ) {
     let width = count.next_multiple_of(LANES);
     if v.len() < 36 * g.c * width {
@@ -250,7 +257,7 @@ unsafe fn run_block(
         };
     }
     // SAFETY: forwarded from the caller.
-    unsafe { transform_output(mm, g, first, count, width, out, act, bias, mask) };
+    unsafe { transform_output(mm, g, first, count, width, out, epilogue) };
 }
 
 /// `mm = U · V` for one transform position: `ut` holds `U` (`m × c`, m a multiple of 8) as
@@ -539,11 +546,10 @@ fn six_rows(
     )
 }
 
-/// `Y = Aᵀ M A` of every tile and output channel, added into the output.
+/// `Y = Aᵀ M A` of every tile and output channel, with the epilogue, written into the output.
 ///
 /// # Safety
 /// As [`run_block`].
-#[allow(clippy::too_many_arguments)]
 unsafe fn transform_output(
     mm: &[f32],
     g: &Geometry,
@@ -551,22 +557,19 @@ unsafe fn transform_output(
     count: usize,
     width: usize,
     out: SharedOut,
-    act: Option<Clamp>,
-    bias: Option<&[f32]>,
-    mask: Option<(&[f32], Clamp)>,
+    epilogue: Epilogue,
 ) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA (checked just above); the rest is the caller's.
-        return unsafe { transform_output_avx2(mm, g, first, count, width, out, act, bias, mask) };
+        return unsafe { transform_output_avx2(mm, g, first, count, width, out, epilogue) };
     }
     // SAFETY: forwarded from the caller.
-    unsafe { transform_output_generic(mm, g, first, count, width, out, act, bias, mask) }
+    unsafe { transform_output_generic(mm, g, first, count, width, out, epilogue) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn transform_output_avx2(
     mm: &[f32],
     g: &Geometry,
@@ -574,16 +577,13 @@ unsafe fn transform_output_avx2(
     count: usize,
     width: usize,
     out: SharedOut,
-    act: Option<Clamp>,
-    bias: Option<&[f32]>,
-    mask: Option<(&[f32], Clamp)>,
+    epilogue: Epilogue,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { transform_output_generic(mm, g, first, count, width, out, act, bias, mask) }
+    unsafe { transform_output_generic(mm, g, first, count, width, out, epilogue) }
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn transform_output_generic(
     mm: &[f32],
     g: &Geometry,
@@ -591,10 +591,9 @@ unsafe fn transform_output_generic(
     count: usize,
     width: usize,
     out: SharedOut,
-    act: Option<Clamp>,
-    bias: Option<&[f32]>,
-    mask: Option<(&[f32], Clamp)>,
+    epilogue: Epilogue,
 ) {
+    let Epilogue { bias, act, mask } = epilogue;
     let plane = g.oh * g.ow;
     let tw = g.tiles_w();
     // r[(i·6 + s)·tw + t]: row i of (Aᵀ M) for column s of tile t.

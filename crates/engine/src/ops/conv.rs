@@ -448,21 +448,6 @@ fn conv_input_grad(
     flipped: Option<(&Tensor, Option<&WeightCache>)>,
     mask: Option<(&Tensor, Clamp)>,
 ) -> Result<Tensor> {
-    let mut dx = conv_input_grad_unmasked(dy, w, d, flipped, mask)?;
-    if let (Some((x, clamp)), false) = (mask, dx.1) {
-        clamp.mask(dx.0.data_mut(), x.data());
-    }
-    Ok(dx.0)
-}
-
-/// [`conv_input_grad`] before masking; the flag says whether `mask` was already applied.
-fn conv_input_grad_unmasked(
-    dy: &Tensor,
-    w: &Tensor,
-    d: &Dims,
-    flipped: Option<(&Tensor, Option<&WeightCache>)>,
-    mask: Option<(&Tensor, Clamp)>,
-) -> Result<(Tensor, bool)> {
     let (ih, iw) = (d.h.input, d.w.input);
     let plane_in = ih * iw;
     let p = d.h.output * d.w.output;
@@ -472,19 +457,28 @@ fn conv_input_grad_unmasked(
             dy.shape()
         )));
     }
-    let mut dx = vec![0.0f32; d.n * d.c * plane_in];
-    if d.depthwise() {
-        depthwise_input_grad(dy.data(), w.data(), &mut dx, d);
-        return Ok((Tensor::from_parts(vec![d.n, d.c, ih, iw], dx), false));
-    }
     // The flipped-kernel convolution builds columns from the M output-gradient channels; GEMM +
     // col2im builds them for the C input channels. Take the smaller (the first layer of a
     // network has C = 3 and M = 64: 21× fewer column values through col2im), unless the flipped
-    // convolution runs on the Winograd path, which builds no columns at all.
-    if let (Some((wf, cache)), Some(td)) = (flipped, transposed_dims(d)) {
-        if d.c >= d.m || winograd_geometry(&td).is_some() {
-            return Ok((conv_forward(dy, wf, None, &td, cache, None, mask)?, true));
+    // convolution runs on the Winograd path, which builds no columns at all. It applies the
+    // mask in its own epilogue.
+    if !d.depthwise() {
+        if let (Some((wf, cache)), Some(td)) = (flipped, transposed_dims(d)) {
+            if d.c >= d.m || winograd_geometry(&td).is_some() {
+                return conv_forward(dy, wf, None, &td, cache, None, mask);
+            }
         }
+    }
+    let mut dx = vec![0.0f32; d.n * d.c * plane_in];
+    let masked = |mut dx: Vec<f32>| {
+        if let Some((x, clamp)) = mask {
+            clamp.mask(&mut dx, x.data());
+        }
+        Tensor::from_parts(vec![d.n, d.c, ih, iw], dx)
+    };
+    if d.depthwise() {
+        depthwise_input_grad(dy.data(), w.data(), &mut dx, d);
+        return Ok(masked(dx));
     }
     let (cg, mg, k) = (d.cg(), d.mg(), d.k());
     let tasks = d.n * d.g;
@@ -530,7 +524,7 @@ fn conv_input_grad_unmasked(
             image_grad(task, &mut dcol, dx_g, 0);
         }
     }
-    Ok((Tensor::from_parts(vec![d.n, d.c, ih, iw], dx), false))
+    Ok(masked(dx))
 }
 
 /// Geometry of the stride-1 convolution that computes the input gradient, when one exists.
