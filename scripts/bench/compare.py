@@ -41,14 +41,16 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--binary", type=Path, default=ROOT / "target" / "release" / "convscope")
+    ap.add_argument("--only", default=None, help="only jobs whose name contains this (e.g. effnet_forward)")
     args = ap.parse_args()
     env = dict(os.environ, RAYON_NUM_THREADS="2", OMP_NUM_THREADS="2")
     results: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r in range(args.rounds):
         print(f"# round {r + 1}/{args.rounds}", file=sys.stderr)
-        for engine, job, ms in run([str(args.binary), "bench", "--runs", str(args.runs), "--models", str(args.shared / "models")], env):
+        only = ["--only", args.only] if args.only else []
+        for engine, job, ms in run([str(args.binary), "bench", "--runs", str(args.runs), "--models", str(args.shared / "models"), *only], env):
             results[(engine, job)].append(ms)
-        ref = [sys.executable, str(ROOT / "scripts/reference/bench_reference.py"), "--runs", str(args.runs), "--shared", str(args.shared)]
+        ref = [sys.executable, str(ROOT / "scripts/reference/bench_reference.py"), "--runs", str(args.runs), "--shared", str(args.shared), *only]
         for engine, job, ms in run(ref, env):
             results[(engine, job)].append(ms)
     jobs = sorted({job for _, job in results})

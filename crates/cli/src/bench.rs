@@ -61,7 +61,7 @@ fn report(name: &str, (ms, flops): (f64, u64)) {
         "convscope {name:<26} median_ms={ms:.1} gflops={:.1}",
         flops as f64 / ms / 1e6
     );
-    for (op, total, calls) in convscope_engine::take_profile().into_iter().take(40) {
+    for (op, total, calls) in convscope_engine::take_profile().into_iter().take(80) {
         println!(
             "    {op:<28} {:>9.1} ms total  {calls:>5} calls",
             total.as_secs_f64() * 1e3

@@ -22,6 +22,12 @@ fn main() {
         (144, 144, 56, 1, 3, 1, 144),
         (240, 240, 28, 1, 5, 2, 240),
         (320, 1280, 7, 1, 1, 1, 1),
+        (1152, 1152, 7, 1, 5, 1, 1152),
+        (192, 1152, 7, 1, 1, 1, 1),
+        (1152, 192, 7, 1, 1, 1, 1),
+        (16, 96, 112, 1, 1, 1, 1),
+        (32, 32, 112, 1, 3, 1, 32),
+        (96, 96, 112, 1, 3, 2, 96),
     ];
     // `conv_micro 0` runs only case 0. Each case runs with and without the Winograd path.
     let only: Option<usize> = std::env::args().nth(1).and_then(|a| a.parse().ok());

@@ -37,12 +37,14 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod alloc;
+mod depthwise;
 mod error;
 mod exec;
 mod kernels;
 mod layers;
 mod model;
 pub mod ops;
+mod panel;
 mod profile;
 mod slice;
 mod summary;

@@ -15,9 +15,11 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use super::{check_size, float_input, BuildCtx, Builder, Clamp, Op, Vjp};
+use super::{bias_act, check_size, float_input, BuildCtx, Builder, Clamp, Op, Vjp};
+use crate::depthwise;
 use crate::error::{Error, Result};
 use crate::kernels::{col2im_channel, im2col_tile, matmul_raw, same_pads, Axis, Mat, SharedOut};
+use crate::panel;
 use crate::tensor::{Tensor, Value};
 use crate::winograd::{self, transform_weights, Geometry};
 
@@ -27,8 +29,8 @@ pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
             attrs: ConvAttrs::parse(ctx)?,
             constant_weights: ctx.consts.get(1).is_some_and(Option::is_some),
             flipped: OnceLock::new(),
-            winograd: WeightCache::default(),
-            winograd_flipped: WeightCache::default(),
+            packed: WeightCache::default(),
+            packed_flipped: WeightCache::default(),
         }))
     });
     reg.insert("ConvTranspose", |ctx| {
@@ -170,6 +172,20 @@ impl Dims {
     fn depthwise(&self) -> bool {
         self.g == self.c && self.m == self.c
     }
+    /// A 1×1, stride-1, unpadded convolution: its input planes are already the GEMM operand.
+    fn pointwise(&self) -> bool {
+        let plain =
+            |a: &Axis| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.output == a.input;
+        plain(&self.h) && plain(&self.w)
+    }
+    fn depthwise_geometry(&self) -> depthwise::Geometry {
+        depthwise::Geometry {
+            n: self.n,
+            c: self.c,
+            h: self.h,
+            w: self.w,
+        }
+    }
     fn macs(&self) -> u64 {
         (self.n * self.m * self.h.output * self.w.output * self.k()) as u64
     }
@@ -235,15 +251,27 @@ fn tile_width(p: usize, tasks_without_tiling: usize, macs_per_column: usize) -> 
 /// the machine is shared and a woken thread may wait for a time slice.
 const MIN_TASK_MACS: usize = 1 << 20;
 
-/// Weights transformed for the Winograd path, kept from the first call on. Only used for
+/// Weights transformed for the Winograd path or packed for the panel kernel, kept from the
+/// first call on. Only used for
 /// weights that are constants of the model (weights computed at run time may come back in the
 /// same buffer with other values, so no address or length key would be safe).
 #[derive(Default)]
-struct WeightCache(OnceLock<Vec<f32>>);
+struct WeightCache {
+    winograd: OnceLock<Vec<f32>>,
+    panels: OnceLock<Vec<f32>>,
+}
 
 impl WeightCache {
-    fn get(&self, w: &Tensor, m: usize, c: usize) -> &[f32] {
-        self.0.get_or_init(|| transform_weights(w.data(), m, c))
+    /// The Winograd transform of 3×3 weights `[m, c, 3, 3]`.
+    fn winograd(&self, w: &Tensor, m: usize, c: usize) -> &[f32] {
+        self.winograd
+            .get_or_init(|| transform_weights(w.data(), m, c))
+    }
+
+    /// The weights packed for [`panel::product`], group by group.
+    fn panels(&self, w: &Tensor, d: &Dims) -> &[f32] {
+        self.panels
+            .get_or_init(|| panel::pack(w.data(), d.g, d.mg(), d.k()))
     }
 }
 
@@ -292,7 +320,7 @@ fn conv_forward(
     let p = oh * ow;
     if let Some(geo) = winograd_geometry(d) {
         let u = match cache {
-            Some(cache) => Cow::Borrowed(cache.get(w, d.m, d.c)),
+            Some(cache) => Cow::Borrowed(cache.winograd(w, d.m, d.c)),
             None => Cow::Owned(transform_weights(w.data(), d.m, d.c)),
         };
         let len = d.n * d.m * p;
@@ -311,17 +339,34 @@ fn conv_forward(
         return Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out));
     }
     let (cg, mg, k) = (d.cg(), d.mg(), d.k());
-    if d.depthwise() || k == 0 {
-        // Depthwise loops accumulate into the bias; with no input channels the bias is all.
+    if d.depthwise() {
+        let len = d.n * d.m * p;
+        let mut out: Vec<f32> = Vec::with_capacity(len);
+        let b = b.map(Tensor::data);
+        depthwise::forward(
+            x.data(),
+            w.data(),
+            b,
+            &mut out.spare_capacity_mut()[..len],
+            &d.depthwise_geometry(),
+            act,
+        );
+        // SAFETY: `depthwise::forward` writes every one of the `len` values.
+        unsafe { out.set_len(len) };
+        if let Some((src, clamp)) = mask {
+            clamp.mask(&mut out, src.data());
+        }
+        return Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out));
+    }
+    if k == 0 {
+        // With no input channels the bias is all.
         let mut out = vec![0.0f32; d.n * d.m * p];
         if let Some(b) = b {
             for plane in 0..d.n * d.m {
                 out[plane * p..(plane + 1) * p].fill(b.data()[plane % d.m]);
             }
         }
-        if d.depthwise() {
-            depthwise(x.data(), w.data(), &mut out, d, act);
-        } else if let Some(act) = act {
+        if let Some(act) = act {
             act.apply(&mut out);
         }
         if let Some((src, clamp)) = mask {
@@ -335,14 +380,18 @@ fn conv_forward(
     let len = d.n * d.m * p;
     let mut out: Vec<f32> = Vec::with_capacity(len);
     let plane_in = d.h.input * d.w.input;
-    let pointwise = d.h.kernel == 1
-        && d.w.kernel == 1
-        && d.h.stride == 1
-        && d.w.stride == 1
-        && d.h.pad_begin == 0
-        && d.w.pad_begin == 0
-        && oh == d.h.input
-        && ow == d.w.input;
+    let pointwise = d.pointwise();
+    if panel::available() && mg >= panel::PANEL {
+        let packed = match cache {
+            Some(cache) => Cow::Borrowed(cache.panels(w, d)),
+            None => Cow::Owned(panel::pack(w.data(), d.g, mg, k)),
+        };
+        let dst = SharedOut(out.as_mut_ptr());
+        panel_conv(x.data(), &packed, b.map(Tensor::data), d, act, mask, dst);
+        // SAFETY: `panel_conv` writes every (image, channel, position) of the output once.
+        unsafe { out.set_len(len) };
+        return Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out));
+    }
     let tile = tile_width(p, d.n * d.g, mg * k);
     let tiles = p.div_ceil(tile);
     let tasks = d.n * d.g * tiles;
@@ -414,13 +463,7 @@ fn conv_forward(
                     let row = unsafe {
                         std::slice::from_raw_parts_mut(dst.get().add(out_off + r * p), cols)
                     };
-                    if let Some(b) = b {
-                        let bv = b.data()[gi * mg + r];
-                        row.iter_mut().for_each(|v| *v += bv);
-                    }
-                    if let Some(act) = act {
-                        act.apply(row);
-                    }
+                    bias_act(row, b.map(|b| b.data()[gi * mg + r]), act);
                     if let Some((src, clamp)) = mask {
                         let at = out_off + r * p;
                         clamp.mask(row, &src.data()[at..at + cols]);
@@ -432,6 +475,88 @@ fn conv_forward(
     // of its `mg × cols` values (k > 0, so the GEMM does run).
     unsafe { out.set_len(len) };
     Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out))
+}
+
+/// The non-Winograd, non-depthwise convolution on [`panel::product`]: tasks over images, groups,
+/// blocks of output columns and, when that leaves fewer than two tasks per thread (7×7 and
+/// 14×14 maps), blocks of output channels. A 1×1 convolution reads its input planes in place;
+/// others build one im2col tile per task.
+fn panel_conv(
+    x: &[f32],
+    wp: &[f32],
+    bias: Option<&[f32]>,
+    d: &Dims,
+    act: Option<Clamp>,
+    mask: Option<(&Tensor, Clamp)>,
+    dst: SharedOut,
+) {
+    let (cg, mg, k) = (d.cg(), d.mg(), d.k());
+    let p = d.h.output * d.w.output;
+    let plane_in = d.h.input * d.w.input;
+    let pointwise = d.pointwise();
+    // Columns per task: the k × cols block of the input (or im2col tile) within 256 KB, so it
+    // stays in L2 while every panel of weights passes over it; a multiple of the kernel's 48.
+    let chunk = ((1usize << 16) / k).clamp(48, 1024) / 48 * 48;
+    let (chunks, cols_max) = (p.div_ceil(chunk), chunk.min(p));
+    let panels = mg.div_ceil(panel::PANEL);
+    let base = d.n * d.g * chunks;
+    let threads = rayon::current_num_threads().max(1);
+    let mut per = panels;
+    if base < 2 * threads {
+        per = panels.div_ceil((2 * threads).div_ceil(base));
+        while per < panels && per * panel::PANEL * k * cols_max < MIN_TASK_MACS / 2 {
+            per += 1;
+        }
+    }
+    let splits = panels.div_ceil(per);
+    let mask = mask.map(|(t, c)| (SharedIn(t.data().as_ptr()), c));
+    (0..base * splits)
+        .into_par_iter()
+        .for_each_init(Vec::new, |col: &mut Vec<f32>, task| {
+            let (img, rest) = (
+                task / (d.g * chunks * splits),
+                task % (d.g * chunks * splits),
+            );
+            let (gi, rest) = (rest / (chunks * splits), rest % (chunks * splits));
+            let (ci, si) = (rest / splits, rest % splits);
+            let (p0, r0) = (ci * chunk, si * per * panel::PANEL);
+            let cols = chunk.min(p - p0);
+            let rows = (per * panel::PANEL).min(mg - r0);
+            let x_img = &x[(img * d.c + gi * cg) * plane_in..][..cg * plane_in];
+            let (b, brs) = if pointwise {
+                (x_img[p0..].as_ptr(), plane_in)
+            } else {
+                col.resize(k * cols, 0.0);
+                im2col_tile(x_img, cg, &d.h, &d.w, p0, cols, col);
+                (col.as_ptr(), cols)
+            };
+            let first = (img * d.m + gi * mg + r0) * p + p0;
+            let epi = panel::Epilogue {
+                bias: bias.map(|b| &b[gi * mg + r0..][..rows]),
+                act,
+                // SAFETY: the mask source has the output's shape (checked by the callers).
+                mask: mask.map(|(src, c)| (unsafe { src.get().add(first) }, c)),
+            };
+            let wp_g = &wp[(gi * panels + si * per) * k * panel::PANEL..];
+            // SAFETY: the panel kernel is available (checked by the caller); `b` holds k rows
+            // of `cols` values at stride `brs` (input planes of this image and group, or the
+            // im2col tile); task (img, gi, ci, si) alone writes rows r0 .. r0 + rows of group
+            // gi, columns p0 .. p0 + cols, of image img's output.
+            unsafe { panel::product(wp_g, rows, k, b, brs, cols, dst.get().add(first), p, epi) };
+        });
+}
+
+/// A read-only pointer handed to rayon tasks (the mask source of [`panel_conv`]).
+#[derive(Clone, Copy)]
+struct SharedIn(*const f32);
+// SAFETY: only read, from data that outlives the parallel loop.
+unsafe impl Send for SharedIn {}
+unsafe impl Sync for SharedIn {}
+
+impl SharedIn {
+    fn get(self) -> *const f32 {
+        self.0
+    }
 }
 
 /// The gradient of `conv(x, w)` with respect to `x`, given `dy` (also ConvTranspose's forward).
@@ -464,7 +589,9 @@ fn conv_input_grad(
     // mask in its own epilogue.
     if !d.depthwise() {
         if let (Some((wf, cache)), Some(td)) = (flipped, transposed_dims(d)) {
-            if d.c >= d.m || winograd_geometry(&td).is_some() {
+            // A 1×1 convolution's col2im is a copy: the flipped route builds nothing either.
+            let no_columns = winograd_geometry(&td).is_some() || td.pointwise();
+            if d.c >= d.m || no_columns {
                 return conv_forward(dy, wf, None, &td, cache, None, mask);
             }
         }
@@ -477,7 +604,7 @@ fn conv_input_grad(
         Tensor::from_parts(vec![d.n, d.c, ih, iw], dx)
     };
     if d.depthwise() {
-        depthwise_input_grad(dy.data(), w.data(), &mut dx, d);
+        depthwise::input_grad(dy.data(), w.data(), &mut dx, &d.depthwise_geometry());
         return Ok(masked(dx));
     }
     let (cg, mg, k) = (d.cg(), d.mg(), d.k());
@@ -573,285 +700,6 @@ fn flip_transpose(w: &Tensor) -> Tensor {
     Tensor::from_parts(vec![c, m, kh, kw], out)
 }
 
-/// Channels a depthwise task handles together, one per vector lane.
-const DW_LANES: usize = 16;
-type DwLanes = [f32; DW_LANES];
-
-/// Depthwise forward (`out` holds the bias and is accumulated into), then `act`.
-///
-/// Channels go in groups of 16, laid out channels-last in a padded buffer, so that every tap is
-/// one 16-wide multiply-add whatever the stride, dilation or plane size. A loop per plane (one
-/// channel at a time, vectorised along the row) ran at 1–3 GFLOP/s on EfficientNet's 7×7 and
-/// 14×14 planes and its stride-2 layers: rows of 7–14 values are too short to vectorise, and
-/// strided taps gather (design.md, "Convolution kernels").
-fn depthwise(x: &[f32], w: &[f32], out: &mut [f32], d: &Dims, act: Option<Clamp>) {
-    let (h, wa) = (&d.h, &d.w);
-    let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
-    let kk = h.kernel * wa.kernel;
-    let groups = d.c.div_ceil(DW_LANES);
-    let min_tasks = (MIN_TASK_MACS / (p * kk * DW_LANES).max(1)).max(1);
-    let dst = SharedOut(out.as_mut_ptr());
-    (0..d.n * groups)
-        .into_par_iter()
-        .with_min_len(min_tasks)
-        .for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(pad, acc): &mut (Vec<DwLanes>, Vec<DwLanes>), task| {
-                let (img, c0) = (task / groups, (task % groups) * DW_LANES);
-                let lanes = DW_LANES.min(d.c - c0);
-                let padded = Padded::new(h, wa);
-                padded.fill_lanes(&x[(img * d.c + c0) * plane_in..], plane_in, lanes, pad);
-                let wl = lane_weights(w, c0, lanes, kk);
-                acc.clear();
-                acc.resize(p, [0.0; DW_LANES]);
-                depthwise_lanes(pad, &wl, acc, &padded);
-                // Row by row, so each row of `acc` stays in L1 while the 16 planes take it.
-                let ow = wa.output;
-                for (oh, row) in acc.chunks(ow).enumerate() {
-                    for l in 0..lanes {
-                        // SAFETY: row oh of plane (img, c0 + l) of `out`: values that only this
-                        // task (image img, channel group c0) touches.
-                        let o = unsafe {
-                            std::slice::from_raw_parts_mut(
-                                dst.get().add((img * d.c + c0 + l) * p + oh * ow),
-                                ow,
-                            )
-                        };
-                        add_lane(o, row, l, act);
-                    }
-                }
-            },
-        );
-}
-
-/// Depthwise input gradient: the adjoint of [`depthwise`], scattered into a padded
-/// channels-last buffer whose interior becomes `dx`.
-fn depthwise_input_grad(dy: &[f32], w: &[f32], dx: &mut [f32], d: &Dims) {
-    let (h, wa) = (&d.h, &d.w);
-    let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
-    let kk = h.kernel * wa.kernel;
-    let groups = d.c.div_ceil(DW_LANES);
-    let min_tasks = (MIN_TASK_MACS / (p * kk * DW_LANES).max(1)).max(1);
-    let dst = SharedOut(dx.as_mut_ptr());
-    (0..d.n * groups)
-        .into_par_iter()
-        .with_min_len(min_tasks)
-        .for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(pad, grad): &mut (Vec<DwLanes>, Vec<DwLanes>), task| {
-                let (img, c0) = (task / groups, (task % groups) * DW_LANES);
-                let lanes = DW_LANES.min(d.c - c0);
-                let padded = Padded::new(h, wa);
-                grad.clear();
-                grad.resize(p, [0.0; DW_LANES]);
-                for l in 0..lanes {
-                    let plane = &dy[(img * d.c + c0 + l) * p..][..p];
-                    for (g, &v) in grad.iter_mut().zip(plane) {
-                        g[l] = v;
-                    }
-                }
-                let wl = lane_weights(w, c0, lanes, kk);
-                pad.clear();
-                pad.resize(padded.rows * padded.cols, [0.0; DW_LANES]);
-                depthwise_lanes_adjoint(grad, &wl, pad, &padded);
-                for l in 0..lanes {
-                    // SAFETY: plane (img, c0 + l) of `dx`, which only this task touches.
-                    let g = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            dst.get().add((img * d.c + c0 + l) * plane_in),
-                            plane_in,
-                        )
-                    };
-                    padded.interior_lane(pad, l, g);
-                }
-            },
-        );
-}
-
-/// `o[i] = act(o[i] + acc[i][l])`.
-fn add_lane(o: &mut [f32], acc: &[DwLanes], l: usize, act: Option<Clamp>) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked just above).
-        return unsafe { add_lane_avx2(o, acc, l, act) };
-    }
-    add_lane_generic(o, acc, l, act)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn add_lane_avx2(o: &mut [f32], acc: &[DwLanes], l: usize, act: Option<Clamp>) {
-    add_lane_generic(o, acc, l, act)
-}
-
-#[inline(always)]
-fn add_lane_generic(o: &mut [f32], acc: &[DwLanes], l: usize, act: Option<Clamp>) {
-    for (ov, a) in o.iter_mut().zip(acc) {
-        *ov += a[l];
-    }
-    if let Some(act) = act {
-        act.apply(o);
-    }
-}
-
-/// The weights of channels `c0..c0 + lanes`, tap by tap, one channel per lane.
-fn lane_weights(w: &[f32], c0: usize, lanes: usize, kk: usize) -> Vec<DwLanes> {
-    (0..kk)
-        .map(|t| std::array::from_fn(|l| if l < lanes { w[(c0 + l) * kk + t] } else { 0.0 }))
-        .collect()
-}
-
-/// A plane with its convolution padding made explicit, so the inner loops need no bounds tests.
-struct Padded {
-    rows: usize,
-    cols: usize,
-    top: usize,
-    left: usize,
-    h: Axis,
-    w: Axis,
-}
-
-impl Padded {
-    fn new(h: &Axis, w: &Axis) -> Padded {
-        // Every position any output reads, from -pad_begin to the last tap.
-        let rows = (h.output - 1) * h.stride + (h.kernel - 1) * h.dilation + 1;
-        let cols = (w.output - 1) * w.stride + (w.kernel - 1) * w.dilation + 1;
-        Padded {
-            rows: rows.max(1),
-            cols: cols.max(1),
-            top: h.pad_begin,
-            left: w.pad_begin,
-            h: *h,
-            w: *w,
-        }
-    }
-
-    /// Input rows (and, within them, columns) that land inside the padded buffer:
-    /// `(first input index, first buffer index, count)`.
-    fn inside(&self) -> ((usize, usize, usize), (usize, usize, usize)) {
-        let axis = |begin: usize, len: usize, input: usize| {
-            // Buffer position of input i is i + begin; keep 0 ≤ i < input and i + begin < len.
-            let n = input.min(len.saturating_sub(begin));
-            (0, begin, n)
-        };
-        (
-            axis(self.top, self.rows, self.h.input),
-            axis(self.left, self.cols, self.w.input),
-        )
-    }
-
-    /// Channels `0..lanes` of `x` (planes of `plane` values) into `buf`, channels-last, with
-    /// zeros around them and in unused lanes.
-    fn fill_lanes(&self, x: &[f32], plane: usize, lanes: usize, buf: &mut Vec<DwLanes>) {
-        buf.clear();
-        buf.resize(self.rows * self.cols, [0.0; DW_LANES]);
-        let ((_, r0, nr), (_, c0, nc)) = self.inside();
-        // Row by row, so the cells being filled stay in L1 while the 16 planes pass over them.
-        for ih in 0..nr {
-            let dst = &mut buf[(ih + r0) * self.cols + c0..][..nc];
-            for l in 0..lanes {
-                let src = &x[l * plane + ih * self.w.input..][..nc];
-                for (cell, &v) in dst.iter_mut().zip(src) {
-                    cell[l] = v;
-                }
-            }
-        }
-    }
-
-    /// Lane `l` of the buffer's interior (the positions inside the input) into plane `g`.
-    fn interior_lane(&self, buf: &[DwLanes], l: usize, g: &mut [f32]) {
-        let ((_, r0, nr), (_, c0, nc)) = self.inside();
-        for ih in 0..nr {
-            let src = &buf[(ih + r0) * self.cols + c0..][..nc];
-            let dst = &mut g[ih * self.w.input..ih * self.w.input + nc];
-            for (v, cell) in dst.iter_mut().zip(src) {
-                *v = cell[l];
-            }
-        }
-    }
-}
-
-/// `acc[oh, ow] += Σ w[ki, kj] · pad[oh·s + ki·d, ow·s + kj·d]`, 16 channels per step.
-fn depthwise_lanes(pad: &[DwLanes], w: &[DwLanes], acc: &mut [DwLanes], p: &Padded) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        return unsafe { depthwise_lanes_avx2(pad, w, acc, p) };
-    }
-    depthwise_lanes_generic(pad, w, acc, p)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn depthwise_lanes_avx2(pad: &[DwLanes], w: &[DwLanes], acc: &mut [DwLanes], p: &Padded) {
-    depthwise_lanes_generic(pad, w, acc, p)
-}
-
-#[inline(always)]
-fn depthwise_lanes_generic(pad: &[DwLanes], w: &[DwLanes], acc: &mut [DwLanes], p: &Padded) {
-    let (h, wa) = (&p.h, &p.w);
-    for oh in 0..h.output {
-        for ow in 0..wa.output {
-            let mut a = [0.0f32; DW_LANES];
-            for ki in 0..h.kernel {
-                let row = (oh * h.stride + ki * h.dilation) * p.cols;
-                for kj in 0..wa.kernel {
-                    let x = &pad[row + ow * wa.stride + kj * wa.dilation];
-                    let wt = &w[ki * wa.kernel + kj];
-                    for l in 0..DW_LANES {
-                        a[l] += wt[l] * x[l];
-                    }
-                }
-            }
-            let o = &mut acc[oh * wa.output + ow];
-            for l in 0..DW_LANES {
-                o[l] += a[l];
-            }
-        }
-    }
-}
-
-/// The adjoint of [`depthwise_lanes`]: `pad[oh·s + ki·d, ow·s + kj·d] += w[ki, kj] · dy[oh, ow]`.
-fn depthwise_lanes_adjoint(dy: &[DwLanes], w: &[DwLanes], pad: &mut [DwLanes], p: &Padded) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        return unsafe { depthwise_lanes_adjoint_avx2(dy, w, pad, p) };
-    }
-    depthwise_lanes_adjoint_generic(dy, w, pad, p)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn depthwise_lanes_adjoint_avx2(
-    dy: &[DwLanes],
-    w: &[DwLanes],
-    pad: &mut [DwLanes],
-    p: &Padded,
-) {
-    depthwise_lanes_adjoint_generic(dy, w, pad, p)
-}
-
-#[inline(always)]
-fn depthwise_lanes_adjoint_generic(dy: &[DwLanes], w: &[DwLanes], pad: &mut [DwLanes], p: &Padded) {
-    let (h, wa) = (&p.h, &p.w);
-    for oh in 0..h.output {
-        for ow in 0..wa.output {
-            let g = dy[oh * wa.output + ow];
-            for ki in 0..h.kernel {
-                let row = (oh * h.stride + ki * h.dilation) * p.cols;
-                for kj in 0..wa.kernel {
-                    let x = &mut pad[row + ow * wa.stride + kj * wa.dilation];
-                    let wt = &w[ki * wa.kernel + kj];
-                    for l in 0..DW_LANES {
-                        x[l] += wt[l] * g[l];
-                    }
-                }
-            }
-        }
-    }
-}
-
 struct Conv {
     attrs: ConvAttrs,
     /// Whether the weights are a constant of the model (then their derived forms are cached).
@@ -859,14 +707,14 @@ struct Conv {
     /// Flipped, transposed weights for the stride-1 input gradient, built on first use.
     flipped: OnceLock<Tensor>,
     /// Winograd transforms of the weights and of the flipped weights.
-    winograd: WeightCache,
-    winograd_flipped: WeightCache,
+    packed: WeightCache,
+    packed_flipped: WeightCache,
 }
 
 impl Conv {
     /// The Winograd weight cache, for constant weights only.
     fn cache(&self) -> Option<&WeightCache> {
-        self.constant_weights.then_some(&self.winograd)
+        self.constant_weights.then_some(&self.packed)
     }
 
     /// The input gradient, masked by `mask` read from the input (see [`Op::backward_masked`]).
@@ -881,7 +729,7 @@ impl Conv {
                 (false, _) => None,
                 (true, true) => Some((
                     self.flipped.get_or_init(|| flip_transpose(w)),
-                    Some(&self.winograd_flipped),
+                    Some(&self.packed_flipped),
                 )),
                 (true, false) => {
                     fresh = flip_transpose(w);
@@ -952,8 +800,8 @@ impl Op for Conv {
                 // The stacked weights are new on every call.
                 constant_weights: false,
                 flipped: OnceLock::new(),
-                winograd: WeightCache::default(),
-                winograd_flipped: WeightCache::default(),
+                packed: WeightCache::default(),
+                packed_flipped: WeightCache::default(),
             }) as Box<dyn Op>
         })
     }

@@ -1,0 +1,810 @@
+//! Depthwise convolution (group = C = M: one filter per channel), forward and input gradient.
+//!
+//! Channels go 16 at a time, one per vector lane, laid out channels-last in a padded buffer
+//! (`[rows][cols][16]`), so every tap of every output is one 16-wide multiply-add whatever the
+//! stride, dilation or plane size. A loop per plane (one channel at a time, vectorised along the
+//! row) ran at 1–3 GFLOP/s on EfficientNet's 7×7 and 14×14 planes and its stride-2 layers: rows
+//! of 7–14 values are too short to vectorise, and strided taps gather.
+//!
+//! The forward pass works in strips of output rows whose buffers fit in about 64 KB, so the
+//! planes are read once, transposed into lanes while in L1, and the outputs are transposed back
+//! (with bias and activation) and written once. On AVX-512 both transposes are 16×16 register
+//! transposes (design.md, "Depthwise convolutions").
+
+use rayon::prelude::*;
+
+use crate::kernels::{Axis, SharedOut};
+use crate::ops::Clamp;
+
+/// Channels a depthwise task handles together, one per vector lane.
+pub(crate) const LANES: usize = 16;
+type Cell = [f32; LANES];
+const ZERO: Cell = [0.0; LANES];
+
+/// Cells (of 16 floats) a forward strip's input rows plus one output row may take: 64 KB, so
+/// that the strip stays in L1/L2 between its transpose in, its taps and its transpose out.
+const STRIP_CELLS: usize = 1024;
+
+/// Below this many multiply-adds per task, tasks are grouped (see `MIN_TASK_MACS` in conv.rs).
+const MIN_TASK_MACS: usize = 1 << 20;
+
+/// Shapes of a depthwise convolution: `n` images of `c` channels, one filter per channel.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
+    pub n: usize,
+    pub c: usize,
+    pub h: Axis,
+    pub w: Axis,
+}
+
+impl Geometry {
+    fn groups(&self) -> usize {
+        self.c.div_ceil(LANES)
+    }
+    fn taps(&self) -> usize {
+        self.h.kernel * self.w.kernel
+    }
+}
+
+/// Which inner loops run: AVX-512 register transposes and taps, or portable loops.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kernel {
+    Avx512,
+    Portable,
+}
+
+impl Kernel {
+    fn detect() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Kernel::Avx512;
+        }
+        Kernel::Portable
+    }
+}
+
+/// `out = act(depthwise(x, w) + bias)`; writes every one of the `n·c·oh·ow` values of `out`.
+pub(crate) fn forward(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [std::mem::MaybeUninit<f32>],
+    g: &Geometry,
+    act: Option<Clamp>,
+) {
+    forward_with(Kernel::detect(), x, w, bias, out, g, act)
+}
+
+fn forward_with(
+    kernel: Kernel,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [std::mem::MaybeUninit<f32>],
+    g: &Geometry,
+    act: Option<Clamp>,
+) {
+    let (h, wa) = (&g.h, &g.w);
+    let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
+    let kk = g.taps();
+    assert_eq!(x.len(), g.n * g.c * plane_in, "depthwise input");
+    assert_eq!(w.len(), g.c * kk, "depthwise weights");
+    assert_eq!(out.len(), g.n * g.c * p, "depthwise output");
+    assert!(bias.is_none_or(|b| b.len() == g.c), "depthwise bias");
+    let padded = Padded::new(h, wa);
+    let rows = strip_rows(&padded);
+    let strips = h.output.div_ceil(rows);
+    let groups = g.groups();
+    let min_tasks = (MIN_TASK_MACS / (rows * wa.output * kk * LANES).max(1)).max(1);
+    let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
+    (0..g.n * groups * strips)
+        .into_par_iter()
+        .with_min_len(min_tasks)
+        .for_each(|task| {
+            let (img, rest) = (task / (groups * strips), task % (groups * strips));
+            let (c0, strip) = ((rest / strips) * LANES, rest % strips);
+            let lanes = LANES.min(g.c - c0);
+            let oh0 = strip * rows;
+            let nrows = rows.min(h.output - oh0);
+            let nin = padded.rows_for(nrows);
+            let mut weights = lane_weights(w, c0, lanes, kk);
+            // The bias travels as one more "tap" so both kernels take it from the same slice.
+            weights.push(std::array::from_fn(|l| match bias {
+                Some(b) if l < lanes => b[c0 + l],
+                _ => 0.0,
+            }));
+            STRIP.with_borrow_mut(|buf| {
+                // Grown, never shrunk: every cell a strip uses is written before it is read.
+                let need = nin * padded.cols + wa.output;
+                if buf.len() < need {
+                    buf.resize(need, ZERO);
+                }
+                let (input, orow) = buf[..need].split_at_mut(nin * padded.cols);
+                let planes = &x[(img * g.c + c0) * plane_in..][..lanes * plane_in];
+                for (r, row) in input.chunks_mut(padded.cols).enumerate() {
+                    padded.fill_row(kernel, planes, lanes, oh0 * h.stride + r, row);
+                }
+                for r in 0..nrows {
+                    taps_row(kernel, input, &weights, &padded, r, orow, act);
+                    // SAFETY: output row oh0 + r of planes (img, c0 .. c0 + lanes): values that only
+                    // this task (image, channel group, strip) writes; `out` holds n·c·p values.
+                    unsafe {
+                        let first = dst.get().add((img * g.c + c0) * p + (oh0 + r) * wa.output);
+                        store_row(kernel, orow, lanes, first, p);
+                    }
+                }
+            });
+        });
+}
+
+thread_local! {
+    /// A forward strip's cells, kept per thread (rayon hands out many small tasks).
+    static STRIP: std::cell::RefCell<Vec<Cell>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Output rows per forward strip: as many as keep the strip within [`STRIP_CELLS`].
+fn strip_rows(p: &Padded) -> usize {
+    let mut rows = p.h.output;
+    while rows > 1 && p.rows_for(rows) * p.cols + p.w.output > STRIP_CELLS {
+        rows -= 1;
+    }
+    rows
+}
+
+/// Depthwise input gradient: the adjoint of [`forward`], scattered into a padded
+/// channels-last buffer whose interior becomes `dx`.
+pub(crate) fn input_grad(dy: &[f32], w: &[f32], dx: &mut [f32], g: &Geometry) {
+    let (h, wa) = (&g.h, &g.w);
+    let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
+    let kk = g.taps();
+    assert_eq!(dy.len(), g.n * g.c * p, "depthwise output gradient");
+    assert_eq!(dx.len(), g.n * g.c * plane_in, "depthwise input gradient");
+    let groups = g.groups();
+    let min_tasks = (MIN_TASK_MACS / (p * kk * LANES).max(1)).max(1);
+    let dst = SharedOut(dx.as_mut_ptr());
+    (0..g.n * groups)
+        .into_par_iter()
+        .with_min_len(min_tasks)
+        .for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(pad, grad): &mut (Vec<Cell>, Vec<Cell>), task| {
+                let (img, c0) = (task / groups, (task % groups) * LANES);
+                let lanes = LANES.min(g.c - c0);
+                let padded = Padded::new(h, wa);
+                grad.clear();
+                grad.resize(p, ZERO);
+                for l in 0..lanes {
+                    let plane = &dy[(img * g.c + c0 + l) * p..][..p];
+                    for (cell, &v) in grad.iter_mut().zip(plane) {
+                        cell[l] = v;
+                    }
+                }
+                let wl = lane_weights(w, c0, lanes, kk);
+                pad.clear();
+                pad.resize(padded.rows * padded.cols, ZERO);
+                adjoint(grad, &wl, pad, &padded);
+                for l in 0..lanes {
+                    // SAFETY: plane (img, c0 + l) of `dx`, which only this task touches.
+                    let plane = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            dst.get().add((img * g.c + c0 + l) * plane_in),
+                            plane_in,
+                        )
+                    };
+                    padded.interior_lane(pad, l, plane);
+                }
+            },
+        );
+}
+
+/// The weights of channels `c0..c0 + lanes`, tap by tap, one channel per lane.
+fn lane_weights(w: &[f32], c0: usize, lanes: usize, kk: usize) -> Vec<Cell> {
+    (0..kk)
+        .map(|t| std::array::from_fn(|l| if l < lanes { w[(c0 + l) * kk + t] } else { 0.0 }))
+        .collect()
+}
+
+/// A plane with its convolution padding made explicit, so the inner loops need no bounds tests.
+struct Padded {
+    rows: usize,
+    cols: usize,
+    h: Axis,
+    w: Axis,
+}
+
+impl Padded {
+    fn new(h: &Axis, w: &Axis) -> Padded {
+        // Every position any output reads, from -pad_begin to the last tap.
+        Padded {
+            rows: Self::span(h, h.output).max(1),
+            cols: Self::span(w, w.output).max(1),
+            h: *h,
+            w: *w,
+        }
+    }
+
+    /// Padded positions that `outputs` consecutive outputs read along `a`.
+    fn span(a: &Axis, outputs: usize) -> usize {
+        (outputs.max(1) - 1) * a.stride + (a.kernel - 1) * a.dilation + 1
+    }
+
+    /// Padded rows that `outputs` consecutive output rows read.
+    fn rows_for(&self, outputs: usize) -> usize {
+        Self::span(&self.h, outputs)
+    }
+
+    /// Input positions along `a` that land inside a padded buffer of `len` positions:
+    /// `(first buffer index, count)` (input 0 sits at buffer index `pad_begin`).
+    fn inside(a: &Axis, len: usize) -> (usize, usize) {
+        (a.pad_begin, a.input.min(len.saturating_sub(a.pad_begin)))
+    }
+
+    /// Padded row `pr` of channels `0..lanes` of `planes` into `row`, channels-last, with zeros
+    /// in the padding and in unused lanes.
+    fn fill_row(&self, kernel: Kernel, planes: &[f32], lanes: usize, pr: usize, row: &mut [Cell]) {
+        let plane = self.h.input * self.w.input;
+        let (left, nc) = Self::inside(&self.w, self.cols);
+        let ih = pr as isize - self.h.pad_begin as isize;
+        if ih < 0 || ih as usize >= self.h.input || nc == 0 {
+            row.fill(ZERO);
+            return;
+        }
+        row[..left].fill(ZERO);
+        row[left + nc..].fill(ZERO);
+        let src = &planes[ih as usize * self.w.input..];
+        let cells = &mut row[left..left + nc];
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Avx512 is only chosen when the CPU has AVX-512F; `src` holds `lanes`
+            // planes of `plane` values from this row on (checked by the slice bounds above:
+            // `planes` has lanes·plane values and the row starts inside the first plane).
+            Kernel::Avx512 => unsafe { avx512::gather_lanes(src, plane, lanes, cells) },
+            _ => {
+                for (l, lane) in (0..lanes).map(|l| (l, &src[l * plane..][..nc])) {
+                    for (cell, &v) in cells.iter_mut().zip(lane) {
+                        cell[l] = v;
+                    }
+                }
+                if lanes < LANES {
+                    cells.iter_mut().for_each(|c| c[lanes..].fill(0.0));
+                }
+            }
+        }
+    }
+
+    /// Lane `l` of the buffer's interior (the positions inside the input) into plane `g`.
+    fn interior_lane(&self, buf: &[Cell], l: usize, g: &mut [f32]) {
+        let (r0, nr) = Self::inside(&self.h, self.rows);
+        let (c0, nc) = Self::inside(&self.w, self.cols);
+        for ih in 0..nr {
+            let src = &buf[(ih + r0) * self.cols + c0..][..nc];
+            let dst = &mut g[ih * self.w.input..ih * self.w.input + nc];
+            for (v, cell) in dst.iter_mut().zip(src) {
+                *v = cell[l];
+            }
+        }
+    }
+}
+
+/// Output row `r` of a strip: `orow[ow] = act(bias + Σ w[ki, kj] · input[r·s + ki·d, ow·s + kj·d])`
+/// with the bias as the last entry of `weights`.
+fn taps_row(
+    kernel: Kernel,
+    input: &[Cell],
+    weights: &[Cell],
+    p: &Padded,
+    r: usize,
+    orow: &mut [Cell],
+    act: Option<Clamp>,
+) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Avx512 is only chosen when the CPU has AVX-512F.
+        Kernel::Avx512 => unsafe { avx512::taps_row(input, weights, p, r, orow, act) },
+        _ => {
+            let (h, wa) = (&p.h, &p.w);
+            let (taps, bias) = weights.split_at(weights.len() - 1);
+            for (ow, o) in orow.iter_mut().enumerate() {
+                let mut a = bias[0];
+                for ki in 0..h.kernel {
+                    let row = (r * h.stride + ki * h.dilation) * p.cols + ow * wa.stride;
+                    for kj in 0..wa.kernel {
+                        let (x, wt) = (&input[row + kj * wa.dilation], &taps[ki * wa.kernel + kj]);
+                        for l in 0..LANES {
+                            a[l] += wt[l] * x[l];
+                        }
+                    }
+                }
+                if let Some(act) = act {
+                    act.apply(&mut a);
+                }
+                *o = a;
+            }
+        }
+    }
+}
+
+/// Lanes `0..lanes` of `orow` to the rows at `first + l·plane`.
+///
+/// # Safety
+/// Each of those rows must be valid for `orow.len()` writes that no other thread touches.
+unsafe fn store_row(kernel: Kernel, orow: &[Cell], lanes: usize, first: *mut f32, plane: usize) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Avx512 is only chosen when the CPU has AVX-512F; the rows as the caller promised.
+        Kernel::Avx512 => unsafe { avx512::scatter_lanes(orow, lanes, first, plane) },
+        _ => {
+            for l in 0..lanes {
+                for (ow, cell) in orow.iter().enumerate() {
+                    // SAFETY: as the caller promised.
+                    unsafe { *first.add(l * plane + ow) = cell[l] };
+                }
+            }
+        }
+    }
+}
+
+/// `pad[oh·s + ki·d, ow·s + kj·d] += w[ki, kj] · dy[oh, ow]`, 16 channels per step.
+fn adjoint(dy: &[Cell], w: &[Cell], pad: &mut [Cell], p: &Padded) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        return unsafe { adjoint_avx2(dy, w, pad, p) };
+    }
+    adjoint_generic(dy, w, pad, p)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn adjoint_avx2(dy: &[Cell], w: &[Cell], pad: &mut [Cell], p: &Padded) {
+    adjoint_generic(dy, w, pad, p)
+}
+
+#[inline(always)]
+fn adjoint_generic(dy: &[Cell], w: &[Cell], pad: &mut [Cell], p: &Padded) {
+    let (h, wa) = (&p.h, &p.w);
+    for oh in 0..h.output {
+        for ow in 0..wa.output {
+            let g = dy[oh * wa.output + ow];
+            for ki in 0..h.kernel {
+                let row = (oh * h.stride + ki * h.dilation) * p.cols;
+                for kj in 0..wa.kernel {
+                    let x = &mut pad[row + ow * wa.stride + kj * wa.dilation];
+                    let wt = &w[ki * wa.kernel + kj];
+                    for l in 0..LANES {
+                        x[l] += wt[l] * g[l];
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! The AVX-512 inner loops: 16×16 register transposes between planes and lanes, and taps
+    //! over four outputs at a time (one weight load feeds four multiply-adds).
+
+    use std::arch::x86_64::*;
+
+    use super::{Cell, Padded, LANES};
+    use crate::ops::Clamp;
+
+    /// Transposes the 16×16 block held in `r` (row i = `r[i]`) in place: 64 shuffles.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn transpose16(r: &mut [__m512; 16]) {
+        // Stage 1: interleave 32-bit pairs of rows 2i, 2i+1.
+        let mut a = [_mm512_setzero_ps(); 16];
+        for i in 0..8 {
+            a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        // Stage 2: interleave 64-bit pairs; b[4i + q], 128-bit lane k = column 4k + q of
+        // rows 4i .. 4i + 4.
+        let mut b = [_mm512_setzero_ps(); 16];
+        let (lo, hi) = (
+            |x: __m512, y: __m512| {
+                _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(x), _mm512_castps_pd(y)))
+            },
+            |x: __m512, y: __m512| {
+                _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(x), _mm512_castps_pd(y)))
+            },
+        );
+        for i in 0..4 {
+            b[4 * i] = lo(a[4 * i], a[4 * i + 2]);
+            b[4 * i + 1] = hi(a[4 * i], a[4 * i + 2]);
+            b[4 * i + 2] = lo(a[4 * i + 1], a[4 * i + 3]);
+            b[4 * i + 3] = hi(a[4 * i + 1], a[4 * i + 3]);
+        }
+        // Stages 3 and 4: for each q, a 4×4 transpose of 128-bit lanes across b[q], b[4 + q],
+        // b[8 + q], b[12 + q]; its lane-row k is output row 4k + q.
+        for q in 0..4 {
+            let c0 = _mm512_shuffle_f32x4::<0x88>(b[q], b[4 + q]);
+            let c1 = _mm512_shuffle_f32x4::<0xDD>(b[q], b[4 + q]);
+            let c2 = _mm512_shuffle_f32x4::<0x88>(b[8 + q], b[12 + q]);
+            let c3 = _mm512_shuffle_f32x4::<0xDD>(b[8 + q], b[12 + q]);
+            r[q] = _mm512_shuffle_f32x4::<0x88>(c0, c2);
+            r[4 + q] = _mm512_shuffle_f32x4::<0x88>(c1, c3);
+            r[8 + q] = _mm512_shuffle_f32x4::<0xDD>(c0, c2);
+            r[12 + q] = _mm512_shuffle_f32x4::<0xDD>(c1, c3);
+        }
+    }
+
+    /// `cells[j][l] = src[l·plane + j]` for `l < lanes` (0 in the other lanes).
+    ///
+    /// # Safety
+    /// AVX-512F; `src` holds at least `(lanes − 1)·plane + cells.len()` values.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn gather_lanes(src: &[f32], plane: usize, lanes: usize, cells: &mut [Cell]) {
+        let n = cells.len();
+        assert!(lanes <= LANES && (lanes == 0 || (lanes - 1) * plane + n <= src.len()));
+        let mut r = [_mm512_setzero_ps(); 16];
+        for j0 in (0..n).step_by(LANES) {
+            let width = LANES.min(n - j0);
+            let m: __mmask16 = if width == LANES {
+                !0
+            } else {
+                (1u16 << width) - 1
+            };
+            for (l, v) in r.iter_mut().enumerate() {
+                // SAFETY: `width` values from l·plane + j0 are inside `src` (asserted above).
+                *v = if l < lanes {
+                    unsafe { _mm512_maskz_loadu_ps(m, src.as_ptr().add(l * plane + j0)) }
+                } else {
+                    _mm512_setzero_ps()
+                };
+            }
+            transpose16(&mut r);
+            for (j, v) in r.iter().take(width).enumerate() {
+                // SAFETY: cell j0 + j < n exists; a Cell is 16 floats.
+                unsafe { _mm512_storeu_ps(cells[j0 + j].as_mut_ptr(), *v) };
+            }
+        }
+    }
+
+    /// `first[l·plane + j] = cells[j][l]` for `l < lanes`.
+    ///
+    /// # Safety
+    /// AVX-512F; every row `first + l·plane` valid for `cells.len()` writes.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn scatter_lanes(
+        cells: &[Cell],
+        lanes: usize,
+        first: *mut f32,
+        plane: usize,
+    ) {
+        let n = cells.len();
+        let mut r = [_mm512_setzero_ps(); 16];
+        for j0 in (0..n).step_by(LANES) {
+            let width = LANES.min(n - j0);
+            let m: __mmask16 = if width == LANES {
+                !0
+            } else {
+                (1u16 << width) - 1
+            };
+            for (j, v) in r.iter_mut().enumerate() {
+                *v = if j < width {
+                    // SAFETY: cell j0 + j < n exists.
+                    unsafe { _mm512_loadu_ps(cells[j0 + j].as_ptr()) }
+                } else {
+                    _mm512_setzero_ps()
+                };
+            }
+            transpose16(&mut r);
+            for (l, v) in r.iter().take(lanes).enumerate() {
+                // SAFETY: `width` values from column j0 of row l, as the caller promised.
+                unsafe { _mm512_mask_storeu_ps(first.add(l * plane + j0), m, *v) };
+            }
+        }
+    }
+
+    /// As the portable loop of `taps_row`, four outputs at a time.
+    ///
+    /// # Safety
+    /// AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn taps_row(
+        input: &[Cell],
+        weights: &[Cell],
+        p: &Padded,
+        r: usize,
+        orow: &mut [Cell],
+        act: Option<Clamp>,
+    ) {
+        let (h, wa) = (&p.h, &p.w);
+        let (taps, bias) = weights.split_at(weights.len() - 1);
+        assert_eq!(taps.len(), h.kernel * wa.kernel);
+        // Highest cell any tap of this row reads, checked once so the loop can skip bounds.
+        let last = (r * h.stride + (h.kernel - 1) * h.dilation) * p.cols
+            + (orow.len().max(1) - 1) * wa.stride
+            + (wa.kernel - 1) * wa.dilation;
+        assert!(orow.is_empty() || last < input.len());
+        let (lo, hi) = match act {
+            Some(c) => (_mm512_set1_ps(c.lo), _mm512_set1_ps(c.hi)),
+            None => (
+                _mm512_set1_ps(f32::NEG_INFINITY),
+                _mm512_set1_ps(f32::INFINITY),
+            ),
+        };
+        let clamp = |v: __m512| match act {
+            // NaN becomes `lo`, as `Clamp::apply` does: max returns its second operand on NaN.
+            Some(_) => _mm512_min_ps(_mm512_max_ps(v, lo), hi),
+            None => v,
+        };
+        let base = input.as_ptr().cast::<f32>();
+        // SAFETY (all loads below): cell indices are at most `last` (asserted above).
+        let cell = |i: usize| unsafe { _mm512_loadu_ps(base.add(i * LANES)) };
+        let bv = unsafe { _mm512_loadu_ps(bias[0].as_ptr()) };
+        // Outputs in blocks of 8, then 4, 2, 1: independent accumulators hide the FMA latency
+        // (a single chain of 25 taps on a 7-wide row waited on each multiply-add).
+        let n = orow.len();
+        let mut ow = 0;
+        while ow < n {
+            let left = n - ow;
+            // SAFETY (all four): AVX-512F, and the blocks stay within `orow` and `last`.
+            ow += unsafe {
+                if left >= 8 {
+                    block::<8>(&cell, taps, bv, p, r, ow, orow, &clamp)
+                } else if left >= 4 {
+                    block::<4>(&cell, taps, bv, p, r, ow, orow, &clamp)
+                } else if left >= 2 {
+                    block::<2>(&cell, taps, bv, p, r, ow, orow, &clamp)
+                } else {
+                    block::<1>(&cell, taps, bv, p, r, ow, orow, &clamp)
+                }
+            };
+        }
+    }
+
+    /// Outputs `ow0 .. ow0 + N` of row `r`; returns `N`.
+    ///
+    /// # Safety
+    /// AVX-512F; `ow0 + N ≤ orow.len()`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn block<const N: usize>(
+        cell: &impl Fn(usize) -> __m512,
+        taps: &[Cell],
+        bv: __m512,
+        p: &Padded,
+        r: usize,
+        ow0: usize,
+        orow: &mut [Cell],
+        clamp: &impl Fn(__m512) -> __m512,
+    ) -> usize {
+        let (h, wa) = (&p.h, &p.w);
+        let mut acc = [bv; N];
+        for ki in 0..h.kernel {
+            let row = (r * h.stride + ki * h.dilation) * p.cols + ow0 * wa.stride;
+            for kj in 0..wa.kernel {
+                // SAFETY: tap ki·kw + kj < taps.len() (asserted by the caller); a Cell is 16 floats.
+                let wt = unsafe { _mm512_loadu_ps(taps[ki * wa.kernel + kj].as_ptr()) };
+                let at = row + kj * wa.dilation;
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = _mm512_fmadd_ps(wt, cell(at + j * wa.stride), *a);
+                }
+            }
+        }
+        for (o, a) in orow[ow0..ow0 + N].iter_mut().zip(acc) {
+            // SAFETY: a Cell is 16 floats.
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), clamp(a)) };
+        }
+        N
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn axis(
+        input: usize,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+        pads: (usize, usize),
+    ) -> Axis {
+        let span = (kernel - 1) * dilation + 1;
+        Axis {
+            input,
+            output: (input + pads.0 + pads.1 - span) / stride + 1,
+            kernel,
+            stride,
+            dilation,
+            pad_begin: pads.0,
+        }
+    }
+
+    /// Direct f64 depthwise convolution with bounds tests: the reference.
+    fn direct(x: &[f32], w: &[f32], b: &[f32], g: &Geometry, act: Option<Clamp>) -> Vec<f64> {
+        let (h, wa) = (&g.h, &g.w);
+        let mut out = Vec::new();
+        for img in 0..g.n {
+            for c in 0..g.c {
+                for oh in 0..h.output {
+                    for ow in 0..wa.output {
+                        let mut s = b[c] as f64;
+                        for ki in 0..h.kernel {
+                            for kj in 0..wa.kernel {
+                                if let (Some(ih), Some(iw)) = (h.source(oh, ki), wa.source(ow, kj))
+                                {
+                                    let xv = x[((img * g.c + c) * h.input + ih) * wa.input + iw];
+                                    s += xv as f64 * w[(c * h.kernel + ki) * wa.kernel + kj] as f64;
+                                }
+                            }
+                        }
+                        if let Some(a) = act {
+                            s = s.max(a.lo as f64).min(a.hi as f64);
+                        }
+                        out.push(s);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn avx512_transpose_is_a_transpose() {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            use std::arch::x86_64::*;
+            let m: Vec<f32> = (0..256).map(|i| i as f32).collect();
+            // SAFETY: AVX-512F checked above; every load and store is of 16 floats in `m`/`t`.
+            unsafe {
+                let mut r: [__m512; 16] =
+                    std::array::from_fn(|i| _mm512_loadu_ps(m.as_ptr().add(16 * i)));
+                avx512::transpose16(&mut r);
+                let mut t = vec![0.0f32; 256];
+                for (i, v) in r.iter().enumerate() {
+                    _mm512_storeu_ps(t.as_mut_ptr().add(16 * i), *v);
+                }
+                for i in 0..16 {
+                    for j in 0..16 {
+                        assert_eq!(t[16 * i + j], m[16 * j + i], "element ({i}, {j})");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Both kernels, against the direct loop, on channel counts that fill 16 lanes and leave a
+    /// partial group, widths below, at and above 16, strides, dilations, asymmetric pads and
+    /// strips (the 70-wide plane needs several).
+    #[test]
+    fn forward_matches_the_direct_convolution() {
+        let relu6 = Clamp { lo: 0.0, hi: 6.0 };
+        let cases = [
+            // (n, c, h axis, w axis, act)
+            (
+                1,
+                37,
+                axis(9, 3, 1, 1, (1, 1)),
+                axis(21, 3, 1, 1, (1, 1)),
+                None,
+            ),
+            (
+                2,
+                16,
+                axis(12, 5, 2, 1, (1, 2)),
+                axis(17, 5, 2, 1, (2, 1)),
+                Some(relu6),
+            ),
+            (
+                1,
+                5,
+                axis(7, 3, 1, 2, (2, 0)),
+                axis(6, 2, 2, 1, (0, 1)),
+                None,
+            ),
+            (
+                1,
+                33,
+                axis(70, 3, 1, 1, (1, 1)),
+                axis(70, 3, 1, 1, (1, 1)),
+                Some(relu6),
+            ),
+            (
+                1,
+                17,
+                axis(4, 1, 1, 1, (0, 0)),
+                axis(1, 1, 1, 1, (0, 0)),
+                None,
+            ),
+            (
+                1,
+                20,
+                axis(15, 3, 2, 1, (0, 1)),
+                axis(32, 3, 2, 1, (0, 1)),
+                Some(relu6),
+            ),
+        ];
+        let mut kernels = vec![Kernel::Portable];
+        if Kernel::detect() == Kernel::Avx512 {
+            kernels.push(Kernel::Avx512);
+        }
+        for (case, &(n, c, h, w, act)) in cases.iter().enumerate() {
+            let g = Geometry { n, c, h, w };
+            let x = values(n * c * h.input * w.input, case as u32);
+            let wt = values(c * h.kernel * w.kernel, 100 + case as u32);
+            let b = values(c, 200 + case as u32);
+            // Scale up so Relu6 clips at both ends.
+            let x: Vec<f32> = x.iter().map(|v| v * 4.0).collect();
+            let want = direct(&x, &wt, &b, &g, act);
+            for &kernel in &kernels {
+                let mut out = vec![std::mem::MaybeUninit::new(f32::NAN); want.len()];
+                forward_with(kernel, &x, &wt, Some(&b), &mut out, &g, act);
+                for (i, (o, &e)) in out.iter().zip(&want).enumerate() {
+                    // SAFETY: initialised above (and overwritten by forward_with).
+                    let o = unsafe { o.assume_init() } as f64;
+                    assert!(
+                        (o - e).abs() <= 1e-5 * (1.0 + e.abs()),
+                        "case {case} {kernel:?}: value {i} is {o}, expected {e}"
+                    );
+                }
+            }
+        }
+    }
+}
+#[cfg(test)]
+mod tmp_timing {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn tmp_time() {
+        for &(c, hw, k, s) in &[
+            (32usize, 112usize, 3usize, 1usize),
+            (96, 112, 3, 2),
+            (1152, 7, 5, 1),
+            (144, 56, 3, 1),
+        ] {
+            let p = k / 2;
+            let out = (hw + 2 * p - k) / s + 1;
+            let ax = Axis {
+                input: hw,
+                output: out,
+                kernel: k,
+                stride: s,
+                dilation: 1,
+                pad_begin: p,
+            };
+            let g = Geometry {
+                n: 1,
+                c,
+                h: ax,
+                w: ax,
+            };
+            let x = vec![0.5f32; c * hw * hw];
+            let w = vec![0.1f32; c * k * k];
+            let mut o = vec![std::mem::MaybeUninit::new(0.0f32); c * out * out];
+            for kernel in [Kernel::Avx512, Kernel::Portable] {
+                let mut best = f64::MAX;
+                for _ in 0..200 {
+                    let t = std::time::Instant::now();
+                    forward_with(kernel, &x, &w, None, &mut o, &g, None);
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                let macs = (c * out * out * k * k) as f64;
+                println!(
+                    "c{c} {hw} k{k} s{s} {kernel:?}: {:.1} us {:.1} GF/s",
+                    best * 1e6,
+                    2.0 * macs / best / 1e9
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! Convolution products on weights packed in panels of 8 output channels, with the bias,
+//! activation and gradient mask applied in registers before the one write of each output.
+//!
+//! `out[r][j] = epilogue(Σ_k W[r][k] · B[k][j])`, where `B` is the input itself for a 1×1
+//! convolution (rows are channel planes, already contiguous runs of output positions) or an
+//! im2col tile. Neither operand is repacked at run time: constant weights are packed once
+//! ([`pack`]) and `B` rows are read as vectors where they lie. The `gemm` crate packed both
+//! operands on every call, which on EfficientNet's 7×7 maps (49 columns against 192–1152
+//! channels) cost more than the multiplications and kept a second thread from helping
+//! (design.md, "Pointwise convolutions").
+
+use crate::ops::Clamp;
+
+/// Output channels per panel: 8 rows of accumulators, 16·NV columns each.
+pub(crate) const PANEL: usize = 8;
+
+/// Whether the panel kernel runs on this CPU (it needs AVX-512F).
+pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f") && !FORCE_GEMM.load(Relaxed)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+/// Set by tests to run the portable `gemm` path on an AVX-512 machine.
+static FORCE_GEMM: AtomicBool = AtomicBool::new(false);
+
+/// Makes [`available`] answer false (tests compare both paths).
+#[cfg(test)]
+pub(crate) fn force_gemm(on: bool) {
+    FORCE_GEMM.store(on, Relaxed);
+}
+
+/// `g` groups of `mg × k` row-major weights → per group `ceil(mg/8)` panels of `k × 8`
+/// (`[group][panel][k][8]`), rows past `mg` zero.
+pub(crate) fn pack(w: &[f32], groups: usize, mg: usize, k: usize) -> Vec<f32> {
+    assert_eq!(w.len(), groups * mg * k, "weights");
+    let panels = mg.div_ceil(PANEL);
+    let mut out = vec![0.0f32; groups * panels * k * PANEL];
+    for gi in 0..groups {
+        for r in 0..mg {
+            let (panel, lane) = (r / PANEL, r % PANEL);
+            let dst = &mut out[(gi * panels + panel) * k * PANEL..][..k * PANEL];
+            for (kk, &v) in w[(gi * mg + r) * k..][..k].iter().enumerate() {
+                dst[kk * PANEL + lane] = v;
+            }
+        }
+    }
+    out
+}
+
+/// What happens to a value between its sum and its write.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Epilogue<'a> {
+    /// One bias per row of the block.
+    pub bias: Option<&'a [f32]>,
+    pub act: Option<Clamp>,
+    /// Values laid out as the output (same pointer offsets): where one is outside the clamp's
+    /// open interval the output is 0.
+    pub mask: Option<(*const f32, Clamp)>,
+}
+
+/// Rows `0..rows` of one group's product: `out[r·ors + j] = epi(Σ_k W[r][k] · b[k·brs + j])`
+/// for `j < cols`, with `wp` that group's panels from [`pack`] (first panel = row 0).
+///
+/// # Safety
+/// [`available`] must be true. `b` must be valid for reads of `k` rows of `cols` values at
+/// stride `brs`; `out` (and the mask source, at the same offsets) for `rows` rows of `cols`
+/// values at stride `ors`, written by no other thread. `wp` must hold `ceil(rows/8)·k·8` values
+/// and the bias (if any) `rows`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn product(
+    wp: &[f32],
+    rows: usize,
+    k: usize,
+    b: *const f32,
+    brs: usize,
+    cols: usize,
+    out: *mut f32,
+    ors: usize,
+    epi: Epilogue,
+) {
+    assert!(wp.len() >= rows.div_ceil(PANEL) * k * PANEL);
+    assert!(epi.bias.is_none_or(|b| b.len() >= rows));
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        avx512::product(wp, rows, k, b, brs, cols, out, ors, epi)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (b, brs, cols, out, ors, epi);
+        unreachable!("`available` is false off x86-64")
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{Epilogue, PANEL};
+
+    /// Columns per block: 48 (24 accumulators, 3 loads and 8 broadcasts per `k`), as the
+    /// Winograd product kernel.
+    const BLOCK: usize = 48;
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn product(
+        wp: &[f32],
+        rows: usize,
+        k: usize,
+        b: *const f32,
+        brs: usize,
+        cols: usize,
+        out: *mut f32,
+        ors: usize,
+        epi: Epilogue,
+    ) {
+        // Panels outside, column blocks inside: each panel's 8 output rows are written as 8
+        // sequential streams while the block of `B` (k × cols, sized by the caller to stay in
+        // L2) is read again for every panel. Column blocks outside wrote all rows of the block at
+        // once, one 4 KB page per row: twice as slow on 96 rows of 12 544 columns.
+        for p0 in (0..rows).step_by(PANEL) {
+            let panel = &wp[p0 / PANEL * k * PANEL..][..k * PANEL];
+            let live = PANEL.min(rows - p0);
+            let mut j0 = 0;
+            while j0 < cols {
+                let width = BLOCK.min(cols - j0);
+                let nv = width.div_ceil(16);
+                let tail = width - (nv - 1) * 16;
+                let last: __mmask16 = if tail == 16 { !0 } else { (1u16 << tail) - 1 };
+                // The mask source moves with the block (it has the output's layout).
+                let epi = Epilogue {
+                    mask: epi.mask.map(|(src, c)| (src.add(p0 * ors + j0), c)),
+                    ..epi
+                };
+                let at = Block {
+                    b: b.add(j0),
+                    brs,
+                    out: out.add(p0 * ors + j0),
+                    ors,
+                    live,
+                    last,
+                    first_row: p0,
+                };
+                // SAFETY (all three): the block covers columns j0 .. j0 + width ≤ cols of rows
+                // p0 .. p0 + live ≤ rows, inside what the caller promised.
+                unsafe {
+                    match nv {
+                        3 => micro::<3>(panel, k, &at, epi),
+                        2 => micro::<2>(panel, k, &at, epi),
+                        _ => micro::<1>(panel, k, &at, epi),
+                    }
+                }
+                j0 += width;
+            }
+        }
+    }
+
+    /// Where one 8 × (16·NV) block reads and writes.
+    struct Block {
+        b: *const f32,
+        brs: usize,
+        out: *mut f32,
+        ors: usize,
+        /// Rows of the panel that exist (the rest are zero padding, never stored).
+        live: usize,
+        /// Mask of the last vector's columns.
+        last: __mmask16,
+        /// Row of the product where this panel starts (for the bias).
+        first_row: usize,
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn micro<const NV: usize>(panel: &[f32], k: usize, at: &Block, epi: Epilogue) {
+        let mask_of = |j: usize| if j + 1 == NV { at.last } else { !0 };
+        let mut acc = [[_mm512_setzero_ps(); NV]; PANEL];
+        let w = panel.as_ptr();
+        for kk in 0..k {
+            // SAFETY: row kk of B holds the block's columns (caller); panel holds k·8 values.
+            let row = unsafe { at.b.add(kk * at.brs) };
+            let bv: [__m512; NV] = std::array::from_fn(|j| unsafe {
+                _mm512_maskz_loadu_ps(mask_of(j), row.add(16 * j))
+            });
+            let wk = unsafe { w.add(kk * PANEL) };
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let a = _mm512_set1_ps(unsafe { *wk.add(r) });
+                for (acc_rj, &bj) in acc_r.iter_mut().zip(&bv) {
+                    *acc_rj = _mm512_fmadd_ps(a, bj, *acc_rj);
+                }
+            }
+        }
+        let (lo, hi) = epi
+            .act
+            .map_or((f32::NEG_INFINITY, f32::INFINITY), |c| (c.lo, c.hi));
+        let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+        for (r, acc_r) in acc.iter().enumerate().take(at.live) {
+            let bias = epi.bias.map_or(0.0, |b| b[at.first_row + r]);
+            let bias = _mm512_set1_ps(bias);
+            for (j, &a) in acc_r.iter().enumerate() {
+                let mut v = if epi.bias.is_some() {
+                    _mm512_add_ps(a, bias)
+                } else {
+                    a
+                };
+                if epi.act.is_some() {
+                    // NaN becomes `lo`, as `Clamp::apply` does (max returns its second operand).
+                    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+                }
+                let off = r * at.ors + 16 * j;
+                if let Some((src, c)) = epi.mask {
+                    // SAFETY: the mask source has the output's layout (caller).
+                    let s = unsafe { _mm512_maskz_loadu_ps(mask_of(j), src.add(off)) };
+                    let keep = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(s, _mm512_set1_ps(c.lo))
+                        & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s, _mm512_set1_ps(c.hi));
+                    v = _mm512_maskz_mov_ps(keep, v);
+                }
+                // SAFETY: row r < live of the block, columns inside it (caller).
+                unsafe { _mm512_mask_storeu_ps(at.out.add(off), mask_of(j), v) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(7);
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Partial panels (rows 13, 3), column counts around the 16 and 48 boundaries, strided
+    /// operands, bias, activation and mask, against an f64 loop.
+    #[test]
+    fn product_matches_a_direct_loop() {
+        if !available() {
+            return;
+        }
+        let clamp = Clamp { lo: 0.0, hi: 6.0 };
+        for &(rows, k, cols) in &[
+            (13, 5, 1),
+            (3, 17, 15),
+            (16, 9, 16),
+            (24, 33, 49),
+            (8, 1, 97),
+        ] {
+            let (brs, ors) = (cols + 3, cols + 5);
+            let w = values(rows * k, 1);
+            let b = values(k * brs, 2);
+            let bias = values(rows, 3);
+            let src = values(rows * ors, 4);
+            let wp = pack(&w, 1, rows, k);
+            for (use_bias, act, mask) in [(false, None, false), (true, Some(clamp), true)] {
+                let mut out = vec![f32::NAN; rows * ors];
+                let epi = Epilogue {
+                    bias: use_bias.then_some(&bias[..]),
+                    act,
+                    mask: mask.then_some((src.as_ptr(), clamp)),
+                };
+                // SAFETY: AVX-512F available; every operand sized as `product` requires.
+                unsafe {
+                    product(
+                        &wp,
+                        rows,
+                        k,
+                        b.as_ptr(),
+                        brs,
+                        cols,
+                        out.as_mut_ptr(),
+                        ors,
+                        epi,
+                    )
+                };
+                for r in 0..rows {
+                    for j in 0..ors {
+                        let got = out[r * ors + j];
+                        if j >= cols {
+                            assert!(got.is_nan(), "({r}, {j}) outside the block was written");
+                            continue;
+                        }
+                        let mut s: f64 = (0..k)
+                            .map(|q| w[r * k + q] as f64 * b[q * brs + j] as f64)
+                            .sum();
+                        if use_bias {
+                            s += bias[r] as f64;
+                        }
+                        if let Some(c) = act {
+                            s = s.max(c.lo as f64).min(c.hi as f64);
+                        }
+                        if mask && !clamp.passes(src[r * ors + j]) {
+                            s = 0.0;
+                        }
+                        assert!(
+                            (got as f64 - s).abs() < 1e-5,
+                            "rows {rows} k {k} cols {cols}: ({r}, {j}) = {got}, expected {s}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pack_lays_groups_and_panels_out() {
+        // 2 groups of 10 rows, k = 3: 2 panels per group, rows 10..16 of each zero.
+        let w: Vec<f32> = (0..60).map(|i| i as f32).collect();
+        let p = pack(&w, 2, 10, 3);
+        assert_eq!(p.len(), 2 * 2 * 3 * 8);
+        let at = |g: usize, r: usize, q: usize| p[((g * 2 + r / 8) * 3 + q) * 8 + r % 8];
+        for g in 0..2 {
+            for r in 0..16 {
+                for q in 0..3 {
+                    let want = if r < 10 { w[(g * 10 + r) * 3 + q] } else { 0.0 };
+                    assert_eq!(at(g, r, q), want);
+                }
+            }
+        }
+    }
+}
