@@ -175,10 +175,12 @@ pub(crate) fn conv3x3(
     let tiles = g.tiles();
     let threads = rayon::current_num_threads().max(1);
     // Block size (tiles per task, the N of the 36 products): the transformed input and the
-    // products of a block (36·(c + m)·block values) should stay near the 1.25 MiB L2 cache of a
-    // core, but the products need at least 32 columns to run at full speed. Measured with
-    // `conv_micro` (design.md, "Winograd").
-    let budget: usize = (512 << 10) / (36 * (g.c + g.m));
+    // products of a block (36·(c + m)·block values) take at most 512 KB, under half of a core's
+    // 1.25 MiB L2, leaving room for the weights of one transform position and the input rows;
+    // but the products need at least 32 columns to run at full speed. Blocks of up to 2 MB
+    // (4× this budget) were 10–20 % slower on the block4_conv1 ascent and the single-image
+    // gradient (design.md, "Winograd").
+    let budget: usize = (128 << 10) / (36 * (g.c + g.m));
     let per_thread = tiles.div_ceil(threads).next_multiple_of(LANES);
     let block = budget
         .clamp(32, 512)
@@ -460,7 +462,14 @@ fn transform_input_generic(
                     let (q1, rest) = rest.split_at_mut(stride);
                     let (q2, q3) = rest.split_at_mut(stride);
                     let t0 = a_lo / 4;
-                    for (t, c) in mid.chunks_exact(4).enumerate() {
+                    let mut done = 0;
+                    #[cfg(target_arch = "x86_64")]
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        let q = [&mut q0[t0..], &mut q1[t0..], &mut q2[t0..], &mut q3[t0..]];
+                        // SAFETY: the CPU has AVX-512F (checked just above).
+                        done = unsafe { split_phases_avx512(mid, q) };
+                    }
+                    for (t, c) in mid.chunks_exact(4).enumerate().skip(done) {
                         q0[t0 + t] = c[0];
                         q1[t0 + t] = c[1];
                         q2[t0 + t] = c[2];
@@ -650,49 +659,174 @@ unsafe fn transform_output_generic(
                     act.apply(ys);
                 }
                 let dst = out.get().wrapping_add(offset);
-                let (y0, y1, y2, y3) = (
-                    &ybuf[..n],
-                    &ybuf[n..2 * n],
-                    &ybuf[2 * n..3 * n],
-                    &ybuf[3 * n..4 * n],
-                );
-                // With a mask, a value is kept where its source value passes the clamp.
-                let keep = |j: usize, v: f32| match mask {
-                    Some((src, c)) if !c.passes(src[offset + j]) => 0.0,
-                    _ => v,
-                };
-                // SAFETY (all loops): these `cols` output values of row oy+i belong to this
-                // run's tiles, which only this block writes (the caller's contract), and lie
-                // inside `out`; they are written, never read (the output may be uninitialised).
-                if let Some((src, c)) = mask {
-                    let src = &src[offset..offset + cols];
-                    for (t, s) in src.chunks_exact(4).enumerate() {
-                        let sel = |s: f32, v: f32| if c.passes(s) { v } else { 0.0 };
-                        unsafe {
-                            let p = dst.add(4 * t);
-                            p.write(sel(s[0], y0[t]));
-                            p.add(1).write(sel(s[1], y1[t]));
-                            p.add(2).write(sel(s[2], y2[t]));
-                            p.add(3).write(sel(s[3], y3[t]));
-                        }
-                    }
-                } else {
-                    for t in 0..cols / 4 {
-                        unsafe {
-                            let p = dst.add(4 * t);
-                            p.write(y0[t]);
-                            p.add(1).write(y1[t]);
-                            p.add(2).write(y2[t]);
-                            p.add(3).write(y3[t]);
-                        }
-                    }
-                }
-                for j in cols / 4 * 4..cols {
-                    unsafe { dst.add(j).write(keep(j, ybuf[(j % 4) * n + j / 4])) };
-                }
+                let mask = mask.map(|(src, c)| (&src[offset..offset + cols], c));
+                // SAFETY: these `cols` output values of row oy+i belong to this run's tiles,
+                // which only this block writes (the caller's contract), and lie inside `out`;
+                // they are written, never read (the output may be uninitialised).
+                unsafe { write_phases(dst, &ybuf[..4 * n], n, cols, mask) };
             }
         }
     }
+}
+
+/// `q[p][t] = row[4t + p]` for the first `16·⌊len/64⌋` tiles of `row`, 16 tiles per step
+/// (12 two-source permutes instead of 64 scalar moves); returns how many tiles it split.
+///
+/// # Safety
+/// AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn split_phases_avx512(row: &[f32], q: [&mut [f32]; 4]) -> usize {
+    use std::arch::x86_64::*;
+    let steps = row.len() / 64;
+    assert!(q.iter().all(|p| p.len() >= 16 * steps));
+    // Lanes 0..8: phase p of the first vector pair; lanes 8..16: phase p + 1 of it.
+    let idx = |p: i32| {
+        _mm512_setr_epi32(
+            p,
+            p + 4,
+            p + 8,
+            p + 12,
+            p + 16,
+            p + 20,
+            p + 24,
+            p + 28,
+            p + 1,
+            p + 5,
+            p + 9,
+            p + 13,
+            p + 17,
+            p + 21,
+            p + 25,
+            p + 29,
+        )
+    };
+    let (i01, i23) = (idx(0), idx(2));
+    // Low halves of a and b, then high halves of a and b.
+    let lo = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+    let hi = _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    let [q0, q1, q2, q3] = q;
+    for s in 0..steps {
+        // SAFETY: 64 values from 64·s lie inside `row` (s < len/64).
+        let v: [__m512; 4] =
+            std::array::from_fn(|k| unsafe { _mm512_loadu_ps(row.as_ptr().add(64 * s + 16 * k)) });
+        // Tiles 0..8 (v0, v1) and 8..16 (v2, v3), phases (0, 1) and (2, 3).
+        let a01 = _mm512_permutex2var_ps(v[0], i01, v[1]);
+        let b01 = _mm512_permutex2var_ps(v[2], i01, v[3]);
+        let a23 = _mm512_permutex2var_ps(v[0], i23, v[1]);
+        let b23 = _mm512_permutex2var_ps(v[2], i23, v[3]);
+        let out = [
+            _mm512_permutex2var_ps(a01, lo, b01),
+            _mm512_permutex2var_ps(a01, hi, b01),
+            _mm512_permutex2var_ps(a23, lo, b23),
+            _mm512_permutex2var_ps(a23, hi, b23),
+        ];
+        for (dst, v) in [&mut *q0, &mut *q1, &mut *q2, &mut *q3]
+            .into_iter()
+            .zip(out)
+        {
+            // SAFETY: 16 values from 16·s lie inside each phase (asserted above).
+            unsafe { _mm512_storeu_ps(dst.as_mut_ptr().add(16 * s), v) };
+        }
+    }
+    16 * steps
+}
+
+/// Writes one output row from its four column phases (`phases[p·n + t] = y[4t + p]`),
+/// zeroing the values whose mask source fails the clamp.
+///
+/// # Safety
+/// `dst` must be valid for `cols` writes (`cols ≤ 4n`) that no other thread makes.
+#[inline(always)]
+unsafe fn write_phases(
+    dst: *mut f32,
+    phases: &[f32],
+    n: usize,
+    cols: usize,
+    mask: Option<(&[f32], Clamp)>,
+) {
+    assert!(cols <= 4 * n && phases.len() == 4 * n && mask.is_none_or(|(m, _)| m.len() == cols));
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F; the rest is the caller's contract.
+        done = unsafe { write_phases_avx512(dst, phases, n, cols, mask) };
+    }
+    let keep = |j: usize, v: f32| match mask {
+        Some((src, c)) if !c.passes(src[j]) => 0.0,
+        _ => v,
+    };
+    for j in done..cols {
+        // SAFETY: j < cols (the caller's contract).
+        unsafe { dst.add(j).write(keep(j, phases[(j % 4) * n + j / 4])) };
+    }
+}
+
+/// The first `64·⌊cols/64⌋` values of [`write_phases`], 16 tiles per step: the four phase
+/// vectors are interleaved in registers (8 unpacks and 8 lane shuffles, a 4×4 transpose of
+/// 128-bit lanes) and the mask applied 16 values at a time. Returns how many values it wrote.
+///
+/// # Safety
+/// AVX-512F, and as [`write_phases`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn write_phases_avx512(
+    dst: *mut f32,
+    phases: &[f32],
+    n: usize,
+    cols: usize,
+    mask: Option<(&[f32], Clamp)>,
+) -> usize {
+    use std::arch::x86_64::*;
+    let pd = |v: __m512| _mm512_castps_pd(v);
+    let ps = |v: __m512d| _mm512_castpd_ps(v);
+    let full = cols / 64;
+    for b in 0..full {
+        let t0 = 16 * b;
+        // SAFETY: tiles t0 .. t0 + 16 ≤ cols/4 ≤ n of each phase.
+        let (a, bb, c, d) = unsafe {
+            let p = phases.as_ptr().add(t0);
+            (
+                _mm512_loadu_ps(p),
+                _mm512_loadu_ps(p.add(n)),
+                _mm512_loadu_ps(p.add(2 * n)),
+                _mm512_loadu_ps(p.add(3 * n)),
+            )
+        };
+        // Lane k of q[j] holds tile 4k + j's four values y[4t .. 4t + 4].
+        let (ab_lo, ab_hi) = (_mm512_unpacklo_ps(a, bb), _mm512_unpackhi_ps(a, bb));
+        let (cd_lo, cd_hi) = (_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+        let q0 = ps(_mm512_unpacklo_pd(pd(ab_lo), pd(cd_lo)));
+        let q1 = ps(_mm512_unpackhi_pd(pd(ab_lo), pd(cd_lo)));
+        let q2 = ps(_mm512_unpacklo_pd(pd(ab_hi), pd(cd_hi)));
+        let q3 = ps(_mm512_unpackhi_pd(pd(ab_hi), pd(cd_hi)));
+        let c0 = _mm512_shuffle_f32x4::<0x88>(q0, q1);
+        let c1 = _mm512_shuffle_f32x4::<0xDD>(q0, q1);
+        let c2 = _mm512_shuffle_f32x4::<0x88>(q2, q3);
+        let c3 = _mm512_shuffle_f32x4::<0xDD>(q2, q3);
+        let rows = [
+            _mm512_shuffle_f32x4::<0x88>(c0, c2),
+            _mm512_shuffle_f32x4::<0x88>(c1, c3),
+            _mm512_shuffle_f32x4::<0xDD>(c0, c2),
+            _mm512_shuffle_f32x4::<0xDD>(c1, c3),
+        ];
+        for (k, &v) in rows.iter().enumerate() {
+            let j = 64 * b + 16 * k;
+            let v = match mask {
+                Some((src, cl)) => {
+                    // SAFETY: j + 16 ≤ cols = src.len() (asserted by the caller).
+                    let s = unsafe { _mm512_loadu_ps(src.as_ptr().add(j)) };
+                    let keep = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(s, _mm512_set1_ps(cl.lo))
+                        & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s, _mm512_set1_ps(cl.hi));
+                    _mm512_maskz_mov_ps(keep, v)
+                }
+                None => v,
+            };
+            // SAFETY: j + 16 ≤ cols, the caller's contract.
+            unsafe { _mm512_storeu_ps(dst.add(j), v) };
+        }
+    }
+    64 * full
 }
 
 #[cfg(test)]
@@ -775,6 +909,57 @@ mod tests {
                     "{n}x{c}->{m} {ih}x{iw} at {i}: {a} vs {b}"
                 );
             }
+        }
+    }
+
+    /// Rows wide enough for the vectorised write (64 values per step, then a scalar tail),
+    /// with bias, clamp and mask: every value against the direct convolution.
+    #[test]
+    fn epilogue_on_wide_rows_clamps_and_masks() {
+        let (n, c, m, ih, iw) = (2, 16, 16, 9, 150);
+        let g = Geometry {
+            n,
+            c,
+            m,
+            ih,
+            iw,
+            oh: ih,
+            ow: iw,
+            pad_top: 1,
+            pad_left: 1,
+        };
+        let x: Vec<f32> = (0..n * c * ih * iw)
+            .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
+            .collect();
+        let w: Vec<f32> = (0..m * c * 9)
+            .map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5)
+            .collect();
+        let src: Vec<f32> = (0..n * m * ih * iw)
+            .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
+            .collect();
+        let u = transform_weights(&w, m, c);
+        let bias: Vec<f32> = (0..m).map(|i| i as f32 / 10.0 - 0.8).collect();
+        let clamp = Clamp { lo: 0.0, hi: 1.5 };
+        let mut out = vec![MaybeUninit::new(f32::NAN); n * m * ih * iw];
+        conv3x3(
+            &x,
+            &u,
+            &g,
+            &mut out,
+            Some(&bias),
+            Some(clamp),
+            Some((&src, clamp)),
+        );
+        let want = direct(&x, &w, &g);
+        let plane = ih * iw;
+        for (i, (o, &d)) in out.iter().zip(&want).enumerate() {
+            // SAFETY: initialised above (NaN), and written by conv3x3.
+            let got = unsafe { o.assume_init() } as f64;
+            let mut e = (d + bias[(i / plane) % m] as f64).clamp(0.0, 1.5);
+            if !clamp.passes(src[i]) {
+                e = 0.0;
+            }
+            assert!((got - e).abs() < 1e-4, "value {i}: {got} vs {e}");
         }
     }
 }
