@@ -85,7 +85,7 @@ pub(crate) unsafe fn product(
     ors: usize,
     epi: Epilogue,
 ) {
-    assert!(wp.len() >= rows.div_ceil(PANEL) * k * PANEL);
+    assert!(k > 0 && wp.len() >= rows.div_ceil(PANEL) * k * PANEL);
     assert!(epi.bias.is_none_or(|b| b.len() >= rows));
     #[cfg(target_arch = "x86_64")]
     // SAFETY: forwarded from the caller.
@@ -131,7 +131,36 @@ mod avx512 {
             let live = PANEL.min(rows - p0);
             let mut j0 = 0;
             while j0 < cols {
-                let width = BLOCK.min(cols - j0);
+                let mut width = BLOCK.min(cols - j0);
+                // A last block of fewer than 8 columns past a multiple of 16 (49 = 48 + 1 on
+                // 7×7 maps, 196 = 192 + 4 on 14×14) goes to `tail_columns`, which spends one
+                // 8-wide multiply-add per column where a masked 16-wide vector spends 8.
+                let narrow = width % 16;
+                if width < BLOCK && (1..8).contains(&narrow) {
+                    let first = j0 + width - narrow;
+                    // SAFETY: columns first .. first + narrow ≤ cols of rows p0 .. p0 + live.
+                    unsafe {
+                        tail_columns(
+                            panel,
+                            k,
+                            b.add(first),
+                            brs,
+                            narrow,
+                            out.add(p0 * ors + first),
+                            ors,
+                            live,
+                            p0,
+                            Epilogue {
+                                mask: epi.mask.map(|(src, c)| (src.add(p0 * ors + first), c)),
+                                ..epi
+                            },
+                        )
+                    };
+                    width -= narrow;
+                    if width == 0 {
+                        break;
+                    }
+                }
                 let nv = width.div_ceil(16);
                 let tail = width - (nv - 1) * 16;
                 let last: __mmask16 = if tail == 16 { !0 } else { (1u16 << tail) - 1 };
@@ -152,14 +181,85 @@ mod avx512 {
                 // SAFETY (all three): the block covers columns j0 .. j0 + width ≤ cols of rows
                 // p0 .. p0 + live ≤ rows, inside what the caller promised.
                 unsafe {
-                    match nv {
-                        3 => micro::<3>(panel, k, &at, epi),
-                        2 => micro::<2>(panel, k, &at, epi),
-                        _ => micro::<1>(panel, k, &at, epi),
+                    match (nv, tail == 16) {
+                        (3, true) => micro::<3, false>(panel, k, &at, epi),
+                        (3, false) => micro::<3, true>(panel, k, &at, epi),
+                        (2, true) => micro::<2, false>(panel, k, &at, epi),
+                        (2, false) => micro::<2, true>(panel, k, &at, epi),
+                        (_, true) => micro::<1, false>(panel, k, &at, epi),
+                        (_, false) => micro::<1, true>(panel, k, &at, epi),
                     }
                 }
                 j0 += width;
             }
+        }
+    }
+
+    /// Columns `0..n` (n < 8) of one panel, one column per 8-lane vector of output channels
+    /// (the panel's rows for one input channel are 8 consecutive weights), four independent
+    /// chains of multiply-adds between them so the FMA latency stays hidden.
+    ///
+    /// # Safety
+    /// AVX-512F (for the 256-bit FMA); `b` valid for `k` rows of `n` values at stride `brs`,
+    /// `out` (and the mask source) for `live` rows of `n` values at stride `ors`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tail_columns(
+        panel: &[f32],
+        k: usize,
+        b: *const f32,
+        brs: usize,
+        n: usize,
+        out: *mut f32,
+        ors: usize,
+        live: usize,
+        first_row: usize,
+        epi: Epilogue,
+    ) {
+        let w = panel.as_ptr();
+        // SAFETY (both closures): row kk < k of the panel and column j < n of row kk of B.
+        let wv = |kk: usize| unsafe { _mm256_loadu_ps(w.add(kk * PANEL)) };
+        let x = |kk: usize, j: usize| _mm256_set1_ps(unsafe { *b.add(kk * brs + j) });
+        let mut j = 0;
+        while j < n {
+            // Four chains: four columns at once, or one column's channels split four ways.
+            let group = if n - j >= 4 { 4 } else { 1 };
+            let mut acc = [_mm256_setzero_ps(); 4];
+            if group == 4 {
+                for kk in 0..k {
+                    let a = wv(kk);
+                    for (c, acc_c) in acc.iter_mut().enumerate() {
+                        *acc_c = _mm256_fmadd_ps(a, x(kk, j + c), *acc_c);
+                    }
+                }
+            } else {
+                for kk in 0..k {
+                    acc[kk % 4] = _mm256_fmadd_ps(wv(kk), x(kk, j), acc[kk % 4]);
+                }
+                let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+                acc[0] = s;
+            }
+            for (c, a) in acc.iter().take(group).enumerate() {
+                let mut v = [0.0f32; PANEL];
+                // SAFETY: 8 floats.
+                unsafe { _mm256_storeu_ps(v.as_mut_ptr(), *a) };
+                for (r, &val) in v.iter().enumerate().take(live) {
+                    let mut y = val + epi.bias.map_or(0.0, |bs| bs[first_row + r]);
+                    if let Some(cl) = epi.act {
+                        y = y.max(cl.lo).min(cl.hi);
+                    }
+                    let at = r * ors + j + c;
+                    if let Some((src, cl)) = epi.mask {
+                        // SAFETY: the mask source has the output's layout (caller).
+                        if !cl.passes(unsafe { *src.add(at) }) {
+                            y = 0.0;
+                        }
+                    }
+                    // SAFETY: row r < live, column j + c < n (caller).
+                    unsafe { out.add(at).write(y) };
+                }
+            }
+            j += group;
         }
     }
 
@@ -179,19 +279,41 @@ mod avx512 {
 
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn micro<const NV: usize>(panel: &[f32], k: usize, at: &Block, epi: Epilogue) {
-        let mask_of = |j: usize| if j + 1 == NV { at.last } else { !0 };
-        let mut acc = [[_mm512_setzero_ps(); NV]; PANEL];
+    unsafe fn micro<const NV: usize, const MASKED: bool>(
+        panel: &[f32],
+        k: usize,
+        at: &Block,
+        epi: Epilogue,
+    ) {
+        // Whole blocks load without a mask: a mask register live through the loop made the
+        // compiler spill an accumulator to the stack on every step (perf: 9 % of the kernel).
+        let mask_of = |j: usize| if MASKED && j + 1 == NV { at.last } else { !0 };
         let w = panel.as_ptr();
-        for kk in 0..k {
-            // SAFETY: row kk of B holds the block's columns (caller); panel holds k·8 values.
+        // SAFETY (both closures): row kk < k of B holds the block's columns (caller); the
+        // panel holds k·8 values.
+        let load = |kk: usize| -> [__m512; NV] {
             let row = unsafe { at.b.add(kk * at.brs) };
-            let bv: [__m512; NV] = std::array::from_fn(|j| unsafe {
-                _mm512_maskz_loadu_ps(mask_of(j), row.add(16 * j))
-            });
-            let wk = unsafe { w.add(kk * PANEL) };
+            std::array::from_fn(|j| unsafe {
+                if MASKED {
+                    _mm512_maskz_loadu_ps(mask_of(j), row.add(16 * j))
+                } else {
+                    _mm512_loadu_ps(row.add(16 * j))
+                }
+            })
+        };
+        let weight = |kk: usize, r: usize| _mm512_set1_ps(unsafe { *w.add(kk * PANEL + r) });
+        // The first channel multiplies instead of adding to zeros: a zeroed accumulator array
+        // was built with a memset on the stack and reloaded (a store-forwarding stall on every
+        // block, 9 % of the kernel on the 16-channel layers).
+        let b0 = load(0);
+        let mut acc: [[__m512; NV]; PANEL] = std::array::from_fn(|r| {
+            let a = weight(0, r);
+            std::array::from_fn(|j| _mm512_mul_ps(a, b0[j]))
+        });
+        for kk in 1..k {
+            let bv = load(kk);
             for (r, acc_r) in acc.iter_mut().enumerate() {
-                let a = _mm512_set1_ps(unsafe { *wk.add(r) });
+                let a = weight(kk, r);
                 for (acc_rj, &bj) in acc_r.iter_mut().zip(&bv) {
                     *acc_rj = _mm512_fmadd_ps(a, bj, *acc_rj);
                 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::binary::broadcast_map;
 use super::{check_size, float_input, Builder, Op, Vjp};
 use crate::error::{Error, Result};
-use crate::kernels::{matmul, Mat};
+use crate::kernels::{dot, matmul, Mat};
 use crate::tensor::{Tensor, Value};
 
 pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
@@ -63,18 +63,34 @@ impl Gemm {
 impl Op for Gemm {
     fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let (a, b) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
-        let (m, _k, n, am, bm) = self.views(a, b)?;
+        let (m, k, n, am, bm) = self.views(a, b)?;
         let mut out = vec![0.0f32; m * n];
-        matmul(
-            a.data(),
-            am,
-            b.data(),
-            bm,
-            &mut out,
-            Mat::row_major(m, n),
-            false,
-            0,
-        );
+        if m <= 4 && self.trans_b && !self.trans_a {
+            // A classifier head at batch 1: one dot product per output, rows of B (as stored)
+            // split over the threads. The GEMM ran it on one thread, repacking all of B
+            // (EfficientNet-Lite0's 1000 × 1280 head: 0.55 ms, onnxruntime 0.33 ms).
+            use rayon::prelude::*;
+            let (ad, bd) = (a.data(), b.data());
+            out.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+                row.par_chunks_mut(64).enumerate().for_each(|(t, o)| {
+                    for (j, v) in o.iter_mut().enumerate() {
+                        let r = t * 64 + j;
+                        *v = dot(&ad[i * k..(i + 1) * k], &bd[r * k..(r + 1) * k]);
+                    }
+                });
+            });
+        } else {
+            matmul(
+                a.data(),
+                am,
+                b.data(),
+                bm,
+                &mut out,
+                Mat::row_major(m, n),
+                false,
+                0,
+            );
+        }
         if self.alpha != 1.0 {
             out.iter_mut().for_each(|v| *v *= self.alpha);
         }
