@@ -1,11 +1,13 @@
 //! Conv and ConvTranspose (2-D, NCHW), with groups, strides, dilations, pads and auto_pad.
 //!
 //! 3×3 stride-1 convolutions large enough to gain run as Winograd F(4×4, 3×3) (`winograd.rs`);
-//! the rest is im2col + GEMM split into column tiles, one single-threaded GEMM per tile, so both
-//! cores stay busy even on small maps (design.md, "Convolution kernels"). The input gradient of a
+//! the rest is im2col (none for 1×1) + a matrix product: on AVX-512 the panel kernel
+//! (`panel.rs`: packed weights, epilogue in registers, tasks split over columns and, on small
+//! maps, output channels), elsewhere the `gemm` crate over column tiles, one single-threaded
+//! GEMM per tile (design.md, "Convolution kernels"). The input gradient of a
 //! stride-1 convolution is itself a convolution with flipped, transposed weights and reuses the
 //! forward kernel; other cases use GEMM + col2im. Depthwise convolutions use direct loops over
-//! 16 channels at a time. A ReLU/Clip after a convolution can run in its epilogue
+//! 16 channels at a time (`depthwise.rs`). A ReLU/Clip after a convolution can run in its epilogue
 //! ([`Op::forward_activated`]), and its mask in the next convolution's input gradient
 //! ([`Op::backward_masked`]).
 
@@ -968,6 +970,74 @@ impl Op for ConvTranspose {
         match (float_input(inputs, 0), float_input(inputs, 1)) {
             (Ok(x), Ok(w)) => self.dims(x, w).map_or(0, |d| 2 * d.macs()),
             _ => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i + seed) * 7919) % 1013) as f32 / 1013.0 - 0.5)
+            .collect()
+    }
+
+    /// The panel kernel and the portable GEMM path (what machines without AVX-512 run) give the
+    /// same outputs and input gradients, with bias, fused clamp and gradient mask, on 1×1,
+    /// strided, padded and grouped convolutions with whole and partial panels.
+    #[test]
+    fn panel_and_gemm_paths_agree() {
+        if !panel::available() {
+            return;
+        }
+        let clamp = Clamp { lo: 0.0, hi: 0.5 };
+        // (x shape, w shape, strides, pads, group)
+        let cases: [([usize; 4], [usize; 4], i64, [i64; 4], usize); 4] = [
+            ([2, 12, 7, 7], [20, 12, 1, 1], 1, [0; 4], 1),
+            ([1, 5, 11, 9], [16, 5, 3, 3], 2, [1, 0, 1, 1], 1),
+            ([1, 8, 6, 6], [24, 4, 3, 3], 1, [1, 1, 1, 1], 2),
+            ([1, 40, 14, 14], [8, 40, 1, 1], 1, [0; 4], 1),
+        ];
+        for (case, (xs, ws, s, pads, g)) in cases.into_iter().enumerate() {
+            let attrs = ConvAttrs {
+                strides: [s as usize; 2],
+                dilations: [1, 1],
+                pads: pads.map(|p| p as usize),
+                auto_pad: AutoPad::NotSet,
+                group: g,
+            };
+            let x = Tensor::new(xs.to_vec(), values(xs.iter().product(), case)).unwrap();
+            let w = Tensor::new(ws.to_vec(), values(ws.iter().product(), 7 + case)).unwrap();
+            let b = Tensor::new(vec![ws[0]], values(ws[0], 11)).unwrap();
+            let d = conv_dims(&attrs, &x, &w).unwrap();
+            let run = |gemm: bool| {
+                panel::force_gemm(gemm);
+                let y = conv_forward(&x, &w, Some(&b), &d, None, Some(clamp), None).unwrap();
+                let dy = Tensor::new(y.shape().to_vec(), values(y.len(), 3)).unwrap();
+                let flipped = (d.g == 1).then(|| flip_transpose(&w));
+                let dx = conv_input_grad(
+                    &dy,
+                    &w,
+                    &d,
+                    flipped.as_ref().map(|f| (f, None)),
+                    Some((&x, clamp)),
+                )
+                .unwrap();
+                panel::force_gemm(false);
+                (y, dx)
+            };
+            let ((y1, dx1), (y2, dx2)) = (run(false), run(true));
+            for (what, a, b) in [("output", &y1, &y2), ("input gradient", &dx1, &dx2)] {
+                assert_eq!(a.shape(), b.shape());
+                for (i, (p, q)) in a.data().iter().zip(b.data()).enumerate() {
+                    assert!(
+                        (p - q).abs() <= 1e-5,
+                        "case {case} {what} {i}: panel {p} vs gemm {q}"
+                    );
+                }
+            }
         }
     }
 }
