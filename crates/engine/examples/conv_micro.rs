@@ -28,6 +28,7 @@ fn main() {
         (16, 96, 112, 1, 1, 1, 1),
         (32, 32, 112, 1, 3, 1, 32),
         (96, 96, 112, 1, 3, 2, 96),
+        (64, 64, 128, 32, 3, 1, 1),
     ];
     // `conv_micro 0` runs only case 0. Each case runs with and without the Winograd path.
     let only: Option<usize> = std::env::args().nth(1).and_then(|a| a.parse().ok());

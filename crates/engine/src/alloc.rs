@@ -4,7 +4,8 @@
 //! step of a gradient ascent). The system allocator returns such blocks to the kernel and gets
 //! fresh zero pages back on the next request, so every pass pays a page fault per 4 KiB touched;
 //! on this project's 2-core machines that was 10–20 % of a VGG16 pass (design.md, "Memory").
-//! Caching freed blocks of at least 256 KiB by exact size removes those faults.
+//! Caching freed blocks of at least 16 KiB by exact size removes those faults (EfficientNet's
+//! 7×7 maps have tensors of 37 KB that glibc's heap trimmed and faulted back in on every pass).
 //!
 //! Install it in a binary:
 //!
@@ -17,7 +18,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Blocks smaller than this go straight to the system allocator.
-const MIN_CACHED: usize = 256 << 10;
+const MIN_CACHED: usize = 16 << 10;
 /// At most this many bytes are kept in the cache.
 const MAX_CACHED_BYTES: usize = 4 << 30;
 /// At most this many blocks are kept.
