@@ -2540,6 +2540,36 @@ const CONV_DEPTHWISE_S2: [f32; 24] = [
     -1.125,
 ];
 
+/// Central differences of `side`'s objective (its first value) for every input element, with
+/// the analytic gradient `ana` beside them, skipping the elements whose ±EPS step changes
+/// `side`'s region code (some ReLU/Clip input or pool winner crosses a kink): `(analytic,
+/// finite differences, skipped)`.
+fn fd_away_from_kinks(
+    x: &Tensor,
+    ana: &Tensor,
+    side: impl Fn(&Tensor) -> (f64, Vec<u8>),
+) -> (Vec<f64>, Vec<f64>, usize) {
+    let (_, base) = side(x);
+    let mut xp = x.clone();
+    let (mut ana_kept, mut fd_kept, mut skipped) = (Vec::new(), Vec::new(), 0);
+    for i in 0..x.len() {
+        let x0 = x.data()[i];
+        let (hi, lo) = (x0 + EPS, x0 - EPS);
+        xp.data_mut()[i] = hi;
+        let (jp, rp) = side(&xp);
+        xp.data_mut()[i] = lo;
+        let (jm, rm) = side(&xp);
+        xp.data_mut()[i] = x0;
+        if rp != base || rm != base {
+            skipped += 1;
+            continue;
+        }
+        ana_kept.push(ana.data()[i] as f64);
+        fd_kept.push((jp - jm) / (hi - lo) as f64);
+    }
+    (ana_kept, fd_kept, skipped)
+}
+
 /// Conv → Relu and Conv → Clip run fused (the activation inside the convolution's sweep, only
 /// the activated value kept) unless the raw convolution output is asked for; the next
 /// convolution (or 2×2 max pool) then masks its input gradient itself and the activation's
@@ -2638,24 +2668,7 @@ fn fused_conv_activations_match_unfused_and_finite_differences() {
             .collect();
         (j, regions)
     };
-    let (_, base) = side(&x);
-    let mut xp = x.clone();
-    let (mut ana_kept, mut fd_kept, mut skipped) = (Vec::new(), Vec::new(), 0);
-    for i in 0..x.len() {
-        let x0 = x.data()[i];
-        let (hi, lo) = (x0 + EPS, x0 - EPS);
-        xp.data_mut()[i] = hi;
-        let (jp, rp) = side(&xp);
-        xp.data_mut()[i] = lo;
-        let (jm, rm) = side(&xp);
-        xp.data_mut()[i] = x0;
-        if rp != base || rm != base {
-            skipped += 1;
-            continue;
-        }
-        ana_kept.push(ana.data()[i] as f64);
-        fd_kept.push((jp - jm) / (hi - lo) as f64);
-    }
+    let (ana_kept, fd_kept, skipped) = fd_away_from_kinks(&x, &ana, side);
     assert!(
         skipped * 10 < x.len(),
         "{skipped} of {} inputs near a kink",
@@ -2880,23 +2893,7 @@ fn panel_convolutions_match_unfused_and_finite_differences() {
         );
         (j, regions.collect())
     };
-    let (_, base) = side(&x);
-    let mut xp = x.clone();
-    let (mut ana, mut fd, mut skipped) = (Vec::new(), Vec::new(), 0);
-    for i in 0..x.len() {
-        let x0 = x.data()[i];
-        xp.data_mut()[i] = x0 + EPS;
-        let (jp, rp) = side(&xp);
-        xp.data_mut()[i] = x0 - EPS;
-        let (jm, rm) = side(&xp);
-        xp.data_mut()[i] = x0;
-        if rp != base || rm != base {
-            skipped += 1;
-            continue;
-        }
-        ana.push(gf.data()[i] as f64);
-        fd.push((jp - jm) / (2.0 * EPS) as f64);
-    }
+    let (ana, fd, skipped) = fd_away_from_kinks(&x, &gf, side);
     assert!(
         skipped * 5 < x.len(),
         "{skipped} of {} inputs near a kink",
