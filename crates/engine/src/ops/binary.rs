@@ -235,9 +235,16 @@ impl Op for Binary {
             }
         }
         let out: Value = match (a, b) {
-            (Value::Float(x), Value::Float(y)) => {
-                broadcast_map(x, y, |p, q| self.f32(p, q))?.into()
+            // The four arithmetic kinds get their own closures: with the kind matched per
+            // element the loop did not vectorise (EfficientNet's 56×56×24 residual Add: 119 µs).
+            (Value::Float(x), Value::Float(y)) => match self.0 {
+                Kind::Add => broadcast_map(x, y, |p, q| p + q)?,
+                Kind::Sub => broadcast_map(x, y, |p, q| p - q)?,
+                Kind::Mul => broadcast_map(x, y, |p, q| p * q)?,
+                Kind::Div => broadcast_map(x, y, |p, q| p / q)?,
+                _ => broadcast_map(x, y, |p, q| self.f32(p, q))?,
             }
+            .into(),
             (Value::Int(x), Value::Int(y)) => broadcast_map(x, y, |p, q| self.i64(p, q))?.into(),
             (Value::Float(x), Value::Int(y)) => {
                 let y = Tensor::from_parts(
