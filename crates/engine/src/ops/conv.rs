@@ -254,9 +254,9 @@ fn tile_width(p: usize, tasks_without_tiling: usize, macs_per_column: usize) -> 
 const MIN_TASK_MACS: usize = 1 << 20;
 
 /// Weights transformed for the Winograd path or packed for the panel kernel, kept from the
-/// first call on. Only used for
-/// weights that are constants of the model (weights computed at run time may come back in the
-/// same buffer with other values, so no address or length key would be safe).
+/// first call on. Only used for weights that are constants of the model (weights computed at
+/// run time may come back in the same buffer with other values, so no address or length key
+/// would be safe).
 #[derive(Default)]
 struct WeightCache {
     winograd: OnceLock<Vec<f32>>,
@@ -511,7 +511,11 @@ fn panel_conv(
         }
     }
     let splits = panels.div_ceil(per);
-    let mask = mask.map(|(t, c)| (SharedIn(t.data().as_ptr()), c));
+    let mask = mask.map(|(t, c)| (t.data(), c));
+    assert!(
+        mask.is_none_or(|(src, _)| src.len() == d.n * d.m * p),
+        "mask source of the output's size"
+    );
     (0..base * splits)
         .into_par_iter()
         .for_each_init(Vec::new, |col: &mut Vec<f32>, task| {
@@ -536,29 +540,16 @@ fn panel_conv(
             let epi = panel::Epilogue {
                 bias: bias.map(|b| &b[gi * mg + r0..][..rows]),
                 act,
-                // SAFETY: the mask source has the output's shape (checked by the callers).
-                mask: mask.map(|(src, c)| (unsafe { src.get().add(first) }, c)),
+                mask: mask.map(|(src, c)| (src[first..].as_ptr(), c)),
             };
             let wp_g = &wp[(gi * panels + si * per) * k * panel::PANEL..];
             // SAFETY: the panel kernel is available (checked by the caller); `b` holds k rows
             // of `cols` values at stride `brs` (input planes of this image and group, or the
             // im2col tile); task (img, gi, ci, si) alone writes rows r0 .. r0 + rows of group
-            // gi, columns p0 .. p0 + cols, of image img's output.
+            // gi, columns p0 .. p0 + cols, of image img's output, and the mask source (of the
+            // output's size, asserted above) is read at the same places.
             unsafe { panel::product(wp_g, rows, k, b, brs, cols, dst.get().add(first), p, epi) };
         });
-}
-
-/// A read-only pointer handed to rayon tasks (the mask source of [`panel_conv`]).
-#[derive(Clone, Copy)]
-struct SharedIn(*const f32);
-// SAFETY: only read, from data that outlives the parallel loop.
-unsafe impl Send for SharedIn {}
-unsafe impl Sync for SharedIn {}
-
-impl SharedIn {
-    fn get(self) -> *const f32 {
-        self.0
-    }
 }
 
 /// The gradient of `conv(x, w)` with respect to `x`, given `dy` (also ConvTranspose's forward).
