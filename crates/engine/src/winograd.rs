@@ -663,7 +663,9 @@ unsafe fn transform_output_generic(
                 // In this (AVX2) loop rather than through `Clamp::apply`: a dispatched call per
                 // row of 32 values on 32×32 maps was 2 % of a filter ascent (perf).
                 if let Some(Clamp { lo, hi }) = act {
-                    ybuf[..4 * n].iter_mut().for_each(|v| *v = v.max(lo).min(hi));
+                    ybuf[..4 * n]
+                        .iter_mut()
+                        .for_each(|v| *v = v.max(lo).min(hi));
                 }
                 let dst = out.get().wrapping_add(offset);
                 let mask = mask.map(|(src, c)| (&src[offset..offset + cols], c));
