@@ -495,30 +495,15 @@ fn transform_input_generic(
                 let (h3, h4, h5) = (&mut h3[..n], &mut h4[..n], &mut h5[..n]);
                 let (d0, d1, d2, d3) = (&p0[..n], &p1[..n], &p2[..n], &p3[..n]);
                 let (d4, d5) = (&p0[1..n + 1], &p1[1..n + 1]);
-                for t in 0..n {
-                    h0[t] = 4.0 * d0[t] - 5.0 * d2[t] + d4[t];
-                    h1[t] = -4.0 * (d1[t] + d2[t]) + d3[t] + d4[t];
-                    h2[t] = 4.0 * (d1[t] - d2[t]) - d3[t] + d4[t];
-                    h3[t] = 2.0 * (d3[t] - d1[t]) - d2[t] + d4[t];
-                    h4[t] = 2.0 * (d1[t] - d3[t]) - d2[t] + d4[t];
-                    h5[t] = 4.0 * d1[t] - 5.0 * d3[t] + d5[t];
-                }
+                apply_bt([d0, d1, d2, d3, d4, d5], [h0, h1, h2, h3, h4, h5]);
             }
             for k in 0..6 {
                 let d = |r: usize| &h[(r * 6 + k) * tw..(r * 6 + k) * tw + n];
                 let (d0, d1, d2, d3, d4, d5) = (d(0), d(1), d(2), d(3), d(4), d(5));
                 let at = |i: usize| ((i * 6 + k) * g.c + ci) * width + run.col;
-                // Rows of Bᵀ, written out so no multiply by zero is left to do.
                 let (o0, o1, o2, o3, o4, o5) =
                     six_rows(v, [at(0), at(1), at(2), at(3), at(4), at(5)], n);
-                for t in 0..n {
-                    o0[t] = 4.0 * d0[t] - 5.0 * d2[t] + d4[t];
-                    o1[t] = -4.0 * (d1[t] + d2[t]) + d3[t] + d4[t];
-                    o2[t] = 4.0 * (d1[t] - d2[t]) - d3[t] + d4[t];
-                    o3[t] = 2.0 * (d3[t] - d1[t]) - d2[t] + d4[t];
-                    o4[t] = 2.0 * (d1[t] - d3[t]) - d2[t] + d4[t];
-                    o5[t] = 4.0 * d1[t] - 5.0 * d3[t] + d5[t];
-                }
+                apply_bt([d0, d1, d2, d3, d4, d5], [o0, o1, o2, o3, o4, o5]);
             }
         }
     }
@@ -527,6 +512,33 @@ fn transform_input_generic(
         for row in v[..36 * g.c * width].chunks_mut(width) {
             row[count..].fill(0.0);
         }
+    }
+}
+
+/// `o = Bᵀ d` element by element: six rows in, six rows out, all of one length (the one 1-D
+/// input transform, applied along rows and then along columns). The rows of Bᵀ are written
+/// out so no multiply by zero is left to do; equal lengths up front let the loop vectorise
+/// without bounds checks.
+#[inline(always)]
+fn apply_bt(d: [&[f32]; 6], o: [&mut [f32]; 6]) {
+    let [d0, d1, d2, d3, d4, d5] = d;
+    let [o0, o1, o2, o3, o4, o5] = o;
+    let n = o0.len();
+    let (d0, d1, d2, d3, d4, d5) = (&d0[..n], &d1[..n], &d2[..n], &d3[..n], &d4[..n], &d5[..n]);
+    let (o1, o2, o3, o4, o5) = (
+        &mut o1[..n],
+        &mut o2[..n],
+        &mut o3[..n],
+        &mut o4[..n],
+        &mut o5[..n],
+    );
+    for t in 0..n {
+        o0[t] = 4.0 * d0[t] - 5.0 * d2[t] + d4[t];
+        o1[t] = -4.0 * (d1[t] + d2[t]) + d3[t] + d4[t];
+        o2[t] = 4.0 * (d1[t] - d2[t]) - d3[t] + d4[t];
+        o3[t] = 2.0 * (d3[t] - d1[t]) - d2[t] + d4[t];
+        o4[t] = 2.0 * (d1[t] - d3[t]) - d2[t] + d4[t];
+        o5[t] = 4.0 * d1[t] - 5.0 * d3[t] + d5[t];
     }
 }
 

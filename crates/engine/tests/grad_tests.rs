@@ -2681,11 +2681,9 @@ fn fused_conv_activations_match_unfused_and_finite_differences() {
     );
 }
 
-/// VGG's 2×2 stride-2 max pools run a branch-free path: ties send the gradient to the first
-/// maximum in row-major window order (never split, never scaled), and a NaN wins its window.
-#[test]
-fn maxpool_2x2_routes_ties_to_the_first_maximum() {
-    let mut net = Net::new(&[1, 1, 2, 6], 13);
+/// A model of one 2×2, stride-2 MaxPool (VGG's) from `x` of `shape` to `y`.
+fn maxpool_2x2(shape: &[usize]) -> Model {
+    let mut net = Net::new(shape, 13);
     net.node(
         "MaxPool",
         &["x"],
@@ -2696,6 +2694,14 @@ fn maxpool_2x2_routes_ties_to_the_first_maximum() {
         ],
     );
     let model = net.build().unwrap();
+    model
+}
+
+/// VGG's 2×2 stride-2 max pools run a branch-free path: ties send the gradient to the first
+/// maximum in row-major window order (never split, never scaled), and a NaN wins its window.
+#[test]
+fn maxpool_2x2_routes_ties_to_the_first_maximum() {
+    let model = maxpool_2x2(&[1, 1, 2, 6]);
     let y = model.resolve("y").unwrap();
     let nan = f32::NAN;
     // Windows: [1 3; 3 2] (tie of 3s), [5 5; 5 5] (all equal), [0 NaN; 1 2] (NaN).
@@ -2775,17 +2781,7 @@ fn maxpool_2x2_backward_wide_rows_match_the_first_maximum_rule() {
     // 19 windows per row (16 vectorised + 3); odd sizes leave a last row and column that no
     // window covers, whose gradient must be written as zero (the buffer starts uninitialised).
     let (c, h, w) = (2usize, 5usize, 39usize);
-    let mut net = Net::new(&[1, c, h, w], 13);
-    net.node(
-        "MaxPool",
-        &["x"],
-        &["y"],
-        vec![
-            A::ints("kernel_shape", &[2, 2]),
-            A::ints("strides", &[2, 2]),
-        ],
-    );
-    let model = net.build().unwrap();
+    let model = maxpool_2x2(&[1, c, h, w]);
     let y = model.resolve("y").unwrap();
     let mut rng = Rng::new(seed_of("pool ties"));
     // Values from a set of four, so most windows hold ties; every 29th is NaN.
