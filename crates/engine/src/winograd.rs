@@ -22,10 +22,28 @@ use rayon::prelude::*;
 use crate::kernels::{matmul_raw, Mat, SharedOut};
 use crate::ops::Clamp;
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 /// Block widths (tiles per product) are multiples of this: the product kernel's vector width.
 const LANES: usize = 16;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Set by tests to run the portable transforms on an AVX-512 machine.
+static FORCE_PORTABLE: AtomicBool = AtomicBool::new(false);
+
+/// Makes the transforms take their portable route (tests compare both).
+#[cfg(test)]
+fn force_portable(on: bool) {
+    FORCE_PORTABLE.store(on, Ordering::Relaxed);
+}
+
+/// Whether the transforms run on [`avx512`].
+#[cfg(target_arch = "x86_64")]
+fn avx512_transforms() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f") && !FORCE_PORTABLE.load(Ordering::Relaxed)
+}
 
 /// Turns the Winograd path for 3×3 convolutions on or off, for the whole process (on by
 /// default).
@@ -395,6 +413,11 @@ fn transform_input(
     v: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
+    if avx512_transforms() {
+        // SAFETY: the CPU has AVX-512F (checked just above).
+        return unsafe { avx512::transform_input(x, g, first, count, width, v) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
         return unsafe { transform_input_avx2(x, g, first, count, width, v) };
@@ -467,14 +490,7 @@ fn transform_input_generic(
                     let (q1, rest) = rest.split_at_mut(stride);
                     let (q2, q3) = rest.split_at_mut(stride);
                     let t0 = a_lo / 4;
-                    let mut done = 0;
-                    #[cfg(target_arch = "x86_64")]
-                    if std::arch::is_x86_feature_detected!("avx512f") {
-                        let q = [&mut q0[t0..], &mut q1[t0..], &mut q2[t0..], &mut q3[t0..]];
-                        // SAFETY: the CPU has AVX-512F (checked just above).
-                        done = unsafe { split_phases_avx512(mid, q) };
-                    }
-                    for (t, c) in mid.chunks_exact(4).enumerate().skip(done) {
+                    for (t, c) in mid.chunks_exact(4).enumerate() {
                         q0[t0 + t] = c[0];
                         q1[t0 + t] = c[1];
                         q2[t0 + t] = c[2];
@@ -586,6 +602,11 @@ unsafe fn transform_output(
     epilogue: Epilogue,
 ) {
     #[cfg(target_arch = "x86_64")]
+    if avx512_transforms() {
+        // SAFETY: the CPU has AVX-512F (checked just above); the rest is the caller's.
+        return unsafe { avx512::transform_output(mm, g, first, count, width, out, epilogue) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA (checked just above); the rest is the caller's.
         return unsafe { transform_output_avx2(mm, g, first, count, width, out, epilogue) };
@@ -690,69 +711,6 @@ unsafe fn transform_output_generic(
     }
 }
 
-/// `q[p][t] = row[4t + p]` for the first `16·⌊len/64⌋` tiles of `row`, 16 tiles per step
-/// (12 two-source permutes instead of 64 scalar moves); returns how many tiles it split.
-///
-/// # Safety
-/// AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn split_phases_avx512(row: &[f32], q: [&mut [f32]; 4]) -> usize {
-    use std::arch::x86_64::*;
-    let steps = row.len() / 64;
-    assert!(q.iter().all(|p| p.len() >= 16 * steps));
-    // Lanes 0..8: phase p of the first vector pair; lanes 8..16: phase p + 1 of it.
-    let idx = |p: i32| {
-        _mm512_setr_epi32(
-            p,
-            p + 4,
-            p + 8,
-            p + 12,
-            p + 16,
-            p + 20,
-            p + 24,
-            p + 28,
-            p + 1,
-            p + 5,
-            p + 9,
-            p + 13,
-            p + 17,
-            p + 21,
-            p + 25,
-            p + 29,
-        )
-    };
-    let (i01, i23) = (idx(0), idx(2));
-    // Low halves of a and b, then high halves of a and b.
-    let lo = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
-    let hi = _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
-    let [q0, q1, q2, q3] = q;
-    for s in 0..steps {
-        // SAFETY: 64 values from 64·s lie inside `row` (s < len/64).
-        let v: [__m512; 4] =
-            std::array::from_fn(|k| unsafe { _mm512_loadu_ps(row.as_ptr().add(64 * s + 16 * k)) });
-        // Tiles 0..8 (v0, v1) and 8..16 (v2, v3), phases (0, 1) and (2, 3).
-        let a01 = _mm512_permutex2var_ps(v[0], i01, v[1]);
-        let b01 = _mm512_permutex2var_ps(v[2], i01, v[3]);
-        let a23 = _mm512_permutex2var_ps(v[0], i23, v[1]);
-        let b23 = _mm512_permutex2var_ps(v[2], i23, v[3]);
-        let out = [
-            _mm512_permutex2var_ps(a01, lo, b01),
-            _mm512_permutex2var_ps(a01, hi, b01),
-            _mm512_permutex2var_ps(a23, lo, b23),
-            _mm512_permutex2var_ps(a23, hi, b23),
-        ];
-        for (dst, v) in [&mut *q0, &mut *q1, &mut *q2, &mut *q3]
-            .into_iter()
-            .zip(out)
-        {
-            // SAFETY: 16 values from 16·s lie inside each phase (asserted above).
-            unsafe { _mm512_storeu_ps(dst.as_mut_ptr().add(16 * s), v) };
-        }
-    }
-    16 * steps
-}
-
 /// Writes one output row from its four column phases (`phases[p·n + t] = y[4t + p]`),
 /// zeroing the values whose mask source fails the clamp.
 ///
@@ -767,87 +725,14 @@ unsafe fn write_phases(
     mask: Option<(&[f32], Clamp)>,
 ) {
     assert!(cols <= 4 * n && phases.len() == 4 * n && mask.is_none_or(|(m, _)| m.len() == cols));
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F; the rest is the caller's contract.
-        done = unsafe { write_phases_avx512(dst, phases, n, cols, mask) };
-    }
     let keep = |j: usize, v: f32| match mask {
         Some((src, c)) if !c.passes(src[j]) => 0.0,
         _ => v,
     };
-    for j in done..cols {
+    for j in 0..cols {
         // SAFETY: j < cols (the caller's contract).
         unsafe { dst.add(j).write(keep(j, phases[(j % 4) * n + j / 4])) };
     }
-}
-
-/// The first `64·⌊cols/64⌋` values of [`write_phases`], 16 tiles per step: the four phase
-/// vectors are interleaved in registers (8 unpacks and 8 lane shuffles, a 4×4 transpose of
-/// 128-bit lanes) and the mask applied 16 values at a time. Returns how many values it wrote.
-///
-/// # Safety
-/// AVX-512F, and as [`write_phases`].
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn write_phases_avx512(
-    dst: *mut f32,
-    phases: &[f32],
-    n: usize,
-    cols: usize,
-    mask: Option<(&[f32], Clamp)>,
-) -> usize {
-    use std::arch::x86_64::*;
-    let pd = |v: __m512| _mm512_castps_pd(v);
-    let ps = |v: __m512d| _mm512_castpd_ps(v);
-    let full = cols / 64;
-    for b in 0..full {
-        let t0 = 16 * b;
-        // SAFETY: tiles t0 .. t0 + 16 ≤ cols/4 ≤ n of each phase.
-        let (a, bb, c, d) = unsafe {
-            let p = phases.as_ptr().add(t0);
-            (
-                _mm512_loadu_ps(p),
-                _mm512_loadu_ps(p.add(n)),
-                _mm512_loadu_ps(p.add(2 * n)),
-                _mm512_loadu_ps(p.add(3 * n)),
-            )
-        };
-        // Lane k of q[j] holds tile 4k + j's four values y[4t .. 4t + 4].
-        let (ab_lo, ab_hi) = (_mm512_unpacklo_ps(a, bb), _mm512_unpackhi_ps(a, bb));
-        let (cd_lo, cd_hi) = (_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
-        let q0 = ps(_mm512_unpacklo_pd(pd(ab_lo), pd(cd_lo)));
-        let q1 = ps(_mm512_unpackhi_pd(pd(ab_lo), pd(cd_lo)));
-        let q2 = ps(_mm512_unpacklo_pd(pd(ab_hi), pd(cd_hi)));
-        let q3 = ps(_mm512_unpackhi_pd(pd(ab_hi), pd(cd_hi)));
-        let c0 = _mm512_shuffle_f32x4::<0x88>(q0, q1);
-        let c1 = _mm512_shuffle_f32x4::<0xDD>(q0, q1);
-        let c2 = _mm512_shuffle_f32x4::<0x88>(q2, q3);
-        let c3 = _mm512_shuffle_f32x4::<0xDD>(q2, q3);
-        let rows = [
-            _mm512_shuffle_f32x4::<0x88>(c0, c2),
-            _mm512_shuffle_f32x4::<0x88>(c1, c3),
-            _mm512_shuffle_f32x4::<0xDD>(c0, c2),
-            _mm512_shuffle_f32x4::<0xDD>(c1, c3),
-        ];
-        for (k, &v) in rows.iter().enumerate() {
-            let j = 64 * b + 16 * k;
-            let v = match mask {
-                Some((src, cl)) => {
-                    // SAFETY: j + 16 ≤ cols = src.len() (asserted by the caller).
-                    let s = unsafe { _mm512_loadu_ps(src.as_ptr().add(j)) };
-                    let keep = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(s, _mm512_set1_ps(cl.lo))
-                        & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s, _mm512_set1_ps(cl.hi));
-                    _mm512_maskz_mov_ps(keep, v)
-                }
-                None => v,
-            };
-            // SAFETY: j + 16 ≤ cols, the caller's contract.
-            unsafe { _mm512_storeu_ps(dst.add(j), v) };
-        }
-    }
-    64 * full
 }
 
 #[cfg(test)]
@@ -889,10 +774,27 @@ mod tests {
         out
     }
 
+    /// Runs `check` on the portable transforms, then (where the CPU has them) the AVX-512 ones.
+    fn on_both_routes(check: impl Fn()) {
+        force_portable(true);
+        check();
+        force_portable(false);
+        check();
+    }
+
     #[test]
     fn matches_direct_convolution_on_odd_shapes_and_pads() {
-        // (n, c, m, ih, iw, pad_top, pad_left, oh, ow): partial tiles, asymmetric and no padding.
+        on_both_routes(matches_direct_convolution);
+    }
+
+    fn matches_direct_convolution() {
+        // (n, c, m, ih, iw, pad_top, pad_left, oh, ow): partial tiles, asymmetric and no padding,
+        // rows of 1, 2 and more than 16 tiles (one vector of tiles and a remainder), a row
+        // wider than four vectors of tiles, pads of 2 and rows read past the image's edge.
         for &(n, c, m, ih, iw, pt, pl, oh, ow) in &[
+            (1, 16, 8, 5, 70, 1, 2, 7, 71),
+            (2, 3, 8, 4, 4, 1, 1, 4, 4),
+            (1, 2, 8, 3, 5, 2, 2, 5, 7),
             (2, 5, 7, 11, 9, 1, 1, 11, 9),
             (1, 3, 2, 6, 6, 0, 0, 4, 4),
             (3, 4, 3, 13, 7, 0, 2, 11, 8),
@@ -937,6 +839,10 @@ mod tests {
     /// with bias, clamp and mask: every value against the direct convolution.
     #[test]
     fn epilogue_on_wide_rows_clamps_and_masks() {
+        on_both_routes(epilogue_clamps_and_masks);
+    }
+
+    fn epilogue_clamps_and_masks() {
         let (n, c, m, ih, iw) = (2, 16, 16, 9, 150);
         let g = Geometry {
             n,
