@@ -889,6 +889,140 @@ fn filters_failing_json_leaves_nothing_behind() {
 // 5. filters
 // ---------------------------------------------------------------------------------------------
 
+/// Luminance of an RGB PNG, row-major, with its width and height.
+fn luminance(path: &Path) -> (Vec<f64>, usize, usize) {
+    let img = image::open(path).expect("decode PNG").to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let lum = img
+        .pixels()
+        .map(|p| p.0.iter().map(|&v| v as f64).sum::<f64>() / 3.0)
+        .collect();
+    (lum, w, h)
+}
+
+/// Correlation of each pixel with its right and lower neighbours in `lum[y0..y1, x0..x1]`:
+/// about 0 for pixel noise, high for patterns a few pixels wide.
+fn neighbour_correlation(
+    lum: &[f64],
+    w: usize,
+    (x0, x1, y0, y1): (usize, usize, usize, usize),
+) -> f64 {
+    let at = |x: usize, y: usize| lum[y * w + x];
+    let n = ((x1 - x0) * (y1 - y0)) as f64;
+    let mean = (y0..y1)
+        .flat_map(|y| (x0..x1).map(move |x| (x, y)))
+        .map(|(x, y)| at(x, y))
+        .sum::<f64>()
+        / n;
+    let (mut var, mut cov) = (0.0, 0.0);
+    for y in y0..y1 - 1 {
+        for x in x0..x1 - 1 {
+            let d = at(x, y) - mean;
+            var += d * d;
+            cov += d * ((at(x + 1, y) - mean) + (at(x, y + 1) - mean)) / 2.0;
+        }
+    }
+    cov / var.max(1e-12)
+}
+
+/// Mean absolute difference between neighbouring pixels in `lum[y0..y1, x0..x1]`: how much
+/// edge and stripe a tile has (a flat colour with faint noise stays near 2.5 on the
+/// deprocessed scale).
+fn edge_energy(lum: &[f64], w: usize, (x0, x1, y0, y1): (usize, usize, usize, usize)) -> f64 {
+    let at = |x: usize, y: usize| lum[y * w + x];
+    let mut sum = 0.0;
+    for y in y0..y1 - 1 {
+        for x in x0..x1 - 1 {
+            sum += (at(x + 1, y) - at(x, y)).abs() + (at(x, y + 1) - at(x, y)).abs();
+        }
+    }
+    sum / (2 * (x1 - x0 - 1) * (y1 - y0 - 1)) as f64
+}
+
+/// The walk-through's code feeds raw pixel values (uniform·20+128) into VGG16 without the
+/// model's preprocessing; `--preprocess raw` does the same, and then its pictures appear:
+/// block3_conv1 filter 0 grows a texture and most block1_conv1 patterns are edges and stripes.
+/// With this model's own /255 preprocessing filter 0 is dead on grey noise (a finding about the
+/// model, which the JSON reports) and the first layer's patterns are mostly flat colours.
+#[test]
+fn vgg16_filters_with_raw_pixels_show_the_walkthrough_pictures() {
+    let Some(vgg) = shared("models/vgg16_tumor.onnx") else {
+        return;
+    };
+    let vgg = vgg.to_str().expect("utf-8 path");
+    let td = TestDir::new("vgg-filters");
+    for pre in ["raw", "unit"] {
+        td.run([
+            "filters",
+            vgg,
+            "--layer",
+            "block3_conv1",
+            "--filters",
+            "0",
+            "--size",
+            "150",
+            "--preprocess",
+            pre,
+            "--out",
+            &format!("b3_{pre}.png"),
+            "--json",
+            &format!("b3_{pre}.json"),
+        ])
+        .success();
+    }
+    let raw = &read_json(&td.path("b3_raw.json"))["filters"][0];
+    let (start, end) = (raw["start"].as_f64().unwrap(), raw["end"].as_f64().unwrap());
+    assert!(
+        raw["rose"] == true && end > 2.0 * start.max(1.0),
+        "raw: {start} → {end}"
+    );
+    let unit = &read_json(&td.path("b3_unit.json"))["filters"][0];
+    assert_eq!(
+        (unit["start"].as_f64(), unit["end"].as_f64()),
+        (Some(0.0), Some(0.0)),
+        "dead with /255"
+    );
+    let (lum, w, h) = luminance(&td.path("b3_raw.png"));
+    let textured = neighbour_correlation(&lum, w, (0, w, 0, h));
+    let (lum, w, h) = luminance(&td.path("b3_unit.png"));
+    let noise = neighbour_correlation(&lum, w, (0, w, 0, h));
+    assert!(
+        textured > 0.3 && noise.abs() < 0.1,
+        "texture {textured}, noise {noise}"
+    );
+
+    td.run([
+        "filters",
+        vgg,
+        "--layer",
+        "block1_conv1",
+        "--filters",
+        "0..64",
+        "--size",
+        "64",
+        "--grid",
+        "8x8",
+        "--preprocess",
+        "raw",
+        "--out",
+        "b1.png",
+    ])
+    .success();
+    let (lum, w, h) = luminance(&td.path("b1.png"));
+    assert_eq!((w, h), (547, 547));
+    // Tiles of 64 px, 5 px apart; a 2 px border of each is left out.
+    let striped = (0..64)
+        .filter(|&t| {
+            let (x0, y0) = ((t % 8) * 69, (t / 8) * 69);
+            edge_energy(&lum, w, (x0 + 2, x0 + 62, y0 + 2, y0 + 62)) > 6.0
+        })
+        .count();
+    assert!(
+        striped >= 24,
+        "{striped} of 64 block1_conv1 patterns with edges or stripes"
+    );
+}
+
 fn filters_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
         "filters",
