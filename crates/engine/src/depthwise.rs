@@ -10,10 +10,17 @@
 //! planes are read once, transposed into lanes while in L1, and the outputs are transposed back
 //! (with bias and activation) and written once. On AVX-512 both transposes are 16×16 register
 //! transposes (design.md, "Depthwise convolutions").
+//!
+//! On AVX-512, forward passes with a horizontal stride of 1 or 2 and rows of at least 14
+//! outputs skip the transposes: [`planes`] convolves each NCHW plane in place, 16 outputs of a
+//! row per vector, from a zero-padded (and for stride 2, phase-split) copy of the plane.
 
 use rayon::prelude::*;
 
 use crate::kernels::{Axis, SharedOut};
+
+#[cfg(target_arch = "x86_64")]
+mod planes;
 use crate::ops::Clamp;
 
 /// Channels a depthwise task handles together, one per vector lane.
@@ -72,6 +79,18 @@ pub(crate) fn forward(
     g: &Geometry,
     act: Option<Clamp>,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if Kernel::detect() == Kernel::Avx512 && planes::supports(g) {
+        assert_eq!(
+            out.len(),
+            g.n * g.c * g.h.output * g.w.output,
+            "depthwise output"
+        );
+        // SAFETY: the CPU has AVX-512F (checked just above) and `out` holds the n·c·oh·ow
+        // values, exclusively borrowed.
+        unsafe { planes::forward(x, w, bias, SharedOut(out.as_mut_ptr().cast()), g, act) };
+        return;
+    }
     forward_with(Kernel::detect(), x, w, bias, out, g, act)
 }
 
@@ -721,6 +740,29 @@ mod tests {
                 axis(32, 3, 2, 1, (0, 1)),
                 Some(relu6),
             ),
+            // For the plane kernel: rows of more than eight vectors, a stride-2 row of three
+            // vectors with dilation, and a 14×14 plane (blocks of eight rows, the last partial).
+            (
+                1,
+                3,
+                axis(5, 3, 1, 1, (1, 1)),
+                axis(150, 3, 1, 1, (1, 1)),
+                Some(relu6),
+            ),
+            (
+                2,
+                4,
+                axis(11, 3, 2, 2, (1, 2)),
+                axis(75, 3, 2, 2, (2, 1)),
+                None,
+            ),
+            (
+                1,
+                19,
+                axis(14, 5, 1, 1, (2, 2)),
+                axis(14, 5, 1, 1, (2, 2)),
+                Some(relu6),
+            ),
         ];
         let mut kernels = vec![Kernel::Portable];
         if Kernel::detect() == Kernel::Avx512 {
@@ -734,9 +776,18 @@ mod tests {
             // Scale up so Relu6 clips at both ends.
             let x: Vec<f32> = x.iter().map(|v| v * 4.0).collect();
             let want = direct(&x, &wt, &b, &g, act);
-            for &kernel in &kernels {
+            // `None`: the AVX-512 plane kernel, where the CPU has it and the stride allows.
+            let mut runs: Vec<Option<Kernel>> = kernels.iter().copied().map(Some).collect();
+            #[cfg(target_arch = "x86_64")]
+            if Kernel::detect() == Kernel::Avx512 && planes::supports(&g) {
+                runs.push(None);
+            }
+            for kernel in runs {
                 let mut out = vec![std::mem::MaybeUninit::new(f32::NAN); want.len()];
-                forward_with(kernel, &x, &wt, Some(&b), &mut out, &g, act);
+                match kernel {
+                    Some(kernel) => forward_with(kernel, &x, &wt, Some(&b), &mut out, &g, act),
+                    None => forward(&x, &wt, Some(&b), &mut out, &g, act),
+                }
                 for (i, (o, &e)) in out.iter().zip(&want).enumerate() {
                     // SAFETY: initialised above (and overwritten by forward_with).
                     let o = unsafe { o.assume_init() } as f64;
