@@ -166,6 +166,9 @@ pub(crate) fn im2col_tile(
                                 let seg = &mut out[a - ow..b - ow];
                                 if w.stride == 1 {
                                     seg.copy_from_slice(&xc[first..first + (b - a)]);
+                                } else if w.stride == 2 {
+                                    let n = b - a;
+                                    copy_stride2(&xc[first..first + 2 * n - 1], seg);
                                 } else {
                                     for (u, d) in seg.iter_mut().enumerate() {
                                         *d = xc[first + u * w.stride];
@@ -179,6 +182,58 @@ pub(crate) fn im2col_tile(
                     oh += 1;
                 }
             }
+        }
+    }
+}
+
+/// `dst[u] = src[2u]` for every `u` (`src` holds `2·dst.len() − 1` values or more): the
+/// stride-2 rows of [`im2col_tile`], 16 values per permute on AVX-512 (a scalar loop made the
+/// im2col of EfficientNet's stride-2 stem slower than its product).
+pub(crate) fn copy_stride2(src: &[f32], dst: &mut [f32]) {
+    assert!(
+        dst.is_empty() || src.len() > 2 * (dst.len() - 1),
+        "stride-2 source"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (checked just above); sizes asserted above.
+        return unsafe { copy_stride2_avx512(src, dst) };
+    }
+    for (u, d) in dst.iter_mut().enumerate() {
+        *d = src[2 * u];
+    }
+}
+
+/// [`copy_stride2`] on AVX-512: masked loads of the 32 source values under 16 outputs, the even
+/// ones kept by one permute, a masked store.
+///
+/// # Safety
+/// AVX-512F; `src.len() ≥ 2·dst.len() − 1`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn copy_stride2_avx512(src: &[f32], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let lanes = |n: usize| {
+        if n >= 16 {
+            u16::MAX
+        } else {
+            ((1u32 << n) - 1) as u16
+        }
+    };
+    let (n, len) = (dst.len(), src.len());
+    for u in (0..n).step_by(16) {
+        let avail = len - 2 * u;
+        // SAFETY: lanes past `src`'s end are masked off (not read); the store covers outputs
+        // u .. min(u + 16, n) only.
+        unsafe {
+            let a0 = _mm512_maskz_loadu_ps(lanes(avail), src.as_ptr().add(2 * u));
+            let a1 = _mm512_maskz_loadu_ps(
+                lanes(avail.saturating_sub(16)),
+                src.as_ptr().add(2 * u).wrapping_add(16),
+            );
+            let v = _mm512_permutex2var_ps(a0, even, a1);
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(u), lanes(n - u), v);
         }
     }
 }
@@ -362,8 +417,28 @@ fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[cfg(test)]
-mod dot_tests {
-    use super::dot;
+mod simd_tests {
+    use super::{copy_stride2, dot};
+
+    #[test]
+    fn copy_stride2_takes_every_other_value_at_every_length() {
+        for n in 0..50 {
+            for extra in 0..2 {
+                let src: Vec<f32> = (0..(2 * n as usize).saturating_sub(1) + extra)
+                    .map(|i| i as f32)
+                    .collect();
+                let mut dst = vec![f32::NAN; n + 3];
+                copy_stride2(&src, &mut dst[..n]);
+                for (u, &d) in dst[..n].iter().enumerate() {
+                    assert_eq!(d, (2 * u) as f32, "n {n}, value {u}");
+                }
+                assert!(
+                    dst[n..].iter().all(|v| v.is_nan()),
+                    "n {n}: wrote past the end"
+                );
+            }
+        }
+    }
 
     #[test]
     fn dot_matches_f64_on_every_tail_length() {
