@@ -498,8 +498,12 @@ fn panel_conv(
     let pointwise = d.pointwise();
     // Columns per task: the k × cols block of the input (or im2col tile) within 256 KB, so it
     // stays in L2 while every panel of weights passes over it; a multiple of the kernel's 48.
+    // The last chunk takes the remainder (up to twice the others): a chunk of a few columns
+    // would be a task of its own next to full ones (a 7×7 map, 49 columns, was split 48 + 1, and
+    // the second thread got only the 1-column tasks: no speed-up from it at all).
     let chunk = ((1usize << 16) / k).clamp(48, 1024) / 48 * 48;
-    let (chunks, cols_max) = (p.div_ceil(chunk), chunk.min(p));
+    let chunks = (p / chunk).max(1);
+    let cols_max = p - (chunks - 1) * chunk;
     let panels = mg.div_ceil(panel::PANEL);
     let base = d.n * d.g * chunks;
     let threads = rayon::current_num_threads().max(1);
@@ -526,7 +530,7 @@ fn panel_conv(
             let (gi, rest) = (rest / (chunks * splits), rest % (chunks * splits));
             let (ci, si) = (rest / splits, rest % splits);
             let (p0, r0) = (ci * chunk, si * per * panel::PANEL);
-            let cols = chunk.min(p - p0);
+            let cols = if ci + 1 == chunks { p - p0 } else { chunk };
             let rows = (per * panel::PANEL).min(mg - r0);
             let x_img = &x[(img * d.c + gi * cg) * plane_in..][..cg * plane_in];
             let (b, brs) = if pointwise {
