@@ -277,6 +277,9 @@ mod avx512 {
         first_row: usize,
     }
 
+    /// How many input channels ahead [`micro`] prefetches.
+    const PREFETCH_K: usize = 8;
+
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn micro<const NV: usize, const MASKED: bool>(
@@ -311,6 +314,14 @@ mod avx512 {
             std::array::from_fn(|j| _mm512_mul_ps(a, b0[j]))
         });
         for kk in 1..k {
+            // Ask for the weights and input rows a few channels ahead: a layer's weights and
+            // input are usually out of cache, and the hardware prefetchers follow these strided
+            // rows too slowly (a 7×7 layer ran 2–3× slower with cold caches).
+            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add((kk + PREFETCH_K) * PANEL).cast());
+            let ahead = at.b.wrapping_add((kk + PREFETCH_K) * at.brs);
+            for j in 0..NV {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16 * j).cast());
+            }
             let bv = load(kk);
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 let a = weight(kk, r);
