@@ -25,7 +25,7 @@ use crate::ops::Clamp;
 
 /// Channels a depthwise task handles together, one per vector lane.
 pub(crate) const LANES: usize = 16;
-type Cell = [f32; LANES];
+pub(crate) type Cell = [f32; LANES];
 const ZERO: Cell = [0.0; LANES];
 
 /// Cells (of 16 floats) a forward strip's input rows plus one output row may take: 64 KB, so
@@ -71,9 +71,12 @@ impl Kernel {
 }
 
 /// `out = act(depthwise(x, w) + bias)`; writes every one of the `n·c·oh·ow` values of `out`.
+/// `lanes` is `w` as [`pack_lanes`] lays it out (kept by the caller across calls: building it
+/// was a tenth of a 7×7 layer's time).
 pub(crate) fn forward(
     x: &[f32],
     w: &[f32],
+    lanes: &[Cell],
     bias: Option<&[f32]>,
     out: &mut [std::mem::MaybeUninit<f32>],
     g: &Geometry,
@@ -91,13 +94,13 @@ pub(crate) fn forward(
         unsafe { planes::forward(x, w, bias, SharedOut(out.as_mut_ptr().cast()), g, act) };
         return;
     }
-    forward_with(Kernel::detect(), x, w, bias, out, g, act)
+    forward_with(Kernel::detect(), x, lanes, bias, out, g, act)
 }
 
 fn forward_with(
     kernel: Kernel,
     x: &[f32],
-    w: &[f32],
+    lane_taps: &[Cell],
     bias: Option<&[f32]>,
     out: &mut [std::mem::MaybeUninit<f32>],
     g: &Geometry,
@@ -107,7 +110,11 @@ fn forward_with(
     let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
     let kk = g.taps();
     assert_eq!(x.len(), g.n * g.c * plane_in, "depthwise input");
-    assert_eq!(w.len(), g.c * kk, "depthwise weights");
+    assert_eq!(
+        lane_taps.len(),
+        g.groups() * kk,
+        "depthwise weights in lanes"
+    );
     assert_eq!(out.len(), g.n * g.c * p, "depthwise output");
     assert!(bias.is_none_or(|b| b.len() == g.c), "depthwise bias");
     let padded = Padded::new(h, wa);
@@ -126,12 +133,11 @@ fn forward_with(
             let oh0 = strip * rows;
             let nrows = rows.min(h.output - oh0);
             let nin = padded.rows_for(nrows);
-            let mut weights = lane_weights(w, c0, lanes, kk);
-            // The bias travels as one more "tap" so both kernels take it from the same slice.
-            weights.push(std::array::from_fn(|l| match bias {
+            let taps = &lane_taps[c0 / LANES * kk..][..kk];
+            let bias: Cell = std::array::from_fn(|l| match bias {
                 Some(b) if l < lanes => b[c0 + l],
                 _ => 0.0,
-            }));
+            });
             STRIP.with_borrow_mut(|buf| {
                 // Grown, never shrunk: every cell a strip uses is written before it is read.
                 let need = nin * padded.cols + wa.output;
@@ -144,7 +150,7 @@ fn forward_with(
                     padded.fill_row(kernel, planes, lanes, oh0 * h.stride + r, row);
                 }
                 for r in 0..nrows {
-                    taps_row(kernel, input, &weights, &padded, r, orow, act);
+                    taps_row(kernel, input, taps, &bias, &padded, r, orow, act);
                     // SAFETY: output row oh0 + r of planes (img, c0 .. c0 + lanes): values that only
                     // this task (image, channel group, strip) writes; `out` holds n·c·p values.
                     unsafe {
@@ -214,6 +220,20 @@ pub(crate) fn input_grad(dy: &[f32], w: &[f32], dx: &mut [f32], g: &Geometry) {
                 }
             },
         );
+}
+
+/// Depthwise weights `[c, kh, kw]` in groups of 16 channels, tap by tap, one channel per lane
+/// (`[c/16][taps][16]`, lanes past `c` zero): what [`forward`] takes.
+pub(crate) fn pack_lanes(w: &[f32], c: usize, taps: usize) -> Vec<Cell> {
+    assert_eq!(w.len(), c * taps, "depthwise weights");
+    let mut out = vec![ZERO; c.div_ceil(LANES) * taps];
+    for ch in 0..c {
+        let (group, lane) = (ch / LANES, ch % LANES);
+        for (t, &v) in w[ch * taps..(ch + 1) * taps].iter().enumerate() {
+            out[group * taps + t][lane] = v;
+        }
+    }
+    out
 }
 
 /// The weights of channels `c0..c0 + lanes`, tap by tap, one channel per lane.
@@ -306,11 +326,13 @@ impl Padded {
 }
 
 /// Output row `r` of a strip: `orow[ow] = act(bias + Σ w[ki, kj] · input[r·s + ki·d, ow·s + kj·d])`
-/// with the bias as the last entry of `weights`.
+/// with `taps` in lanes (as [`pack_lanes`]).
+#[allow(clippy::too_many_arguments)]
 fn taps_row(
     kernel: Kernel,
     input: &[Cell],
-    weights: &[Cell],
+    taps: &[Cell],
+    bias: &Cell,
     p: &Padded,
     r: usize,
     orow: &mut [Cell],
@@ -319,12 +341,11 @@ fn taps_row(
     match kernel {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Avx512 is only chosen when the CPU has AVX-512F.
-        Kernel::Avx512 => unsafe { avx512::taps_row(input, weights, p, r, orow, act) },
+        Kernel::Avx512 => unsafe { avx512::taps_row(input, taps, bias, p, r, orow, act) },
         _ => {
             let (h, wa) = (&p.h, &p.w);
-            let (taps, bias) = weights.split_at(weights.len() - 1);
             for (ow, o) in orow.iter_mut().enumerate() {
-                let mut a = bias[0];
+                let mut a = *bias;
                 for ki in 0..h.kernel {
                     let row = (r * h.stride + ki * h.dilation) * p.cols + ow * wa.stride;
                     for kj in 0..wa.kernel {
@@ -525,14 +546,14 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn taps_row(
         input: &[Cell],
-        weights: &[Cell],
+        taps: &[Cell],
+        bias: &Cell,
         p: &Padded,
         r: usize,
         orow: &mut [Cell],
         act: Option<Clamp>,
     ) {
         let (h, wa) = (&p.h, &p.w);
-        let (taps, bias) = weights.split_at(weights.len() - 1);
         assert_eq!(taps.len(), h.kernel * wa.kernel);
         // Highest cell any tap of this row reads, checked once so the loop can skip bounds.
         let last = (r * h.stride + (h.kernel - 1) * h.dilation) * p.cols
@@ -554,23 +575,25 @@ mod avx512 {
         let base = input.as_ptr().cast::<f32>();
         // SAFETY (all loads below): cell indices are at most `last` (asserted above).
         let cell = |i: usize| unsafe { _mm512_loadu_ps(base.add(i * LANES)) };
-        let bv = unsafe { _mm512_loadu_ps(bias[0].as_ptr()) };
-        // Outputs in blocks of 8, then 4, 2, 1: independent accumulators hide the FMA latency
-        // (a single chain of 25 taps on a 7-wide row waited on each multiply-add).
+        let bv = unsafe { _mm512_loadu_ps(bias.as_ptr()) };
+        // Outputs in blocks of up to 8, the row split evenly (14 = 7 + 7, not 8 + 4 + 2):
+        // independent accumulators hide the FMA latency, and a 7-wide row in blocks of 4, 2
+        // and 1 waited on a chain of 25 dependent multiply-adds in its last block.
         let n = orow.len();
+        let size = n.div_ceil(n.div_ceil(8)).max(1);
         let mut ow = 0;
         while ow < n {
-            let left = n - ow;
-            // SAFETY (all four): AVX-512F, and the blocks stay within `orow` and `last`.
+            // SAFETY (all eight): AVX-512F, and the blocks stay within `orow` and `last`.
             ow += unsafe {
-                if left >= 8 {
-                    block::<8>(&cell, taps, bv, p, r, ow, orow, &clamp)
-                } else if left >= 4 {
-                    block::<4>(&cell, taps, bv, p, r, ow, orow, &clamp)
-                } else if left >= 2 {
-                    block::<2>(&cell, taps, bv, p, r, ow, orow, &clamp)
-                } else {
-                    block::<1>(&cell, taps, bv, p, r, ow, orow, &clamp)
+                match size.min(n - ow) {
+                    8 => block::<8>(&cell, taps, bv, p, r, ow, orow, &clamp),
+                    7 => block::<7>(&cell, taps, bv, p, r, ow, orow, &clamp),
+                    6 => block::<6>(&cell, taps, bv, p, r, ow, orow, &clamp),
+                    5 => block::<5>(&cell, taps, bv, p, r, ow, orow, &clamp),
+                    4 => block::<4>(&cell, taps, bv, p, r, ow, orow, &clamp),
+                    3 => block::<3>(&cell, taps, bv, p, r, ow, orow, &clamp),
+                    2 => block::<2>(&cell, taps, bv, p, r, ow, orow, &clamp),
+                    _ => block::<1>(&cell, taps, bv, p, r, ow, orow, &clamp),
                 }
             };
         }
@@ -776,6 +799,7 @@ mod tests {
             // Scale up so Relu6 clips at both ends.
             let x: Vec<f32> = x.iter().map(|v| v * 4.0).collect();
             let want = direct(&x, &wt, &b, &g, act);
+            let lanes = pack_lanes(&wt, c, h.kernel * w.kernel);
             // `None`: the AVX-512 plane kernel, where the CPU has it and the stride allows.
             let mut runs: Vec<Option<Kernel>> = kernels.iter().copied().map(Some).collect();
             #[cfg(target_arch = "x86_64")]
@@ -785,8 +809,8 @@ mod tests {
             for kernel in runs {
                 let mut out = vec![std::mem::MaybeUninit::new(f32::NAN); want.len()];
                 match kernel {
-                    Some(kernel) => forward_with(kernel, &x, &wt, Some(&b), &mut out, &g, act),
-                    None => forward(&x, &wt, Some(&b), &mut out, &g, act),
+                    Some(kernel) => forward_with(kernel, &x, &lanes, Some(&b), &mut out, &g, act),
+                    None => forward(&x, &wt, &lanes, Some(&b), &mut out, &g, act),
                 }
                 for (i, (o, &e)) in out.iter().zip(&want).enumerate() {
                     // SAFETY: initialised above (and overwritten by forward_with).

@@ -261,6 +261,7 @@ const MIN_TASK_MACS: usize = 1 << 20;
 struct WeightCache {
     winograd: OnceLock<Vec<f32>>,
     panels: OnceLock<Vec<f32>>,
+    lanes: OnceLock<Vec<depthwise::Cell>>,
 }
 
 impl WeightCache {
@@ -268,6 +269,12 @@ impl WeightCache {
     fn winograd(&self, w: &Tensor, m: usize, c: usize) -> &[f32] {
         self.winograd
             .get_or_init(|| transform_weights(w.data(), m, c))
+    }
+
+    /// Depthwise weights in lanes of 16 channels ([`depthwise::pack_lanes`]).
+    fn lanes(&self, w: &Tensor, c: usize, taps: usize) -> &[depthwise::Cell] {
+        self.lanes
+            .get_or_init(|| depthwise::pack_lanes(w.data(), c, taps))
     }
 
     /// The weights packed for [`panel::product`], group by group.
@@ -345,9 +352,15 @@ fn conv_forward(
         let len = d.n * d.m * p;
         let mut out: Vec<f32> = Vec::with_capacity(len);
         let b = b.map(Tensor::data);
+        let kk = d.h.kernel * d.w.kernel;
+        let lanes = match cache {
+            Some(cache) => Cow::Borrowed(cache.lanes(w, d.c, kk)),
+            None => Cow::Owned(depthwise::pack_lanes(w.data(), d.c, kk)),
+        };
         depthwise::forward(
             x.data(),
             w.data(),
+            &lanes,
             b,
             &mut out.spare_capacity_mut()[..len],
             &d.depthwise_geometry(),
