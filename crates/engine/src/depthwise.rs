@@ -11,9 +11,9 @@
 //! (with bias and activation) and written once. On AVX-512 both transposes are 16×16 register
 //! transposes (design.md, "Depthwise convolutions").
 //!
-//! On AVX-512, forward passes with a horizontal stride of 1 or 2 and rows of at least 14
-//! outputs skip the transposes: [`planes`] convolves each NCHW plane in place, 16 outputs of a
-//! row per vector, from a zero-padded (and for stride 2, phase-split) copy of the plane.
+//! On AVX-512, stride-1 forward passes with rows of at least 56 outputs skip the transposes:
+//! [`planes`] convolves each NCHW plane, 16 outputs of a row per vector, from a zero-padded
+//! copy of the plane.
 
 use rayon::prelude::*;
 
@@ -763,8 +763,9 @@ mod tests {
                 axis(32, 3, 2, 1, (0, 1)),
                 Some(relu6),
             ),
-            // For the plane kernel: rows of more than eight vectors, a stride-2 row of three
-            // vectors with dilation, and a 14×14 plane (blocks of eight rows, the last partial).
+            // Rows of more than eight vectors (the plane kernel's blocks of 8, and 4 on the
+            // 60-wide plane with an odd row count), a stride-2 row of three vectors with
+            // dilation, and a 14×14 plane (each strip row in two blocks of 7).
             (
                 1,
                 3,
@@ -785,6 +786,13 @@ mod tests {
                 axis(14, 5, 1, 1, (2, 2)),
                 axis(14, 5, 1, 1, (2, 2)),
                 Some(relu6),
+            ),
+            (
+                2,
+                3,
+                axis(5, 3, 1, 1, (1, 1)),
+                axis(60, 5, 1, 1, (2, 2)),
+                None,
             ),
         ];
         let mut kernels = vec![Kernel::Portable];

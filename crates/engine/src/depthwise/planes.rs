@@ -1,13 +1,11 @@
-//! AVX-512 depthwise forward pass straight on NCHW planes, for horizontal strides 1 and 2.
+//! AVX-512 depthwise forward pass straight on NCHW planes, for wide stride-1 layers.
 //!
-//! Each plane is convolved on its own, 16 output columns per vector: every tap is one masked
-//! load of the input row (lanes in the padding or past the row's end are not read and count as
-//! zero) and one multiply-add; with stride 2 the tap loads 32 columns and keeps the even ones
-//! (one permute). A block of `R` output rows × `V` vectors is accumulated in registers through
-//! all taps, so that even a 7×7 plane (one vector per row) has seven independent sums instead of
-//! one chain of 25 dependent multiply-adds. Nothing is transposed or copied: on EfficientNet's
-//! planes (7×7 to 112×112) the channels-last strips of the parent module spent most of their time
-//! moving values in and out of lanes (design.md, "Depthwise convolutions").
+//! Each plane is convolved on its own, 16 output columns per vector, from a zero-padded copy of
+//! the plane (so every tap is one plain load and one multiply-add, no masks or bounds); a block
+//! of `R` output rows × `V` vectors is accumulated in registers through all taps. Nothing is
+//! transposed. On EfficientNet's 112×112 and 56×56 stride-1 layers this beat the channels-last
+//! strips of the parent module; on its stride-2 layers and its 28×28 and smaller maps the strips
+//! were faster (per-node profiles, design.md "Depthwise convolutions"), so those stay there.
 
 use std::arch::x86_64::*;
 
@@ -17,17 +15,14 @@ use super::{Geometry, MIN_TASK_MACS};
 use crate::kernels::SharedOut;
 use crate::ops::Clamp;
 
-/// Whether [`forward`] handles this geometry (the caller checks AVX-512).
-///
-/// Rows of fewer than 14 outputs stay on the channels-last strips: a 7-wide row fills under
-/// half a vector, and on EfficientNet's 7×7 layers the strips were 1.5× faster (per-node
-/// profile, design.md "Depthwise convolutions"); from 14×14 up the planes were 5–20 % faster.
+/// Whether [`forward`] handles this geometry (the caller checks AVX-512): stride 1 across,
+/// rows of at least 56 outputs.
 pub(super) fn supports(g: &Geometry) -> bool {
-    g.w.stride <= 2 && g.w.output >= 14
+    g.w.stride == 1 && g.w.output >= 56
 }
 
-/// `out = act(depthwise(x, w) + bias)` for `g` (horizontal stride 1 or 2); writes every one of
-/// the `n·c·oh·ow` values of `out`.
+/// `out = act(depthwise(x, w) + bias)` for `g` (see [`supports`]); writes every one of the
+/// `n·c·oh·ow` values of `out`.
 ///
 /// # Safety
 /// The CPU must support AVX-512F; `out` must hold `n·c·oh·ow` values that no other thread
@@ -45,15 +40,8 @@ pub(super) unsafe fn forward(
     assert_eq!(x.len(), g.n * g.c * h.input * wa.input, "depthwise input");
     assert_eq!(w.len(), g.c * h.kernel * wa.kernel, "depthwise weights");
     assert!(bias.is_none_or(|b| b.len() == g.c), "depthwise bias");
+    // Accumulators: R rows × V vectors, 8 of them (4-cycle multiply-add latency, two units).
     let vectors = wa.output.div_ceil(16);
-    // Accumulators: R rows × V vectors, at least 8 of them (4-cycle multiply-add latency, two
-    // units), V covering the row where it can.
-    let v = match vectors {
-        1 => 1,
-        2 => 2,
-        3 | 4 => 4,
-        _ => 8,
-    };
     let macs = h.output * wa.output * h.kernel * wa.kernel;
     let min_planes = (MIN_TASK_MACS / macs.max(1)).max(1);
     (0..g.n * g.c)
@@ -68,11 +56,10 @@ pub(super) unsafe fn forward(
             // of the output, which holds n·c planes of oh·ow values.
             unsafe {
                 let dst = out.get().add(plane * h.output * wa.output);
-                match v {
-                    1 => plane_rows::<8, 1>(src, taps, b, dst, g, act),
-                    2 => plane_rows::<4, 2>(src, taps, b, dst, g, act),
-                    4 => plane_rows::<2, 4>(src, taps, b, dst, g, act),
-                    _ => plane_rows::<1, 8>(src, taps, b, dst, g, act),
+                if vectors <= 4 {
+                    plane_rows::<2, 4>(src, taps, b, dst, g, act)
+                } else {
+                    plane_rows::<1, 8>(src, taps, b, dst, g, act)
                 }
             }
         });
@@ -91,11 +78,9 @@ fn lane_mask(lo: isize, hi: isize, base: isize) -> u16 {
 }
 
 /// Zero-padded copy of one input plane that every tap reads with plain loads: `rows` rows of
-/// `phases` column phases (2 for stride 2: even and odd padded columns side by side, so that a
-/// stride-2 tap reads consecutive values) of `pitch` floats each.
+/// `pitch` floats.
 struct PaddedPlane {
     rows: usize,
-    phases: usize,
     pitch: usize,
 }
 
@@ -105,63 +90,37 @@ impl PaddedPlane {
         let vectors = wa.output.div_ceil(16);
         // Row blocks run up to R rows past the last output row; their loads stay inside.
         let rows = (h.output.next_multiple_of(R) - 1) * h.stride + (h.kernel - 1) * h.dilation + 1;
+        // Columns the last vector reads at the last tap, rounded to whole vectors.
         let reach = (wa.kernel - 1) * wa.dilation;
-        let phases = wa.stride;
-        // Columns (per phase) the last vector reads at the last tap, rounded to whole vectors.
-        let pitch = (16 * vectors.next_multiple_of(V) + reach / phases + 1).next_multiple_of(16);
-        PaddedPlane {
-            rows,
-            phases,
-            pitch,
-        }
+        let pitch = (16 * vectors.next_multiple_of(V) + reach + 1).next_multiple_of(16);
+        PaddedPlane { rows, pitch }
     }
 
     fn len(&self) -> usize {
-        self.rows * self.phases * self.pitch
+        self.rows * self.pitch
     }
 
     /// Fills `buf` from `src` (one `ih × iw` plane): padded column `c` of row `r` is input
-    /// `(r − pad_top, c − pad_left)`, zero outside; phase `p` holds padded columns `2j + p`.
+    /// `(r − pad_top, c − pad_left)`, zero outside.
     #[target_feature(enable = "avx512f")]
     unsafe fn fill(&self, src: &[f32], g: &Geometry, buf: &mut [f32]) {
         let (h, wa) = (&g.h, &g.w);
         let (iw, pad) = (wa.input as isize, wa.pad_begin as isize);
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
         assert!(buf.len() >= self.len() && src.len() == h.input * wa.input);
         for r in 0..self.rows {
             let iy = r as isize - h.pad_begin as isize;
-            let line = &mut buf[r * self.phases * self.pitch..][..self.phases * self.pitch];
+            let line = &mut buf[r * self.pitch..][..self.pitch];
             if iy < 0 || iy >= h.input as isize {
                 line.fill(0.0);
                 continue;
             }
             let row = src.as_ptr().wrapping_offset(iy * iw);
             for j in (0..self.pitch).step_by(16) {
-                // SAFETY (loads): masked-off lanes are not read; the others are columns 0..iw
-                // of input row iy. (Stores): j + 16 ≤ pitch inside this phase of the line.
-                if self.phases == 1 {
-                    let at = j as isize - pad;
-                    let v =
-                        _mm512_maskz_loadu_ps(lane_mask(-at, iw - at, 0), row.wrapping_offset(at));
-                    _mm512_storeu_ps(line.as_mut_ptr().add(j), v);
-                } else {
-                    let at = 2 * j as isize - pad;
-                    let a0 =
-                        _mm512_maskz_loadu_ps(lane_mask(-at, iw - at, 0), row.wrapping_offset(at));
-                    let a1 = _mm512_maskz_loadu_ps(
-                        lane_mask(-at, iw - at, 16),
-                        row.wrapping_offset(at + 16),
-                    );
-                    _mm512_storeu_ps(
-                        line.as_mut_ptr().add(j),
-                        _mm512_permutex2var_ps(a0, even, a1),
-                    );
-                    _mm512_storeu_ps(
-                        line.as_mut_ptr().add(self.pitch + j),
-                        _mm512_permutex2var_ps(a0, odd, a1),
-                    );
-                }
+                let at = j as isize - pad;
+                // SAFETY: masked-off lanes are not read, the others are columns 0..iw of input
+                // row iy; the store is 16 values at j, j + 16 ≤ pitch.
+                let v = _mm512_maskz_loadu_ps(lane_mask(-at, iw - at, 0), row.wrapping_offset(at));
+                _mm512_storeu_ps(line.as_mut_ptr().add(j), v);
             }
         }
     }
@@ -190,15 +149,7 @@ unsafe fn plane_rows<const R: usize, const V: usize>(
     let padded = PaddedPlane::new::<R, V>(g);
     let clamp = act.map(|c| (_mm512_set1_ps(c.lo), _mm512_set1_ps(c.hi)));
     let vectors = ow.div_ceil(16);
-    // Offset of tap column kx within a padded row: its phase, then its column in the phase.
-    let line = padded.phases * padded.pitch;
-    // (phases is 1 or 2: a shift and a mask, not a division in the innermost loop, which made
-    // the whole kernel several times slower.)
-    let shift = padded.phases.trailing_zeros();
-    let tap_at = |kx: usize| {
-        let c = kx * wa.dilation;
-        (c & (padded.phases - 1)) * padded.pitch + (c >> shift)
-    };
+    let line = padded.pitch;
     PLANE.with_borrow_mut(|buf| {
         if buf.len() < padded.len() {
             buf.resize(padded.len(), 0.0);
@@ -218,7 +169,7 @@ unsafe fn plane_rows<const R: usize, const V: usize>(
                     for kx in 0..kw {
                         // SAFETY: tap (ky, kx) of taps, which holds kh·kw values.
                         let wv = _mm512_set1_ps(unsafe { *taps.get_unchecked(ky * kw + kx) });
-                        let at = row0 + tap_at(kx);
+                        let at = row0 + kx * wa.dilation;
                         for (r, acc_r) in acc.iter_mut().enumerate() {
                             for (v, a) in acc_r.iter_mut().enumerate() {
                                 // SAFETY: rows and columns of the padded plane (sized for the
