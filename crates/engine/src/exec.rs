@@ -2,6 +2,7 @@
 //! over the same nodes for the gradient of any objective.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 use crate::model::{node_error, Model, Source, ValueId};
@@ -564,13 +565,49 @@ impl Tape<'_> {
 /// only wakes the idle worker. `convscope bench`, medians of six alternating rounds: batch-64
 /// block1_conv1 gradient 39.7 → 37.0 ms, EfficientNet forward 13.4 → 12.5 ms, EfficientNet
 /// gradient 39.2 → 32.7 ms (design.md, "Memory").
+///
+/// While the pass runs, the other workers are kept awake: each runs a job that executes any
+/// work the pass hands out and otherwise spins, instead of going to sleep between nodes. An
+/// idle rayon worker sleeps after a few microseconds, and waking it (a futex call on the
+/// splitting thread, then a reschedule) took 20–70 µs here, per node; tracing EfficientNet's
+/// 7×7 layers showed the second worker joining that late or not at all, for nodes of 100–300 µs.
+/// onnxruntime's threads spin between nodes in the same way.
 fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         return f();
     }
+    let helpers = rayon::current_num_threads().saturating_sub(1);
+    let done = AtomicBool::new(false);
     let mut out = None;
-    rayon::scope(|_| out = Some(f()));
+    rayon::scope(|s| {
+        for _ in 0..helpers {
+            s.spawn(|_| {
+                // Only an otherwise idle worker spins: one already inside a pass (this one,
+                // popping its own helper while it waits inside `f`, or a worker running another
+                // pass) returns at once, so a spinning helper never sits on top of work that
+                // someone waits for, and it never blocks.
+                if BUSY.replace(true) {
+                    return;
+                }
+                while !done.load(Ordering::Acquire) {
+                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                        std::hint::spin_loop();
+                    }
+                }
+                BUSY.set(false);
+            });
+        }
+        let was = BUSY.replace(true);
+        out = Some(f());
+        BUSY.set(was);
+        done.store(true, Ordering::Release);
+    });
     out.expect("a rayon scope runs its body before returning")
+}
+
+thread_local! {
+    /// Whether this worker is running a pass or a pass's spinning helper (see [`on_pool`]).
+    static BUSY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// The activation fused into node `ni` during this forward pass, for profile labels.
