@@ -25,8 +25,28 @@ use crate::ops::Clamp;
 
 /// Channels a depthwise task handles together, one per vector lane.
 pub(crate) const LANES: usize = 16;
-pub(crate) type Cell = [f32; LANES];
-const ZERO: Cell = [0.0; LANES];
+/// The 16 lanes of one position: one value per channel of a group.
+///
+/// Aligned to a cache line: as plain `[f32; 16]` the buffers came 16-byte aligned from the
+/// allocator and every 64-byte load or store of a cell straddled two lines.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+pub(crate) struct Cell(pub [f32; LANES]);
+
+impl std::ops::Deref for Cell {
+    type Target = [f32; LANES];
+    fn deref(&self) -> &[f32; LANES] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Cell {
+    fn deref_mut(&mut self) -> &mut [f32; LANES] {
+        &mut self.0
+    }
+}
+
+const ZERO: Cell = Cell([0.0; LANES]);
 
 /// Cells (of 16 floats) a forward strip's input rows plus one output row may take: 64 KB, so
 /// that the strip stays in L1/L2 between its transpose in, its taps and its transpose out.
@@ -134,10 +154,10 @@ fn forward_with(
             let nrows = rows.min(h.output - oh0);
             let nin = padded.rows_for(nrows);
             let taps = &lane_taps[c0 / LANES * kk..][..kk];
-            let bias: Cell = std::array::from_fn(|l| match bias {
+            let bias = Cell(std::array::from_fn(|l| match bias {
                 Some(b) if l < lanes => b[c0 + l],
                 _ => 0.0,
-            });
+            }));
             STRIP.with_borrow_mut(|buf| {
                 // Grown, never shrunk: every cell a strip uses is written before it is read.
                 let need = nin * padded.cols + wa.output;
@@ -239,7 +259,15 @@ pub(crate) fn pack_lanes(w: &[f32], c: usize, taps: usize) -> Vec<Cell> {
 /// The weights of channels `c0..c0 + lanes`, tap by tap, one channel per lane.
 fn lane_weights(w: &[f32], c0: usize, lanes: usize, kk: usize) -> Vec<Cell> {
     (0..kk)
-        .map(|t| std::array::from_fn(|l| if l < lanes { w[(c0 + l) * kk + t] } else { 0.0 }))
+        .map(|t| {
+            Cell(std::array::from_fn(|l| {
+                if l < lanes {
+                    w[(c0 + l) * kk + t]
+                } else {
+                    0.0
+                }
+            }))
+        })
         .collect()
 }
 
@@ -356,7 +384,7 @@ fn taps_row(
                     }
                 }
                 if let Some(act) = act {
-                    act.apply(&mut a);
+                    act.apply(&mut a.0);
                 }
                 *o = a;
             }
