@@ -186,6 +186,19 @@ pub(crate) fn im2col_tile(
     }
 }
 
+/// Bits of the 16 vector lanes `l` with `lo ≤ base + l < hi`: the mask of a masked load or
+/// store of 16 values starting at index `base` that may touch only indices `lo..hi`.
+#[inline(always)]
+pub(crate) fn lane_mask(lo: isize, hi: isize, base: isize) -> u16 {
+    let lo = (lo - base).clamp(0, 16);
+    let hi = (hi - base).clamp(0, 16);
+    if hi <= lo {
+        return 0;
+    }
+    let bits = |n: isize| if n >= 16 { u32::MAX } else { (1u32 << n) - 1 };
+    (bits(hi) & !bits(lo)) as u16
+}
+
 /// `dst[u] = src[2u]` for every `u` (`src` holds `2·dst.len() − 1` values or more): the
 /// stride-2 rows of [`im2col_tile`], 16 values per permute on AVX-512 (a scalar loop made the
 /// im2col of EfficientNet's stride-2 stem slower than its product).
@@ -214,13 +227,7 @@ pub(crate) fn copy_stride2(src: &[f32], dst: &mut [f32]) {
 unsafe fn copy_stride2_avx512(src: &[f32], dst: &mut [f32]) {
     use std::arch::x86_64::*;
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let lanes = |n: usize| {
-        if n >= 16 {
-            u16::MAX
-        } else {
-            ((1u32 << n) - 1) as u16
-        }
-    };
+    let lanes = |n: usize| lane_mask(0, n as isize, 0);
     let (n, len) = (dst.len(), src.len());
     for u in (0..n).step_by(16) {
         let avail = len - 2 * u;
@@ -418,7 +425,26 @@ fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
 
 #[cfg(test)]
 mod simd_tests {
-    use super::{copy_stride2, dot};
+    use super::{copy_stride2, dot, lane_mask};
+
+    #[test]
+    fn lane_masks_cover_exactly_the_range() {
+        for base in [0isize, 16, 32] {
+            for lo in -3..40isize {
+                for hi in -3..40isize {
+                    let m = lane_mask(lo, hi, base);
+                    for l in 0..16 {
+                        let i = base + l;
+                        assert_eq!(
+                            m >> l & 1 == 1,
+                            lo <= i && i < hi,
+                            "{lo}..{hi} @ {base}+{l}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn copy_stride2_takes_every_other_value_at_every_length() {

@@ -12,7 +12,7 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 use super::{Geometry, MIN_TASK_MACS};
-use crate::kernels::SharedOut;
+use crate::kernels::{lane_mask, SharedOut};
 use crate::ops::Clamp;
 
 /// Whether [`forward`] handles this geometry (the caller checks AVX-512): stride 1 across,
@@ -63,18 +63,6 @@ pub(super) unsafe fn forward(
                 }
             }
         });
-}
-
-/// Bits of the 16 lanes `l` with `lo ≤ base + l < hi`.
-#[inline(always)]
-fn lane_mask(lo: isize, hi: isize, base: isize) -> u16 {
-    let lo = (lo - base).clamp(0, 16);
-    let hi = (hi - base).clamp(0, 16);
-    if hi <= lo {
-        return 0;
-    }
-    let bits = |n: isize| if n >= 16 { u32::MAX } else { (1u32 << n) - 1 };
-    (bits(hi) & !bits(lo)) as u16
 }
 
 /// Zero-padded copy of one input plane that every tap reads with plain loads: `rows` rows of

@@ -12,22 +12,10 @@
 use std::arch::x86_64::*;
 
 use super::{runs, Epilogue, Geometry};
-use crate::kernels::SharedOut;
+use crate::kernels::{lane_mask, SharedOut};
 
 /// Tiles per vector.
 const TILES: usize = 16;
-
-/// Bits `lo..hi` of the 16 lanes whose indices start at `base`, as a lane mask.
-#[inline(always)]
-fn lane_mask(lo: isize, hi: isize, base: isize) -> u16 {
-    let lo = (lo - base).clamp(0, 16);
-    let hi = (hi - base).clamp(0, 16);
-    if hi <= lo {
-        return 0;
-    }
-    let bits = |n: isize| if n >= 16 { u32::MAX } else { (1u32 << n) - 1 };
-    (bits(hi) & !bits(lo)) as u16
-}
 
 /// `Bᵀ d` for six vectors (the rows of Bᵀ written out, as in the portable `apply_bt`).
 #[inline(always)]
@@ -264,30 +252,6 @@ pub(super) unsafe fn transform_output(
                         // SAFETY: these columns of row oy + i belong to this block's tiles
                         // (the caller's contract) and lie inside the output.
                         _mm512_mask_storeu_ps(out.get().add(at), keep_cols, val);
-                    }
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::lane_mask;
-
-    #[test]
-    fn lane_masks_cover_exactly_the_range() {
-        for base in [0isize, 16, 32] {
-            for lo in -3..40isize {
-                for hi in -3..40isize {
-                    let m = lane_mask(lo, hi, base);
-                    for l in 0..16 {
-                        let i = base + l;
-                        assert_eq!(
-                            m >> l & 1 == 1,
-                            lo <= i && i < hi,
-                            "{lo}..{hi} @ {base}+{l}"
-                        );
                     }
                 }
             }
