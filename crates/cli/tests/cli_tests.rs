@@ -285,8 +285,8 @@ fn activations_match_goldens_and_index_describes_every_layer() {
     }
 }
 
-/// Known bug (see the report): `index.json` says `"input_shape": 4` (the rank) instead of the
-/// shape of the tensor fed to the model. Un-ignore once `activations.rs` writes the shape.
+/// Regression: `index.json` once said `"input_shape": 4` (the rank) instead of the shape of
+/// the tensor fed to the model.
 #[test]
 fn activations_index_has_the_input_shape() {
     let td = TestDir::new("act-input-shape");
@@ -828,8 +828,8 @@ fn usage_errors_exit_2_with_an_error_line() {
     assert!(!out.exists());
 }
 
-/// Known bug (see the report): `cam` prints "layer: ... (chosen automatically ...)" on stderr
-/// before it finds that the output folder cannot be made, so the error is not the only line.
+/// Regression: `cam` once printed "layer: ... (chosen automatically ...)" on stderr before it
+/// found that the output folder could not be made, so the error was not the only line.
 #[test]
 fn cam_unwritable_output_is_one_line() {
     let td = TestDir::new("cam-bad-out");
@@ -855,8 +855,8 @@ fn usage_errors_are_one_line() {
         .one_line_error();
 }
 
-/// Known bug (see the report): `filters --json` is written after the grid is committed, so an
-/// unwritable JSON path fails the command after the images were already moved into place.
+/// Regression: `filters --json` was once written after the grid was committed, so an
+/// unwritable JSON path failed the command after the images were already moved into place.
 #[test]
 fn filters_failing_json_leaves_nothing_behind() {
     let td = TestDir::new("filters-json-fail");
