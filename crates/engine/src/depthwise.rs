@@ -18,10 +18,10 @@
 use rayon::prelude::*;
 
 use crate::kernels::{Axis, SharedOut};
+use crate::ops::Clamp;
 
 #[cfg(target_arch = "x86_64")]
 mod planes;
-use crate::ops::Clamp;
 
 /// Channels a depthwise task handles together, one per vector lane.
 pub(crate) const LANES: usize = 16;
@@ -207,6 +207,7 @@ pub(crate) fn input_grad(dy: &[f32], w: &[f32], dx: &mut [f32], g: &Geometry) {
     let groups = g.groups();
     let min_tasks = (MIN_TASK_MACS / (p * kk * LANES).max(1)).max(1);
     let dst = SharedOut(dx.as_mut_ptr());
+    let lane_taps = pack_lanes(w, g.c, kk);
     (0..g.n * groups)
         .into_par_iter()
         .with_min_len(min_tasks)
@@ -224,10 +225,10 @@ pub(crate) fn input_grad(dy: &[f32], w: &[f32], dx: &mut [f32], g: &Geometry) {
                         cell[l] = v;
                     }
                 }
-                let wl = lane_weights(w, c0, lanes, kk);
+                let taps = &lane_taps[c0 / LANES * kk..][..kk];
                 pad.clear();
                 pad.resize(padded.rows * padded.cols, ZERO);
-                adjoint(grad, &wl, pad, &padded);
+                adjoint(grad, taps, pad, &padded);
                 for l in 0..lanes {
                     // SAFETY: plane (img, c0 + l) of `dx`, which only this task touches.
                     let plane = unsafe {
@@ -254,21 +255,6 @@ pub(crate) fn pack_lanes(w: &[f32], c: usize, taps: usize) -> Vec<Cell> {
         }
     }
     out
-}
-
-/// The weights of channels `c0..c0 + lanes`, tap by tap, one channel per lane.
-fn lane_weights(w: &[f32], c0: usize, lanes: usize, kk: usize) -> Vec<Cell> {
-    (0..kk)
-        .map(|t| {
-            Cell(std::array::from_fn(|l| {
-                if l < lanes {
-                    w[(c0 + l) * kk + t]
-                } else {
-                    0.0
-                }
-            }))
-        })
-        .collect()
 }
 
 /// A plane with its convolution padding made explicit, so the inner loops need no bounds tests.

@@ -31,6 +31,7 @@ const LANES: usize = 16;
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
 /// Set by tests to run the portable transforms on an AVX-512 machine.
+#[cfg(any(test, target_arch = "x86_64"))]
 static FORCE_PORTABLE: AtomicBool = AtomicBool::new(false);
 
 /// Makes the transforms take their portable route (tests compare both).
