@@ -597,12 +597,28 @@ fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
                 BUSY.set(false);
             });
         }
-        let was = BUSY.replace(true);
+        // Released on return and on unwinding alike: the scope waits for its helpers before it
+        // passes a panic on, so a panicking pass must still stop them.
+        let _release = Release {
+            done: &done,
+            was_busy: BUSY.replace(true),
+        };
         out = Some(f());
-        BUSY.set(was);
-        done.store(true, Ordering::Release);
     });
     out.expect("a rayon scope runs its body before returning")
+}
+
+/// Ends a pass for [`on_pool`]: restores the worker's busy flag and stops the helpers.
+struct Release<'a> {
+    done: &'a AtomicBool,
+    was_busy: bool,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        BUSY.set(self.was_busy);
+        self.done.store(true, Ordering::Release);
+    }
 }
 
 thread_local! {
@@ -636,4 +652,29 @@ fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
         None => *slot = Some(g),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_pool;
+    use rayon::prelude::*;
+    use std::time::Duration;
+
+    /// A pass returns its value, its parallel work runs (also on the spinning helpers), and a
+    /// pass that panics passes the panic on instead of leaving its helpers spinning, which
+    /// would hang the scope that waits for them.
+    #[test]
+    fn passes_return_and_panics_do_not_hang() {
+        let sum: u64 = on_pool(|| (0..10_000u64).into_par_iter().sum());
+        assert_eq!(sum, 10_000 * 9_999 / 2);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let r = std::panic::catch_unwind(|| on_pool(|| -> u32 { panic!("a failing pass") }));
+            tx.send(r.is_err()).ok();
+        });
+        let panicked = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the panicking pass hung");
+        assert!(panicked);
+    }
 }
