@@ -741,6 +741,17 @@ mod tests {
     use super::*;
 
     /// Direct 3×3 convolution, in f64.
+    /// Deterministic input and 3×3 weights in -0.5..0.5 for `g`.
+    fn inputs(g: &Geometry) -> (Vec<f32>, Vec<f32>) {
+        let x = (0..g.n * g.c * g.ih * g.iw)
+            .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
+            .collect();
+        let w = (0..g.m * g.c * 9)
+            .map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5)
+            .collect();
+        (x, w)
+    }
+
     fn direct(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f64> {
         let mut out = vec![0.0f64; g.n * g.m * g.oh * g.ow];
         for n in 0..g.n {
@@ -812,12 +823,7 @@ mod tests {
                 pad_top: pt,
                 pad_left: pl,
             };
-            let x: Vec<f32> = (0..n * c * ih * iw)
-                .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
-                .collect();
-            let w: Vec<f32> = (0..m * c * 9)
-                .map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5)
-                .collect();
+            let (x, w) = inputs(&g);
             let u = transform_weights(&w, m, c);
             let bias = vec![0.25f32; m];
             let mut out = vec![MaybeUninit::new(f32::NAN); n * m * oh * ow];
@@ -856,12 +862,7 @@ mod tests {
             pad_top: 1,
             pad_left: 1,
         };
-        let x: Vec<f32> = (0..n * c * ih * iw)
-            .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
-            .collect();
-        let w: Vec<f32> = (0..m * c * 9)
-            .map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5)
-            .collect();
+        let (x, w) = inputs(&g);
         let src: Vec<f32> = (0..n * m * ih * iw)
             .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
             .collect();
