@@ -29,6 +29,8 @@ fn main() {
         (32, 32, 112, 1, 3, 1, 32),
         (96, 96, 112, 1, 3, 2, 96),
         (64, 64, 128, 32, 3, 1, 1),
+        (3, 32, 224, 1, 3, 2, 1),
+        (1280, 1280, 1, 1, 1, 1, 1),
     ];
     // `conv_micro 0` runs only case 0. Each case runs with and without the Winograd path.
     let only: Option<usize> = std::env::args().nth(1).and_then(|a| a.parse().ok());
@@ -70,12 +72,19 @@ fn main() {
         let flops = 2.0 * (n * m * (c / g) * k * k * out * out) as f64;
         // Best of each path, the two paths alternating so that machine load hits both alike.
         let (mut best_f, mut best_b) = ([f64::MAX; 2], [f64::MAX; 2]);
-        for run in 0..2 * if only.is_some() { 40 } else { 7 } {
+        let reps = std::env::var("CONV_MICRO_RUNS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(if only.is_some() { 40 } else { 7 });
+        for run in 0..2 * reps {
             let path = run % 2;
             convscope_engine::set_winograd(path == 0);
             let t = Instant::now();
             let tape = model.forward(&x, &[y]).unwrap();
             best_f[path] = best_f[path].min(t.elapsed().as_secs_f64());
+            if std::env::var_os("CONV_MICRO_FORWARD_ONLY").is_some() {
+                continue;
+            }
             let seed = Tensor::full(tape.value(y).unwrap().shape(), 1.0);
             let t = Instant::now();
             tape.backward(vec![(y, seed)], &[]).unwrap();

@@ -64,6 +64,44 @@ impl Model {
         (run[act] && only_reader && matches!(a.op_type.as_str(), "Relu" | "Clip")).then_some(act)
     }
 
+    /// When Conv node `ni`'s output only feeds an `Add` of another float value (the residual
+    /// connection of a ResNet or MobileNet block) and `keep` is false: that Add node and the
+    /// other value. The convolution then forms the sum itself (if its route can, see
+    /// [`crate::ops::Op::forward_residual`]).
+    fn residual_fusion<'s>(
+        &'s self,
+        ni: usize,
+        run: &[bool],
+        targets: &[ValueId],
+        store: &'s [Option<Value>],
+        keep: bool,
+    ) -> Option<(usize, &'s Tensor)> {
+        let node = &self.nodes[ni];
+        if keep || node.op_type != "Conv" || node.outputs.len() != 1 {
+            return None;
+        }
+        let out = node.outputs[0];
+        if targets.contains(&out) || self.outputs.contains(&out) {
+            return None;
+        }
+        let [add] = self.consumers[out.0][..] else {
+            return None;
+        };
+        let a = &self.nodes[add];
+        if !run[add] || a.op_type != "Add" || a.outputs.len() != 1 {
+            return None;
+        }
+        let other = match a.inputs[..] {
+            [Some(x), Some(y)] if x == out && y != out => y,
+            [Some(x), Some(y)] if y == out && x != out => x,
+            _ => return None,
+        };
+        match self.lookup(store, other)? {
+            Value::Float(t) => Some((add, t)),
+            Value::Int(_) => None,
+        }
+    }
+
     /// Activation node `a` as a [`Clamp`], its bounds read from `store` (or the constants).
     fn clamp_of(&self, a: usize, store: &[Option<Value>]) -> Option<Clamp> {
         let inputs: Vec<Option<&Value>> = self.nodes[a]
@@ -141,6 +179,14 @@ impl Model {
         let mut flops = 0u64;
         for (pos, &ni) in nodes.iter().enumerate() {
             if fused[ni] {
+                // Ran inside the node before it; its inputs may still end their lives here.
+                if !keep {
+                    for id in self.nodes[ni].inputs.iter().flatten() {
+                        if last_use[id.0] == pos {
+                            store[id.0] = None;
+                        }
+                    }
+                }
                 continue;
             }
             let node = &self.nodes[ni];
@@ -166,6 +212,12 @@ impl Model {
             let act = self.fusion(ni, &runs, targets).and_then(|a| {
                 let clamp = self.clamp_of(a, &store)?;
                 Some((a, node.op.forward_activated(&inputs, clamp)?))
+            });
+            // Conv → Add of a residual, in an inference pass only (a tape keeps the
+            // convolution's own output, which this never forms).
+            let act = act.or_else(|| {
+                let (a, residual) = self.residual_fusion(ni, &runs, targets, &store, keep)?;
+                Some((a, node.op.forward_residual(&inputs, residual)?))
             });
             let (outs, out_ids) = match act {
                 Some((a, out)) => {
@@ -657,8 +709,109 @@ fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::on_pool;
+    use crate::{Model, Tensor};
+    use convscope_onnx::{AttributeProto, Dim, GraphBuilder, TensorProto};
     use rayon::prelude::*;
     use std::time::Duration;
+
+    /// x → Conv 1×1 (16 → 16, bias) → Add with `residual` (the input, on either side, or a
+    /// per-channel constant that broadcasts) → y; and a 3×3 convolution with a residual.
+    fn residual_model(residual: &str, conv_first: bool, kernel: i64) -> Model {
+        let c = 16usize;
+        let k = kernel as usize;
+        let w: Vec<f32> = (0..c * c * k * k)
+            .map(|i| ((i * 37) % 23) as f32 / 23.0 - 0.45)
+            .collect();
+        let b: Vec<f32> = (0..c).map(|i| 0.1 * i as f32 - 0.7).collect();
+        let mut g = GraphBuilder::new("residual");
+        let dims = [Dim::Value(2), Dim::Value(16), Dim::Value(9), Dim::Value(13)];
+        let add_inputs = if conv_first {
+            ["c", residual]
+        } else {
+            [residual, "c"]
+        };
+        g.input("x", &dims)
+            .output("y", &[])
+            .initializer(TensorProto::from_f32("w", &[c, c, k, k], &w))
+            .initializer(TensorProto::from_f32("b", &[c], &b))
+            .initializer(TensorProto::from_f32("per_channel", &[1, c, 1, 1], &b))
+            .node(
+                "Conv",
+                "conv",
+                &["x", "w", "b"],
+                &["c"],
+                vec![AttributeProto::ints("pads", &[kernel / 2; 4])],
+            )
+            .node("Add", "add", &add_inputs, &["y"], vec![]);
+        Model::from_proto(g.build(13)).unwrap()
+    }
+
+    /// The inference pass forms conv + residual inside the convolution; the taped pass runs
+    /// the two nodes apart. The sums are the same floating-point operations, so the values are
+    /// equal bit for bit, with the residual on either side of the Add and with a broadcasting
+    /// addend (which the convolution declines, so the Add runs on its own).
+    #[test]
+    fn a_residual_add_fused_into_the_convolution_changes_no_value() {
+        let x = Tensor::new(
+            vec![2, 16, 9, 13],
+            (0..2 * 16 * 117).map(|i| (i as f32 * 0.71).sin()).collect(),
+        )
+        .unwrap();
+        for (residual, conv_first, kernel) in [
+            ("x", true, 1),
+            ("x", false, 1),
+            ("x", true, 3),
+            ("per_channel", true, 1),
+        ] {
+            let model = residual_model(residual, conv_first, kernel);
+            let y = model.resolve("y").unwrap();
+            let conv = model
+                .nodes
+                .iter()
+                .position(|n| n.op_type == "Conv")
+                .unwrap();
+            let runs = vec![true; model.nodes.len()];
+            let store: Vec<Option<crate::Value>> = model
+                .values
+                .iter()
+                .map(|_| Some(crate::Value::Float(x.clone())))
+                .collect();
+            let case = format!("{residual} conv_first={conv_first} kernel={kernel}");
+            let offered = model.residual_fusion(conv, &runs, &[y], &store, false);
+            assert!(
+                offered.is_some(),
+                "{case}: the Add is offered to the convolution"
+            );
+            assert!(model
+                .residual_fusion(conv, &runs, &[y], &store, true)
+                .is_none());
+            let fused = model.run_float(&x, &[y]).unwrap().remove(0);
+            let tape = model.forward(&x, &[y]).unwrap();
+            let apart = tape.value(y).unwrap();
+            assert_eq!(fused.shape(), apart.shape(), "{case}");
+            assert!(
+                fused
+                    .data()
+                    .iter()
+                    .zip(apart.data())
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{case}: fused and unfused sums differ"
+            );
+            // The panel kernel (AVX-512) forms the sum for 1×1 convolutions (a 3×3 one may
+            // take the Winograd route, which declines; either way the values agree, above).
+            let inputs: Vec<Option<&crate::Value>> = model.nodes[conv]
+                .inputs
+                .iter()
+                .map(|i| i.and_then(|id| model.lookup(&store, id)))
+                .collect();
+            if kernel == 1 {
+                let addend = offered.expect("offered above").1;
+                let formed = model.nodes[conv].op.forward_residual(&inputs, addend);
+                let expect = residual == "x" && crate::panel::available();
+                assert_eq!(formed.is_some(), expect, "{case}");
+            }
+        }
+    }
 
     /// A pass returns its value, its parallel work runs (also on the spinning helpers), and a
     /// pass that panics passes the panic on instead of leaving its helpers spinning, which

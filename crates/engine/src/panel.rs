@@ -63,6 +63,28 @@ pub(crate) struct Epilogue<'a> {
     /// Values laid out as the output (same pointer offsets): where one is outside the clamp's
     /// open interval the output is 0.
     pub mask: Option<(*const f32, Clamp)>,
+    /// Values laid out as the output, added last (a residual `Add` fused into the convolution
+    /// before it: the sum is written once instead of the convolution's output being written,
+    /// read back and written again).
+    pub residual: Option<*const f32>,
+}
+
+impl Epilogue<'_> {
+    /// The same epilogue for a block whose output starts `off` values further on (the mask
+    /// and residual sources have the output's layout, so they move with it).
+    ///
+    /// # Safety
+    /// `off` must stay inside the sources (as it stays inside the output).
+    unsafe fn moved(self, off: usize) -> Self {
+        // SAFETY: as the caller promised.
+        unsafe {
+            Epilogue {
+                mask: self.mask.map(|(src, c)| (src.add(off), c)),
+                residual: self.residual.map(|src| src.add(off)),
+                ..self
+            }
+        }
+    }
 }
 
 /// Rows `0..rows` of one group's product: `out[r·ors + j] = epi(Σ_k W[r][k] · b[k·brs + j])`
@@ -150,10 +172,7 @@ mod avx512 {
                             ors,
                             live,
                             p0,
-                            Epilogue {
-                                mask: epi.mask.map(|(src, c)| (src.add(p0 * ors + first), c)),
-                                ..epi
-                            },
+                            epi.moved(p0 * ors + first),
                         )
                     };
                     width -= narrow;
@@ -164,11 +183,8 @@ mod avx512 {
                 let nv = width.div_ceil(16);
                 let tail = width - (nv - 1) * 16;
                 let last: __mmask16 = if tail == 16 { !0 } else { (1u16 << tail) - 1 };
-                // The mask source moves with the block (it has the output's layout).
-                let epi = Epilogue {
-                    mask: epi.mask.map(|(src, c)| (src.add(p0 * ors + j0), c)),
-                    ..epi
-                };
+                // SAFETY: the block's first output is inside the output (and the sources).
+                let epi = unsafe { epi.moved(p0 * ors + j0) };
                 let at = Block {
                     b: b.add(j0),
                     brs,
@@ -254,6 +270,10 @@ mod avx512 {
                         if !cl.passes(unsafe { *src.add(at) }) {
                             y = 0.0;
                         }
+                    }
+                    if let Some(src) = epi.residual {
+                        // SAFETY: the residual has the output's layout (caller).
+                        y += unsafe { *src.add(at) };
                     }
                     // SAFETY: row r < live, column j + c < n (caller).
                     unsafe { out.add(at).write(y) };
@@ -355,6 +375,11 @@ mod avx512 {
                         & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s, _mm512_set1_ps(c.hi));
                     v = _mm512_maskz_mov_ps(keep, v);
                 }
+                if let Some(src) = epi.residual {
+                    // SAFETY: the residual has the output's layout (caller).
+                    let s = unsafe { _mm512_maskz_loadu_ps(mask_of(j), src.add(off)) };
+                    v = _mm512_add_ps(v, s);
+                }
                 // SAFETY: row r < live of the block, columns inside it (caller).
                 unsafe { _mm512_mask_storeu_ps(at.out.add(off), mask_of(j), v) };
             }
@@ -368,7 +393,7 @@ mod tests {
     use crate::kernels::test_values as values;
 
     /// Partial panels (rows 13, 3), column counts around the 16 and 48 boundaries, strided
-    /// operands, bias, activation and mask, against an f64 loop.
+    /// operands, bias, activation, mask and residual, against an f64 loop.
     #[test]
     fn product_matches_a_direct_loop() {
         if !available() {
@@ -388,12 +413,18 @@ mod tests {
             let bias = values(rows, 3);
             let src = values(rows * ors, 4);
             let wp = pack(&w, 1, rows, k);
-            for (use_bias, act, mask) in [(false, None, false), (true, Some(clamp), true)] {
+            let residual = values(rows * ors, 5);
+            for (use_bias, act, mask, add) in [
+                (false, None, false, false),
+                (true, Some(clamp), true, false),
+                (true, None, false, true),
+            ] {
                 let mut out = vec![f32::NAN; rows * ors];
                 let epi = Epilogue {
                     bias: use_bias.then_some(&bias[..]),
                     act,
                     mask: mask.then_some((src.as_ptr(), clamp)),
+                    residual: add.then_some(residual.as_ptr()),
                 };
                 // SAFETY: AVX-512F available; every operand sized as `product` requires.
                 unsafe {
@@ -427,6 +458,9 @@ mod tests {
                         }
                         if mask && !clamp.passes(src[r * ors + j]) {
                             s = 0.0;
+                        }
+                        if add {
+                            s += residual[r * ors + j] as f64;
                         }
                         assert!(
                             (got as f64 - s).abs() < 1e-5,

@@ -402,7 +402,16 @@ fn conv_forward(
             None => Cow::Owned(panel::pack(w.data(), d.g, mg, k)),
         };
         let dst = SharedOut(out.as_mut_ptr());
-        panel_conv(x.data(), &packed, b.map(Tensor::data), d, act, mask, dst);
+        panel_conv(
+            x.data(),
+            &packed,
+            b.map(Tensor::data),
+            d,
+            act,
+            mask,
+            None,
+            dst,
+        );
         // SAFETY: `panel_conv` writes every (image, channel, position) of the output once.
         unsafe { out.set_len(len) };
         return Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out));
@@ -492,10 +501,54 @@ fn conv_forward(
     Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out))
 }
 
+/// `conv(x, w) + b + residual` in one sweep when the convolution runs on the panel kernel
+/// (1×1 and im2col convolutions; `None` on the other routes, and when `residual` is not of
+/// the output's shape): a residual `Add` fused into the convolution before it.
+fn conv_forward_residual(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    d: &Dims,
+    cache: Option<&WeightCache>,
+    residual: &Tensor,
+) -> Option<Tensor> {
+    let (oh, ow) = (d.h.output, d.w.output);
+    let on_panels = panel::available()
+        && d.mg() >= panel::PANEL
+        && d.k() > 0
+        && !d.depthwise()
+        && winograd_geometry(d).is_none();
+    if !on_panels || residual.shape() != [d.n, d.m, oh, ow] || b.is_some_and(|b| b.len() != d.m) {
+        return None;
+    }
+    let len = d.n * d.m * oh * ow;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    let packed = match cache {
+        Some(cache) => Cow::Borrowed(cache.panels(w, d)),
+        None => Cow::Owned(panel::pack(w.data(), d.g, d.mg(), d.k())),
+    };
+    let dst = SharedOut(out.as_mut_ptr());
+    let bias = b.map(Tensor::data);
+    panel_conv(
+        x.data(),
+        &packed,
+        bias,
+        d,
+        None,
+        None,
+        Some(residual.data()),
+        dst,
+    );
+    // SAFETY: `panel_conv` writes every (image, channel, position) of the output once.
+    unsafe { out.set_len(len) };
+    Some(Tensor::from_parts(vec![d.n, d.m, oh, ow], out))
+}
+
 /// The non-Winograd, non-depthwise convolution on [`panel::product`]: tasks over images, groups,
 /// blocks of output columns and, when that leaves fewer than two tasks per thread (7×7 and
 /// 14×14 maps), blocks of output channels. A 1×1 convolution reads its input planes in place;
 /// others build one im2col tile per task.
+#[allow(clippy::too_many_arguments)]
 fn panel_conv(
     x: &[f32],
     wp: &[f32],
@@ -503,6 +556,7 @@ fn panel_conv(
     d: &Dims,
     act: Option<Clamp>,
     mask: Option<(&Tensor, Clamp)>,
+    residual: Option<&[f32]>,
     dst: SharedOut,
 ) {
     let (cg, mg, k) = (d.cg(), d.mg(), d.k());
@@ -533,6 +587,10 @@ fn panel_conv(
         mask.is_none_or(|(src, _)| src.len() == d.n * d.m * p),
         "mask source of the output's size"
     );
+    assert!(
+        residual.is_none_or(|r| r.len() == d.n * d.m * p),
+        "residual of the output's size"
+    );
     (0..base * splits)
         .into_par_iter()
         .for_each_init(Vec::new, |col: &mut Vec<f32>, task| {
@@ -558,13 +616,14 @@ fn panel_conv(
                 bias: bias.map(|b| &b[gi * mg + r0..][..rows]),
                 act,
                 mask: mask.map(|(src, c)| (src[first..].as_ptr(), c)),
+                residual: residual.map(|r| r[first..].as_ptr()),
             };
             let wp_g = &wp[(gi * panels + si * per) * k * panel::PANEL..];
             // SAFETY: the panel kernel is available (checked by the caller); `b` holds k rows
             // of `cols` values at stride `brs` (input planes of this image and group, or the
             // im2col tile); task (img, gi, ci, si) alone writes rows r0 .. r0 + rows of group
-            // gi, columns p0 .. p0 + cols, of image img's output, and the mask source (of the
-            // output's size, asserted above) is read at the same places.
+            // gi, columns p0 .. p0 + cols, of image img's output, and the mask source and the
+            // residual (of the output's size, asserted above) are read at the same places.
             unsafe { panel::product(wp_g, rows, k, b, brs, cols, dst.get().add(first), p, epi) };
         });
 }
@@ -782,6 +841,20 @@ impl Op for Conv {
             Ok(conv_forward(x, w, b, &d, self.cache(), Some(act), None)?.into())
         };
         Some(run())
+    }
+
+    fn forward_residual(
+        &self,
+        inputs: &[Option<&Value>],
+        residual: &Tensor,
+    ) -> Option<Result<Value>> {
+        let (x, w) = (float_input(inputs, 0).ok()?, float_input(inputs, 1).ok()?);
+        let b = match inputs.get(2).copied().flatten() {
+            Some(b) => Some(b.as_float("bias").ok()?),
+            None => None,
+        };
+        let d = conv_dims(&self.attrs, x, w).ok()?;
+        conv_forward_residual(x, w, b, &d, self.cache(), residual).map(|t| Ok(t.into()))
     }
 
     fn backward(&self, v: &Vjp) -> Result<Vec<Option<Tensor>>> {

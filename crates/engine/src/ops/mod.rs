@@ -218,6 +218,19 @@ pub trait Op: Send + Sync {
         let _ = (inputs, act);
         None
     }
+
+    /// For a convolution: `forward(inputs) + residual` (a residual `Add` after it), the sum
+    /// formed while each output block is in cache. `None` when the op has no such form for
+    /// these inputs (the caller then runs the two nodes apart); errors in the inputs also give
+    /// `None`, so that the unfused pass reports them.
+    fn forward_residual(
+        &self,
+        inputs: &[Option<&Value>],
+        residual: &Tensor,
+    ) -> Option<Result<Value>> {
+        let _ = (inputs, residual);
+        None
+    }
 }
 
 /// What an op builder sees: the node and the inputs that are known constants.
