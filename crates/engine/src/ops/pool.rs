@@ -564,7 +564,7 @@ impl Op for GlobalPool {
                 if self.max {
                     p.iter().copied().fold(f32::NEG_INFINITY, f32::max)
                 } else {
-                    p.iter().sum::<f32>() / plane as f32
+                    lane_sum(p) / plane as f32
                 }
             })
             .collect();
@@ -591,5 +591,35 @@ impl Op for GlobalPool {
             Tensor::from_parts(x.shape().to_vec(), dx),
             v.inputs.len(),
         ))
+    }
+}
+
+/// `Σ v` in 16 interleaved partial sums (lanes a compiler can keep in one vector register),
+/// added up at the end. One running sum is a chain of dependent adds, one per value: it made
+/// EfficientNet's global pool of 1280 planes of 49 values take ~50 µs.
+fn lane_sum(v: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let chunks = v.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += x;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lane_sum;
+
+    /// Every length around the 16-lane boundaries, against an f64 sum.
+    #[test]
+    fn lane_sum_adds_every_value() {
+        for n in 0..70 {
+            let v: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let want: f64 = v.iter().map(|&x| x as f64).sum();
+            assert!((lane_sum(&v) as f64 - want).abs() < 1e-5, "length {n}");
+        }
     }
 }
