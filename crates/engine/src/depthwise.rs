@@ -53,7 +53,7 @@ const ZERO: Cell = Cell([0.0; LANES]);
 const STRIP_CELLS: usize = 1024;
 
 /// Below this many multiply-adds per task, tasks are grouped (see `MIN_TASK_MACS` in conv.rs).
-const MIN_TASK_MACS: usize = 1 << 15;
+const MIN_TASK_MACS: usize = 1 << 17;
 
 /// Shapes of a depthwise convolution: `n` images of `c` channels, one filter per channel.
 #[derive(Clone, Copy, Debug)]

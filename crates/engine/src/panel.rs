@@ -298,7 +298,7 @@ mod avx512 {
     }
 
     /// How many input channels ahead [`micro`] prefetches.
-    const PREFETCH_K: usize = 16;
+    const PREFETCH_K: usize = 8;
 
     #[inline]
     #[target_feature(enable = "avx512f")]
