@@ -117,6 +117,16 @@ pub(crate) fn forward(
     forward_with(Kernel::detect(), x, lanes, bias, out, g, act)
 }
 
+/// Whether [`forward`] runs `g` on the plane kernel (else on the strips).
+pub(crate) fn runs_on_planes(g: &Geometry) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if Kernel::detect() == Kernel::Avx512 && planes::supports(g) {
+        return true;
+    }
+    let _ = g;
+    false
+}
+
 fn forward_with(
     kernel: Kernel,
     x: &[f32],
@@ -152,39 +162,221 @@ fn forward_with(
             let lanes = LANES.min(g.c - c0);
             let oh0 = strip * rows;
             let nrows = rows.min(h.output - oh0);
-            let nin = padded.rows_for(nrows);
             let taps = &lane_taps[c0 / LANES * kk..][..kk];
             let bias = Cell(std::array::from_fn(|l| match bias {
                 Some(b) if l < lanes => b[c0 + l],
                 _ => 0.0,
             }));
-            STRIP.with_borrow_mut(|buf| {
-                // Grown, never shrunk: every cell a strip uses is written before it is read.
-                let need = nin * padded.cols + wa.output;
-                if buf.len() < need {
-                    buf.resize(need, ZERO);
-                }
-                let (input, orow) = buf[..need].split_at_mut(nin * padded.cols);
-                let planes = &x[(img * g.c + c0) * plane_in..][..lanes * plane_in];
-                for (r, row) in input.chunks_mut(padded.cols).enumerate() {
-                    padded.fill_row(kernel, planes, lanes, oh0 * h.stride + r, row);
-                }
-                for r in 0..nrows {
-                    taps_row(kernel, input, taps, &bias, &padded, r, orow, act);
-                    // SAFETY: output row oh0 + r of planes (img, c0 .. c0 + lanes): values that only
-                    // this task (image, channel group, strip) writes; `out` holds n·c·p values.
-                    unsafe {
-                        let first = dst.get().add((img * g.c + c0) * p + (oh0 + r) * wa.output);
-                        store_row(kernel, orow, lanes, first, p);
-                    }
-                }
-            });
+            let planes = &x[(img * g.c + c0) * plane_in..][..lanes * plane_in];
+            let strip = Strip {
+                kernel,
+                padded: &padded,
+                taps,
+                bias: &bias,
+                act,
+            };
+            // SAFETY: planes (img, c0 .. c0 + lanes) of `out`, output rows oh0 .. oh0 + nrows:
+            // values that only this task (image, channel group, strip) writes; `out` holds n·c·p
+            // values.
+            unsafe {
+                strip.run(
+                    planes,
+                    lanes,
+                    oh0,
+                    nrows,
+                    dst.get().add((img * g.c + c0) * p),
+                )
+            };
         });
+}
+
+/// One channel group's share of a forward pass: its padding, weights, bias and activation.
+struct Strip<'a> {
+    kernel: Kernel,
+    padded: &'a Padded,
+    taps: &'a [Cell],
+    bias: &'a Cell,
+    act: Option<Clamp>,
+}
+
+impl Strip<'_> {
+    /// Output rows `oh0 .. oh0 + nrows` of the `lanes` planes whose inputs are `planes` (one
+    /// whole input plane each), written to the planes at `first + l·p` (`p` = oh·ow).
+    ///
+    /// # Safety
+    /// Those rows of the `lanes` output planes at `first` must be valid for writes that no
+    /// other thread touches.
+    unsafe fn run(&self, planes: &[f32], lanes: usize, oh0: usize, nrows: usize, first: *mut f32) {
+        let padded = self.padded;
+        let (h, wa) = (&padded.h, &padded.w);
+        let p = h.output * wa.output;
+        let nin = padded.rows_for(nrows);
+        STRIP.with_borrow_mut(|buf| {
+            // Grown, never shrunk: every cell a strip uses is written before it is read.
+            let need = nin * padded.cols + wa.output;
+            if buf.len() < need {
+                buf.resize(need, ZERO);
+            }
+            let (input, orow) = buf[..need].split_at_mut(nin * padded.cols);
+            for (r, row) in input.chunks_mut(padded.cols).enumerate() {
+                padded.fill_row(self.kernel, planes, lanes, oh0 * h.stride + r, row);
+            }
+            for r in 0..nrows {
+                taps_row(
+                    self.kernel,
+                    input,
+                    self.taps,
+                    self.bias,
+                    padded,
+                    r,
+                    orow,
+                    self.act,
+                );
+                // SAFETY: output row oh0 + r of the `lanes` planes at `first`, as the caller
+                // promised.
+                unsafe {
+                    let row = first.add((oh0 + r) * wa.output);
+                    store_row(self.kernel, orow, lanes, row, p);
+                }
+            }
+        });
+    }
+}
+
+/// The 1×1 convolution (with its clamp) whose output a depthwise layer reads: formed inside
+/// the depthwise layer's tasks ([`forward_after_pointwise`]).
+pub(crate) struct Pointwise<'a> {
+    /// Its input: `n` images of `k` planes, each of the depthwise layer's input size.
+    pub x: &'a [f32],
+    /// Its input channels.
+    pub k: usize,
+    /// Its weights as [`crate::panel::pack`] lays them out (one group, `c` rows).
+    pub packed: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+    pub act: Option<Clamp>,
+}
+
+/// `out = act(depthwise(pointwise(x)) + bias)` without forming the 1×1 convolution's output:
+/// each task (an image and a group of 16 channels) computes the rows of those 16 channels
+/// just before its strips read them, into a buffer of one plane per channel that stays in
+/// L2. The 1×1 output of an inverted-residual block is 6× wider than its input (4.8 MB on
+/// EfficientNet's 112×112 stage); written out whole, it went to L3 and came back.
+///
+/// The values are those of the two layers run apart (the same products in the same order).
+/// The caller checks [`crate::panel::available`].
+pub(crate) fn forward_after_pointwise(
+    pw: &Pointwise,
+    lane_taps: &[Cell],
+    bias: Option<&[f32]>,
+    out: &mut [std::mem::MaybeUninit<f32>],
+    g: &Geometry,
+    act: Option<Clamp>,
+) {
+    use crate::panel;
+    let (h, wa) = (&g.h, &g.w);
+    let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
+    let kk = g.taps();
+    assert!(
+        panel::available(),
+        "the panel kernel runs the 1×1 convolution"
+    );
+    assert_eq!(pw.x.len(), g.n * pw.k * plane_in, "1×1 input");
+    assert!(pw.k > 0, "1×1 input channels");
+    assert_eq!(
+        pw.packed.len(),
+        g.c.div_ceil(panel::PANEL) * pw.k * panel::PANEL,
+        "1×1 weights"
+    );
+    assert!(pw.bias.is_none_or(|b| b.len() == g.c), "1×1 bias");
+    assert_eq!(
+        lane_taps.len(),
+        g.groups() * kk,
+        "depthwise weights in lanes"
+    );
+    assert_eq!(out.len(), g.n * g.c * p, "depthwise output");
+    assert!(bias.is_none_or(|b| b.len() == g.c), "depthwise bias");
+    let kernel = Kernel::detect();
+    let padded = Padded::new(h, wa);
+    let rows = strip_rows(&padded);
+    let strips = h.output.div_ceil(rows);
+    let groups = g.groups();
+    let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
+    (0..g.n * groups).into_par_iter().for_each(|task| {
+        let (img, c0) = (task / groups, (task % groups) * LANES);
+        let lanes = LANES.min(g.c - c0);
+        let bias = Cell(std::array::from_fn(|l| match bias {
+            Some(b) if l < lanes => b[c0 + l],
+            _ => 0.0,
+        }));
+        let strip = Strip {
+            kernel,
+            padded: &padded,
+            taps: &lane_taps[c0 / LANES * kk..][..kk],
+            bias: &bias,
+            act,
+        };
+        let x_img = &pw.x[img * pw.k * plane_in..][..pw.k * plane_in];
+        EXPANDED.with_borrow_mut(|planes| {
+            // Grown, never shrunk: a strip only reads rows computed for this task.
+            if planes.len() < lanes * plane_in {
+                planes.resize(lanes * plane_in, 0.0);
+            }
+            let planes = &mut planes[..lanes * plane_in];
+            // Input rows 0 .. ready of the 16 planes hold this task's 1×1 outputs.
+            let mut ready = 0;
+            for s in 0..strips {
+                let oh0 = s * rows;
+                let nrows = rows.min(h.output - oh0);
+                // Padded rows the strip reads end at `end`; input row = padded row − pad.
+                let end = padded.rows_for(nrows) + oh0 * h.stride;
+                let need = end.saturating_sub(h.pad_begin).min(h.input);
+                if need > ready {
+                    let epi = panel::Epilogue {
+                        bias: pw.bias.map(|b| &b[c0..c0 + lanes]),
+                        act: pw.act,
+                        ..Default::default()
+                    };
+                    // SAFETY: AVX-512F (asserted above); B is rows ready .. need of the k
+                    // input planes (stride plane_in), the output the same rows of the `lanes`
+                    // planes of `planes`; the weights from panel c0 / 8 on hold ceil(lanes/8)
+                    // panels of k·8 values (c0 is a multiple of 16, the packing's length was
+                    // asserted above).
+                    unsafe {
+                        panel::product(
+                            &pw.packed[c0 / panel::PANEL * pw.k * panel::PANEL..],
+                            lanes,
+                            pw.k,
+                            x_img[ready * wa.input..].as_ptr(),
+                            plane_in,
+                            (need - ready) * wa.input,
+                            planes[ready * wa.input..].as_mut_ptr(),
+                            plane_in,
+                            epi,
+                        )
+                    };
+                    ready = need;
+                }
+                // SAFETY: planes (img, c0 .. c0 + lanes) of `out`, rows oh0 .. oh0 + nrows:
+                // only this task (image, channel group) writes them.
+                unsafe {
+                    strip.run(
+                        planes,
+                        lanes,
+                        oh0,
+                        nrows,
+                        dst.get().add((img * g.c + c0) * p),
+                    )
+                };
+            }
+        });
+    });
 }
 
 thread_local! {
     /// A forward strip's cells, kept per thread (rayon hands out many small tasks).
     static STRIP: std::cell::RefCell<Vec<Cell>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The 1×1 outputs of [`forward_after_pointwise`]'s task, kept per thread.
+    static EXPANDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Output rows per forward strip: as many as keep the strip within [`STRIP_CELLS`].

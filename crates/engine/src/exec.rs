@@ -64,6 +64,79 @@ impl Model {
         (run[act] && only_reader && matches!(a.op_type.as_str(), "Relu" | "Clip")).then_some(act)
     }
 
+    /// A 1×1 Conv node `ni` (with its fused clamp, if any) whose output only feeds a depthwise
+    /// Conv (with its fused clamp, if any), in an inference pass: the depthwise node runs both
+    /// ([`crate::ops::Op::forward_after_pointwise`]). Returns the fusion and its output, or
+    /// `None` when the pattern or the ops do not fit (the nodes then run one by one).
+    fn pointwise_depthwise(
+        &self,
+        ni: usize,
+        run: &[bool],
+        targets: &[ValueId],
+        store: &[Option<Value>],
+        keep: bool,
+        inputs: &[Option<&Value>],
+    ) -> Option<(PointwiseDepthwise, Result<Value>)> {
+        let node = &self.nodes[ni];
+        if keep || node.op_type != "Conv" || node.outputs.len() != 1 {
+            return None;
+        }
+        let act = self.fusion(ni, run, targets);
+        let clamp = match act {
+            Some(a) => Some(self.clamp_of(a, store)?),
+            None => None,
+        };
+        let mid = match act {
+            Some(a) => *self.nodes[a].outputs.first()?,
+            None => node.outputs[0],
+        };
+        if targets.contains(&mid)
+            || self.outputs.contains(&mid)
+            || self.outputs.contains(&node.outputs[0])
+        {
+            return None;
+        }
+        let [dw] = self.consumers[mid.0][..] else {
+            return None;
+        };
+        let d = &self.nodes[dw];
+        if !run[dw]
+            || d.op_type != "Conv"
+            || d.outputs.len() != 1
+            || d.inputs.first() != Some(&Some(mid))
+        {
+            return None;
+        }
+        if d.inputs[1..].iter().flatten().any(|&id| id == mid) {
+            return None;
+        }
+        let dw_act = self.fusion(dw, run, targets);
+        let dw_clamp = match dw_act {
+            Some(a) => Some(self.clamp_of(a, store)?),
+            None => None,
+        };
+        let dw_inputs: Vec<Option<&Value>> = std::iter::once(None)
+            .chain(
+                d.inputs[1..]
+                    .iter()
+                    .map(|i| i.and_then(|id| self.lookup(store, id))),
+            )
+            .collect();
+        let out =
+            d.op.forward_after_pointwise(node.op.as_ref(), inputs, clamp, &dw_inputs, dw_clamp)?;
+        let output = match dw_act {
+            Some(a) => *self.nodes[a].outputs.first()?,
+            None => d.outputs[0],
+        };
+        Some((
+            PointwiseDepthwise {
+                fused: [act, Some(dw), dw_act],
+                output,
+            },
+            out,
+        ))
+    }
+
     /// When Conv node `ni`'s output only feeds an `Add` of another float value (the residual
     /// connection of a ResNet or MobileNet block) and `keep` is false: that Add node and the
     /// other value. The convolution then forms the sum itself (if its route can, see
@@ -207,6 +280,30 @@ impl Model {
                 )));
             }
             let t0 = crate::profile::enabled().then(std::time::Instant::now);
+            // 1×1 Conv (→ Clip) → depthwise Conv (→ Clip), in an inference pass: the depthwise
+            // layer forms the 1×1 output itself, a few rows at a time.
+            if let Some((fusion, out)) =
+                self.pointwise_depthwise(ni, &runs, targets, &store, keep, &inputs)
+            {
+                let out = out.map_err(|e| node_error(&node.name, &node.op_type, e))?;
+                for &f in fusion.fused.iter().flatten() {
+                    fused[f] = true;
+                }
+                if let Some(t0) = t0 {
+                    let label = crate::profile::label(&fusion.label(self), &node.name, "forward");
+                    crate::profile::record(&label, t0.elapsed());
+                }
+                drop(inputs);
+                store[fusion.output.0] = Some(out);
+                if !keep {
+                    for id in node.inputs.iter().flatten() {
+                        if last_use[id.0] == pos {
+                            store[id.0] = None;
+                        }
+                    }
+                }
+                continue;
+            }
             // Conv → Relu/Clip: the activation runs inside the convolution's sweep and only the
             // activated value is stored (the backward pass reads the ReLU mask from it).
             let act = self.fusion(ni, &runs, targets).and_then(|a| {
@@ -678,6 +775,26 @@ thread_local! {
     static BUSY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// The nodes a 1×1 convolution took into its pass ([`Model::pointwise_depthwise`]) and the
+/// value it stored.
+struct PointwiseDepthwise {
+    /// Its clamp, the depthwise convolution and that one's clamp.
+    fused: [Option<usize>; 3],
+    output: ValueId,
+}
+
+impl PointwiseDepthwise {
+    /// The profile label of the fused pass, e.g. `Conv+Clip+Conv+Clip`.
+    fn label(&self, m: &Model) -> String {
+        let mut label = "Conv".to_string();
+        for &f in self.fused.iter().flatten() {
+            label.push('+');
+            label.push_str(&m.nodes[f].op_type);
+        }
+        label
+    }
+}
+
 /// The activation fused into node `ni` during this forward pass, for profile labels.
 fn act_label<'a>(m: &'a Model, ni: usize, fused: &[bool]) -> Option<&'a str> {
     let out = *m.nodes[ni].outputs.first()?;
@@ -744,6 +861,105 @@ mod tests {
             )
             .node("Add", "add", &add_inputs, &["y"], vec![]);
         Model::from_proto(g.build(13)).unwrap()
+    }
+
+    /// x (2 images, 8 channels) → 1×1 Conv (8 → 40, bias) → Clip(0, 6) → depthwise Conv (`k`×`k`,
+    /// stride `s`, asymmetric pads, bias) → Clip(0, 6) → y.
+    fn pointwise_depthwise_model(k: usize, s: i64, hw: (i64, i64)) -> Model {
+        let (c, m) = (8usize, 40usize);
+        let w1: Vec<f32> = (0..m * c)
+            .map(|i| ((i * 37) % 23) as f32 / 23.0 - 0.4)
+            .collect();
+        let b1: Vec<f32> = (0..m).map(|i| 0.05 * i as f32 - 0.5).collect();
+        let w2: Vec<f32> = (0..m * k * k)
+            .map(|i| ((i * 13) % 17) as f32 / 17.0 - 0.45)
+            .collect();
+        let b2: Vec<f32> = (0..m).map(|i| 0.5 - 0.03 * i as f32).collect();
+        let pad = (k / 2) as i64;
+        let mut g = GraphBuilder::new("pointwise_depthwise");
+        let dims = [
+            Dim::Value(2),
+            Dim::Value(8),
+            Dim::Value(hw.0),
+            Dim::Value(hw.1),
+        ];
+        g.input("x", &dims)
+            .output("y", &[])
+            .initializer(TensorProto::from_f32("w1", &[m, c, 1, 1], &w1))
+            .initializer(TensorProto::from_f32("b1", &[m], &b1))
+            .initializer(TensorProto::from_f32("w2", &[m, 1, k, k], &w2))
+            .initializer(TensorProto::from_f32("b2", &[m], &b2))
+            .initializer(TensorProto::from_f32("lo", &[], &[0.0]))
+            .initializer(TensorProto::from_f32("hi", &[], &[6.0]))
+            .node("Conv", "expand", &["x", "w1", "b1"], &["e"], vec![])
+            .node("Clip", "clip1", &["e", "lo", "hi"], &["r"], vec![])
+            .node(
+                "Conv",
+                "depthwise",
+                &["r", "w2", "b2"],
+                &["d"],
+                vec![
+                    AttributeProto::int("group", m as i64),
+                    AttributeProto::ints("strides", &[s, s]),
+                    AttributeProto::ints("pads", &[pad - 1, pad, pad, pad - 1]),
+                ],
+            )
+            .node("Clip", "clip2", &["d", "lo", "hi"], &["y"], vec![]);
+        Model::from_proto(g.build(13)).unwrap()
+    }
+
+    /// The inference pass runs the 1×1 convolution inside the depthwise one, a few rows at a
+    /// time; the taped pass runs the four nodes apart. Same values (within rounding: a column
+    /// tail may sum in another order), on 40 channels (a partial group of 8), two images,
+    /// strides 1 and 2, 3×3 and 5×5 taps, asymmetric pads, a map narrow enough for the strips.
+    /// Asking for the 1×1 output as well turns the fusion off.
+    #[test]
+    fn a_pointwise_convolution_fused_into_the_depthwise_one_changes_no_value() {
+        for (k, s, hw) in [(3, 1, (13, 11)), (5, 2, (17, 20)), (3, 2, (9, 9))] {
+            let model = pointwise_depthwise_model(k, s, hw);
+            let (y, r) = (model.resolve("y").unwrap(), model.resolve("r").unwrap());
+            let n = 2 * 8 * hw.0 as usize * hw.1 as usize;
+            let x = Tensor::new(
+                vec![2, 8, hw.0 as usize, hw.1 as usize],
+                (0..n).map(|i| (i as f32 * 0.37).sin() * 3.0).collect(),
+            )
+            .unwrap();
+            let case = format!("k={k} s={s} {hw:?}");
+            // The fusion is offered and taken (on AVX-512: the panel kernel runs the 1×1).
+            let conv = model.nodes.iter().position(|n| n.name == "expand").unwrap();
+            let runs = vec![true; model.nodes.len()];
+            let mut store: Vec<Option<crate::Value>> = vec![None; model.values.len()];
+            store[model.resolve("x").unwrap().0] = Some(crate::Value::Float(x.clone()));
+            let inputs: Vec<Option<&crate::Value>> = model.nodes[conv]
+                .inputs
+                .iter()
+                .map(|i| i.and_then(|id| model.lookup(&store, id)))
+                .collect();
+            let taken = model.pointwise_depthwise(conv, &runs, &[y], &store, false, &inputs);
+            assert_eq!(taken.is_some(), crate::panel::available(), "{case}");
+            assert!(model
+                .pointwise_depthwise(conv, &runs, &[y], &store, true, &inputs)
+                .is_none());
+            assert!(model
+                .pointwise_depthwise(conv, &runs, &[y, r], &store, false, &inputs)
+                .is_none());
+            let fused = model.run_float(&x, &[y]).unwrap().remove(0);
+            let tape = model.forward(&x, &[y, r]).unwrap();
+            let apart = tape.value(y).unwrap();
+            assert_eq!(fused.shape(), apart.shape(), "{case}");
+            let scale = apart.data().iter().fold(0f32, |a, v| a.max(v.abs()));
+            assert!(scale > 1.0, "{case}: a meaningful output");
+            for (i, (a, b)) in fused.data().iter().zip(apart.data()).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-5 * scale,
+                    "{case}: value {i}: {a} vs {b}"
+                );
+            }
+            // With the 1×1 output asked for too, both come back as the unfused pass has them.
+            let both = model.run_float(&x, &[r, y]).unwrap();
+            assert_eq!(both[0].data(), tape.value(r).unwrap().data(), "{case}");
+            assert_eq!(both[1].data(), apart.data(), "{case}");
+        }
     }
 
     /// The inference pass forms conv + residual inside the convolution; the taped pass runs

@@ -194,10 +194,14 @@ impl Dims {
 }
 
 fn conv_dims(attrs: &ConvAttrs, x: &Tensor, w: &Tensor) -> Result<Dims> {
-    let [n, c, ih, iw] = *x.shape() else {
+    conv_dims_for(attrs, x.shape(), w)
+}
+
+/// [`conv_dims`] for an input of shape `x` (which need not exist yet).
+fn conv_dims_for(attrs: &ConvAttrs, x: &[usize], w: &Tensor) -> Result<Dims> {
+    let [n, c, ih, iw] = *x else {
         return Err(Error::Shape(format!(
-            "Conv input must be 4-D NCHW, got {:?}",
-            x.shape()
+            "Conv input must be 4-D NCHW, got {x:?}"
         )));
     };
     let [m, cg, kh, kw] = *w.shape() else {
@@ -859,6 +863,78 @@ impl Op for Conv {
         };
         let d = conv_dims(&self.attrs, x, w).ok()?;
         conv_forward_residual(x, w, b, &d, self.cache(), residual).map(|t| Ok(t.into()))
+    }
+
+    fn forward_after_pointwise(
+        &self,
+        pointwise: &dyn Op,
+        pointwise_inputs: &[Option<&Value>],
+        pointwise_act: Option<Clamp>,
+        inputs: &[Option<&Value>],
+        act: Option<Clamp>,
+    ) -> Option<Result<Value>> {
+        let pw = pointwise.as_any()?.downcast_ref::<Conv>()?;
+        let (x, w1) = (
+            float_input(pointwise_inputs, 0).ok()?,
+            float_input(pointwise_inputs, 1).ok()?,
+        );
+        let b1 = match pointwise_inputs.get(2).copied().flatten() {
+            Some(b) => Some(b.as_float("bias").ok()?),
+            None => None,
+        };
+        let d1 = conv_dims(&pw.attrs, x, w1).ok()?;
+        let w2 = float_input(inputs, 1).ok()?;
+        let b2 = match inputs.get(2).copied().flatten() {
+            Some(b) => Some(b.as_float("bias").ok()?),
+            None => None,
+        };
+        let (oh, ow) = (d1.h.output, d1.w.output);
+        let d2 = conv_dims_for(&self.attrs, &[d1.n, d1.m, oh, ow], w2).ok()?;
+        // Only constant weights (their packed forms are cached) on the panel kernel, and a
+        // depthwise layer the strips run (the plane kernel's wide stride-1 layers stay apart).
+        let fits = pw.constant_weights
+            && self.constant_weights
+            && panel::available()
+            && d1.pointwise()
+            && d1.g == 1
+            && d1.k() > 0
+            && d2.depthwise()
+            && !depthwise::runs_on_planes(&d2.depthwise_geometry())
+            && b1.is_none_or(|b| b.len() == d1.m)
+            && b2.is_none_or(|b| b.len() == d2.m);
+        if !fits {
+            return None;
+        }
+        let len = d2.n * d2.m * d2.h.output * d2.w.output;
+        let mut out: Vec<f32> = Vec::with_capacity(len);
+        let kk = d2.h.kernel * d2.w.kernel;
+        let lanes = self.packed.lanes(w2, d2.c, kk);
+        let pointwise = depthwise::Pointwise {
+            x: x.data(),
+            k: d1.k(),
+            packed: pw.packed.panels(w1, &d1),
+            bias: b1.map(Tensor::data),
+            act: pointwise_act,
+        };
+        depthwise::forward_after_pointwise(
+            &pointwise,
+            lanes,
+            b2.map(Tensor::data),
+            &mut out.spare_capacity_mut()[..len],
+            &d2.depthwise_geometry(),
+            act,
+        );
+        // SAFETY: `forward_after_pointwise` writes every one of the `len` values.
+        unsafe { out.set_len(len) };
+        Some(Ok(Tensor::from_parts(
+            vec![d2.n, d2.m, d2.h.output, d2.w.output],
+            out,
+        )
+        .into()))
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 
     fn backward(&self, v: &Vjp) -> Result<Vec<Option<Tensor>>> {

@@ -231,6 +231,29 @@ pub trait Op: Send + Sync {
         let _ = (inputs, residual);
         None
     }
+
+    /// For a depthwise convolution whose input is the output of `pointwise` (a 1×1
+    /// convolution with inputs `pointwise_inputs`, clamped by `pointwise_act`) that nothing
+    /// else reads: both layers in one sweep, the 1×1 output never formed whole. `inputs` are
+    /// this node's own, input 0 absent. `None` when the two have no such form (the caller then
+    /// runs them apart); errors in the inputs also give `None`, so that the unfused pass
+    /// reports them.
+    fn forward_after_pointwise(
+        &self,
+        pointwise: &dyn Op,
+        pointwise_inputs: &[Option<&Value>],
+        pointwise_act: Option<Clamp>,
+        inputs: &[Option<&Value>],
+        act: Option<Clamp>,
+    ) -> Option<Result<Value>> {
+        let _ = (pointwise, pointwise_inputs, pointwise_act, inputs, act);
+        None
+    }
+
+    /// The op as `Any`, for ops that look into another op of their own kind (fusions).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// What an op builder sees: the node and the inputs that are known constants.
