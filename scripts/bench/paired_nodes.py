@@ -33,7 +33,7 @@ def kind(node):
     return "other"
 
 
-def run(binary, job, runs, threads):
+def run(binary, job, runs, threads, nodes):
     env = dict(os.environ, CONVSCOPE_PROFILE="nodes", RAYON_NUM_THREADS=str(threads))
     out = subprocess.run(
         [binary, "bench", "--only", job, "--runs", str(runs), "--profile"],
@@ -51,6 +51,9 @@ def run(binary, job, runs, threads):
             us = float(m.group(2)) / int(m.group(3)) * 1000
             per_kind[kind(m.group(1))] += us
             per_kind["all nodes"] += us
+            for n in nodes:
+                if n in m.group(1):
+                    per_kind[n] += us
     return per_kind, wall
 
 
@@ -62,11 +65,15 @@ def main():
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--job", default="effnet_forward")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--nodes", default="", help="comma-separated parts of node names to report on their own"
+    )
     args = ap.parse_args()
     rows = []
     for r in range(args.rounds):
         order = (args.a, args.b) if r % 2 == 0 else (args.b, args.a)
-        got = {b: run(b, args.job, args.runs, args.threads) for b in order}
+        nodes = [n for n in args.nodes.split(",") if n]
+        got = {b: run(b, args.job, args.runs, args.threads, nodes) for b in order}
         rows.append((got[args.a], got[args.b]))
     kinds = sorted({k for (a, _), _ in rows for k in a})
     print(f"{'kind':12} {'A µs':>8} {'B µs':>8} {'B/A':>6}  per round")

@@ -262,10 +262,14 @@ pub(crate) struct Pointwise<'a> {
 /// L2. The 1×1 output of an inverted-residual block is 6× wider than its input (4.8 MB on
 /// EfficientNet's 112×112 stage); written out whole, it went to L3 and came back.
 ///
-/// The values are those of the two layers run apart (the same products in the same order).
-/// The caller checks [`crate::panel::available`].
+/// Wide stride-1 layers (those [`forward`] runs on the plane kernel) go the same way on the
+/// plane kernel, 8 channels per task. The values are those of the two layers run apart (the
+/// same products, a column tail possibly summed in another order). `w` is the depthwise
+/// weights as stored, `lane_taps` the same in lanes. The caller checks
+/// [`crate::panel::available`].
 pub(crate) fn forward_after_pointwise(
     pw: &Pointwise,
+    w: &[f32],
     lane_taps: &[Cell],
     bias: Option<&[f32]>,
     out: &mut [std::mem::MaybeUninit<f32>],
@@ -296,11 +300,18 @@ pub(crate) fn forward_after_pointwise(
     assert_eq!(out.len(), g.n * g.c * p, "depthwise output");
     assert!(bias.is_none_or(|b| b.len() == g.c), "depthwise bias");
     let kernel = Kernel::detect();
+    let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
+    #[cfg(target_arch = "x86_64")]
+    if runs_on_planes(g) {
+        // SAFETY: AVX-512F (`runs_on_planes` checked it) and the panel kernel (asserted
+        // above); `out` holds the n·c·oh·ow values, exclusively borrowed.
+        unsafe { planes::forward_after_pointwise(pw, w, bias, dst, g, act) };
+        return;
+    }
     let padded = Padded::new(h, wa);
     let rows = strip_rows(&padded);
     let strips = h.output.div_ceil(rows);
     let groups = g.groups();
-    let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
     (0..g.n * groups).into_par_iter().for_each(|task| {
         let (img, c0) = (task / groups, (task % groups) * LANES);
         let lanes = LANES.min(g.c - c0);

@@ -911,11 +911,19 @@ mod tests {
     /// The inference pass runs the 1×1 convolution inside the depthwise one, a few rows at a
     /// time; the taped pass runs the four nodes apart. Same values (within rounding: a column
     /// tail may sum in another order), on 40 channels (a partial group of 8), two images,
-    /// strides 1 and 2, 3×3 and 5×5 taps, asymmetric pads, a map narrow enough for the strips.
+    /// strides 1 and 2, 3×3 and 5×5 taps, asymmetric pads, maps for the strips and for the
+    /// plane kernel.
     /// Asking for the 1×1 output as well turns the fusion off.
     #[test]
     fn a_pointwise_convolution_fused_into_the_depthwise_one_changes_no_value() {
-        for (k, s, hw) in [(3, 1, (13, 11)), (5, 2, (17, 20)), (3, 2, (9, 9))] {
+        // The last two have rows of 56+ outputs at stride 1: the plane kernel's route.
+        for (k, s, hw) in [
+            (3, 1, (13, 11)),
+            (5, 2, (17, 20)),
+            (3, 2, (9, 9)),
+            (3, 1, (6, 60)),
+            (5, 1, (5, 70)),
+        ] {
             let model = pointwise_depthwise_model(k, s, hw);
             let (y, r) = (model.resolve("y").unwrap(), model.resolve("r").unwrap());
             let n = 2 * 8 * hw.0 as usize * hw.1 as usize;

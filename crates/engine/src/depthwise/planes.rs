@@ -65,6 +65,83 @@ pub(super) unsafe fn forward(
         });
 }
 
+/// [`forward`] with its input formed by the 1×1 convolution `pw` inside the pass, 8 channels
+/// (one panel of the 1×1 weights) per task: the task computes those 8 whole planes into a
+/// buffer of its thread (`8·ih·iw` values, in L2) and convolves them from there, so the 1×1
+/// output is never written out whole (see `super::forward_after_pointwise`).
+///
+/// # Safety
+/// As [`forward`]; and the panel kernel must be available (it runs the 1×1 convolution).
+pub(super) unsafe fn forward_after_pointwise(
+    pw: &super::Pointwise,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: SharedOut,
+    g: &Geometry,
+    act: Option<Clamp>,
+) {
+    use crate::panel::{self, PANEL};
+    let (h, wa) = (&g.h, &g.w);
+    let plane_in = h.input * wa.input;
+    assert!(supports(g));
+    assert_eq!(pw.x.len(), g.n * pw.k * plane_in, "1×1 input");
+    assert_eq!(w.len(), g.c * h.kernel * wa.kernel, "depthwise weights");
+    assert!(bias.is_none_or(|b| b.len() == g.c), "depthwise bias");
+    let vectors = wa.output.div_ceil(16);
+    let panels = g.c.div_ceil(PANEL);
+    (0..g.n * panels).into_par_iter().for_each(|task| {
+        let (img, c0) = (task / panels, (task % panels) * PANEL);
+        let lanes = PANEL.min(g.c - c0);
+        FORMED.with_borrow_mut(|formed| {
+            if formed.len() < lanes * plane_in {
+                formed.resize(lanes * plane_in, 0.0);
+            }
+            let formed = &mut formed[..lanes * plane_in];
+            let epi = panel::Epilogue {
+                bias: pw.bias.map(|b| &b[c0..c0 + lanes]),
+                act: pw.act,
+                ..Default::default()
+            };
+            // SAFETY: the panel kernel is available (the caller's contract); B is image img's
+            // k input planes, the output `lanes` planes of `formed`; panel c0 / 8 of the packed
+            // weights holds k·8 values (the caller packed c rows).
+            unsafe {
+                panel::product(
+                    &pw.packed[c0 / PANEL * pw.k * PANEL..],
+                    lanes,
+                    pw.k,
+                    pw.x[img * pw.k * plane_in..].as_ptr(),
+                    plane_in,
+                    plane_in,
+                    formed.as_mut_ptr(),
+                    plane_in,
+                    epi,
+                )
+            };
+            for (l, src) in formed.chunks(plane_in).enumerate() {
+                let (plane, ch) = (img * g.c + c0 + l, c0 + l);
+                let b = bias.map_or(0.0, |b| b[ch]);
+                let taps = &w[ch * h.kernel * wa.kernel..][..h.kernel * wa.kernel];
+                // SAFETY: AVX-512F (the caller's contract); this task alone writes plane
+                // `plane` of the output, which holds n·c planes of oh·ow values.
+                unsafe {
+                    let dst = out.get().add(plane * h.output * wa.output);
+                    if vectors <= 4 {
+                        plane_rows::<2, 4>(src, taps, b, dst, g, act)
+                    } else {
+                        plane_rows::<1, 8>(src, taps, b, dst, g, act)
+                    }
+                }
+            }
+        });
+    });
+}
+
+thread_local! {
+    /// The 1×1 outputs of a [`forward_after_pointwise`] task, kept per thread.
+    static FORMED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Zero-padded copy of one input plane that every tap reads with plain loads: `rows` rows of
 /// `pitch` floats.
 struct PaddedPlane {

@@ -890,8 +890,7 @@ impl Op for Conv {
         };
         let (oh, ow) = (d1.h.output, d1.w.output);
         let d2 = conv_dims_for(&self.attrs, &[d1.n, d1.m, oh, ow], w2).ok()?;
-        // Only constant weights (their packed forms are cached) on the panel kernel, and a
-        // depthwise layer the strips run (the plane kernel's wide stride-1 layers stay apart).
+        // Only constant weights (their packed forms are cached), on the panel kernel.
         let fits = pw.constant_weights
             && self.constant_weights
             && panel::available()
@@ -899,7 +898,6 @@ impl Op for Conv {
             && d1.g == 1
             && d1.k() > 0
             && d2.depthwise()
-            && !depthwise::runs_on_planes(&d2.depthwise_geometry())
             && b1.is_none_or(|b| b.len() == d1.m)
             && b2.is_none_or(|b| b.len() == d2.m);
         if !fits {
@@ -918,6 +916,7 @@ impl Op for Conv {
         };
         depthwise::forward_after_pointwise(
             &pointwise,
+            w2.data(),
             lanes,
             b2.map(Tensor::data),
             &mut out.spare_capacity_mut()[..len],
