@@ -71,6 +71,17 @@ impl Geometry {
     fn taps(&self) -> usize {
         self.h.kernel * self.w.kernel
     }
+    /// Checks the sizes of a forward pass's weights in lanes, output and bias.
+    fn check(&self, lane_taps: &[Cell], out: usize, bias: Option<&[f32]>) {
+        let p = self.h.output * self.w.output;
+        assert_eq!(
+            lane_taps.len(),
+            self.groups() * self.taps(),
+            "depthwise weights in lanes"
+        );
+        assert_eq!(out, self.n * self.c * p, "depthwise output");
+        assert!(bias.is_none_or(|b| b.len() == self.c), "depthwise bias");
+    }
 }
 
 /// Which inner loops run: AVX-512 register transposes and taps, or portable loops.
@@ -140,13 +151,7 @@ fn forward_with(
     let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
     let kk = g.taps();
     assert_eq!(x.len(), g.n * g.c * plane_in, "depthwise input");
-    assert_eq!(
-        lane_taps.len(),
-        g.groups() * kk,
-        "depthwise weights in lanes"
-    );
-    assert_eq!(out.len(), g.n * g.c * p, "depthwise output");
-    assert!(bias.is_none_or(|b| b.len() == g.c), "depthwise bias");
+    g.check(lane_taps, out.len(), bias);
     let padded = Padded::new(h, wa);
     let rows = strip_rows(&padded);
     let strips = h.output.div_ceil(rows);
@@ -163,10 +168,7 @@ fn forward_with(
             let oh0 = strip * rows;
             let nrows = rows.min(h.output - oh0);
             let taps = &lane_taps[c0 / LANES * kk..][..kk];
-            let bias = Cell(std::array::from_fn(|l| match bias {
-                Some(b) if l < lanes => b[c0 + l],
-                _ => 0.0,
-            }));
+            let bias = bias_cell(bias, c0, lanes);
             let planes = &x[(img * g.c + c0) * plane_in..][..lanes * plane_in];
             let strip = Strip {
                 kernel,
@@ -256,6 +258,58 @@ pub(crate) struct Pointwise<'a> {
     pub act: Option<Clamp>,
 }
 
+impl Pointwise<'_> {
+    /// Input rows `rows` of channels `c0 .. c0 + lanes` of the 1×1 output for image `img`,
+    /// into those rows of `planes` (`lanes` planes of `plane` = `rows_total·width` values).
+    ///
+    /// # Safety
+    /// The panel kernel must be available; `c0` a multiple of 8 below the packed rows, `lanes`
+    /// at most the rows left; `rows` inside the planes.
+    unsafe fn form_rows(
+        &self,
+        img: usize,
+        c0: usize,
+        lanes: usize,
+        rows: std::ops::Range<usize>,
+        (plane, width): (usize, usize),
+        planes: &mut [f32],
+    ) {
+        use crate::panel::{self, PANEL};
+        assert!(planes.len() >= lanes * plane && rows.end * width <= plane);
+        assert!(self.x.len() >= (img + 1) * self.k * plane);
+        let epi = panel::Epilogue {
+            bias: self.bias.map(|b| &b[c0..c0 + lanes]),
+            act: self.act,
+            ..Default::default()
+        };
+        // SAFETY: the panel kernel is available (the caller's contract); B is rows `rows` of
+        // the k input planes of image img (stride plane, inside `x`, asserted), the output the
+        // same rows of the `lanes` planes of `planes` (asserted); the weights from panel c0 / 8
+        // on hold ceil(lanes / 8) panels of k·8 values (the caller's contract).
+        unsafe {
+            panel::product(
+                &self.packed[c0 / PANEL * self.k * PANEL..],
+                lanes,
+                self.k,
+                self.x[img * self.k * plane + rows.start * width..].as_ptr(),
+                plane,
+                rows.len() * width,
+                planes[rows.start * width..].as_mut_ptr(),
+                plane,
+                epi,
+            )
+        };
+    }
+}
+
+/// The bias of channels `c0 .. c0 + lanes` in lanes (zero past them, and without a bias).
+fn bias_cell(bias: Option<&[f32]>, c0: usize, lanes: usize) -> Cell {
+    Cell(std::array::from_fn(|l| match bias {
+        Some(b) if l < lanes => b[c0 + l],
+        _ => 0.0,
+    }))
+}
+
 /// `out = act(depthwise(pointwise(x)) + bias)` without forming the 1×1 convolution's output:
 /// each task (an image and a group of 16 channels) computes the rows of those 16 channels
 /// just before its strips read them, into a buffer of one plane per channel that stays in
@@ -292,13 +346,7 @@ pub(crate) fn forward_after_pointwise(
         "1×1 weights"
     );
     assert!(pw.bias.is_none_or(|b| b.len() == g.c), "1×1 bias");
-    assert_eq!(
-        lane_taps.len(),
-        g.groups() * kk,
-        "depthwise weights in lanes"
-    );
-    assert_eq!(out.len(), g.n * g.c * p, "depthwise output");
-    assert!(bias.is_none_or(|b| b.len() == g.c), "depthwise bias");
+    g.check(lane_taps, out.len(), bias);
     let kernel = Kernel::detect();
     let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
     #[cfg(target_arch = "x86_64")]
@@ -315,10 +363,7 @@ pub(crate) fn forward_after_pointwise(
     (0..g.n * groups).into_par_iter().for_each(|task| {
         let (img, c0) = (task / groups, (task % groups) * LANES);
         let lanes = LANES.min(g.c - c0);
-        let bias = Cell(std::array::from_fn(|l| match bias {
-            Some(b) if l < lanes => b[c0 + l],
-            _ => 0.0,
-        }));
+        let bias = bias_cell(bias, c0, lanes);
         let strip = Strip {
             kernel,
             padded: &padded,
@@ -326,7 +371,6 @@ pub(crate) fn forward_after_pointwise(
             bias: &bias,
             act,
         };
-        let x_img = &pw.x[img * pw.k * plane_in..][..pw.k * plane_in];
         EXPANDED.with_borrow_mut(|planes| {
             // Grown, never shrunk: a strip only reads rows computed for this task.
             if planes.len() < lanes * plane_in {
@@ -342,28 +386,10 @@ pub(crate) fn forward_after_pointwise(
                 let end = padded.rows_for(nrows) + oh0 * h.stride;
                 let need = end.saturating_sub(h.pad_begin).min(h.input);
                 if need > ready {
-                    let epi = panel::Epilogue {
-                        bias: pw.bias.map(|b| &b[c0..c0 + lanes]),
-                        act: pw.act,
-                        ..Default::default()
-                    };
-                    // SAFETY: AVX-512F (asserted above); B is rows ready .. need of the k
-                    // input planes (stride plane_in), the output the same rows of the `lanes`
-                    // planes of `planes`; the weights from panel c0 / 8 on hold ceil(lanes/8)
-                    // panels of k·8 values (c0 is a multiple of 16, the packing's length was
-                    // asserted above).
+                    // SAFETY: the panel kernel is available (asserted above); c0 is a multiple
+                    // of 16 below c, the packing's length was asserted above.
                     unsafe {
-                        panel::product(
-                            &pw.packed[c0 / panel::PANEL * pw.k * panel::PANEL..],
-                            lanes,
-                            pw.k,
-                            x_img[ready * wa.input..].as_ptr(),
-                            plane_in,
-                            (need - ready) * wa.input,
-                            planes[ready * wa.input..].as_mut_ptr(),
-                            plane_in,
-                            epi,
-                        )
+                        pw.form_rows(img, c0, lanes, ready..need, (plane_in, wa.input), planes)
                     };
                     ready = need;
                 }

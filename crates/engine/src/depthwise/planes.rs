@@ -55,12 +55,15 @@ pub(super) unsafe fn forward(
             // SAFETY: AVX-512F (the caller's contract); this task alone writes plane `plane`
             // of the output, which holds n·c planes of oh·ow values.
             unsafe {
-                let dst = out.get().add(plane * h.output * wa.output);
-                if vectors <= 4 {
-                    plane_rows::<2, 4>(src, taps, b, dst, g, act)
-                } else {
-                    plane_rows::<1, 8>(src, taps, b, dst, g, act)
-                }
+                run_plane(
+                    vectors,
+                    src,
+                    taps,
+                    b,
+                    out.get().add(plane * h.output * wa.output),
+                    g,
+                    act,
+                )
             }
         });
 }
@@ -80,7 +83,7 @@ pub(super) unsafe fn forward_after_pointwise(
     g: &Geometry,
     act: Option<Clamp>,
 ) {
-    use crate::panel::{self, PANEL};
+    use crate::panel::PANEL;
     let (h, wa) = (&g.h, &g.w);
     let plane_in = h.input * wa.input;
     assert!(supports(g));
@@ -97,27 +100,9 @@ pub(super) unsafe fn forward_after_pointwise(
                 formed.resize(lanes * plane_in, 0.0);
             }
             let formed = &mut formed[..lanes * plane_in];
-            let epi = panel::Epilogue {
-                bias: pw.bias.map(|b| &b[c0..c0 + lanes]),
-                act: pw.act,
-                ..Default::default()
-            };
-            // SAFETY: the panel kernel is available (the caller's contract); B is image img's
-            // k input planes, the output `lanes` planes of `formed`; panel c0 / 8 of the packed
-            // weights holds k·8 values (the caller packed c rows).
-            unsafe {
-                panel::product(
-                    &pw.packed[c0 / PANEL * pw.k * PANEL..],
-                    lanes,
-                    pw.k,
-                    pw.x[img * pw.k * plane_in..].as_ptr(),
-                    plane_in,
-                    plane_in,
-                    formed.as_mut_ptr(),
-                    plane_in,
-                    epi,
-                )
-            };
+            // SAFETY: the panel kernel is available (the caller's contract); c0 is a multiple
+            // of 8 below c, whose rows the caller packed.
+            unsafe { pw.form_rows(img, c0, lanes, 0..h.input, (plane_in, wa.input), formed) };
             for (l, src) in formed.chunks(plane_in).enumerate() {
                 let (plane, ch) = (img * g.c + c0 + l, c0 + l);
                 let b = bias.map_or(0.0, |b| b[ch]);
@@ -126,11 +111,7 @@ pub(super) unsafe fn forward_after_pointwise(
                 // `plane` of the output, which holds n·c planes of oh·ow values.
                 unsafe {
                     let dst = out.get().add(plane * h.output * wa.output);
-                    if vectors <= 4 {
-                        plane_rows::<2, 4>(src, taps, b, dst, g, act)
-                    } else {
-                        plane_rows::<1, 8>(src, taps, b, dst, g, act)
-                    }
+                    run_plane(vectors, src, taps, b, dst, g, act)
                 }
             }
         });
@@ -140,6 +121,31 @@ pub(super) unsafe fn forward_after_pointwise(
 thread_local! {
     /// The 1×1 outputs of a [`forward_after_pointwise`] task, kept per thread.
     static FORMED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One plane on the block shape that suits rows of `vectors` vectors: 2 rows × 4 vectors up to
+/// 64 outputs a row, else 1 × 8.
+///
+/// # Safety
+/// As [`plane_rows`].
+#[target_feature(enable = "avx512f")]
+unsafe fn run_plane(
+    vectors: usize,
+    src: &[f32],
+    taps: &[f32],
+    bias: f32,
+    dst: *mut f32,
+    g: &Geometry,
+    act: Option<Clamp>,
+) {
+    // SAFETY (both): as the caller promised.
+    unsafe {
+        if vectors <= 4 {
+            plane_rows::<2, 4>(src, taps, bias, dst, g, act)
+        } else {
+            plane_rows::<1, 8>(src, taps, bias, dst, g, act)
+        }
+    }
 }
 
 /// Zero-padded copy of one input plane that every tap reads with plain loads: `rows` rows of
