@@ -358,7 +358,12 @@ impl Model {
 
     /// Runs the graph up to `targets` and returns their values (only the needed nodes run).
     ///
-    /// `input` is a batch in the model's layout ([`Model::input_spec`]).
+    /// `input` is a batch in the model's layout ([`Model::input_spec`]). This is the inference
+    /// pass: each value is freed after its last reader, and some neighbouring nodes run as one
+    /// (a residual `Add` inside the convolution before it; a 1×1 convolution inside the
+    /// depthwise convolution that reads it), so their intermediate values are never formed.
+    /// A value asked for in `targets` is never fused away. [`Model::forward`] keeps every
+    /// value for gradients instead.
     pub fn run(&self, input: &Tensor, targets: &[ValueId]) -> Result<Vec<Value>> {
         self.check_input(input)?;
         self.run_from(&[(self.input, input.clone())], targets)
