@@ -726,6 +726,9 @@ impl Tape<'_> {
 /// splitting thread, then a reschedule) took 20–70 µs here, per node; tracing EfficientNet's
 /// 7×7 layers showed the second worker joining that late or not at all, for nodes of 100–300 µs.
 /// onnxruntime's threads spin between nodes in the same way.
+/// Idle rounds a spinning helper of [`on_pool`] spins before it yields its core to the OS.
+const IDLE_SPINS: u32 = 64;
+
 fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         return f();
@@ -743,9 +746,18 @@ fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
                 if BUSY.replace(true) {
                     return;
                 }
+                let mut idle = 0u32;
                 while !done.load(Ordering::Acquire) {
-                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    if rayon::yield_now() == Some(rayon::Yield::Executed) {
+                        idle = 0;
+                    } else if idle < IDLE_SPINS {
+                        idle += 1;
                         std::hint::spin_loop();
+                    } else {
+                        // Idle for a while: let the OS run another thread on this core if one
+                        // waits (this pass's own thread, or another program); with nothing
+                        // else runnable the call returns at once and the helper keeps spinning.
+                        std::thread::yield_now();
                     }
                 }
                 BUSY.set(false);
