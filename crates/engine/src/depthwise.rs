@@ -114,14 +114,14 @@ pub(crate) fn forward(
     act: Option<Clamp>,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if Kernel::detect() == Kernel::Avx512 && planes::supports(g) {
+    if runs_on_planes(g) {
         assert_eq!(
             out.len(),
             g.n * g.c * g.h.output * g.w.output,
             "depthwise output"
         );
-        // SAFETY: the CPU has AVX-512F (checked just above) and `out` holds the n·c·oh·ow
-        // values, exclusively borrowed.
+        // SAFETY: the CPU has AVX-512F (`runs_on_planes` checked it) and `out` holds the
+        // n·c·oh·ow values, exclusively borrowed.
         unsafe { planes::forward(x, w, bias, SharedOut(out.as_mut_ptr().cast()), g, act) };
         return;
     }
@@ -371,12 +371,7 @@ pub(crate) fn forward_after_pointwise(
             bias: &bias,
             act,
         };
-        EXPANDED.with_borrow_mut(|planes| {
-            // Grown, never shrunk: a strip only reads rows computed for this task.
-            if planes.len() < lanes * plane_in {
-                planes.resize(lanes * plane_in, 0.0);
-            }
-            let planes = &mut planes[..lanes * plane_in];
+        with_formed(lanes * plane_in, |planes| {
             // Input rows 0 .. ready of the 16 planes hold this task's 1×1 outputs.
             let mut ready = 0;
             for s in 0..strips {
@@ -412,8 +407,19 @@ pub(crate) fn forward_after_pointwise(
 thread_local! {
     /// A forward strip's cells, kept per thread (rayon hands out many small tasks).
     static STRIP: std::cell::RefCell<Vec<Cell>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// The 1×1 outputs of [`forward_after_pointwise`]'s task, kept per thread.
-    static EXPANDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The 1×1 outputs of a [`forward_after_pointwise`] task, kept per thread.
+    static FORMED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's buffer of 1×1 outputs, `len` values long. Grown, never shrunk,
+/// and not cleared: a task reads only the values it formed itself.
+fn with_formed<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    FORMED.with_borrow_mut(|buf| {
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        f(&mut buf[..len])
+    })
 }
 
 /// Output rows per forward strip: as many as keep the strip within [`STRIP_CELLS`].

@@ -66,8 +66,9 @@ impl Model {
 
     /// A 1×1 Conv node `ni` (with its fused clamp, if any) whose output only feeds a depthwise
     /// Conv (with its fused clamp, if any), in an inference pass: the depthwise node runs both
-    /// ([`crate::ops::Op::forward_after_pointwise`]). Returns the fusion and its output, or
-    /// `None` when the pattern or the ops do not fit (the nodes then run one by one).
+    /// ([`crate::ops::Op::forward_after_pointwise`]). Returns the nodes taken in (the 1×1
+    /// clamp, the depthwise node, its clamp), the value stored and that value, or `None` when
+    /// the pattern or the ops do not fit (the nodes then run one by one).
     fn pointwise_depthwise(
         &self,
         ni: usize,
@@ -76,7 +77,7 @@ impl Model {
         store: &[Option<Value>],
         keep: bool,
         inputs: &[Option<&Value>],
-    ) -> Option<(PointwiseDepthwise, Result<Value>)> {
+    ) -> Option<(Vec<usize>, ValueId, Result<Value>)> {
         let node = &self.nodes[ni];
         if keep || node.op_type != "Conv" || node.outputs.len() != 1 {
             return None;
@@ -128,13 +129,8 @@ impl Model {
             Some(a) => *self.nodes[a].outputs.first()?,
             None => d.outputs[0],
         };
-        Some((
-            PointwiseDepthwise {
-                fused: [act, Some(dw), dw_act],
-                output,
-            },
-            out,
-        ))
+        let taken = [act, Some(dw), dw_act].into_iter().flatten().collect();
+        Some((taken, output, out))
     }
 
     /// When Conv node `ni`'s output only feeds an `Add` of another float value (the residual
@@ -280,60 +276,50 @@ impl Model {
                 )));
             }
             let t0 = crate::profile::enabled().then(std::time::Instant::now);
+            // Nodes this one runs inside its own sweep, the value it then stores, and that value.
             // 1×1 Conv (→ Clip) → depthwise Conv (→ Clip), in an inference pass: the depthwise
             // layer forms the 1×1 output itself, a few rows at a time.
-            if let Some((fusion, out)) =
-                self.pointwise_depthwise(ni, &runs, targets, &store, keep, &inputs)
-            {
-                let out = out.map_err(|e| node_error(&node.name, &node.op_type, e))?;
-                for &f in fusion.fused.iter().flatten() {
-                    fused[f] = true;
-                }
-                if let Some(t0) = t0 {
-                    let label = crate::profile::label(&fusion.label(self), &node.name, "forward");
-                    crate::profile::record(&label, t0.elapsed());
-                }
-                drop(inputs);
-                store[fusion.output.0] = Some(out);
-                if !keep {
-                    for id in node.inputs.iter().flatten() {
-                        if last_use[id.0] == pos {
-                            store[id.0] = None;
-                        }
+            let taken = self
+                .pointwise_depthwise(ni, &runs, targets, &store, keep, &inputs)
+                .or_else(|| {
+                    // Conv → Relu/Clip: the activation runs inside the convolution's sweep and
+                    // only the activated value is stored (the backward pass reads the ReLU mask
+                    // from it).
+                    let a = self.fusion(ni, &runs, targets)?;
+                    let clamp = self.clamp_of(a, &store)?;
+                    let out = node.op.forward_activated(&inputs, clamp)?;
+                    Some((vec![a], *self.nodes[a].outputs.first()?, out))
+                })
+                .or_else(|| {
+                    // Conv → Add of a residual, in an inference pass only (a tape keeps the
+                    // convolution's own output, which this never forms).
+                    let (a, residual) = self.residual_fusion(ni, &runs, targets, &store, keep)?;
+                    let out = node.op.forward_residual(&inputs, residual)?;
+                    Some((vec![a], *self.nodes[a].outputs.first()?, out))
+                });
+            let (outs, out_ids, taken) = match taken {
+                Some((taken, output, out)) => {
+                    for &f in &taken {
+                        fused[f] = true;
                     }
-                }
-                continue;
-            }
-            // Conv → Relu/Clip: the activation runs inside the convolution's sweep and only the
-            // activated value is stored (the backward pass reads the ReLU mask from it).
-            let act = self.fusion(ni, &runs, targets).and_then(|a| {
-                let clamp = self.clamp_of(a, &store)?;
-                Some((a, node.op.forward_activated(&inputs, clamp)?))
-            });
-            // Conv → Add of a residual, in an inference pass only (a tape keeps the
-            // convolution's own output, which this never forms).
-            let act = act.or_else(|| {
-                let (a, residual) = self.residual_fusion(ni, &runs, targets, &store, keep)?;
-                Some((a, node.op.forward_residual(&inputs, residual)?))
-            });
-            let (outs, out_ids) = match act {
-                Some((a, out)) => {
-                    fused[a] = true;
                     let out = out.map_err(|e| node_error(&node.name, &node.op_type, e))?;
-                    (vec![out], &self.nodes[a].outputs)
+                    (vec![out], vec![output], taken)
                 }
                 None => (
                     node.op
                         .forward(&inputs)
                         .map_err(|e| node_error(&node.name, &node.op_type, e))?,
-                    &node.outputs,
+                    node.outputs.clone(),
+                    Vec::new(),
                 ),
             };
             if let Some(t0) = t0 {
-                let op = match act_label(self, ni, &fused) {
-                    Some(a) => format!("{}+{a}", node.op_type),
-                    None => node.op_type.clone(),
-                };
+                // e.g. `Conv+Clip+Conv+Clip` for a 1×1 convolution run inside a depthwise one.
+                let mut op = node.op_type.clone();
+                for &f in &taken {
+                    op.push('+');
+                    op.push_str(&self.nodes[f].op_type);
+                }
                 let label = crate::profile::label(&op, &node.name, "forward");
                 crate::profile::record(&label, t0.elapsed());
             }
@@ -711,6 +697,9 @@ impl Tape<'_> {
     }
 }
 
+/// Idle rounds a spinning helper of [`on_pool`] spins before it yields its core to the OS.
+const IDLE_SPINS: u32 = 64;
+
 /// Runs `f` on a rayon worker thread (directly when already on one).
 ///
 /// Called from outside the pool, every parallel loop of a pass is injected into the pool while
@@ -726,9 +715,6 @@ impl Tape<'_> {
 /// splitting thread, then a reschedule) took 20–70 µs here, per node; tracing EfficientNet's
 /// 7×7 layers showed the second worker joining that late or not at all, for nodes of 100–300 µs.
 /// onnxruntime's threads spin between nodes in the same way.
-/// Idle rounds a spinning helper of [`on_pool`] spins before it yields its core to the OS.
-const IDLE_SPINS: u32 = 64;
-
 fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         return f();
@@ -790,35 +776,6 @@ impl Drop for Release<'_> {
 thread_local! {
     /// Whether this worker is running a pass or a pass's spinning helper (see [`on_pool`]).
     static BUSY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// The nodes a 1×1 convolution took into its pass ([`Model::pointwise_depthwise`]) and the
-/// value it stored.
-struct PointwiseDepthwise {
-    /// Its clamp, the depthwise convolution and that one's clamp.
-    fused: [Option<usize>; 3],
-    output: ValueId,
-}
-
-impl PointwiseDepthwise {
-    /// The profile label of the fused pass, e.g. `Conv+Clip+Conv+Clip`.
-    fn label(&self, m: &Model) -> String {
-        let mut label = "Conv".to_string();
-        for &f in self.fused.iter().flatten() {
-            label.push('+');
-            label.push_str(&m.nodes[f].op_type);
-        }
-        label
-    }
-}
-
-/// The activation fused into node `ni` during this forward pass, for profile labels.
-fn act_label<'a>(m: &'a Model, ni: usize, fused: &[bool]) -> Option<&'a str> {
-    let out = *m.nodes[ni].outputs.first()?;
-    m.consumers[out.0]
-        .iter()
-        .find(|&&c| fused[c])
-        .map(|&c| m.nodes[c].op_type.as_str())
 }
 
 fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {

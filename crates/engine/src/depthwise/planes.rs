@@ -40,31 +40,16 @@ pub(super) unsafe fn forward(
     assert_eq!(x.len(), g.n * g.c * h.input * wa.input, "depthwise input");
     assert_eq!(w.len(), g.c * h.kernel * wa.kernel, "depthwise weights");
     assert!(bias.is_none_or(|b| b.len() == g.c), "depthwise bias");
-    // Accumulators: R rows × V vectors, 8 of them (4-cycle multiply-add latency, two units).
-    let vectors = wa.output.div_ceil(16);
     let macs = h.output * wa.output * h.kernel * wa.kernel;
     let min_planes = (MIN_TASK_MACS / macs.max(1)).max(1);
     (0..g.n * g.c)
         .into_par_iter()
         .with_min_len(min_planes)
         .for_each(|plane| {
-            let ch = plane % g.c;
-            let b = bias.map_or(0.0, |b| b[ch]);
-            let taps = &w[ch * h.kernel * wa.kernel..][..h.kernel * wa.kernel];
             let src = &x[plane * h.input * wa.input..][..h.input * wa.input];
             // SAFETY: AVX-512F (the caller's contract); this task alone writes plane `plane`
-            // of the output, which holds n·c planes of oh·ow values.
-            unsafe {
-                run_plane(
-                    vectors,
-                    src,
-                    taps,
-                    b,
-                    out.get().add(plane * h.output * wa.output),
-                    g,
-                    act,
-                )
-            }
+            // of the output, which holds n·c planes.
+            unsafe { convolve_plane(plane, src, w, bias, out, g, act) }
         });
 }
 
@@ -90,60 +75,51 @@ pub(super) unsafe fn forward_after_pointwise(
     assert_eq!(pw.x.len(), g.n * pw.k * plane_in, "1×1 input");
     assert_eq!(w.len(), g.c * h.kernel * wa.kernel, "depthwise weights");
     assert!(bias.is_none_or(|b| b.len() == g.c), "depthwise bias");
-    let vectors = wa.output.div_ceil(16);
     let panels = g.c.div_ceil(PANEL);
     (0..g.n * panels).into_par_iter().for_each(|task| {
         let (img, c0) = (task / panels, (task % panels) * PANEL);
         let lanes = PANEL.min(g.c - c0);
-        FORMED.with_borrow_mut(|formed| {
-            if formed.len() < lanes * plane_in {
-                formed.resize(lanes * plane_in, 0.0);
-            }
-            let formed = &mut formed[..lanes * plane_in];
+        super::with_formed(lanes * plane_in, |formed| {
             // SAFETY: the panel kernel is available (the caller's contract); c0 is a multiple
             // of 8 below c, whose rows the caller packed.
             unsafe { pw.form_rows(img, c0, lanes, 0..h.input, (plane_in, wa.input), formed) };
             for (l, src) in formed.chunks(plane_in).enumerate() {
-                let (plane, ch) = (img * g.c + c0 + l, c0 + l);
-                let b = bias.map_or(0.0, |b| b[ch]);
-                let taps = &w[ch * h.kernel * wa.kernel..][..h.kernel * wa.kernel];
                 // SAFETY: AVX-512F (the caller's contract); this task alone writes plane
-                // `plane` of the output, which holds n·c planes of oh·ow values.
-                unsafe {
-                    let dst = out.get().add(plane * h.output * wa.output);
-                    run_plane(vectors, src, taps, b, dst, g, act)
-                }
+                // (img, c0 + l) of the output, which holds n·c planes.
+                unsafe { convolve_plane(img * g.c + c0 + l, src, w, bias, out, g, act) }
             }
         });
     });
 }
 
-thread_local! {
-    /// The 1×1 outputs of a [`forward_after_pointwise`] task, kept per thread.
-    static FORMED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// One plane on the block shape that suits rows of `vectors` vectors: 2 rows × 4 vectors up to
-/// 64 outputs a row, else 1 × 8.
+/// Output plane `plane` (image-major: channel `plane % c`) from its input plane `src`, on the
+/// block shape that suits its rows: 2 rows × 4 vectors up to 64 outputs a row, else 1 × 8
+/// (8 accumulators: 4-cycle multiply-add latency, two units).
 ///
 /// # Safety
-/// As [`plane_rows`].
+/// AVX-512F; `out` must hold the n·c planes of oh·ow values, plane `plane` written by no other
+/// thread.
 #[target_feature(enable = "avx512f")]
-unsafe fn run_plane(
-    vectors: usize,
+unsafe fn convolve_plane(
+    plane: usize,
     src: &[f32],
-    taps: &[f32],
-    bias: f32,
-    dst: *mut f32,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: SharedOut,
     g: &Geometry,
     act: Option<Clamp>,
 ) {
-    // SAFETY (both): as the caller promised.
+    let (h, wa) = (&g.h, &g.w);
+    let ch = plane % g.c;
+    let b = bias.map_or(0.0, |b| b[ch]);
+    let taps = &w[ch * h.kernel * wa.kernel..][..h.kernel * wa.kernel];
+    // SAFETY (all): as the caller promised; plane `plane` of `out` starts at plane·oh·ow.
     unsafe {
-        if vectors <= 4 {
-            plane_rows::<2, 4>(src, taps, bias, dst, g, act)
+        let dst = out.get().add(plane * h.output * wa.output);
+        if wa.output.div_ceil(16) <= 4 {
+            plane_rows::<2, 4>(src, taps, b, dst, g, act)
         } else {
-            plane_rows::<1, 8>(src, taps, bias, dst, g, act)
+            plane_rows::<1, 8>(src, taps, b, dst, g, act)
         }
     }
 }

@@ -193,6 +193,16 @@ impl Dims {
     }
 }
 
+/// A convolution's optional bias, input 2.
+fn bias_input<'a>(inputs: &[Option<&'a Value>]) -> Result<Option<&'a Tensor>> {
+    inputs
+        .get(2)
+        .copied()
+        .flatten()
+        .map(|b| b.as_float("bias"))
+        .transpose()
+}
+
 fn conv_dims(attrs: &ConvAttrs, x: &Tensor, w: &Tensor) -> Result<Dims> {
     conv_dims_for(attrs, x.shape(), w)
 }
@@ -396,30 +406,13 @@ fn conv_forward(
     // Every output value is written once by its tile's GEMM (which does not read it), then
     // gets its bias and activation while the tile is in cache: no zeroing or bias pass over
     // the whole output first.
+    if panel::available() && mg >= panel::PANEL {
+        return Ok(panel_forward(x, w, b, d, cache, act, mask, None));
+    }
     let len = d.n * d.m * p;
     let mut out: Vec<f32> = Vec::with_capacity(len);
     let plane_in = d.h.input * d.w.input;
     let pointwise = d.pointwise();
-    if panel::available() && mg >= panel::PANEL {
-        let packed = match cache {
-            Some(cache) => Cow::Borrowed(cache.panels(w, d)),
-            None => Cow::Owned(panel::pack(w.data(), d.g, mg, k)),
-        };
-        let dst = SharedOut(out.as_mut_ptr());
-        panel_conv(
-            x.data(),
-            &packed,
-            b.map(Tensor::data),
-            d,
-            act,
-            mask,
-            None,
-            dst,
-        );
-        // SAFETY: `panel_conv` writes every (image, channel, position) of the output once.
-        unsafe { out.set_len(len) };
-        return Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out));
-    }
     let tile = tile_width(p, d.n * d.g, mg * k);
     let tiles = p.div_ceil(tile);
     let tasks = d.n * d.g * tiles;
@@ -525,6 +518,23 @@ fn conv_forward_residual(
     if !on_panels || residual.shape() != [d.n, d.m, oh, ow] || b.is_some_and(|b| b.len() != d.m) {
         return None;
     }
+    Some(panel_forward(x, w, b, d, cache, None, None, Some(residual)))
+}
+
+/// [`conv_forward`]'s panel-kernel route (the caller checked that it applies), with an
+/// optional residual added to every output.
+#[allow(clippy::too_many_arguments)]
+fn panel_forward(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    d: &Dims,
+    cache: Option<&WeightCache>,
+    act: Option<Clamp>,
+    mask: Option<(&Tensor, Clamp)>,
+    residual: Option<&Tensor>,
+) -> Tensor {
+    let (oh, ow) = (d.h.output, d.w.output);
     let len = d.n * d.m * oh * ow;
     let mut out: Vec<f32> = Vec::with_capacity(len);
     let packed = match cache {
@@ -532,20 +542,11 @@ fn conv_forward_residual(
         None => Cow::Owned(panel::pack(w.data(), d.g, d.mg(), d.k())),
     };
     let dst = SharedOut(out.as_mut_ptr());
-    let bias = b.map(Tensor::data);
-    panel_conv(
-        x.data(),
-        &packed,
-        bias,
-        d,
-        None,
-        None,
-        Some(residual.data()),
-        dst,
-    );
+    let (bias, residual) = (b.map(Tensor::data), residual.map(Tensor::data));
+    panel_conv(x.data(), &packed, bias, d, act, mask, residual, dst);
     // SAFETY: `panel_conv` writes every (image, channel, position) of the output once.
     unsafe { out.set_len(len) };
-    Some(Tensor::from_parts(vec![d.n, d.m, oh, ow], out))
+    Tensor::from_parts(vec![d.n, d.m, oh, ow], out)
 }
 
 /// The non-Winograd, non-depthwise convolution on [`panel::product`]: tasks over images, groups,
@@ -828,10 +829,7 @@ impl Conv {
 impl Op for Conv {
     fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let (x, w) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
-        let b = match inputs.get(2).copied().flatten() {
-            Some(b) => Some(b.as_float("bias")?),
-            None => None,
-        };
+        let b = bias_input(inputs)?;
         let d = conv_dims(&self.attrs, x, w)?;
         Ok(vec![
             conv_forward(x, w, b, &d, self.cache(), None, None)?.into()
@@ -841,10 +839,7 @@ impl Op for Conv {
     fn forward_activated(&self, inputs: &[Option<&Value>], act: Clamp) -> Option<Result<Value>> {
         let run = || -> Result<Value> {
             let (x, w) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
-            let b = match inputs.get(2).copied().flatten() {
-                Some(b) => Some(b.as_float("bias")?),
-                None => None,
-            };
+            let b = bias_input(inputs)?;
             let d = conv_dims(&self.attrs, x, w)?;
             Ok(conv_forward(x, w, b, &d, self.cache(), Some(act), None)?.into())
         };
@@ -857,10 +852,7 @@ impl Op for Conv {
         residual: &Tensor,
     ) -> Option<Result<Value>> {
         let (x, w) = (float_input(inputs, 0).ok()?, float_input(inputs, 1).ok()?);
-        let b = match inputs.get(2).copied().flatten() {
-            Some(b) => Some(b.as_float("bias").ok()?),
-            None => None,
-        };
+        let b = bias_input(inputs).ok()?;
         let d = conv_dims(&self.attrs, x, w).ok()?;
         conv_forward_residual(x, w, b, &d, self.cache(), residual).map(|t| Ok(t.into()))
     }
@@ -878,16 +870,10 @@ impl Op for Conv {
             float_input(pointwise_inputs, 0).ok()?,
             float_input(pointwise_inputs, 1).ok()?,
         );
-        let b1 = match pointwise_inputs.get(2).copied().flatten() {
-            Some(b) => Some(b.as_float("bias").ok()?),
-            None => None,
-        };
+        let b1 = bias_input(pointwise_inputs).ok()?;
         let d1 = conv_dims(&pw.attrs, x, w1).ok()?;
         let w2 = float_input(inputs, 1).ok()?;
-        let b2 = match inputs.get(2).copied().flatten() {
-            Some(b) => Some(b.as_float("bias").ok()?),
-            None => None,
-        };
+        let b2 = bias_input(inputs).ok()?;
         let (oh, ow) = (d1.h.output, d1.w.output);
         let d2 = conv_dims_for(&self.attrs, &[d1.n, d1.m, oh, ow], w2).ok()?;
         // Only constant weights (their packed forms are cached), on the panel kernel.
