@@ -31,6 +31,13 @@ fn main() {
         (64, 64, 128, 32, 3, 1, 1),
         (3, 32, 224, 1, 3, 2, 1),
         (1280, 1280, 1, 1, 1, 1, 1),
+        (32, 16, 112, 1, 1, 1, 1),
+        (144, 24, 56, 1, 1, 1, 1),
+        (1152, 320, 7, 1, 1, 1, 1),
+        (144, 40, 28, 1, 1, 1, 1),
+        (480, 80, 14, 1, 1, 1, 1),
+        (32, 16, 56, 1, 1, 1, 1),
+        (96, 24, 28, 1, 1, 1, 1),
     ];
     // `conv_micro 0` runs only case 0. Each case runs with and without the Winograd path.
     let only: Option<usize> = std::env::args().nth(1).and_then(|a| a.parse().ok());

@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use crate::kernels::{Axis, SharedOut};
 use crate::ops::Clamp;
 
+pub(crate) mod block;
 #[cfg(target_arch = "x86_64")]
 mod planes;
 
@@ -182,11 +183,12 @@ fn forward_with(
             // values.
             unsafe {
                 strip.run(
-                    planes,
+                    Rows::whole(planes, g),
                     lanes,
                     oh0,
                     nrows,
-                    dst.get().add((img * g.c + c0) * p),
+                    dst.get().add((img * g.c + c0) * p + oh0 * wa.output),
+                    p,
                 )
             };
         });
@@ -202,16 +204,22 @@ struct Strip<'a> {
 }
 
 impl Strip<'_> {
-    /// Output rows `oh0 .. oh0 + nrows` of the `lanes` planes whose inputs are `planes` (one
-    /// whole input plane each), written to the planes at `first + l·p` (`p` = oh·ow).
+    /// Output rows `oh0 .. oh0 + nrows` of the `lanes` channels whose input planes are
+    /// `planes` (see [`Rows`]). Output row `oh0 + r` of lane `l` goes to `first + r·ow + l·plane`.
     ///
     /// # Safety
-    /// Those rows of the `lanes` output planes at `first` must be valid for writes that no
-    /// other thread touches.
-    unsafe fn run(&self, planes: &[f32], lanes: usize, oh0: usize, nrows: usize, first: *mut f32) {
+    /// Those rows at `first` must be valid for writes that no other thread touches.
+    unsafe fn run(
+        &self,
+        planes: Rows,
+        lanes: usize,
+        oh0: usize,
+        nrows: usize,
+        first: *mut f32,
+        plane: usize,
+    ) {
         let padded = self.padded;
         let (h, wa) = (&padded.h, &padded.w);
-        let p = h.output * wa.output;
         let nin = padded.rows_for(nrows);
         STRIP.with_borrow_mut(|buf| {
             // Grown, never shrunk: every cell a strip uses is written before it is read.
@@ -221,7 +229,7 @@ impl Strip<'_> {
             }
             let (input, orow) = buf[..need].split_at_mut(nin * padded.cols);
             for (r, row) in input.chunks_mut(padded.cols).enumerate() {
-                padded.fill_row(self.kernel, planes, lanes, oh0 * h.stride + r, row);
+                padded.fill_row(self.kernel, &planes, lanes, oh0 * h.stride + r, row);
             }
             for r in 0..nrows {
                 taps_row(
@@ -236,12 +244,30 @@ impl Strip<'_> {
                 );
                 // SAFETY: output row oh0 + r of the `lanes` planes at `first`, as the caller
                 // promised.
-                unsafe {
-                    let row = first.add((oh0 + r) * wa.output);
-                    store_row(self.kernel, orow, lanes, row, p);
-                }
+                unsafe { store_row(self.kernel, orow, lanes, first.add(r * wa.output), plane) };
             }
         });
+    }
+}
+
+/// Where a strip's input rows lie: `lanes` planes `stride` values apart, input row `i` at
+/// `(i % ring)·iw` of each (`ring` = the input's height for whole planes; fewer for a buffer
+/// that holds only the last `ring` rows formed).
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    planes: &'a [f32],
+    stride: usize,
+    ring: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// Whole input planes of `g`'s size, one after the other.
+    fn whole(planes: &'a [f32], g: &Geometry) -> Rows<'a> {
+        Rows {
+            planes,
+            stride: g.h.input * g.w.input,
+            ring: g.h.input.max(1),
+        }
     }
 }
 
@@ -259,12 +285,14 @@ pub(crate) struct Pointwise<'a> {
 }
 
 impl Pointwise<'_> {
-    /// Input rows `rows` of channels `c0 .. c0 + lanes` of the 1×1 output for image `img`,
-    /// into those rows of `planes` (`lanes` planes of `plane` = `rows_total·width` values).
+    /// Input rows `rows` of channels `c0 .. c0 + lanes` of the 1×1 output for image `img`
+    /// (whose input planes hold `plane` = `rows_total·width` values), into `planes`: channel
+    /// `l`'s row `rows.start + i` at `l·stride + (at + i)·width`.
     ///
     /// # Safety
     /// The panel kernel must be available; `c0` a multiple of 8 below the packed rows, `lanes`
     /// at most the rows left; `rows` inside the planes.
+    #[allow(clippy::too_many_arguments)]
     unsafe fn form_rows(
         &self,
         img: usize,
@@ -273,19 +301,21 @@ impl Pointwise<'_> {
         rows: std::ops::Range<usize>,
         (plane, width): (usize, usize),
         planes: &mut [f32],
+        (stride, at): (usize, usize),
     ) {
         use crate::panel::{self, PANEL};
-        assert!(planes.len() >= lanes * plane && rows.end * width <= plane);
-        assert!(self.x.len() >= (img + 1) * self.k * plane);
+        assert!(lanes > 0 && (lanes - 1) * stride + (at + rows.len()) * width <= planes.len());
+        assert!(rows.end * width <= plane && self.x.len() >= (img + 1) * self.k * plane);
         let epi = panel::Epilogue {
             bias: self.bias.map(|b| &b[c0..c0 + lanes]),
             act: self.act,
             ..Default::default()
         };
         // SAFETY: the panel kernel is available (the caller's contract); B is rows `rows` of
-        // the k input planes of image img (stride plane, inside `x`, asserted), the output the
-        // same rows of the `lanes` planes of `planes` (asserted); the weights from panel c0 / 8
-        // on hold ceil(lanes / 8) panels of k·8 values (the caller's contract).
+        // the k input planes of image img (stride plane, inside `x`, asserted), the output
+        // `rows.len()` rows of the `lanes` planes of `planes` from row `at` (asserted); the
+        // weights from panel c0 / 8 on hold ceil(lanes / 8) panels of k·8 values (the
+        // caller's contract).
         unsafe {
             panel::product(
                 &self.packed[c0 / PANEL * self.k * PANEL..],
@@ -294,8 +324,8 @@ impl Pointwise<'_> {
                 self.x[img * self.k * plane + rows.start * width..].as_ptr(),
                 plane,
                 rows.len() * width,
-                planes[rows.start * width..].as_mut_ptr(),
-                plane,
+                planes[at * width..].as_mut_ptr(),
+                stride,
                 epi,
             )
         };
@@ -384,7 +414,15 @@ pub(crate) fn forward_after_pointwise(
                     // SAFETY: the panel kernel is available (asserted above); c0 is a multiple
                     // of 16 below c, the packing's length was asserted above.
                     unsafe {
-                        pw.form_rows(img, c0, lanes, ready..need, (plane_in, wa.input), planes)
+                        pw.form_rows(
+                            img,
+                            c0,
+                            lanes,
+                            ready..need,
+                            (plane_in, wa.input),
+                            planes,
+                            (plane_in, ready),
+                        )
                     };
                     ready = need;
                 }
@@ -392,11 +430,12 @@ pub(crate) fn forward_after_pointwise(
                 // only this task (image, channel group) writes them.
                 unsafe {
                     strip.run(
-                        planes,
+                        Rows::whole(planes, g),
                         lanes,
                         oh0,
                         nrows,
-                        dst.get().add((img * g.c + c0) * p),
+                        dst.get().add((img * g.c + c0) * p + oh0 * wa.output),
+                        p,
                     )
                 };
             }
@@ -529,8 +568,7 @@ impl Padded {
 
     /// Padded row `pr` of channels `0..lanes` of `planes` into `row`, channels-last, with zeros
     /// in the padding and in unused lanes.
-    fn fill_row(&self, kernel: Kernel, planes: &[f32], lanes: usize, pr: usize, row: &mut [Cell]) {
-        let plane = self.h.input * self.w.input;
+    fn fill_row(&self, kernel: Kernel, planes: &Rows, lanes: usize, pr: usize, row: &mut [Cell]) {
         let (left, nc) = Self::inside(&self.w, self.cols);
         let ih = pr as isize - self.h.pad_begin as isize;
         if ih < 0 || ih as usize >= self.h.input || nc == 0 {
@@ -539,16 +577,15 @@ impl Padded {
         }
         row[..left].fill(ZERO);
         row[left + nc..].fill(ZERO);
-        let src = &planes[ih as usize * self.w.input..];
+        let src = &planes.planes[(ih as usize % planes.ring) * self.w.input..];
         let cells = &mut row[left..left + nc];
         match kernel {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: Avx512 is only chosen when the CPU has AVX-512F; `src` holds `lanes`
-            // planes of `plane` values from this row on (checked by the slice bounds above:
-            // `planes` has lanes·plane values and the row starts inside the first plane).
-            Kernel::Avx512 => unsafe { avx512::gather_lanes(src, plane, lanes, cells) },
+            // SAFETY: Avx512 is only chosen when the CPU has AVX-512F; `gather_lanes` asserts
+            // that `src` holds the `lanes` rows `stride` apart.
+            Kernel::Avx512 => unsafe { avx512::gather_lanes(src, planes.stride, lanes, cells) },
             _ => {
-                for (l, lane) in (0..lanes).map(|l| (l, &src[l * plane..][..nc])) {
+                for (l, lane) in (0..lanes).map(|l| (l, &src[l * planes.stride..][..nc])) {
                     for (cell, &v) in cells.iter_mut().zip(lane) {
                         cell[l] = v;
                     }

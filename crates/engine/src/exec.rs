@@ -64,6 +64,61 @@ impl Model {
         (run[act] && only_reader && matches!(a.op_type.as_str(), "Relu" | "Clip")).then_some(act)
     }
 
+    /// Node `ni`'s output as the next node reads it: the clamp node fused into it (see
+    /// [`Model::fusion`]), that clamp, and the value it leaves (the clamp's output, else the
+    /// node's own).
+    fn activated(
+        &self,
+        ni: usize,
+        run: &[bool],
+        targets: &[ValueId],
+        store: &[Option<Value>],
+    ) -> Option<(Option<usize>, Option<Clamp>, ValueId)> {
+        let node = &self.nodes[ni];
+        let act = self.fusion(ni, run, targets);
+        Some(match act {
+            Some(a) => (
+                act,
+                Some(self.clamp_of(a, store)?),
+                *self.nodes[a].outputs.first()?,
+            ),
+            None => (None, None, *node.outputs.first()?),
+        })
+    }
+
+    /// The Conv node that is the only reader of value `v` (as its data input, not its weights
+    /// or bias) and runs in this pass, when `v` is not wanted itself.
+    fn sole_conv_reader(&self, v: ValueId, run: &[bool], targets: &[ValueId]) -> Option<usize> {
+        if targets.contains(&v) || self.outputs.contains(&v) {
+            return None;
+        }
+        let [c] = self.consumers[v.0][..] else {
+            return None;
+        };
+        let d = &self.nodes[c];
+        let reads = run[c]
+            && d.op_type == "Conv"
+            && d.outputs.len() == 1
+            && d.inputs.first() == Some(&Some(v))
+            && !d.inputs[1..].iter().flatten().any(|&id| id == v);
+        reads.then_some(c)
+    }
+
+    /// Node `n`'s inputs from `store`, its data input left out.
+    fn inputs_but_data<'a>(
+        &'a self,
+        n: usize,
+        store: &'a [Option<Value>],
+    ) -> Vec<Option<&'a Value>> {
+        std::iter::once(None)
+            .chain(
+                self.nodes[n].inputs[1..]
+                    .iter()
+                    .map(|i| i.and_then(|id| self.lookup(store, id))),
+            )
+            .collect()
+    }
+
     /// A 1×1 Conv node `ni` (with its fused clamp, if any) whose output only feeds a depthwise
     /// Conv (with its fused clamp, if any), in an inference pass: the depthwise node runs both
     /// ([`crate::ops::Op::forward_after_pointwise`]). Returns the nodes taken in (the 1×1
@@ -82,54 +137,96 @@ impl Model {
         if keep || node.op_type != "Conv" || node.outputs.len() != 1 {
             return None;
         }
-        let act = self.fusion(ni, run, targets);
-        let clamp = match act {
-            Some(a) => Some(self.clamp_of(a, store)?),
-            None => None,
-        };
-        let mid = match act {
-            Some(a) => *self.nodes[a].outputs.first()?,
-            None => node.outputs[0],
-        };
-        if targets.contains(&mid)
-            || self.outputs.contains(&mid)
-            || self.outputs.contains(&node.outputs[0])
-        {
+        let (act, clamp, mid) = self.activated(ni, run, targets, store)?;
+        if self.outputs.contains(&node.outputs[0]) {
             return None;
         }
-        let [dw] = self.consumers[mid.0][..] else {
-            return None;
-        };
+        let dw = self.sole_conv_reader(mid, run, targets)?;
+        let (dw_act, dw_clamp, output) = self.activated(dw, run, targets, store)?;
+        let dw_inputs = self.inputs_but_data(dw, store);
         let d = &self.nodes[dw];
-        if !run[dw]
-            || d.op_type != "Conv"
-            || d.outputs.len() != 1
-            || d.inputs.first() != Some(&Some(mid))
-        {
-            return None;
-        }
-        if d.inputs[1..].iter().flatten().any(|&id| id == mid) {
-            return None;
-        }
-        let dw_act = self.fusion(dw, run, targets);
-        let dw_clamp = match dw_act {
-            Some(a) => Some(self.clamp_of(a, store)?),
-            None => None,
-        };
-        let dw_inputs: Vec<Option<&Value>> = std::iter::once(None)
-            .chain(
-                d.inputs[1..]
-                    .iter()
-                    .map(|i| i.and_then(|id| self.lookup(store, id))),
-            )
-            .collect();
         let out =
             d.op.forward_after_pointwise(node.op.as_ref(), inputs, clamp, &dw_inputs, dw_clamp)?;
-        let output = match dw_act {
-            Some(a) => *self.nodes[a].outputs.first()?,
-            None => d.outputs[0],
-        };
         let taken = [act, Some(dw), dw_act].into_iter().flatten().collect();
+        Some((taken, output, out))
+    }
+
+    /// An inverted-residual block from Conv node `ni`, in an inference pass: `ni` is its 1×1
+    /// expansion (with its clamp) feeding a depthwise Conv, or the depthwise Conv itself; the
+    /// depthwise output (after its clamp) only feeds a 1×1 projection Conv, possibly followed
+    /// by a residual `Add`. The depthwise node runs them all
+    /// ([`crate::ops::Op::forward_block`]). Returns the nodes taken in (all but `ni`), the
+    /// value stored and that value, or `None` when the pattern or the ops do not fit.
+    fn depthwise_block(
+        &self,
+        ni: usize,
+        run: &[bool],
+        targets: &[ValueId],
+        store: &[Option<Value>],
+        keep: bool,
+        inputs: &[Option<&Value>],
+    ) -> Option<(Vec<usize>, ValueId, Result<Value>)> {
+        let node = &self.nodes[ni];
+        if keep || node.op_type != "Conv" || node.outputs.len() != 1 {
+            return None;
+        }
+        let (act, clamp, mid) = self.activated(ni, run, targets, store)?;
+        let after_expansion = match self.outputs.contains(&node.outputs[0]) {
+            true => None,
+            false => self.sole_conv_reader(mid, run, targets),
+        };
+        // With `ni` as the expansion first, then as the depthwise layer.
+        let expanded = after_expansion.and_then(|dw| {
+            let dw_inputs = self.inputs_but_data(dw, store);
+            let expand = (node.op.as_ref(), inputs, clamp);
+            self.block_after(dw, Some(expand), &dw_inputs, run, targets, store)
+                .map(|(mut taken, output, out)| {
+                    taken.splice(0..0, [act, Some(dw)].into_iter().flatten());
+                    (taken, output, out)
+                })
+        });
+        expanded.or_else(|| self.block_after(ni, None, inputs, run, targets, store))
+    }
+
+    /// The rest of [`Model::depthwise_block`] from its depthwise node `dw`: the nodes taken
+    /// in after it, the value stored and that value.
+    fn block_after(
+        &self,
+        dw: usize,
+        expand: Option<crate::ops::BlockLayer<'_>>,
+        dw_inputs: &[Option<&Value>],
+        run: &[bool],
+        targets: &[ValueId],
+        store: &[Option<Value>],
+    ) -> Option<(Vec<usize>, ValueId, Result<Value>)> {
+        let (dw_act, dw_clamp, dw_out) = self.activated(dw, run, targets, store)?;
+        if self.outputs.contains(&self.nodes[dw].outputs[0]) {
+            return None;
+        }
+        let proj = self.sole_conv_reader(dw_out, run, targets)?;
+        let (proj_act, proj_clamp, proj_out) = self.activated(proj, run, targets, store)?;
+        // A residual `Add` after an unclamped projection.
+        let residual = match proj_act {
+            Some(_) => None,
+            None => self.residual_fusion(proj, run, targets, store, false),
+        };
+        let proj_inputs = self.inputs_but_data(proj, store);
+        let parts = crate::ops::BlockParts {
+            expand,
+            inputs: dw_inputs,
+            act: dw_clamp,
+            project: (self.nodes[proj].op.as_ref(), &proj_inputs, proj_clamp),
+            residual: residual.map(|(_, r)| r),
+        };
+        let out = self.nodes[dw].op.forward_block(&parts)?;
+        let output = match residual {
+            Some((add, _)) => *self.nodes[add].outputs.first()?,
+            None => proj_out,
+        };
+        let taken = [dw_act, Some(proj), proj_act, residual.map(|(add, _)| add)]
+            .into_iter()
+            .flatten()
+            .collect();
         Some((taken, output, out))
     }
 
@@ -277,10 +374,13 @@ impl Model {
             }
             let t0 = crate::profile::enabled().then(std::time::Instant::now);
             // Nodes this one runs inside its own sweep, the value it then stores, and that value.
-            // 1×1 Conv (→ Clip) → depthwise Conv (→ Clip), in an inference pass: the depthwise
-            // layer forms the 1×1 output itself, a few rows at a time.
+            // In an inference pass, an inverted-residual block (1×1 expansion → depthwise →
+            // 1×1 projection → residual Add) runs as one where the depthwise op can; else
+            // 1×1 Conv (→ Clip) → depthwise Conv (→ Clip): the depthwise layer forms the 1×1
+            // output itself, a few rows at a time.
             let taken = self
-                .pointwise_depthwise(ni, &runs, targets, &store, keep, &inputs)
+                .depthwise_block(ni, &runs, targets, &store, keep, &inputs)
+                .or_else(|| self.pointwise_depthwise(ni, &runs, targets, &store, keep, &inputs))
                 .or_else(|| {
                     // Conv → Relu/Clip: the activation runs inside the convolution's sweep and
                     // only the activated value is stored (the backward pass reads the ReLU mask
@@ -941,6 +1041,155 @@ mod tests {
             let both = model.run_float(&x, &[r, y]).unwrap();
             assert_eq!(both[0].data(), tape.value(r).unwrap().data(), "{case}");
             assert_eq!(both[1].data(), apart.data(), "{case}");
+        }
+    }
+
+    /// An inverted-residual block on 2 images: [1×1 Conv (8 → 40, bias) → Clip(0, 6)] →
+    /// depthwise Conv (`k`×`k`, stride `s`, asymmetric pads, bias) → Clip(0, 6) → 1×1 Conv
+    /// (40 → `m`, bias) → [Clip(0, 6) | Add x] → y. Without the expansion the depthwise layer
+    /// reads x (40 channels). Pads are asymmetric but for the Add.
+    fn block_model(expand: bool, k: usize, s: i64, hw: (i64, i64), m: usize, tail: &str) -> Model {
+        let (c, e) = (if expand { 8usize } else { 40 }, 40usize);
+        let values = |n: usize, a: usize, b: usize, off: f32| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * a) % b) as f32 / b as f32 - off)
+                .collect()
+        };
+        let pad = (k / 2) as i64;
+        let mut g = GraphBuilder::new("block");
+        let dims = [
+            Dim::Value(2),
+            Dim::Value(c as i64),
+            Dim::Value(hw.0),
+            Dim::Value(hw.1),
+        ];
+        g.input("x", &dims)
+            .output("y", &[])
+            .initializer(TensorProto::from_f32(
+                "w1",
+                &[e, c, 1, 1],
+                &values(e * c, 37, 23, 0.4),
+            ))
+            .initializer(TensorProto::from_f32("b1", &[e], &values(e, 5, 11, 0.5)))
+            .initializer(TensorProto::from_f32(
+                "w2",
+                &[e, 1, k, k],
+                &values(e * k * k, 13, 17, 0.45),
+            ))
+            .initializer(TensorProto::from_f32("b2", &[e], &values(e, 7, 13, 0.3)))
+            .initializer(TensorProto::from_f32(
+                "w3",
+                &[m, e, 1, 1],
+                &values(m * e, 29, 31, 0.5),
+            ))
+            .initializer(TensorProto::from_f32("b3", &[m], &values(m, 3, 7, 0.5)))
+            .initializer(TensorProto::from_f32("lo", &[], &[0.0]))
+            .initializer(TensorProto::from_f32("hi", &[], &[6.0]));
+        if expand {
+            g.node("Conv", "expand", &["x", "w1", "b1"], &["e"], vec![])
+                .node("Clip", "clip1", &["e", "lo", "hi"], &["r"], vec![]);
+        }
+        g.node(
+            "Conv",
+            "depthwise",
+            &[if expand { "r" } else { "x" }, "w2", "b2"],
+            &["d"],
+            vec![
+                AttributeProto::int("group", e as i64),
+                AttributeProto::ints("strides", &[s, s]),
+                // Asymmetric, except where the residual needs the input's size.
+                AttributeProto::ints(
+                    "pads",
+                    &[pad - 1, pad, pad, pad - 1].map(|p| if tail == "add" { pad } else { p }),
+                ),
+            ],
+        )
+        .node("Clip", "clip2", &["d", "lo", "hi"], &["a"], vec![]);
+        match tail {
+            "clip" => g
+                .node("Conv", "project", &["a", "w3", "b3"], &["p"], vec![])
+                .node("Clip", "clip3", &["p", "lo", "hi"], &["y"], vec![]),
+            "add" => g
+                .node("Conv", "project", &["a", "w3", "b3"], &["p"], vec![])
+                .node("Add", "add", &["p", "x"], &["y"], vec![]),
+            _ => g.node("Conv", "project", &["a", "w3", "b3"], &["y"], vec![]),
+        };
+        Model::from_proto(g.build(13)).unwrap()
+    }
+
+    /// The inference pass runs a whole inverted-residual block inside its depthwise node, in
+    /// strips of rows; the taped pass runs every node apart. Same values (within rounding),
+    /// with and without the expansion, strides 1 and 2, 3×3 and 5×5 taps, asymmetric pads, a
+    /// partial group of 16 channels, 2 images, a projection with a clamp, with a residual Add
+    /// and with neither, maps with several bands of several strips. Asking for the depthwise
+    /// output as well turns the block off.
+    #[test]
+    fn an_inverted_residual_block_run_as_one_changes_no_value() {
+        for (expand, k, s, hw, m, tail) in [
+            (true, 3, 1, (50, 60), 8, "add"),
+            (true, 5, 1, (40, 57), 8, "add"),
+            (true, 3, 2, (41, 113), 24, "none"),
+            (true, 5, 2, (12, 120), 3, "clip"),
+            (false, 3, 1, (30, 70), 16, "none"),
+            (false, 5, 2, (9, 121), 17, "clip"),
+        ] {
+            let model = block_model(expand, k, s, hw, m, tail);
+            let (y, a) = (model.resolve("y").unwrap(), model.resolve("a").unwrap());
+            let c = if expand { 8 } else { 40 };
+            let n = 2 * c * hw.0 as usize * hw.1 as usize;
+            let x = Tensor::new(
+                vec![2, c, hw.0 as usize, hw.1 as usize],
+                (0..n).map(|i| (i as f32 * 0.37).sin() * 3.0).collect(),
+            )
+            .unwrap();
+            let case = format!("expand={expand} k={k} s={s} {hw:?} m={m} {tail}");
+            let first = if expand { "expand" } else { "depthwise" };
+            let ni = model.nodes.iter().position(|n| n.name == first).unwrap();
+            let runs = vec![true; model.nodes.len()];
+            let mut store: Vec<Option<crate::Value>> = vec![None; model.values.len()];
+            store[model.resolve("x").unwrap().0] = Some(crate::Value::Float(x.clone()));
+            let inputs: Vec<Option<&crate::Value>> = model.nodes[ni]
+                .inputs
+                .iter()
+                .map(|i| i.and_then(|id| model.lookup(&store, id)))
+                .collect();
+            let block = |targets: &[crate::ValueId], keep: bool| {
+                model
+                    .depthwise_block(ni, &runs, targets, &store, keep, &inputs)
+                    .map(|(taken, ..)| taken.len())
+            };
+            // Every node but the first is taken in (on AVX-512: the panel kernel runs the 1×1).
+            let nodes = model.nodes.len() - 1;
+            assert_eq!(
+                block(&[y], false),
+                crate::panel::available().then_some(nodes),
+                "{case}"
+            );
+            assert_eq!(block(&[y], true), None, "{case}");
+            assert_eq!(block(&[y, a], false), None, "{case}");
+            let fused = model.run_float(&x, &[y]).unwrap().remove(0);
+            let tape = model.forward(&x, &[y, a]).unwrap();
+            let apart = tape.value(y).unwrap();
+            assert_eq!(fused.shape(), apart.shape(), "{case}");
+            let scale = apart.data().iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert!(scale > 1.0, "{case}: a meaningful output");
+            for (i, (f, t)) in fused.data().iter().zip(apart.data()).enumerate() {
+                assert!(
+                    (f - t).abs() <= 1e-5 * scale,
+                    "{case}: value {i}: {f} vs {t}"
+                );
+            }
+            // With the depthwise output asked for too, both come back as the unfused pass has
+            // them.
+            let both = model.run_float(&x, &[a, y]).unwrap();
+            let close = |u: &Tensor, v: &Tensor| {
+                u.data()
+                    .iter()
+                    .zip(v.data())
+                    .all(|(p, q)| (p - q).abs() <= 1e-5 * scale)
+            };
+            assert!(close(&both[0], tape.value(a).unwrap()), "{case}");
+            assert!(close(&both[1], apart), "{case}");
         }
     }
 

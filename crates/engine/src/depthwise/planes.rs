@@ -82,7 +82,17 @@ pub(super) unsafe fn forward_after_pointwise(
         super::with_formed(lanes * plane_in, |formed| {
             // SAFETY: the panel kernel is available (the caller's contract); c0 is a multiple
             // of 8 below c, whose rows the caller packed.
-            unsafe { pw.form_rows(img, c0, lanes, 0..h.input, (plane_in, wa.input), formed) };
+            unsafe {
+                pw.form_rows(
+                    img,
+                    c0,
+                    lanes,
+                    0..h.input,
+                    (plane_in, wa.input),
+                    formed,
+                    (plane_in, 0),
+                )
+            };
             for (l, src) in formed.chunks(plane_in).enumerate() {
                 // SAFETY: AVX-512F (the caller's contract); this task alone writes plane
                 // (img, c0 + l) of the output, which holds n·c planes.

@@ -164,6 +164,27 @@ pub(crate) fn mask_between(g: &mut Tensor, y: &Tensor, c: Clamp, guided: bool) {
         });
 }
 
+/// A layer of a fused block: its op, its inputs (the one the block forms itself absent) and
+/// the clamp after it, if any.
+pub type BlockLayer<'a> = (&'a dyn Op, &'a [Option<&'a Value>], Option<Clamp>);
+
+/// The nodes of an inverted-residual block (MobileNetV2, EfficientNet) that
+/// [`Op::forward_block`] runs as one: an optional 1×1 expansion, the depthwise convolution
+/// (whose op receives this), a 1×1 projection reading only its output, and an optional
+/// residual addend after the projection.
+pub struct BlockParts<'a> {
+    /// The expansion, when its output only feeds the depthwise layer.
+    pub expand: Option<BlockLayer<'a>>,
+    /// The depthwise layer's inputs (input 0 absent when the expansion is fused).
+    pub inputs: &'a [Option<&'a Value>],
+    /// The clamp after the depthwise layer.
+    pub act: Option<Clamp>,
+    /// The projection (input 0 absent).
+    pub project: BlockLayer<'a>,
+    /// The other operand of an `Add` that only reads the projection's output.
+    pub residual: Option<&'a Tensor>,
+}
+
 /// One executable ONNX node.
 pub trait Op: Send + Sync {
     /// Computes the outputs from the inputs.
@@ -247,6 +268,16 @@ pub trait Op: Send + Sync {
         act: Option<Clamp>,
     ) -> Option<Result<Value>> {
         let _ = (pointwise, pointwise_inputs, pointwise_act, inputs, act);
+        None
+    }
+
+    /// For a depthwise convolution: the layers of an inverted-residual block around it in
+    /// one sweep (see [`BlockParts`]), the depthwise output (and the expansion's) never formed
+    /// whole. `None` when the ops or shapes have no such form (the caller then runs them
+    /// apart or in the pairs above); errors in the inputs also give `None`, so that the
+    /// unfused pass reports them.
+    fn forward_block(&self, parts: &BlockParts) -> Option<Result<Value>> {
+        let _ = parts;
         None
     }
 

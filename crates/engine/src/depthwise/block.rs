@@ -1,0 +1,234 @@
+//! An inverted-residual block's depthwise layer, its projection (the 1×1 convolution that reads
+//! it, with a residual `Add` after it) and, when fused, its expansion (the 1×1 convolution it
+//! reads), in one sweep of strips of output rows over all channels.
+//!
+//! Run apart, the depthwise output (96–144 channels on EfficientNet's 112×112 to 28×28
+//! stages) is written out whole by tasks that each own 16 channels, and the projection then
+//! reads every channel of a run of columns: half of it from the other core's cache. Here one
+//! task owns a band of output rows of every channel: each strip's depthwise rows go into a
+//! buffer of its thread (`c × rows × ow` values, within 256 KB) and the projection reads them
+//! from there. The expansion's rows are formed into a ring of the last rows the strips read,
+//! per channel group, so each is formed once per band (only a band's first strip forms the
+//! rows it shares with the band above).
+
+use rayon::prelude::*;
+
+use super::{bias_cell, strip_rows, Cell, Geometry, Kernel, Padded, Pointwise, Rows, Strip};
+use super::{with_formed, LANES};
+use crate::kernels::SharedOut;
+use crate::ops::Clamp;
+use crate::panel;
+
+/// The 1×1 convolution that reads a depthwise layer's output, with its clamp and the addend
+/// of a residual `Add` after it.
+pub(crate) struct Projection<'a> {
+    /// Its weights as [`panel::pack`] lays them out (one group, `m` rows of `c` values).
+    pub packed: &'a [f32],
+    /// Its output channels.
+    pub m: usize,
+    pub bias: Option<&'a [f32]>,
+    pub act: Option<Clamp>,
+    /// Added last (after the clamp), laid out as the output.
+    pub residual: Option<&'a [f32]>,
+}
+
+/// What the depthwise layer reads: its input planes, or the 1×1 convolution that forms them.
+pub(crate) enum Source<'a> {
+    Planes(&'a [f32]),
+    Pointwise(&'a Pointwise<'a>),
+}
+
+/// Depthwise outputs a strip may buffer for the projection (256 KB of floats).
+const STRIP_OUTPUTS: usize = 1 << 16;
+
+thread_local! {
+    /// A strip's depthwise outputs, kept per thread.
+    static OUTPUTS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `out = proj(act(depthwise(source, w) + bias)) (+ residual)`, the depthwise output never
+/// formed whole (see the module). `lane_taps` are the depthwise weights as
+/// [`super::pack_lanes`] lays them out. The values are those of the layers run apart (the same
+/// products; a column tail may sum in another order). The caller checks
+/// [`panel::available`].
+pub(crate) fn forward(
+    source: &Source,
+    lane_taps: &[Cell],
+    bias: Option<&[f32]>,
+    g: &Geometry,
+    act: Option<Clamp>,
+    proj: &Projection,
+    out: &mut [std::mem::MaybeUninit<f32>],
+) {
+    let (h, wa) = (&g.h, &g.w);
+    let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
+    let kk = g.taps();
+    assert!(panel::available(), "the panel kernel runs the 1×1 layers");
+    assert_eq!(
+        lane_taps.len(),
+        g.groups() * kk,
+        "depthwise weights in lanes"
+    );
+    assert!(bias.is_none_or(|b| b.len() == g.c), "depthwise bias");
+    assert!(g.c > 0 && proj.m > 0, "channels");
+    assert_eq!(
+        proj.packed.len(),
+        proj.m.div_ceil(panel::PANEL) * g.c * panel::PANEL,
+        "projection weights"
+    );
+    assert!(
+        proj.bias.is_none_or(|b| b.len() == proj.m),
+        "projection bias"
+    );
+    assert_eq!(out.len(), g.n * proj.m * p, "block output");
+    assert!(
+        proj.residual.is_none_or(|r| r.len() == out.len()),
+        "residual of the output's size"
+    );
+    match source {
+        Source::Planes(x) => assert_eq!(x.len(), g.n * g.c * plane_in, "depthwise input"),
+        Source::Pointwise(pw) => {
+            assert!(pw.k > 0, "1×1 input channels");
+            assert_eq!(pw.x.len(), g.n * pw.k * plane_in, "1×1 input");
+            assert_eq!(
+                pw.packed.len(),
+                g.c.div_ceil(panel::PANEL) * pw.k * panel::PANEL,
+                "1×1 weights"
+            );
+            assert!(pw.bias.is_none_or(|b| b.len() == g.c), "1×1 bias");
+        }
+    }
+    let kernel = Kernel::detect();
+    let padded = Padded::new(h, wa);
+    let rows = strip_rows(&padded).min((STRIP_OUTPUTS / (g.c * wa.output).max(1)).max(1));
+    let strips = h.output.div_ceil(rows);
+    // Two bands per thread (for one image), so that a thread the machine takes away holds up
+    // a quarter of the layer rather than half.
+    let threads = rayon::current_num_threads().max(1);
+    let per_band = strips.div_ceil((2 * threads).div_ceil(g.n).min(strips));
+    let bands = strips.div_ceil(per_band);
+    let groups = g.groups();
+    // Input rows a strip reads: the ring holds that many of each channel.
+    let ring = padded.rows_for(rows);
+    let ring_plane = ring * wa.input;
+    let biases: Vec<Cell> = (0..groups)
+        .map(|gi| bias_cell(bias, gi * LANES, LANES.min(g.c - gi * LANES)))
+        .collect();
+    let stride = rows * wa.output;
+    let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
+    let formed_len = match source {
+        Source::Planes(_) => 0,
+        Source::Pointwise(_) => groups * LANES * ring_plane,
+    };
+    (0..g.n * bands).into_par_iter().for_each(|task| {
+        let (img, band) = (task / bands, task % bands);
+        let strips = band * per_band..((band + 1) * per_band).min(strips);
+        with_formed(formed_len, |formed| {
+            OUTPUTS.with_borrow_mut(|outputs| {
+                if outputs.len() < g.c * stride {
+                    outputs.resize(g.c * stride, 0.0);
+                }
+                // Input rows before `ready` are in the ring (from this band's earlier strips).
+                let mut ready = 0;
+                for s in strips {
+                    let oh0 = s * rows;
+                    let nrows = rows.min(h.output - oh0);
+                    // The strip reads padded rows oh0·stride .. end; input row = padded − pad.
+                    let begin = oh0 * h.stride;
+                    let end = begin + padded.rows_for(nrows);
+                    let lo = begin.saturating_sub(h.pad_begin).min(h.input);
+                    let hi = end.saturating_sub(h.pad_begin).min(h.input);
+                    let from = ready.max(lo);
+                    for gi in 0..groups {
+                        let c0 = gi * LANES;
+                        let lanes = LANES.min(g.c - c0);
+                        let planes = match source {
+                            Source::Planes(x) => Rows::whole(
+                                &x[(img * g.c + c0) * plane_in..][..lanes * plane_in],
+                                g,
+                            ),
+                            Source::Pointwise(pw) => {
+                                let group =
+                                    &mut formed[gi * LANES * ring_plane..][..LANES * ring_plane];
+                                // Rows from .. hi into their slots (row % ring), in runs that
+                                // do not wrap round the ring.
+                                let mut r = from;
+                                while r < hi {
+                                    let slot = r % ring;
+                                    let run_end = hi.min(r + ring - slot);
+                                    // SAFETY: the panel kernel is available (asserted above); c0
+                                    // is a multiple of 16 below c, whose rows are packed
+                                    // (asserted above); rows r .. run_end fit the ring's slots
+                                    // slot .. slot + (run_end − r) ≤ ring.
+                                    unsafe {
+                                        pw.form_rows(
+                                            img,
+                                            c0,
+                                            lanes,
+                                            r..run_end,
+                                            (plane_in, wa.input),
+                                            group,
+                                            (ring_plane, slot),
+                                        )
+                                    };
+                                    r = run_end;
+                                }
+                                Rows {
+                                    planes: group,
+                                    stride: ring_plane,
+                                    ring,
+                                }
+                            }
+                        };
+                        let strip = Strip {
+                            kernel,
+                            padded: &padded,
+                            taps: &lane_taps[gi * kk..][..kk],
+                            bias: &biases[gi],
+                            act,
+                        };
+                        // SAFETY: rows 0 .. nrows of channels c0 .. c0 + lanes of `outputs`
+                        // (c planes of `stride` ≥ nrows·ow values, sized above), this thread's
+                        // own buffer.
+                        unsafe {
+                            strip.run(
+                                planes,
+                                lanes,
+                                oh0,
+                                nrows,
+                                outputs[c0 * stride..].as_mut_ptr(),
+                                stride,
+                            )
+                        };
+                    }
+                    ready = hi;
+                    let first = img * proj.m * p + oh0 * wa.output;
+                    let epi = panel::Epilogue {
+                        bias: proj.bias,
+                        act: proj.act,
+                        mask: None,
+                        residual: proj.residual.map(|r| r[first..].as_ptr()),
+                    };
+                    // SAFETY: the panel kernel is available (asserted above); B is the c rows
+                    // of nrows·ow values at `stride` just written; the output is rows
+                    // oh0 .. oh0 + nrows of the m planes of image img (out holds n·m·p values,
+                    // asserted), written only by this task (its band), and the residual is read
+                    // at the same places (asserted to be of the output's size).
+                    unsafe {
+                        panel::product(
+                            proj.packed,
+                            proj.m,
+                            g.c,
+                            outputs.as_ptr(),
+                            stride,
+                            nrows * wa.output,
+                            dst.get().add(first),
+                            p,
+                            epi,
+                        )
+                    };
+                }
+            })
+        })
+    });
+}
