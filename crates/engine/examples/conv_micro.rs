@@ -38,6 +38,8 @@ fn main() {
         (480, 80, 14, 1, 1, 1, 1),
         (32, 16, 56, 1, 1, 1, 1),
         (96, 24, 28, 1, 1, 1, 1),
+        (672, 112, 14, 1, 1, 1, 1),
+        (112, 672, 14, 1, 1, 1, 1),
     ];
     // `conv_micro 0` runs only case 0. Each case runs with and without the Winograd path.
     let only: Option<usize> = std::env::args().nth(1).and_then(|a| a.parse().ok());

@@ -452,7 +452,8 @@ impl Model {
     /// value for gradients instead.
     pub fn run(&self, input: &Tensor, targets: &[ValueId]) -> Result<Vec<Value>> {
         self.check_input(input)?;
-        self.run_from(&[(self.input, input.clone())], targets)
+        // One copy of the input (the pass owns its values); going through `run_from` made two.
+        self.run_leaves(vec![(self.input, Value::Float(input.clone()))], targets)
     }
 
     /// Runs the graph from given values instead of the input: the nodes producing `feeds` are
@@ -461,12 +462,17 @@ impl Model {
     /// This runs the "head" of a network from an intermediate layer, e.g. with some channels
     /// zeroed (Ablation-CAM), at any batch size.
     pub fn run_from(&self, feeds: &[(ValueId, Tensor)], targets: &[ValueId]) -> Result<Vec<Value>> {
-        let leaves: Vec<ValueId> = feeds.iter().map(|(id, _)| *id).collect();
-        let nodes = self.needed_nodes(targets, &leaves);
         let values = feeds
             .iter()
             .map(|(id, t)| (*id, Value::Float(t.clone())))
             .collect();
+        self.run_leaves(values, targets)
+    }
+
+    /// [`Model::run_from`] on values the pass may own.
+    fn run_leaves(&self, values: Vec<(ValueId, Value)>, targets: &[ValueId]) -> Result<Vec<Value>> {
+        let leaves: Vec<ValueId> = values.iter().map(|(id, _)| *id).collect();
+        let nodes = self.needed_nodes(targets, &leaves);
         let (mut store, _, _) = self.execute(values, &nodes, targets, false)?;
         targets
             .iter()
