@@ -12,7 +12,7 @@ and unchanged kinds of node stay near 1.
     cargo build --release -p convscope-cli && cp target/release/convscope /tmp/a
     # ... change the code ...
     cargo build --release -p convscope-cli && cp target/release/convscope /tmp/b
-    python3 scripts/bench/paired_nodes.py /tmp/a /tmp/b --rounds 8
+    python3 scripts/bench/paired_nodes.py /tmp/a /tmp/b --rounds 8 [--by block]
 """
 
 import argparse
@@ -26,14 +26,30 @@ LINE = re.compile(r"(\S+)\s+([0-9.]+) ms total\s+(\d+) calls")
 
 
 def kind(node):
-    """EfficientNet's kinds of layer, by node name; everything else is 'other'."""
+    """EfficientNet's kinds of layer, by node name; everything else is 'other'.
+
+    A fused node is named after its first node: a whole block after its expansion (or, in
+    block 0, its depthwise layer), so compare kinds only between binaries that fuse alike,
+    or use --by block.
+    """
     for k in ("depthwise", "expand", "project"):
         if k in node:
             return k
     return "other"
 
 
-def run(binary, job, runs, threads, nodes):
+def block(node):
+    """EfficientNet's block of a node ('block 07'), or stem, head, fc, other."""
+    m = re.search(r"_blocks\.(\d+)/", node)
+    if m:
+        return f"block {int(m.group(1)):02d}"
+    for k in ("stem", "head", "fc"):
+        if k in node:
+            return k
+    return "other"
+
+
+def run(binary, job, runs, threads, nodes, group):
     env = dict(os.environ, CONVSCOPE_PROFILE="nodes", RAYON_NUM_THREADS=str(threads))
     out = subprocess.run(
         [binary, "bench", "--only", job, "--runs", str(runs), "--profile"],
@@ -49,7 +65,7 @@ def run(binary, job, runs, threads, nodes):
         # Nodes called once are the untimed warm-up pass (a taped pass, fused differently).
         if m and int(m.group(3)) >= runs // 2:
             us = float(m.group(2)) / int(m.group(3)) * 1000
-            per_kind[kind(m.group(1))] += us
+            per_kind[group(m.group(1))] += us
             per_kind["all nodes"] += us
             for n in nodes:
                 if n in m.group(1):
@@ -68,12 +84,17 @@ def main():
     ap.add_argument(
         "--nodes", default="", help="comma-separated parts of node names to report on their own"
     )
+    ap.add_argument(
+        "--by", choices=["kind", "block"], default="kind",
+        help="group nodes by kind of layer or by EfficientNet block",
+    )
     args = ap.parse_args()
     rows = []
     for r in range(args.rounds):
         order = (args.a, args.b) if r % 2 == 0 else (args.b, args.a)
         nodes = [n for n in args.nodes.split(",") if n]
-        got = {b: run(b, args.job, args.runs, args.threads, nodes) for b in order}
+        group = block if args.by == "block" else kind
+        got = {b: run(b, args.job, args.runs, args.threads, nodes, group) for b in order}
         rows.append((got[args.a], got[args.b]))
     kinds = sorted({k for (a, _), _ in rows for k in a})
     print(f"{'kind':12} {'A µs':>8} {'B µs':>8} {'B/A':>6}  per round")
