@@ -1149,7 +1149,7 @@ mod tests {
     #[test]
     fn an_inverted_residual_block_run_as_one_changes_no_value() {
         for (expand, k, s, hw, m, tail) in [
-            (true, 3, 1, (50, 60), 8, "add"),
+            (true, 3, 1, (100, 60), 8, "add"),
             (true, 5, 1, (40, 57), 8, "add"),
             (true, 3, 2, (41, 113), 24, "none"),
             (true, 5, 2, (12, 120), 3, "clip"),

@@ -101,12 +101,12 @@ pub(crate) fn forward(
     let kernel = Kernel::detect();
     let padded = Padded::new(h, wa);
     let rows = strip_rows(&padded).min((STRIP_OUTPUTS / (g.c * wa.output).max(1)).max(1));
-    let strips = h.output.div_ceil(rows);
-    // Two bands per thread (for one image), so that a thread the machine takes away holds up
-    // a quarter of the layer rather than half.
+    // Two bands of rows per thread (for one image), so that a thread the machine takes away
+    // holds up a quarter of the layer rather than half. Bands split the rows evenly, then
+    // each goes in strips of `rows`: bands of whole strips had been uneven (56 rows in strips
+    // of 8 went 16 + 16 + 16 + 8, one thread doing 32 of them).
     let threads = rayon::current_num_threads().max(1);
-    let per_band = strips.div_ceil((2 * threads).div_ceil(g.n).min(strips));
-    let bands = strips.div_ceil(per_band);
+    let bands = (2 * threads).div_ceil(g.n).min(h.output).max(1);
     let groups = g.groups();
     // Input rows a strip reads: the ring holds that many of each channel.
     let ring = padded.rows_for(rows);
@@ -122,7 +122,7 @@ pub(crate) fn forward(
     };
     (0..g.n * bands).into_par_iter().for_each(|task| {
         let (img, band) = (task / bands, task % bands);
-        let strips = band * per_band..((band + 1) * per_band).min(strips);
+        let (first, end) = (band * h.output / bands, (band + 1) * h.output / bands);
         with_formed(formed_len, |formed| {
             OUTPUTS.with_borrow_mut(|outputs| {
                 if outputs.len() < g.c * stride {
@@ -130,9 +130,8 @@ pub(crate) fn forward(
                 }
                 // Input rows before `ready` are in the ring (from this band's earlier strips).
                 let mut ready = 0;
-                for s in strips {
-                    let oh0 = s * rows;
-                    let nrows = rows.min(h.output - oh0);
+                for oh0 in (first..end).step_by(rows) {
+                    let nrows = rows.min(end - oh0);
                     // The strip reads padded rows oh0·stride .. end; input row = padded − pad.
                     let begin = oh0 * h.stride;
                     let end = begin + padded.rows_for(nrows);
