@@ -18,7 +18,7 @@ pub(crate) const PANEL: usize = 8;
 pub(crate) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f") && !FORCE_GEMM.load(Relaxed)
+        std::arch::is_x86_feature_detected!("avx512f") && !FORCE_GEMM.get()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -26,14 +26,18 @@ pub(crate) fn available() -> bool {
     }
 }
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-/// Set by tests to run the portable `gemm` path on an AVX-512 machine.
-static FORCE_GEMM: AtomicBool = AtomicBool::new(false);
+thread_local! {
+    /// Set by a test to run the portable `gemm` path on an AVX-512 machine. Per thread: as one
+    /// process-wide flag it made [`available`] answer false, now and then, to tests running
+    /// beside that one (a fusion test failed in CI that way).
+    static FORCE_GEMM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
-/// Makes [`available`] answer false (tests compare both paths).
+/// Makes [`available`] answer false on this thread (tests compare both paths; the choice of
+/// path is made on the calling thread).
 #[cfg(test)]
 pub(crate) fn force_gemm(on: bool) {
-    FORCE_GEMM.store(on, Relaxed);
+    FORCE_GEMM.set(on);
 }
 
 /// `g` groups of `mg × k` row-major weights → per group `ceil(mg/8)` panels of `k × 8`
