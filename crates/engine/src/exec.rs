@@ -44,24 +44,33 @@ impl Model {
     /// constant-bound `Clip` that is the only reader of the convolution's output, when that
     /// output is not itself wanted (`targets`) and the activation runs in this pass (`run`).
     fn fusion(&self, ni: usize, run: &[bool], targets: &[ValueId]) -> Option<usize> {
-        let node = &self.nodes[ni];
-        if node.op_type != "Conv" || node.outputs.len() != 1 {
-            return None;
-        }
-        let out = node.outputs[0];
-        if targets.contains(&out) || self.outputs.contains(&out) {
-            return None;
-        }
-        let [act] = self.consumers[out.0][..] else {
-            return None;
-        };
+        let out = self.conv_output(ni)?;
+        let act = self.sole_reader(out, run, targets)?;
         let a = &self.nodes[act];
         let only_reader = a.inputs.first() == Some(&Some(out))
             && a.inputs[1..]
                 .iter()
                 .flatten()
                 .all(|id| matches!(self.values[id.0].source, Source::Const(_)));
-        (run[act] && only_reader && matches!(a.op_type.as_str(), "Relu" | "Clip")).then_some(act)
+        (only_reader && matches!(a.op_type.as_str(), "Relu" | "Clip")).then_some(act)
+    }
+
+    /// The output of node `ni` when it is a Conv with one output.
+    fn conv_output(&self, ni: usize) -> Option<ValueId> {
+        let node = &self.nodes[ni];
+        (node.op_type == "Conv" && node.outputs.len() == 1).then(|| node.outputs[0])
+    }
+
+    /// The one node that reads value `v`, when `v` is not wanted itself (asked for in
+    /// `targets`, or an output of the model) and that node runs in this pass (`run`).
+    fn sole_reader(&self, v: ValueId, run: &[bool], targets: &[ValueId]) -> Option<usize> {
+        if targets.contains(&v) || self.outputs.contains(&v) {
+            return None;
+        }
+        let [reader] = self.consumers[v.0][..] else {
+            return None;
+        };
+        run[reader].then_some(reader)
     }
 
     /// Node `ni`'s output as the next node reads it: the clamp node fused into it (see
@@ -97,26 +106,20 @@ impl Model {
         store: &[Option<Value>],
         keep: bool,
     ) -> Option<(&crate::model::Node, Option<usize>, Option<Clamp>, ValueId)> {
-        let node = &self.nodes[ni];
-        if keep || node.op_type != "Conv" || node.outputs.len() != 1 {
+        if keep {
             return None;
         }
+        self.conv_output(ni)?;
         let (act, clamp, mid) = self.activated(ni, run, targets, store)?;
-        Some((node, act, clamp, mid))
+        Some((&self.nodes[ni], act, clamp, mid))
     }
 
     /// The Conv node that is the only reader of value `v` (as its data input, not its weights
     /// or bias) and runs in this pass, when `v` is not wanted itself.
     fn sole_conv_reader(&self, v: ValueId, run: &[bool], targets: &[ValueId]) -> Option<usize> {
-        if targets.contains(&v) || self.outputs.contains(&v) {
-            return None;
-        }
-        let [c] = self.consumers[v.0][..] else {
-            return None;
-        };
+        let c = self.sole_reader(v, run, targets)?;
         let d = &self.nodes[c];
-        let reads = run[c]
-            && d.op_type == "Conv"
+        let reads = d.op_type == "Conv"
             && d.outputs.len() == 1
             && d.inputs.first() == Some(&Some(v))
             && !d.inputs[1..].iter().flatten().any(|&id| id == v);
@@ -253,19 +256,13 @@ impl Model {
         store: &'s [Option<Value>],
         keep: bool,
     ) -> Option<(usize, &'s Tensor)> {
-        let node = &self.nodes[ni];
-        if keep || node.op_type != "Conv" || node.outputs.len() != 1 {
+        if keep {
             return None;
         }
-        let out = node.outputs[0];
-        if targets.contains(&out) || self.outputs.contains(&out) {
-            return None;
-        }
-        let [add] = self.consumers[out.0][..] else {
-            return None;
-        };
+        let out = self.conv_output(ni)?;
+        let add = self.sole_reader(out, run, targets)?;
         let a = &self.nodes[add];
-        if !run[add] || a.op_type != "Add" || a.outputs.len() != 1 {
+        if a.op_type != "Add" || a.outputs.len() != 1 {
             return None;
         }
         let other = match a.inputs[..] {
