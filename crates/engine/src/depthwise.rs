@@ -446,7 +446,8 @@ pub(crate) fn forward_after_pointwise(
 thread_local! {
     /// A forward strip's cells, kept per thread (rayon hands out many small tasks).
     static STRIP: std::cell::RefCell<Vec<Cell>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// The 1×1 outputs of a [`forward_after_pointwise`] task, kept per thread.
+    /// The 1×1 outputs of a [`forward_after_pointwise`] task (or the ring of them of a
+    /// [`block::forward`] task), kept per thread.
     static FORMED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
