@@ -60,7 +60,7 @@ fn time(runs: usize, mut f: impl FnMut() -> Result<u64>) -> Result<(f64, u64)> {
 
 fn report(name: &str, (ms, flops): (f64, u64)) {
     println!(
-        "convscope {name:<26} median_ms={ms:.1} gflops={:.1}",
+        "convscope {name:<26} median_ms={ms:.2} gflops={:.1}",
         flops as f64 / ms / 1e6
     );
     for (op, total, calls) in convscope_engine::take_profile().into_iter().take(80) {

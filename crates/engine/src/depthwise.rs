@@ -15,8 +15,6 @@
 //! [`planes`] convolves each NCHW plane, 16 outputs of a row per vector, from a zero-padded
 //! copy of the plane.
 
-use rayon::prelude::*;
-
 use crate::kernels::{Axis, SharedOut};
 use crate::ops::Clamp;
 
@@ -159,10 +157,8 @@ fn forward_with(
     let groups = g.groups();
     let min_tasks = (MIN_TASK_MACS / (rows * wa.output * kk * LANES).max(1)).max(1);
     let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
-    (0..g.n * groups * strips)
-        .into_par_iter()
-        .with_min_len(min_tasks)
-        .for_each(|task| {
+    crate::pool::for_each_range(g.n * groups * strips, min_tasks, |range| {
+        for task in range {
             let (img, rest) = (task / (groups * strips), task % (groups * strips));
             let (c0, strip) = ((rest / strips) * LANES, rest % strips);
             let lanes = LANES.min(g.c - c0);
@@ -191,7 +187,8 @@ fn forward_with(
                     p,
                 )
             };
-        });
+        }
+    });
 }
 
 /// One channel group's share of a forward pass: its padding, weights, bias and activation.
@@ -390,7 +387,7 @@ pub(crate) fn forward_after_pointwise(
     let rows = strip_rows(&padded);
     let strips = h.output.div_ceil(rows);
     let groups = g.groups();
-    (0..g.n * groups).into_par_iter().for_each(|task| {
+    crate::pool::for_each_task(g.n * groups, |task| {
         let (img, c0) = (task / groups, (task % groups) * LANES);
         let lanes = LANES.min(g.c - c0);
         let bias = bias_cell(bias, c0, lanes);
@@ -483,39 +480,37 @@ pub(crate) fn input_grad(dy: &[f32], w: &[f32], dx: &mut [f32], g: &Geometry) {
     let min_tasks = (MIN_TASK_MACS / (p * kk * LANES).max(1)).max(1);
     let dst = SharedOut(dx.as_mut_ptr());
     let lane_taps = pack_lanes(w, g.c, kk);
-    (0..g.n * groups)
-        .into_par_iter()
-        .with_min_len(min_tasks)
-        .for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(pad, grad): &mut (Vec<Cell>, Vec<Cell>), task| {
-                let (img, c0) = (task / groups, (task % groups) * LANES);
-                let lanes = LANES.min(g.c - c0);
-                let padded = Padded::new(h, wa);
-                grad.clear();
-                grad.resize(p, ZERO);
-                for l in 0..lanes {
-                    let plane = &dy[(img * g.c + c0 + l) * p..][..p];
-                    for (cell, &v) in grad.iter_mut().zip(plane) {
-                        cell[l] = v;
-                    }
+    crate::pool::for_each_range(g.n * groups, min_tasks, |range| {
+        // Scratch for this task's range of channel groups.
+        let (mut pad, mut grad): (Vec<Cell>, Vec<Cell>) = (Vec::new(), Vec::new());
+        for task in range {
+            let (img, c0) = (task / groups, (task % groups) * LANES);
+            let lanes = LANES.min(g.c - c0);
+            let padded = Padded::new(h, wa);
+            grad.clear();
+            grad.resize(p, ZERO);
+            for l in 0..lanes {
+                let plane = &dy[(img * g.c + c0 + l) * p..][..p];
+                for (cell, &v) in grad.iter_mut().zip(plane) {
+                    cell[l] = v;
                 }
-                let taps = &lane_taps[c0 / LANES * kk..][..kk];
-                pad.clear();
-                pad.resize(padded.rows * padded.cols, ZERO);
-                adjoint(grad, taps, pad, &padded);
-                for l in 0..lanes {
-                    // SAFETY: plane (img, c0 + l) of `dx`, which only this task touches.
-                    let plane = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            dst.get().add((img * g.c + c0 + l) * plane_in),
-                            plane_in,
-                        )
-                    };
-                    padded.interior_lane(pad, l, plane);
-                }
-            },
-        );
+            }
+            let taps = &lane_taps[c0 / LANES * kk..][..kk];
+            pad.clear();
+            pad.resize(padded.rows * padded.cols, ZERO);
+            adjoint(&grad, taps, &mut pad, &padded);
+            for l in 0..lanes {
+                // SAFETY: plane (img, c0 + l) of `dx`, which only this task touches.
+                let plane = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        dst.get().add((img * g.c + c0 + l) * plane_in),
+                        plane_in,
+                    )
+                };
+                padded.interior_lane(&pad, l, plane);
+            }
+        }
+    });
 }
 
 /// Depthwise weights `[c, kh, kw]` in groups of 16 channels, tap by tap, one channel per lane

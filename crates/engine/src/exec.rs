@@ -2,11 +2,11 @@
 //! over the same nodes for the gradient of any objective.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 use crate::model::{node_error, Model, Source, ValueId};
 use crate::ops::{Clamp, Vjp};
+use crate::pool::on_pool;
 use crate::tensor::{Tensor, Value};
 
 /// Forward values kept for a backward pass.
@@ -811,87 +811,6 @@ impl Tape<'_> {
     }
 }
 
-/// Idle rounds a spinning helper of [`on_pool`] spins before it yields its core to the OS.
-const IDLE_SPINS: u32 = 64;
-
-/// Runs `f` on a rayon worker thread (directly when already on one).
-///
-/// Called from outside the pool, every parallel loop of a pass is injected into the pool while
-/// the calling thread sleeps until it is done: two thread hand-offs per node, which on a shared
-/// 2-core machine cost more than small nodes compute. From a worker, a loop splits locally and
-/// only wakes the idle worker. `convscope bench`, medians of six alternating rounds: batch-64
-/// block1_conv1 gradient 39.7 → 37.0 ms, EfficientNet forward 13.4 → 12.5 ms, EfficientNet
-/// gradient 39.2 → 32.7 ms (design.md, "Memory").
-///
-/// While the pass runs, the other workers are kept awake: each runs a job that executes any
-/// work the pass hands out and otherwise spins, instead of going to sleep between nodes. An
-/// idle rayon worker sleeps after a few microseconds, and waking it (a futex call on the
-/// splitting thread, then a reschedule) took 20–70 µs here, per node; tracing EfficientNet's
-/// 7×7 layers showed the second worker joining that late or not at all, for nodes of 100–300 µs.
-/// onnxruntime's threads spin between nodes in the same way.
-fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_thread_index().is_some() {
-        return f();
-    }
-    let helpers = rayon::current_num_threads().saturating_sub(1);
-    let done = AtomicBool::new(false);
-    let mut out = None;
-    rayon::scope(|s| {
-        for _ in 0..helpers {
-            s.spawn(|_| {
-                // Only an otherwise idle worker spins: one already inside a pass (this one,
-                // popping its own helper while it waits inside `f`, or a worker running another
-                // pass) returns at once, so a spinning helper never sits on top of work that
-                // someone waits for, and it never blocks.
-                if BUSY.replace(true) {
-                    return;
-                }
-                let mut idle = 0u32;
-                while !done.load(Ordering::Acquire) {
-                    if rayon::yield_now() == Some(rayon::Yield::Executed) {
-                        idle = 0;
-                    } else if idle < IDLE_SPINS {
-                        idle += 1;
-                        std::hint::spin_loop();
-                    } else {
-                        // Idle for a while: let the OS run another thread on this core if one
-                        // waits (this pass's own thread, or another program); with nothing
-                        // else runnable the call returns at once and the helper keeps spinning.
-                        std::thread::yield_now();
-                    }
-                }
-                BUSY.set(false);
-            });
-        }
-        // Released on return and on unwinding alike: the scope waits for its helpers before it
-        // passes a panic on, so a panicking pass must still stop them.
-        let _release = Release {
-            done: &done,
-            was_busy: BUSY.replace(true),
-        };
-        out = Some(f());
-    });
-    out.expect("a rayon scope runs its body before returning")
-}
-
-/// Ends a pass for [`on_pool`]: restores the worker's busy flag and stops the helpers.
-struct Release<'a> {
-    done: &'a AtomicBool,
-    was_busy: bool,
-}
-
-impl Drop for Release<'_> {
-    fn drop(&mut self) {
-        BUSY.set(self.was_busy);
-        self.done.store(true, Ordering::Release);
-    }
-}
-
-thread_local! {
-    /// Whether this worker is running a pass or a pass's spinning helper (see [`on_pool`]).
-    static BUSY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
     match slot {
         Some(acc) if acc.shape() != g.shape() => {
@@ -913,11 +832,8 @@ fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::on_pool;
     use crate::{Model, Tensor};
     use convscope_onnx::{AttributeProto, Dim, GraphBuilder, TensorProto};
-    use rayon::prelude::*;
-    use std::time::Duration;
 
     /// x → Conv 1×1 (16 → 16, bias) → Add with `residual` (the input, on either side, or a
     /// per-channel constant that broadcasts) → y; and a 3×3 convolution with a residual.
@@ -1264,23 +1180,5 @@ mod tests {
                 assert_eq!(formed.is_some(), expect, "{case}");
             }
         }
-    }
-
-    /// A pass returns its value, its parallel work runs (also on the spinning helpers), and a
-    /// pass that panics passes the panic on instead of leaving its helpers spinning, which
-    /// would hang the scope that waits for them.
-    #[test]
-    fn passes_return_and_panics_do_not_hang() {
-        let sum: u64 = on_pool(|| (0..10_000u64).into_par_iter().sum());
-        assert_eq!(sum, 10_000 * 9_999 / 2);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let r = std::panic::catch_unwind(|| on_pool(|| -> u32 { panic!("a failing pass") }));
-            tx.send(r.is_err()).ok();
-        });
-        let panicked = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the panicking pass hung");
-        assert!(panicked);
     }
 }

@@ -359,11 +359,62 @@ pub(crate) unsafe fn matmul_raw(
     if cm.rows == 0 || cm.cols == 0 || am.cols == 0 {
         return;
     }
-    let par = if threads == 1 {
-        Parallelism::None
+    // On the pool: blocks of output columns, each a single-threaded product, handed out as
+    // tasks of the pass ([`crate::pool::for_each_task`]). Each block needs the whole of `a`
+    // (the weights, or their transpose), which stays in cache; `gemm`'s own threads would go
+    // through rayon's join, whose sleeping waits cost 20–70 µs each here (see `pool`).
+    let most = 2 * rayon::current_num_threads();
+    let (col_blocks, row_blocks) = if threads == 1 {
+        (1, 1)
     } else {
-        Parallelism::Rayon(0)
+        ((cm.cols / 64).clamp(1, most), (cm.rows / 64).clamp(1, most))
     };
+    if row_blocks > col_blocks {
+        // Few columns (a dense layer at a small batch, transposed): blocks of rows instead.
+        let dst = SharedOut(c);
+        crate::pool::for_each_task(row_blocks, |block| {
+            let first = block * cm.rows / row_blocks;
+            let rows = (block + 1) * cm.rows / row_blocks - first;
+            // SAFETY: block `block` covers rows first .. first + rows of `cm` (inside what the
+            // caller promised), and no other block does; `a`'s rows move with it.
+            unsafe {
+                matmul_raw(
+                    &a[first * am.rs as usize..],
+                    Mat { rows, ..am },
+                    b,
+                    bm,
+                    dst.get().offset(first as isize * cm.rs),
+                    Mat { rows, ..cm },
+                    accumulate,
+                    1,
+                )
+            }
+        });
+        return;
+    }
+    let blocks = col_blocks;
+    if blocks > 1 {
+        let dst = SharedOut(c);
+        crate::pool::for_each_task(blocks, |block| {
+            let first = block * cm.cols / blocks;
+            let cols = (block + 1) * cm.cols / blocks - first;
+            // SAFETY: block `block` covers columns first .. first + cols of `cm` (inside what
+            // the caller promised), and no other block does; `b`'s columns move with it.
+            unsafe {
+                matmul_raw(
+                    a,
+                    am,
+                    &b[first * bm.cs as usize..],
+                    Mat { cols, ..bm },
+                    dst.get().offset(first as isize * cm.cs),
+                    Mat { cols, ..cm },
+                    accumulate,
+                    1,
+                )
+            }
+        });
+        return;
+    }
     gemm::gemm(
         cm.rows,
         cm.cols,
@@ -383,7 +434,7 @@ pub(crate) unsafe fn matmul_raw(
         false,
         false,
         false,
-        par,
+        Parallelism::None,
     );
 }
 

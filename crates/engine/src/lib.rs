@@ -45,6 +45,7 @@ mod layers;
 mod model;
 pub mod ops;
 mod panel;
+mod pool;
 mod profile;
 mod slice;
 mod summary;

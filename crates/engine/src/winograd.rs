@@ -17,8 +17,6 @@ use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rayon::prelude::*;
-
 use crate::kernels::{matmul_raw, Mat, SharedOut};
 use crate::ops::Clamp;
 
@@ -208,7 +206,7 @@ pub(crate) fn conv3x3(
     let blocks = tiles.div_ceil(block);
     let epilogue = Epilogue { bias, act, mask };
     let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
-    (0..blocks).into_par_iter().for_each(|b| {
+    crate::pool::for_each_task(blocks, |b| {
         let first = b * block;
         let count = block.min(tiles - first);
         SCRATCH.with(|s| {

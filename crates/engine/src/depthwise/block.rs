@@ -11,8 +11,6 @@
 //! per channel group, so each is formed once per band (only a band's first strip forms the
 //! rows it shares with the band above).
 
-use rayon::prelude::*;
-
 use super::{bias_cell, strip_rows, Cell, Geometry, Kernel, Padded, Pointwise, Rows, Strip};
 use super::{with_formed, LANES};
 use crate::kernels::SharedOut;
@@ -120,7 +118,7 @@ pub(crate) fn forward(
         Source::Planes(_) => 0,
         Source::Pointwise(_) => groups * LANES * ring_plane,
     };
-    (0..g.n * bands).into_par_iter().for_each(|task| {
+    crate::pool::for_each_task(g.n * bands, |task| {
         let (img, band) = (task / bands, task % bands);
         let (first, end) = (band * h.output / bands, (band + 1) * h.output / bands);
         with_formed(formed_len, |formed| {

@@ -9,8 +9,6 @@
 
 use std::arch::x86_64::*;
 
-use rayon::prelude::*;
-
 use super::{Geometry, MIN_TASK_MACS};
 use crate::kernels::{lane_mask, SharedOut};
 use crate::ops::Clamp;
@@ -42,15 +40,14 @@ pub(super) unsafe fn forward(
     assert!(bias.is_none_or(|b| b.len() == g.c), "depthwise bias");
     let macs = h.output * wa.output * h.kernel * wa.kernel;
     let min_planes = (MIN_TASK_MACS / macs.max(1)).max(1);
-    (0..g.n * g.c)
-        .into_par_iter()
-        .with_min_len(min_planes)
-        .for_each(|plane| {
+    crate::pool::for_each_range(g.n * g.c, min_planes, |planes| {
+        for plane in planes {
             let src = &x[plane * h.input * wa.input..][..h.input * wa.input];
             // SAFETY: AVX-512F (the caller's contract); this task alone writes plane `plane`
             // of the output, which holds n·c planes.
             unsafe { convolve_plane(plane, src, w, bias, out, g, act) }
-        });
+        }
+    });
 }
 
 /// [`forward`] with its input formed by the 1×1 convolution `pw` inside the pass, 8 channels
@@ -76,7 +73,7 @@ pub(super) unsafe fn forward_after_pointwise(
     assert_eq!(w.len(), g.c * h.kernel * wa.kernel, "depthwise weights");
     assert!(bias.is_none_or(|b| b.len() == g.c), "depthwise bias");
     let panels = g.c.div_ceil(PANEL);
-    (0..g.n * panels).into_par_iter().for_each(|task| {
+    crate::pool::for_each_task(g.n * panels, |task| {
         let (img, c0) = (task / panels, (task % panels) * PANEL);
         let lanes = PANEL.min(g.c - c0);
         super::with_formed(lanes * plane_in, |formed| {

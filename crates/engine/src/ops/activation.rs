@@ -2,8 +2,6 @@
 
 use std::collections::HashMap;
 
-use rayon::prelude::*;
-
 use super::{float_input, only_first, BuildCtx, Builder, Clamp, Op, Vjp};
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, Value};
@@ -306,31 +304,25 @@ impl Op for Unary {
 /// `f` over every element, in parallel blocks; each block's loop is simple enough to vectorise.
 fn map1(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0.0f32; x.len()];
-    out.par_chunks_mut(CHUNK)
-        .with_min_len(4)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(o, i)| {
-            for (o, &i) in o.iter_mut().zip(i) {
-                *o = f(i);
-            }
-        });
+    crate::pool::for_each_chunk_mut(&mut out, CHUNK, |c, o| {
+        for (o, &i) in o.iter_mut().zip(&x[c * CHUNK..]) {
+            *o = f(i);
+        }
+    });
     out
 }
 
 /// `f(g, x, y)` over three equally long slices, in parallel blocks.
 fn map3(g: &[f32], x: &[f32], y: &[f32], f: impl Fn(f32, f32, f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0.0f32; g.len()];
-    out.par_chunks_mut(CHUNK)
-        .with_min_len(4)
-        .enumerate()
-        .for_each(|(c, o)| {
-            let base = c * CHUNK;
-            let n = o.len();
-            let (g, x, y) = (&g[base..base + n], &x[base..base + n], &y[base..base + n]);
-            for i in 0..n {
-                o[i] = f(g[i], x[i], y[i]);
-            }
-        });
+    crate::pool::for_each_chunk_mut(&mut out, CHUNK, |c, o| {
+        let base = c * CHUNK;
+        let n = o.len();
+        let (g, x, y) = (&g[base..base + n], &x[base..base + n], &y[base..base + n]);
+        for i in 0..n {
+            o[i] = f(g[i], x[i], y[i]);
+        }
+    });
     out
 }
 

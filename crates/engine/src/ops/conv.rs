@@ -15,8 +15,6 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use rayon::prelude::*;
-
 use super::{
     bias_act, check_size, float_input, BlockLayer, BlockParts, BuildCtx, Builder, Clamp, Op, Vjp,
 };
@@ -425,9 +423,10 @@ fn conv_forward(
     };
     let dst = SharedOut(out.as_mut_ptr());
     let (xd, wd) = (x.data(), w.data());
-    (0..tasks)
-        .into_par_iter()
-        .for_each_init(Vec::new, |col: &mut Vec<f32>, task| {
+    crate::pool::for_each_range(tasks, 1, |range| {
+        let mut col = Vec::new();
+        for task in range {
+            let col = &mut col;
             let (img, rest) = (task / (d.g * tiles), task % (d.g * tiles));
             let (gi, t) = (rest / tiles, rest % tiles);
             let p0 = t * tile;
@@ -493,7 +492,8 @@ fn conv_forward(
                     }
                 }
             }
-        });
+        }
+    });
     // SAFETY: the tasks cover every (image, group, tile) block, and each block's GEMM wrote all
     // of its `mg × cols` values (k > 0, so the GEMM does run).
     unsafe { out.set_len(len) };
@@ -602,7 +602,7 @@ fn panel_conv(
         residual.is_none_or(|r| r.len() == d.n * d.m * p),
         "residual of the output's size"
     );
-    (0..base * splits).into_par_iter().for_each(|task| {
+    crate::pool::for_each_task(base * splits, |task| {
         IM2COL.with_borrow_mut(|col| {
             let (img, rest) = (
                 task / (d.g * chunks * splits),
@@ -722,18 +722,25 @@ fn conv_input_grad(
                 col2im_channel(dcol, c, &d.h, &d.w, plane);
             }
         } else {
-            dx_g.par_chunks_mut(plane_in)
-                .enumerate()
-                .for_each(|(c, plane)| col2im_channel(dcol, c, &d.h, &d.w, plane));
+            crate::pool::for_each_chunk_mut(dx_g, plane_in, |c, plane| {
+                col2im_channel(dcol, c, &d.h, &d.w, plane)
+            });
         }
     };
     if tasks >= rayon::current_num_threads() {
         // Enough images (×groups) to keep every thread busy with its own GEMM and col2im.
-        dx.par_chunks_mut(cg * plane_in)
-            .enumerate()
-            .for_each_init(Vec::new, |dcol, (task, dx_g)| {
-                image_grad(task, dcol, dx_g, 1)
-            });
+        let len = cg * plane_in;
+        let base = SharedOut(dx.as_mut_ptr());
+        crate::pool::for_each_range(tasks, 1, |range| {
+            let mut dcol = Vec::new();
+            for task in range {
+                // SAFETY: image (× group) `task`'s part of `dx`, which holds `tasks` such parts;
+                // only this task touches it.
+                let dx_g =
+                    unsafe { std::slice::from_raw_parts_mut(base.get().add(task * len), len) };
+                image_grad(task, &mut dcol, dx_g, 1);
+            }
+        });
     } else {
         let mut dcol = Vec::new();
         for (task, dx_g) in dx.chunks_mut(cg * plane_in).enumerate() {

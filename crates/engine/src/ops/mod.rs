@@ -146,22 +146,19 @@ fn bias_act_generic(v: &mut [f32], bias: Option<f32>, act: Option<Clamp>) {
 /// Exactly ReLU's derivative; for `Clip` it differs from the inclusive rule of the unfused op
 /// only where the input equals a bound exactly.
 pub(crate) fn mask_between(g: &mut Tensor, y: &Tensor, c: Clamp, guided: bool) {
-    use rayon::prelude::*;
-    g.data_mut()
-        .par_chunks_mut(1 << 14)
-        .zip(y.data().par_chunks(1 << 14))
-        .with_min_len(4)
-        .for_each(|(g, y)| {
-            // Branch-free loops (one per rule, `&` not `&&`) so each compiles to vector selects.
-            if guided {
-                for (gv, &yv) in g.iter_mut().zip(y) {
-                    let keep = c.passes(yv) & (*gv > 0.0);
-                    *gv = if keep { *gv } else { 0.0 };
-                }
-            } else {
-                c.mask(g, y);
+    let y = y.data();
+    crate::pool::for_each_chunk_mut(g.data_mut(), 1 << 14, |i, g| {
+        let y = &y[i << 14..];
+        // Branch-free loops (one per rule, `&` not `&&`) so each compiles to vector selects.
+        if guided {
+            for (gv, &yv) in g.iter_mut().zip(y) {
+                let keep = c.passes(yv) & (*gv > 0.0);
+                *gv = if keep { *gv } else { 0.0 };
             }
-        });
+        } else {
+            c.mask(g, y);
+        }
+    });
 }
 
 /// A layer of a fused block: its op, its inputs (the one the block forms itself absent) and

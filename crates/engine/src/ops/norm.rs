@@ -2,8 +2,6 @@
 
 use std::collections::HashMap;
 
-use rayon::prelude::*;
-
 use super::{float_input, only_first, Builder, Op, Vjp};
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, Value};
@@ -64,13 +62,10 @@ impl Op for BatchNorm {
         let (c, plane) = channels_and_plane(x)?;
         let aff = self.affine(inputs, c)?;
         let mut y = x.clone();
-        y.data_mut()
-            .par_chunks_mut(plane.max(1))
-            .enumerate()
-            .for_each(|(i, p)| {
-                let (k, b) = aff[i % c];
-                p.iter_mut().for_each(|v| *v = *v * k + b);
-            });
+        crate::pool::for_each_chunk_mut(y.data_mut(), plane, |i, p| {
+            let (k, b) = aff[i % c];
+            p.iter_mut().for_each(|v| *v = *v * k + b);
+        });
         Ok(vec![y.into()])
     }
 
@@ -84,13 +79,10 @@ impl Op for BatchNorm {
         let (c, plane) = channels_and_plane(x)?;
         let aff = self.affine(v.inputs, c)?;
         let mut dx = v.grad(0)?.clone();
-        dx.data_mut()
-            .par_chunks_mut(plane.max(1))
-            .enumerate()
-            .for_each(|(i, p)| {
-                let k = aff[i % c].0;
-                p.iter_mut().for_each(|g| *g *= k);
-            });
+        crate::pool::for_each_chunk_mut(dx.data_mut(), plane, |i, p| {
+            let k = aff[i % c].0;
+            p.iter_mut().for_each(|g| *g *= k);
+        });
         Ok(only_first(dx, v.inputs.len()))
     }
 }

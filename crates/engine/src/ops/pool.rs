@@ -6,8 +6,6 @@
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
 
-use rayon::prelude::*;
-
 use super::{check_size, float_input, only_first, BuildCtx, Builder, Clamp, Op, Vjp};
 use crate::error::{Error, Result};
 use crate::kernels::{same_pads, Axis};
@@ -238,42 +236,40 @@ impl Op for Pool {
             Kind::Max => Vec::new(),
         };
         let plain = matches!(self.kind, Kind::Max) && plain_windows(&h) && plain_windows(&w);
-        out.par_chunks_mut(pout.max(1))
-            .enumerate()
-            .for_each(|(plane, o)| {
-                let xp = &x.data()[plane * pin..(plane + 1) * pin];
-                if plain {
-                    max_plain(xp, o, &h, &w);
-                    return;
-                }
-                for oh in 0..h.output {
-                    for ow in 0..w.output {
-                        let mut acc = match self.kind {
-                            Kind::Max => f32::NEG_INFINITY,
-                            Kind::Avg { .. } => 0.0,
-                        };
-                        for ki in 0..h.kernel {
-                            let Some(ih) = h.source(oh, ki) else { continue };
-                            for kj in 0..w.kernel {
-                                let Some(iw) = w.source(ow, kj) else { continue };
-                                let v = xp[ih * w.input + iw];
-                                match self.kind {
-                                    Kind::Max => {
-                                        if v > acc || v.is_nan() {
-                                            acc = v
-                                        }
+        crate::pool::for_each_chunk_mut(&mut out, pout, |plane, o| {
+            let xp = &x.data()[plane * pin..(plane + 1) * pin];
+            if plain {
+                max_plain(xp, o, &h, &w);
+                return;
+            }
+            for oh in 0..h.output {
+                for ow in 0..w.output {
+                    let mut acc = match self.kind {
+                        Kind::Max => f32::NEG_INFINITY,
+                        Kind::Avg { .. } => 0.0,
+                    };
+                    for ki in 0..h.kernel {
+                        let Some(ih) = h.source(oh, ki) else { continue };
+                        for kj in 0..w.kernel {
+                            let Some(iw) = w.source(ow, kj) else { continue };
+                            let v = xp[ih * w.input + iw];
+                            match self.kind {
+                                Kind::Max => {
+                                    if v > acc || v.is_nan() {
+                                        acc = v
                                     }
-                                    Kind::Avg { .. } => acc += v,
                                 }
+                                Kind::Avg { .. } => acc += v,
                             }
                         }
-                        o[oh * w.output + ow] = match self.kind {
-                            Kind::Max => acc,
-                            Kind::Avg { .. } => acc / divisors[oh * w.output + ow],
-                        };
                     }
+                    o[oh * w.output + ow] = match self.kind {
+                        Kind::Max => acc,
+                        Kind::Avg { .. } => acc / divisors[oh * w.output + ow],
+                    };
                 }
-            });
+            }
+        });
         let [n, c, ..] = *x.shape() else {
             unreachable!()
         };
@@ -321,15 +317,12 @@ impl Pool {
             // gradient needs no zeroing pass first (a memset of 134 MB per VGG block1 pool at
             // batch 32: 4 % of a filter ascent).
             let mut dx: Vec<f32> = Vec::with_capacity(x.len());
-            dx.spare_capacity_mut()
-                .par_chunks_mut(pin)
-                .enumerate()
-                .for_each(|(plane, g)| {
-                    let xp = &x.data()[plane * pin..(plane + 1) * pin];
-                    let dyp = &dy.data()[plane * pout..(plane + 1) * pout];
-                    let yp = &y.data()[plane * pout..(plane + 1) * pout];
-                    max2x2_backward(xp, yp, dyp, g, &h, &w, mask);
-                });
+            crate::pool::for_each_chunk_mut(dx.spare_capacity_mut(), pin, |plane, g| {
+                let xp = &x.data()[plane * pin..(plane + 1) * pin];
+                let dyp = &dy.data()[plane * pout..(plane + 1) * pout];
+                let yp = &y.data()[plane * pout..(plane + 1) * pout];
+                max2x2_backward(xp, yp, dyp, g, &h, &w, mask);
+            });
             // SAFETY: `max2x2_backward` wrote every element of every plane.
             unsafe { dx.set_len(x.len()) };
             return Ok(only_first(
@@ -338,47 +331,45 @@ impl Pool {
             ));
         }
         let mut dx = vec![0.0f32; x.len()];
-        dx.par_chunks_mut(pin.max(1))
-            .enumerate()
-            .for_each(|(plane, g)| {
-                let xp = &x.data()[plane * pin..(plane + 1) * pin];
-                let dyp = &dy.data()[plane * pout..(plane + 1) * pout];
-                for oh in 0..h.output {
-                    for ow in 0..w.output {
-                        let gv = dyp[oh * w.output + ow];
-                        if gv == 0.0 {
-                            continue;
-                        }
-                        match self.kind {
-                            Kind::Max => {
-                                // Route to the first element equal to the forward maximum.
-                                let target = y.data()[plane * pout + oh * w.output + ow];
-                                'win: for ki in 0..h.kernel {
-                                    let Some(ih) = h.source(oh, ki) else { continue };
-                                    for kj in 0..w.kernel {
-                                        let Some(iw) = w.source(ow, kj) else { continue };
-                                        let v = xp[ih * w.input + iw];
-                                        if v == target || (v.is_nan() && target.is_nan()) {
-                                            g[ih * w.input + iw] += gv;
-                                            break 'win;
-                                        }
+        crate::pool::for_each_chunk_mut(&mut dx, pin, |plane, g| {
+            let xp = &x.data()[plane * pin..(plane + 1) * pin];
+            let dyp = &dy.data()[plane * pout..(plane + 1) * pout];
+            for oh in 0..h.output {
+                for ow in 0..w.output {
+                    let gv = dyp[oh * w.output + ow];
+                    if gv == 0.0 {
+                        continue;
+                    }
+                    match self.kind {
+                        Kind::Max => {
+                            // Route to the first element equal to the forward maximum.
+                            let target = y.data()[plane * pout + oh * w.output + ow];
+                            'win: for ki in 0..h.kernel {
+                                let Some(ih) = h.source(oh, ki) else { continue };
+                                for kj in 0..w.kernel {
+                                    let Some(iw) = w.source(ow, kj) else { continue };
+                                    let v = xp[ih * w.input + iw];
+                                    if v == target || (v.is_nan() && target.is_nan()) {
+                                        g[ih * w.input + iw] += gv;
+                                        break 'win;
                                     }
                                 }
                             }
-                            Kind::Avg { include_pad } => {
-                                let share = gv / self.divisor(include_pad, &h, &w, oh, ow);
-                                for ki in 0..h.kernel {
-                                    let Some(ih) = h.source(oh, ki) else { continue };
-                                    for kj in 0..w.kernel {
-                                        let Some(iw) = w.source(ow, kj) else { continue };
-                                        g[ih * w.input + iw] += share;
-                                    }
+                        }
+                        Kind::Avg { include_pad } => {
+                            let share = gv / self.divisor(include_pad, &h, &w, oh, ow);
+                            for ki in 0..h.kernel {
+                                let Some(ih) = h.source(oh, ki) else { continue };
+                                for kj in 0..w.kernel {
+                                    let Some(iw) = w.source(ow, kj) else { continue };
+                                    g[ih * w.input + iw] += share;
                                 }
                             }
                         }
                     }
                 }
-            });
+            }
+        });
         Ok(only_first(
             Tensor::from_parts(x.shape().to_vec(), dx),
             v.inputs.len(),

@@ -1,0 +1,372 @@
+//! The threads of a pass: [`on_pool`] runs a pass on a rayon worker while the pool's other
+//! workers spin beside it, and [`for_each_task`] hands a pass's parallel loops to those
+//! spinning helpers directly, without rayon's join.
+//!
+//! Why not rayon's join inside a pass: a thread that waits at a join for a stolen half goes to
+//! sleep after ~30 idle rounds (microseconds), and waking it again (a futex call, then a
+//! reschedule of the virtual CPU) took 20–70 µs on this machine. EfficientNet's forward pass
+//! has ~30 parallel loops of 50–500 µs each; counted per loop, the second thread started 7–11
+//! µs late on average and the loop returned ~20 µs after both threads had finished, about
+//! 0.8 ms of a 8.5 ms pass with one thread idle (design.md, "Threads of a pass"). Here nobody
+//! sleeps while a pass runs: the pass thread offers a loop, runs tasks itself, and waits for
+//! the helpers' last tasks by spinning; helpers poll for offered loops between rayon jobs.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::ops::Range;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+
+/// Idle rounds a spinning helper of [`on_pool`] spins before it yields its core to the OS.
+const IDLE_SPINS: u32 = 64;
+
+/// One parallel loop on offer: tasks `0..tasks` of `run`, claimed in order.
+struct Job<'a> {
+    run: &'a (dyn Fn(usize) + Sync),
+    next: AtomicUsize,
+    tasks: usize,
+}
+
+impl Job<'_> {
+    /// Claims and runs tasks until none are left.
+    fn work(&self) {
+        loop {
+            let task = self.next.fetch_add(1, Ordering::Relaxed);
+            if task >= self.tasks {
+                return;
+            }
+            (self.run)(task);
+        }
+    }
+}
+
+/// What a pass shares with its helpers.
+struct Team {
+    /// The loop on offer (a [`Job`] on the pass thread's stack), or null.
+    job: AtomicPtr<()>,
+    /// Loops offered so far, so that a helper does not re-enter one it has finished.
+    offered: AtomicUsize,
+    /// Helpers inside the loop on offer: the pass thread waits for them before its loop ends.
+    inside: AtomicUsize,
+    /// The pass is over: helpers leave.
+    done: AtomicBool,
+    /// The first panic of a task on a helper, for the pass thread to re-raise.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+impl Team {
+    /// Enters the loop on offer, if any: the loop cannot end before the guard is dropped.
+    fn enter(&self) -> Option<(&Job<'_>, Inside<'_>)> {
+        let job = self.job.load(Ordering::Acquire);
+        if job.is_null() {
+            return None;
+        }
+        self.inside.fetch_add(1, Ordering::SeqCst);
+        let guard = Inside(self);
+        // The pass thread withdraws a loop (SeqCst store) before it reads `inside` (SeqCst):
+        // either it sees this helper inside and waits, or this load sees the withdrawal.
+        // A different pointer is a newer loop (a stack address may come back): enter that one.
+        let now = self.job.load(Ordering::SeqCst);
+        if now.is_null() {
+            return None;
+        }
+        // SAFETY: `now` is the loop on offer, and its pass thread does not return from
+        // `for_each_task` (ending the `Job`'s life) while `inside` counts this helper.
+        Some((unsafe { &*(now as *const Job<'_>) }, guard))
+    }
+}
+
+/// A helper inside an offered loop (see [`Team::enter`]).
+struct Inside<'a>(&'a Team);
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        self.0.inside.fetch_sub(1, Ordering::Release);
+    }
+}
+
+thread_local! {
+    /// Whether this worker is a pass's spinning helper (see [`help`]).
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+    /// The team of the pass this thread runs, while it may offer loops (null elsewhere: on
+    /// helpers, outside passes, and inside a task of an offered loop).
+    static TEAM: Cell<*const Team> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs `f(task)` for every task of `0..tasks`, in parallel: on a pass thread (inside
+/// [`on_pool`]) by offering the loop to the pass's spinning helpers, elsewhere (and for loops
+/// nested in a task) on rayon. Tasks are claimed in order, one at a time, so callers size them
+/// as they would rayon tasks (a few per thread).
+pub(crate) fn for_each_task(tasks: usize, f: impl Fn(usize) + Sync) {
+    let team = TEAM.get();
+    if tasks <= 1 {
+        (0..tasks).for_each(f);
+        return;
+    }
+    if team.is_null() {
+        let f = &f;
+        (0..tasks).into_par_iter().for_each(f);
+        return;
+    }
+    // SAFETY: `on_pool` set TEAM to its team for this thread and clears it before the team
+    // goes out of scope.
+    let team = unsafe { &*team };
+    let job = Job {
+        run: &f,
+        next: AtomicUsize::new(0),
+        tasks,
+    };
+    // Declared after `job`, so dropped (the loop withdrawn and its helpers waited for) before
+    // `job` is, on return and on unwinding alike.
+    let offer = Offer(team);
+    TEAM.set(std::ptr::null());
+    team.offered.fetch_add(1, Ordering::Release);
+    team.job
+        .store(&job as *const Job<'_> as *mut (), Ordering::SeqCst);
+    job.work();
+    drop(offer);
+    reraise(team);
+}
+
+/// `f(range)` over ranges of `0..items` of at least `min_len` items (unless there are fewer),
+/// at most sixteen per thread, in parallel as [`for_each_task`] runs tasks. A task may set up
+/// scratch space once for its range.
+pub(crate) fn for_each_range(items: usize, min_len: usize, f: impl Fn(Range<usize>) + Sync) {
+    let tasks = (items / min_len.max(1))
+        .clamp(1, 16 * rayon::current_num_threads())
+        .min(items);
+    for_each_task(tasks, |task| {
+        f(task * items / tasks..(task + 1) * items / tasks)
+    });
+}
+
+/// `f(i, chunk)` for every chunk `i` of `len` values of `out` (the last may be shorter), in
+/// parallel as [`for_each_task`] runs tasks. Consecutive chunks are grouped into four tasks per
+/// thread: every claim of a task is a round trip of a shared counter between the cores, too
+/// much for thousands of small chunks (a global average pool's 1280 planes of 49 values).
+pub(crate) fn for_each_chunk_mut<T: Send>(
+    out: &mut [T],
+    len: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let len = len.max(1);
+    let total = out.len();
+    let chunks = total.div_ceil(len);
+    let tasks = chunks.min(4 * rayon::current_num_threads());
+    let base = SendPtr(out.as_mut_ptr());
+    for_each_task(tasks, |task| {
+        for i in task * chunks / tasks..(task + 1) * chunks / tasks {
+            let start = i * len;
+            // SAFETY: chunk i is `out[start .. start + n]`, inside `out` and disjoint from every
+            // other chunk, and exactly one task visits it.
+            let chunk = unsafe {
+                std::slice::from_raw_parts_mut(base.get().add(start), len.min(total - start))
+            };
+            f(i, chunk);
+        }
+    });
+}
+
+/// A pointer handed to the tasks of one loop, each of which touches its own part.
+struct SendPtr<T>(*mut T);
+// SAFETY: only used by `for_each_chunk_mut`, whose tasks write disjoint chunks.
+unsafe impl<T: Send> Send for SendPtr<T> {}
+unsafe impl<T: Send> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
+    fn get(&self) -> *mut T {
+        self.0
+    }
+}
+
+/// An offered loop (see [`for_each_task`]): dropping it withdraws the loop, waits until no
+/// helper is inside, and lets the pass thread offer loops again.
+struct Offer<'a>(&'a Team);
+
+impl Drop for Offer<'_> {
+    fn drop(&mut self) {
+        self.0.job.store(std::ptr::null_mut(), Ordering::SeqCst);
+        // Bounded by the helpers' last tasks: every task was claimed before this thread got
+        // here (or it is unwinding, and the helpers finish theirs).
+        while self.0.inside.load(Ordering::SeqCst) != 0 {
+            std::hint::spin_loop();
+        }
+        TEAM.set(self.0);
+    }
+}
+
+/// Re-raises on the pass thread a panic that a task raised on a helper.
+fn reraise(team: &Team) {
+    let panic = team.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(panic) = panic {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Runs the pass `f` with the pool's threads beside it.
+///
+/// Called from outside the pool, `f` runs on the calling thread while `threads − 1` rayon
+/// workers spin beside it as helpers: they take part in the loops the pass offers
+/// ([`for_each_task`]), run any rayon work it hands out, and otherwise spin instead of going
+/// to sleep between nodes (an idle rayon worker sleeps after a few microseconds, and waking it
+/// took 20–70 µs here, per node; onnxruntime's threads spin between nodes in the same way).
+/// The pass starts at once, helpers joining as they wake; it used to be injected into the pool
+/// (`rayon::scope` from outside), which cost a wake-up of a worker before anything ran, another
+/// for the helper, and a third for the calling thread at the end (design.md, "Threads of a
+/// pass"). Helpers are not waited for at the end: one that wakes after the pass finds it over.
+///
+/// Called on a worker (a pass inside rayon work), `f` runs there and its loops use rayon.
+pub(crate) fn on_pool<R>(f: impl FnOnce() -> R) -> R {
+    if rayon::current_thread_index().is_some() || !TEAM.get().is_null() {
+        return f();
+    }
+    let team = Arc::new(Team {
+        job: AtomicPtr::new(std::ptr::null_mut()),
+        offered: AtomicUsize::new(0),
+        inside: AtomicUsize::new(0),
+        done: AtomicBool::new(false),
+        panic: Mutex::new(None),
+    });
+    for _ in 1..rayon::current_num_threads() {
+        let team = Arc::clone(&team);
+        rayon::spawn(move || help(&team));
+    }
+    // Released on return and on unwinding alike, so that no helper spins on after the pass.
+    let _release = Release(&team);
+    TEAM.set(Arc::as_ptr(&team));
+    f()
+}
+
+/// A helper's life (see [`on_pool`]): take part in offered loops until the pass is over.
+fn help(team: &Team) {
+    // Only an otherwise idle worker helps: one already helping (a helper job of another pass,
+    // picked up through `rayon::yield_now` below) returns at once, so a helper never sits on
+    // top of work that someone waits for.
+    if BUSY.replace(true) {
+        return;
+    }
+    let _free = Free;
+    let mut idle = 0u32;
+    let mut seen = 0;
+    while !team.done.load(Ordering::Acquire) {
+        let offered = team.offered.load(Ordering::Acquire);
+        if offered != seen {
+            if let Some((job, _inside)) = team.enter() {
+                // A panicking task is handed to the pass thread, which re-raises it once its
+                // loop is over (a panic escaping a spawned job would abort the process).
+                if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| job.work())) {
+                    let mut slot = team.panic.lock().unwrap_or_else(|e| e.into_inner());
+                    slot.get_or_insert(panic);
+                    // Let the loop end: the tasks left are abandoned, the pass is failing.
+                    job.next.fetch_max(job.tasks, Ordering::Relaxed);
+                }
+            }
+            seen = offered;
+            idle = 0;
+        } else if rayon::yield_now() == Some(rayon::Yield::Executed) {
+            idle = 0;
+        } else if idle < IDLE_SPINS {
+            idle += 1;
+            std::hint::spin_loop();
+        } else {
+            // Idle for a while: let the OS run another thread on this core if one waits (the
+            // pass's own thread, or another program); with nothing else runnable the call
+            // returns at once and the helper keeps spinning.
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Marks a helper's worker free again when it leaves (see [`help`]).
+struct Free;
+
+impl Drop for Free {
+    fn drop(&mut self) {
+        BUSY.set(false);
+    }
+}
+
+/// Ends a pass for [`on_pool`]: the calling thread offers no more loops, helpers leave.
+struct Release<'a>(&'a Team);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        TEAM.set(std::ptr::null());
+        self.0.done.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
+
+    /// A pass returns its value, its parallel work runs (also on the spinning helpers), and a
+    /// pass that panics passes the panic on instead of leaving its helpers spinning, which
+    /// would hang the scope that waits for them.
+    #[test]
+    fn passes_return_and_panics_do_not_hang() {
+        let sum: u64 = on_pool(|| (0..10_000u64).into_par_iter().sum());
+        assert_eq!(sum, 10_000 * 9_999 / 2);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let r = std::panic::catch_unwind(|| on_pool(|| -> u32 { panic!("a failing pass") }));
+            tx.send(r.is_err()).ok();
+        });
+        let panicked = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the panicking pass hung");
+        assert!(panicked);
+    }
+
+    /// Offered loops run every task exactly once, back to back (a helper must not mistake a
+    /// new loop at the same stack address for the one it finished), nested loops run too, and
+    /// a task that panics ends the pass with that panic instead of a hang.
+    #[test]
+    fn offered_loops_run_every_task_once() {
+        for tasks in [0, 1, 2, 3, 17, 1000] {
+            let total = on_pool(|| {
+                let mut total = 0;
+                for round in 0..50u64 {
+                    let hits: Vec<AtomicU64> = (0..tasks).map(|_| AtomicU64::new(0)).collect();
+                    for_each_task(tasks, |t| {
+                        hits[t].fetch_add(round + 1, Ordering::Relaxed);
+                        // A loop inside a task runs on rayon, not on the team.
+                        let inner = AtomicU64::new(0);
+                        for_each_task(3, |_| {
+                            inner.fetch_add(1, Ordering::Relaxed);
+                        });
+                        assert_eq!(inner.load(Ordering::Relaxed), 3);
+                    });
+                    assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == round + 1));
+                    total += tasks;
+                }
+                total
+            });
+            assert_eq!(total, 50 * tasks);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let r = std::panic::catch_unwind(|| {
+                on_pool(|| {
+                    for_each_task(64, |t| {
+                        if t == 40 {
+                            panic!("a failing task");
+                        }
+                        std::thread::sleep(Duration::from_micros(100));
+                    })
+                })
+            });
+            tx.send(r.is_err()).ok();
+        });
+        let panicked = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the pass with a panicking task hung");
+        assert!(panicked);
+    }
+}
