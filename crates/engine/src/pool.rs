@@ -17,6 +17,7 @@ use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
@@ -214,10 +215,11 @@ fn reraise(team: &Team) {
 /// ([`for_each_task`]), run any rayon work it hands out, and otherwise spin instead of going
 /// to sleep between nodes (an idle rayon worker sleeps after a few microseconds, and waking it
 /// took 20–70 µs here, per node; onnxruntime's threads spin between nodes in the same way).
-/// The pass starts at once, helpers joining as they wake; it used to be injected into the pool
+/// The pass starts at once, helpers joining as they come; it used to be injected into the pool
 /// (`rayon::scope` from outside), which cost a wake-up of a worker before anything ran, another
 /// for the helper, and a third for the calling thread at the end (design.md, "Threads of a
-/// pass"). Helpers are not waited for at the end: one that wakes after the pass finds it over.
+/// pass"). Helpers are not waited for at the end. They stay a while ([`LINGER`]) for the next
+/// pass: a sleeping worker took 0.1–0.2 ms to join an EfficientNet pass.
 ///
 /// Called on a worker (a pass inside rayon work), `f` runs there and its loops use rayon.
 pub(crate) fn on_pool<R>(f: impl FnOnce() -> R) -> R {
@@ -231,9 +233,14 @@ pub(crate) fn on_pool<R>(f: impl FnOnce() -> R) -> R {
         done: AtomicBool::new(false),
         panic: Mutex::new(None),
     });
-    for _ in 1..rayon::current_num_threads() {
-        let team = Arc::clone(&team);
-        rayon::spawn(move || help(&team));
+    lobby().push(Arc::clone(&team));
+    // Posted before the helpers are counted, and a lingering helper counts itself out before
+    // it looks for new passes (both SeqCst): either this pass sees it gone and spawns another,
+    // or it sees this pass and stays (see `help`).
+    POSTED.fetch_add(1, Ordering::SeqCst);
+    let wanted = rayon::current_num_threads().saturating_sub(1);
+    for _ in HELPERS.load(Ordering::SeqCst).min(wanted)..wanted {
+        rayon::spawn(help);
     }
     // Released on return and on unwinding alike, so that no helper spins on after the pass.
     let _release = Release(&team);
@@ -241,38 +248,97 @@ pub(crate) fn on_pool<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// A helper's life (see [`on_pool`]): take part in offered loops until the pass is over.
-fn help(team: &Team) {
-    // Only an otherwise idle worker helps: one already helping (a helper job of another pass,
-    // picked up through `rayon::yield_now` below) returns at once, so a helper never sits on
-    // top of work that someone waits for.
+/// How long a helper with no pass to help stays before it leaves its worker to sleep.
+const LINGER: Duration = Duration::from_millis(2);
+
+/// Passes in progress, newest last (helpers help the newest).
+static LOBBY: Mutex<Vec<Arc<Team>>> = Mutex::new(Vec::new());
+/// Passes started so far: a helper looks in the lobby when this changes.
+static POSTED: AtomicUsize = AtomicUsize::new(0);
+/// Helpers alive (helping or lingering), at most `threads − 1`.
+static HELPERS: AtomicUsize = AtomicUsize::new(0);
+
+fn lobby() -> std::sync::MutexGuard<'static, Vec<Arc<Team>>> {
+    LOBBY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes one of the `threads − 1` helper places, if one is free.
+fn take_place() -> bool {
+    let most = rayon::current_num_threads().saturating_sub(1);
+    HELPERS
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| {
+            (h < most).then_some(h + 1)
+        })
+        .is_ok()
+}
+
+/// A helper's life (see [`on_pool`]): take part in the newest pass's loops, linger when there
+/// is none, leave after [`LINGER`] without one.
+fn help() {
+    // Only an otherwise idle worker helps: one already helping (that picked up this job through
+    // `rayon::yield_now` below) returns at once, and so does a job spawned while another
+    // helper took the last place.
     if BUSY.replace(true) {
         return;
     }
     let _free = Free;
-    let mut idle = 0u32;
+    if !take_place() {
+        return;
+    }
+    let mut posted = usize::MAX;
+    let mut team: Option<Arc<Team>> = None;
     let mut seen = 0;
-    while !team.done.load(Ordering::Acquire) {
-        let offered = team.offered.load(Ordering::Acquire);
-        if offered != seen {
-            if let Some((job, _inside)) = team.enter() {
-                // A panicking task is handed to the pass thread, which re-raises it once its
-                // loop is over (a panic escaping a spawned job would abort the process).
-                if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| job.work())) {
-                    let mut slot = team.panic.lock().unwrap_or_else(|e| e.into_inner());
-                    slot.get_or_insert(panic);
-                    // Let the loop end: the tasks left are abandoned, the pass is failing.
-                    job.next.fetch_max(job.tasks, Ordering::Relaxed);
+    let mut idle = 0u32;
+    let mut alone_since = Instant::now();
+    loop {
+        let now_posted = POSTED.load(Ordering::SeqCst);
+        if now_posted != posted
+            || team
+                .as_ref()
+                .is_some_and(|t| t.done.load(Ordering::Acquire))
+        {
+            posted = now_posted;
+            team = lobby()
+                .iter()
+                .rev()
+                .find(|t| !t.done.load(Ordering::Acquire))
+                .cloned();
+            seen = 0;
+            alone_since = Instant::now();
+        }
+        if let Some(team) = &team {
+            let offered = team.offered.load(Ordering::Acquire);
+            if offered != seen {
+                if let Some((job, _inside)) = team.enter() {
+                    // A panicking task is handed to the pass thread, which re-raises it once
+                    // its loop is over (a panic escaping a spawned job would abort the process).
+                    if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| job.work())) {
+                        let mut slot = team.panic.lock().unwrap_or_else(|e| e.into_inner());
+                        slot.get_or_insert(panic);
+                        // Let the loop end: the tasks left are abandoned, the pass is failing.
+                        job.next.fetch_max(job.tasks, Ordering::Relaxed);
+                    }
                 }
+                seen = offered;
+                idle = 0;
+                continue;
             }
-            seen = offered;
-            idle = 0;
-        } else if rayon::yield_now() == Some(rayon::Yield::Executed) {
+        }
+        if rayon::yield_now() == Some(rayon::Yield::Executed) {
             idle = 0;
         } else if idle < IDLE_SPINS {
             idle += 1;
             std::hint::spin_loop();
         } else {
+            if team.is_none() && alone_since.elapsed() > LINGER {
+                // Counted out before looking for new passes (see `on_pool`).
+                HELPERS.fetch_sub(1, Ordering::SeqCst);
+                if POSTED.load(Ordering::SeqCst) == posted || !take_place() {
+                    return;
+                }
+                alone_since = Instant::now();
+                continue;
+            }
             // Idle for a while: let the OS run another thread on this core if one waits (the
             // pass's own thread, or another program); with nothing else runnable the call
             // returns at once and the helper keeps spinning.
@@ -290,13 +356,14 @@ impl Drop for Free {
     }
 }
 
-/// Ends a pass for [`on_pool`]: the calling thread offers no more loops, helpers leave.
-struct Release<'a>(&'a Team);
+/// Ends a pass for [`on_pool`]: the calling thread offers no more loops, helpers leave it.
+struct Release<'a>(&'a Arc<Team>);
 
 impl Drop for Release<'_> {
     fn drop(&mut self) {
         TEAM.set(std::ptr::null());
         self.0.done.store(true, Ordering::Release);
+        lobby().retain(|t| !Arc::ptr_eq(t, self.0));
     }
 }
 
@@ -322,6 +389,42 @@ mod tests {
             .recv_timeout(Duration::from_secs(20))
             .expect("the panicking pass hung");
         assert!(panicked);
+    }
+
+    /// Passes from several threads at once, back to back, each get their loops done (helpers
+    /// move from pass to pass and never outnumber `threads − 1`), and once the passes stop the
+    /// helpers leave their workers after lingering.
+    #[test]
+    fn helpers_serve_concurrent_passes_then_leave() {
+        let most = rayon::current_num_threads().saturating_sub(1);
+        let callers: Vec<_> = (0..3)
+            .map(|c| {
+                std::thread::spawn(move || {
+                    for pass in 0..40usize {
+                        let sum = on_pool(|| {
+                            let sum = AtomicU64::new(0);
+                            for_each_task(16, |t| {
+                                assert!(HELPERS.load(Ordering::SeqCst) <= most);
+                                sum.fetch_add((t * (c + 1) + pass) as u64, Ordering::Relaxed);
+                            });
+                            sum.load(Ordering::Relaxed)
+                        });
+                        assert_eq!(sum, (120 * (c + 1) + 16 * pass) as u64);
+                    }
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.join().expect("a caller's passes");
+        }
+        let start = Instant::now();
+        while HELPERS.load(Ordering::SeqCst) != 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "helpers still there long after the last pass"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Offered loops run every task exactly once, back to back (a helper must not mistake a
