@@ -855,59 +855,101 @@ mod avx512 {
             None => v,
         };
         let base = input.as_ptr().cast::<f32>();
-        // SAFETY (all loads below): cell indices are at most `last` (asserted above).
-        let cell = |i: usize| unsafe { _mm512_loadu_ps(base.add(i * LANES)) };
+        // SAFETY: a Cell is 16 floats.
         let bv = unsafe { _mm512_loadu_ps(bias.as_ptr()) };
         // Outputs in blocks of up to 8, the row split evenly (14 = 7 + 7, not 8 + 4 + 2):
         // independent accumulators hide the FMA latency, and a 7-wide row in blocks of 4, 2
         // and 1 waited on a chain of 25 dependent multiply-adds in its last block.
         let n = orow.len();
         let size = n.div_ceil(n.div_ceil(8)).max(1);
+        let at = Row { base, p, r };
         let mut ow = 0;
         while ow < n {
-            // SAFETY (all eight): AVX-512F, and the blocks stay within `orow` and `last`.
+            let width = size.min(n - ow);
+            // SAFETY (all): AVX-512F, and the blocks stay within `orow` and below `last`
+            // (asserted above).
             ow += unsafe {
-                match size.min(n - ow) {
-                    8 => block::<8>(&cell, taps, bv, p, r, ow, orow, &clamp),
-                    7 => block::<7>(&cell, taps, bv, p, r, ow, orow, &clamp),
-                    6 => block::<6>(&cell, taps, bv, p, r, ow, orow, &clamp),
-                    5 => block::<5>(&cell, taps, bv, p, r, ow, orow, &clamp),
-                    4 => block::<4>(&cell, taps, bv, p, r, ow, orow, &clamp),
-                    3 => block::<3>(&cell, taps, bv, p, r, ow, orow, &clamp),
-                    2 => block::<2>(&cell, taps, bv, p, r, ow, orow, &clamp),
-                    _ => block::<1>(&cell, taps, bv, p, r, ow, orow, &clamp),
+                match wa.stride {
+                    1 => by_stride::<1>(width, &at, taps, bv, ow, orow, &clamp),
+                    2 => by_stride::<2>(width, &at, taps, bv, ow, orow, &clamp),
+                    _ => by_stride::<0>(width, &at, taps, bv, ow, orow, &clamp),
                 }
             };
+        }
+    }
+
+    /// Where a row's blocks read: the strip's cells, its geometry and the output row.
+    struct Row<'a> {
+        base: *const f32,
+        p: &'a Padded,
+        r: usize,
+    }
+
+    /// A block of `width` outputs with the column stride `S` known at compile time (0: read
+    /// from the geometry), so that the inputs of a block's outputs are fixed offsets from one
+    /// pointer. Computed at run time, the compiler had formed the eight addresses in a vector
+    /// register and extracted them one by one for every tap.
+    ///
+    /// # Safety
+    /// AVX-512F; `ow0 + width ≤ orow.len()`, and every cell read lies in the strip.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn by_stride<const S: usize>(
+        width: usize,
+        at: &Row,
+        taps: &[Cell],
+        bv: __m512,
+        ow0: usize,
+        orow: &mut [Cell],
+        clamp: &impl Fn(__m512) -> __m512,
+    ) -> usize {
+        // SAFETY (all eight): forwarded from the caller.
+        unsafe {
+            match width {
+                8 => block::<8, S>(at, taps, bv, ow0, orow, clamp),
+                7 => block::<7, S>(at, taps, bv, ow0, orow, clamp),
+                6 => block::<6, S>(at, taps, bv, ow0, orow, clamp),
+                5 => block::<5, S>(at, taps, bv, ow0, orow, clamp),
+                4 => block::<4, S>(at, taps, bv, ow0, orow, clamp),
+                3 => block::<3, S>(at, taps, bv, ow0, orow, clamp),
+                2 => block::<2, S>(at, taps, bv, ow0, orow, clamp),
+                _ => block::<1, S>(at, taps, bv, ow0, orow, clamp),
+            }
         }
     }
 
     /// Outputs `ow0 .. ow0 + N` of row `r`; returns `N`.
     ///
     /// # Safety
-    /// AVX-512F; `ow0 + N ≤ orow.len()`.
-    #[allow(clippy::too_many_arguments)]
+    /// As [`by_stride`].
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn block<const N: usize>(
-        cell: &impl Fn(usize) -> __m512,
+    unsafe fn block<const N: usize, const S: usize>(
+        at: &Row,
         taps: &[Cell],
         bv: __m512,
-        p: &Padded,
-        r: usize,
         ow0: usize,
         orow: &mut [Cell],
         clamp: &impl Fn(__m512) -> __m512,
     ) -> usize {
-        let (h, wa) = (&p.h, &p.w);
+        let (h, wa) = (&at.p.h, &at.p.w);
+        let stride = if S == 0 { wa.stride } else { S };
+        let step = wa.dilation * LANES;
         let mut acc = [bv; N];
+        let mut tap = taps.as_ptr().cast::<f32>();
         for ki in 0..h.kernel {
-            let row = (r * h.stride + ki * h.dilation) * p.cols + ow0 * wa.stride;
-            for kj in 0..wa.kernel {
-                // SAFETY: tap ki·kw + kj < taps.len() (asserted by the caller); a Cell is 16 floats.
-                let wt = unsafe { _mm512_loadu_ps(taps[ki * wa.kernel + kj].as_ptr()) };
-                let at = row + kj * wa.dilation;
-                for (j, a) in acc.iter_mut().enumerate() {
-                    *a = _mm512_fmadd_ps(wt, cell(at + j * wa.stride), *a);
+            let row = (at.r * h.stride + ki * h.dilation) * at.p.cols + ow0 * stride;
+            // SAFETY: cell `row` and the cells the taps reach from it lie in the strip (caller);
+            // `tap` walks the kh·kw cells of `taps` (the caller asserted its length).
+            unsafe {
+                let mut src = at.base.add(row * LANES);
+                for _ in 0..wa.kernel {
+                    let wt = _mm512_loadu_ps(tap);
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        *a = _mm512_fmadd_ps(wt, _mm512_loadu_ps(src.add(j * stride * LANES)), *a);
+                    }
+                    src = src.add(step);
+                    tap = tap.add(LANES);
                 }
             }
         }
@@ -1075,6 +1117,14 @@ mod tests {
                 axis(5, 3, 1, 1, (1, 1)),
                 axis(60, 5, 1, 1, (2, 2)),
                 None,
+            ),
+            // A column stride of 3: the blocks' stride read at run time, not a constant.
+            (
+                1,
+                21,
+                axis(8, 3, 3, 1, (1, 1)),
+                axis(40, 5, 3, 2, (3, 2)),
+                Some(relu6),
             ),
         ];
         let mut kernels = vec![Kernel::Portable];
