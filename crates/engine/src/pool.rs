@@ -1,6 +1,6 @@
-//! The threads of a pass: [`on_pool`] runs a pass on a rayon worker while the pool's other
-//! workers spin beside it, and [`for_each_task`] hands a pass's parallel loops to those
-//! spinning helpers directly, without rayon's join.
+//! The threads of a pass: [`on_pool`] runs a pass on the calling thread while rayon workers
+//! spin beside it as helpers, and [`for_each_task`] hands the pass's parallel loops to those
+//! helpers directly, without rayon's join.
 //!
 //! Why not rayon's join inside a pass: a thread that waits at a join for a stolen half goes to
 //! sleep after ~30 idle rounds (microseconds), and waking it again (a futex call, then a
@@ -124,9 +124,12 @@ pub(crate) fn for_each_task(tasks: usize, f: impl Fn(usize) + Sync) {
     // `job` is, on return and on unwinding alike.
     let offer = Offer(team);
     TEAM.set(std::ptr::null());
-    team.offered.fetch_add(1, Ordering::Release);
+    // The loop first, then its count: a helper that sees the new count finds the loop (had the
+    // count come first, a helper could find no loop yet, note the count as seen, and sit this
+    // loop out).
     team.job
         .store(&job as *const Job<'_> as *mut (), Ordering::SeqCst);
+    team.offered.fetch_add(1, Ordering::Release);
     job.work();
     drop(offer);
     reraise(team);
