@@ -842,27 +842,22 @@ mod avx512 {
             + (orow.len().max(1) - 1) * wa.stride
             + (wa.kernel - 1) * wa.dilation;
         assert!(orow.is_empty() || last < input.len());
-        let (lo, hi) = match act {
-            Some(c) => (_mm512_set1_ps(c.lo), _mm512_set1_ps(c.hi)),
-            None => (
-                _mm512_set1_ps(f32::NEG_INFINITY),
-                _mm512_set1_ps(f32::INFINITY),
-            ),
-        };
-        let clamp = |v: __m512| match act {
-            // NaN becomes `lo`, as `Clamp::apply` does: max returns its second operand on NaN.
-            Some(_) => _mm512_min_ps(_mm512_max_ps(v, lo), hi),
-            None => v,
-        };
         let base = input.as_ptr().cast::<f32>();
         // SAFETY: a Cell is 16 floats.
-        let bv = unsafe { _mm512_loadu_ps(bias.as_ptr()) };
+        let bias = unsafe { _mm512_loadu_ps(bias.as_ptr()) };
         // Outputs in blocks of up to 8, the row split evenly (14 = 7 + 7, not 8 + 4 + 2):
         // independent accumulators hide the FMA latency, and a 7-wide row in blocks of 4, 2
         // and 1 waited on a chain of 25 dependent multiply-adds in its last block.
         let n = orow.len();
         let size = n.div_ceil(n.div_ceil(8)).max(1);
-        let at = Row { base, p, r };
+        let at = Row {
+            base,
+            p,
+            r,
+            taps,
+            bias,
+            clamp: act.map(|c| (_mm512_set1_ps(c.lo), _mm512_set1_ps(c.hi))),
+        };
         let mut ow = 0;
         while ow < n {
             let width = size.min(n - ow);
@@ -870,19 +865,23 @@ mod avx512 {
             // (asserted above).
             ow += unsafe {
                 match wa.stride {
-                    1 => by_stride::<1>(width, &at, taps, bv, ow, orow, &clamp),
-                    2 => by_stride::<2>(width, &at, taps, bv, ow, orow, &clamp),
-                    _ => by_stride::<0>(width, &at, taps, bv, ow, orow, &clamp),
+                    1 => by_stride::<1>(&at, width, ow, orow),
+                    2 => by_stride::<2>(&at, width, ow, orow),
+                    _ => by_stride::<0>(&at, width, ow, orow),
                 }
             };
         }
     }
 
-    /// Where a row's blocks read: the strip's cells, its geometry and the output row.
+    /// What every block of one output row shares: the strip's cells, its geometry, the row,
+    /// the taps, the bias and the activation's bounds.
     struct Row<'a> {
         base: *const f32,
         p: &'a Padded,
         r: usize,
+        taps: &'a [Cell],
+        bias: __m512,
+        clamp: Option<(__m512, __m512)>,
     }
 
     /// A block of `width` outputs with the column stride `S` known at compile time (0: read
@@ -895,25 +894,22 @@ mod avx512 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn by_stride<const S: usize>(
-        width: usize,
         at: &Row,
-        taps: &[Cell],
-        bv: __m512,
+        width: usize,
         ow0: usize,
         orow: &mut [Cell],
-        clamp: &impl Fn(__m512) -> __m512,
     ) -> usize {
         // SAFETY (all eight): forwarded from the caller.
         unsafe {
             match width {
-                8 => block::<8, S>(at, taps, bv, ow0, orow, clamp),
-                7 => block::<7, S>(at, taps, bv, ow0, orow, clamp),
-                6 => block::<6, S>(at, taps, bv, ow0, orow, clamp),
-                5 => block::<5, S>(at, taps, bv, ow0, orow, clamp),
-                4 => block::<4, S>(at, taps, bv, ow0, orow, clamp),
-                3 => block::<3, S>(at, taps, bv, ow0, orow, clamp),
-                2 => block::<2, S>(at, taps, bv, ow0, orow, clamp),
-                _ => block::<1, S>(at, taps, bv, ow0, orow, clamp),
+                8 => block::<8, S>(at, ow0, orow),
+                7 => block::<7, S>(at, ow0, orow),
+                6 => block::<6, S>(at, ow0, orow),
+                5 => block::<5, S>(at, ow0, orow),
+                4 => block::<4, S>(at, ow0, orow),
+                3 => block::<3, S>(at, ow0, orow),
+                2 => block::<2, S>(at, ow0, orow),
+                _ => block::<1, S>(at, ow0, orow),
             }
         }
     }
@@ -926,17 +922,14 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     unsafe fn block<const N: usize, const S: usize>(
         at: &Row,
-        taps: &[Cell],
-        bv: __m512,
         ow0: usize,
         orow: &mut [Cell],
-        clamp: &impl Fn(__m512) -> __m512,
     ) -> usize {
         let (h, wa) = (&at.p.h, &at.p.w);
         let stride = if S == 0 { wa.stride } else { S };
         let step = wa.dilation * LANES;
-        let mut acc = [bv; N];
-        let mut tap = taps.as_ptr().cast::<f32>();
+        let mut acc = [at.bias; N];
+        let mut tap = at.taps.as_ptr().cast::<f32>();
         for ki in 0..h.kernel {
             let row = (at.r * h.stride + ki * h.dilation) * at.p.cols + ow0 * stride;
             // SAFETY: cell `row` and the cells the taps reach from it lie in the strip (caller);
@@ -954,8 +947,14 @@ mod avx512 {
             }
         }
         for (o, a) in orow[ow0..ow0 + N].iter_mut().zip(acc) {
+            let v = match at.clamp {
+                // NaN becomes `lo`, as `Clamp::apply` does: max returns its second operand on
+                // NaN.
+                Some((lo, hi)) => _mm512_min_ps(_mm512_max_ps(a, lo), hi),
+                None => a,
+            };
             // SAFETY: a Cell is 16 floats.
-            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), clamp(a)) };
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), v) };
         }
         N
     }

@@ -320,6 +320,47 @@ mod tests {
             assert!((x - y).abs() < 1e-5);
         }
     }
+
+    /// On the pool, products are split into blocks of columns (or, with few columns, of rows),
+    /// each a single-threaded product: blocks of transposed views, accumulating, agree with the
+    /// naive sum, inside a pass (the team's loops) and outside one (rayon).
+    #[test]
+    fn blocked_products_match_naive() {
+        for (m, k, n) in [(3, 20, 700), (600, 9, 5), (130, 33, 190)] {
+            // `a` stored k×m (read transposed), `b` stored n×k (read transposed).
+            let a: Vec<f32> = (0..k * m).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.11).cos()).collect();
+            let start: Vec<f32> = (0..m * n).map(|i| (i % 7) as f32).collect();
+            let want: Vec<f32> = (0..m * n)
+                .map(|at| {
+                    let (i, j) = (at / n, at % n);
+                    start[at] + (0..k).map(|t| a[t * m + i] * b[j * k + t]).sum::<f32>()
+                })
+                .collect();
+            let product = || {
+                let mut c = start.clone();
+                matmul(
+                    &a,
+                    Mat::row_major(k, m).t(),
+                    &b,
+                    Mat::row_major(n, k).t(),
+                    &mut c,
+                    Mat::row_major(m, n),
+                    true,
+                    0,
+                );
+                c
+            };
+            for got in [product(), crate::pool::on_pool(product)] {
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                        "{m}×{k}×{n}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// A raw output pointer that parallel tasks may share because each writes disjoint elements.
@@ -369,48 +410,45 @@ pub(crate) unsafe fn matmul_raw(
     } else {
         ((cm.cols / 64).clamp(1, most), (cm.rows / 64).clamp(1, most))
     };
-    if row_blocks > col_blocks {
-        // Few columns (a dense layer at a small batch, transposed): blocks of rows instead.
-        let dst = SharedOut(c);
-        crate::pool::for_each_task(row_blocks, |block| {
-            let first = block * cm.rows / row_blocks;
-            let rows = (block + 1) * cm.rows / row_blocks - first;
-            // SAFETY: block `block` covers rows first .. first + rows of `cm` (inside what the
-            // caller promised), and no other block does; `a`'s rows move with it.
-            unsafe {
-                matmul_raw(
-                    &a[first * am.rs as usize..],
-                    Mat { rows, ..am },
-                    b,
-                    bm,
-                    dst.get().offset(first as isize * cm.rs),
-                    Mat { rows, ..cm },
-                    accumulate,
-                    1,
-                )
-            }
-        });
-        return;
-    }
-    let blocks = col_blocks;
+    // Few columns (a dense layer at a small batch, transposed): blocks of rows instead.
+    let by_rows = row_blocks > col_blocks;
+    let (blocks, extent) = if by_rows {
+        (row_blocks, cm.rows)
+    } else {
+        (col_blocks, cm.cols)
+    };
     if blocks > 1 {
         let dst = SharedOut(c);
         crate::pool::for_each_task(blocks, |block| {
-            let first = block * cm.cols / blocks;
-            let cols = (block + 1) * cm.cols / blocks - first;
-            // SAFETY: block `block` covers columns first .. first + cols of `cm` (inside what
-            // the caller promised), and no other block does; `b`'s columns move with it.
+            let first = block * extent / blocks;
+            let len = (block + 1) * extent / blocks - first;
+            // SAFETY: block `block` covers rows (or columns) first .. first + len of `cm`,
+            // inside what the caller promised, and no other block does; `a`'s rows (or `b`'s
+            // columns) move with it.
             unsafe {
-                matmul_raw(
-                    a,
-                    am,
-                    &b[first * bm.cs as usize..],
-                    Mat { cols, ..bm },
-                    dst.get().offset(first as isize * cm.cs),
-                    Mat { cols, ..cm },
-                    accumulate,
-                    1,
-                )
+                if by_rows {
+                    matmul_raw(
+                        &a[first * am.rs as usize..],
+                        Mat { rows: len, ..am },
+                        b,
+                        bm,
+                        dst.get().offset(first as isize * cm.rs),
+                        Mat { rows: len, ..cm },
+                        accumulate,
+                        1,
+                    )
+                } else {
+                    matmul_raw(
+                        a,
+                        am,
+                        &b[first * bm.cs as usize..],
+                        Mat { cols: len, ..bm },
+                        dst.get().offset(first as isize * cm.cs),
+                        Mat { cols: len, ..cm },
+                        accumulate,
+                        1,
+                    )
+                }
             }
         });
         return;
