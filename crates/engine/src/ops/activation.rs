@@ -305,7 +305,8 @@ impl Op for Unary {
 fn map1(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0.0f32; x.len()];
     crate::pool::for_each_chunk_mut(&mut out, CHUNK, |c, o| {
-        for (o, &i) in o.iter_mut().zip(&x[c * CHUNK..]) {
+        let x = &x[c * CHUNK..][..o.len()];
+        for (o, &i) in o.iter_mut().zip(x) {
             *o = f(i);
         }
     });

@@ -148,7 +148,7 @@ fn bias_act_generic(v: &mut [f32], bias: Option<f32>, act: Option<Clamp>) {
 pub(crate) fn mask_between(g: &mut Tensor, y: &Tensor, c: Clamp, guided: bool) {
     let y = y.data();
     crate::pool::for_each_chunk_mut(g.data_mut(), 1 << 14, |i, g| {
-        let y = &y[i << 14..];
+        let y = &y[i << 14..][..g.len()];
         // Branch-free loops (one per rule, `&` not `&&`) so each compiles to vector selects.
         if guided {
             for (gv, &yv) in g.iter_mut().zip(y) {
