@@ -364,15 +364,23 @@ mod tests {
 }
 
 /// A raw output pointer that parallel tasks may share because each writes disjoint elements.
-#[derive(Clone, Copy)]
-pub(crate) struct SharedOut(pub *mut f32);
-// SAFETY: only used to hand disjoint output regions to rayon tasks; see each use.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
+pub(crate) struct SharedOut<T = f32>(pub *mut T);
+// SAFETY: only used to hand disjoint output regions to parallel tasks; see each use.
+unsafe impl<T: Send> Send for SharedOut<T> {}
+unsafe impl<T: Send> Sync for SharedOut<T> {}
 
-impl SharedOut {
+// By hand: derived, they would ask `T: Clone` of the pointee, not needed to copy a pointer.
+impl<T> Clone for SharedOut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for SharedOut<T> {}
+
+impl<T> SharedOut<T> {
     /// The pointer. A method (not the `.0` field) so closures capture the whole `Sync` wrapper.
-    pub(crate) fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut T {
         self.0
     }
 }

@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+use crate::kernels::SharedOut;
+
 /// Idle rounds a spinning helper of [`on_pool`] spins before it yields its core to the OS.
 const IDLE_SPINS: u32 = 64;
 
@@ -160,7 +162,7 @@ pub(crate) fn for_each_chunk_mut<T: Send>(
     let total = out.len();
     let chunks = total.div_ceil(len);
     let tasks = chunks.min(4 * rayon::current_num_threads());
-    let base = SendPtr(out.as_mut_ptr());
+    let base = SharedOut(out.as_mut_ptr());
     for_each_task(tasks, |task| {
         for i in task * chunks / tasks..(task + 1) * chunks / tasks {
             let start = i * len;
@@ -172,19 +174,6 @@ pub(crate) fn for_each_chunk_mut<T: Send>(
             f(i, chunk);
         }
     });
-}
-
-/// A pointer handed to the tasks of one loop, each of which touches its own part.
-struct SendPtr<T>(*mut T);
-// SAFETY: only used by `for_each_chunk_mut`, whose tasks write disjoint chunks.
-unsafe impl<T: Send> Send for SendPtr<T> {}
-unsafe impl<T: Send> Sync for SendPtr<T> {}
-
-impl<T> SendPtr<T> {
-    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
-    fn get(&self) -> *mut T {
-        self.0
-    }
 }
 
 /// An offered loop (see [`for_each_task`]): dropping it withdraws the loop, waits until no
