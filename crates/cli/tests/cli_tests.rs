@@ -134,7 +134,7 @@ fn activations_match_goldens_and_index_describes_every_layer() {
         "index.json",
         "input.png",
     ];
-    assert_eq!(list(&dir), expected, "files written (and nothing else)");
+    assert_eq!(outputs(&dir), expected, "files written (and nothing else)");
 
     // Every picture, pixel for pixel.
     let errors: Vec<String> = expected
@@ -266,7 +266,7 @@ fn activations_match_goldens_and_index_describes_every_layer() {
     .success();
     let plain = td.path("plain");
     assert_eq!(
-        list(&plain),
+        outputs(&plain),
         [
             "00_conv1.png",
             "01_pool1.png",
@@ -276,7 +276,7 @@ fn activations_match_goldens_and_index_describes_every_layer() {
             "input.png"
         ]
     );
-    for f in list(&plain).iter().filter(|f| f.ends_with(".png")) {
+    for f in outputs(&plain).iter().filter(|f| f.ends_with(".png")) {
         assert_eq!(
             std::fs::read(plain.join(f)).unwrap(),
             std::fs::read(dir.join(f)).unwrap(),
@@ -487,7 +487,7 @@ fn vgg16_activations_match_onnxruntime() {
             "png",
         ])
         .success();
-    let files = list(&td.path("png"));
+    let files = outputs(&td.path("png"));
     let grids: Vec<&String> = files
         .iter()
         .filter(|f| f.ends_with(".png") && *f != "input.png")
@@ -1056,7 +1056,7 @@ fn filters_write_grids_patterns_and_curves() {
     assert!(o.stderr.contains("4 filters of conv1"), "{}", o.stderr);
     let dir = td.path("fdir");
     assert_eq!(
-        list(&dir),
+        outputs(&dir),
         [
             "conv1_filter000.png",
             "conv1_filter001.png",
@@ -1222,7 +1222,7 @@ fn cam_top_classes_write_maps_overlays_and_npy() {
     }
     want.push("index.json".into());
     want.sort();
-    assert_eq!(list(&dir), want);
+    assert_eq!(outputs(&dir), want);
     assert!(o.stdout.starts_with("top predictions:"), "{}", o.stdout);
 
     let idx = read_json(&dir.join("index.json"));
@@ -1329,7 +1329,7 @@ fn every_cam_method_runs_on_an_image() {
             "index.json".to_string(),
         ];
         want.sort();
-        assert_eq!(list(&td.path(&out)), want, "{method}");
+        assert_eq!(outputs(&td.path(&out)), want, "{method}");
         let idx = read_json(&td.path(&out).join("index.json"));
         assert_eq!(idx["method"], method);
         assert_eq!(idx["targets"][0]["class"], 0, "{method}");
@@ -1379,7 +1379,7 @@ fn saliency_all_writes_five_maps() {
         .chain(["index.json".to_string(), "input.png".to_string()])
         .collect();
     want.sort();
-    assert_eq!(list(&td.path("sal")), want);
+    assert_eq!(outputs(&td.path("sal")), want);
     assert_eq!(o.stdout.lines().count(), 5, "{}", o.stdout);
     let idx = read_json(&td.path("sal/index.json"));
     let maps = idx["maps"].as_array().expect("maps");

@@ -14,6 +14,7 @@ use convscope_methods::saliency::{
     compute_saliency, integrated_gradients, saliency_method_names, smooth_grad, vanilla_gradient,
     SaliencyConfig,
 };
+use convscope_methods::target::{classes, Class};
 use convscope_methods::transform::Rng;
 use convscope_onnx::{AttributeProto as A, Dim, GraphBuilder, TensorProto};
 
@@ -138,9 +139,10 @@ fn every_method_finds_the_square_and_follows_it() {
     for &name in method_names() {
         let m = method(name).unwrap();
         for (col, left) in [(1usize, true), (10, false)] {
-            let cams = compute_cams(&model, &square(col), layer, &[0], m.as_ref()).unwrap();
+            let cams =
+                compute_cams(&model, &square(col), layer, &classes(&[0]), m.as_ref()).unwrap();
             let cam = &cams[0];
-            assert_eq!((cam.height, cam.width, cam.target), (8, 8, 0));
+            assert_eq!((cam.height, cam.width, cam.class), (8, 8, Some(0)));
             assert!(!cam.all_zero, "{name}: empty map");
             let up = cam.normalized(S, S);
             assert!(up.iter().all(|v| (0.0..=1.0).contains(v)), "{name}: {up:?}");
@@ -165,10 +167,16 @@ fn gradient_methods_agree_on_a_pooling_head() {
     let layer = model.layer("pool").unwrap().value;
     let x = square(3);
     let get = |n: &str| {
-        compute_cams(&model, &x, layer, &[0], method(n).unwrap().as_ref())
-            .unwrap()
-            .remove(0)
-            .raw
+        compute_cams(
+            &model,
+            &x,
+            layer,
+            &classes(&[0]),
+            method(n).unwrap().as_ref(),
+        )
+        .unwrap()
+        .remove(0)
+        .raw
     };
     let g = get("gradcam");
     for other in ["xgradcam", "hirescam"] {
@@ -200,8 +208,8 @@ fn softmax_models_are_explained_through_their_logits() {
     assert_eq!(soft.value_name(cls.score), "z");
     let layer = |m: &Model| m.layer("pool").unwrap().value;
     let g = method("gradcam").unwrap();
-    let a = compute_cams(&plain, &x, layer(&plain), &[0, 1], g.as_ref()).unwrap();
-    let b = compute_cams(&soft, &x, layer(&soft), &[0, 1], g.as_ref()).unwrap();
+    let a = compute_cams(&plain, &x, layer(&plain), &classes(&[0, 1]), g.as_ref()).unwrap();
+    let b = compute_cams(&soft, &x, layer(&soft), &classes(&[0, 1]), g.as_ref()).unwrap();
     assert_eq!(a, b);
 }
 
@@ -214,7 +222,7 @@ fn single_image_graphs_fall_back_to_one_image_per_pass() {
         let run = |h| {
             let model = toy(h);
             let layer = model.layer("pool").unwrap().value;
-            compute_cams(&model, &x, layer, &[0, 1], m.as_ref()).unwrap()
+            compute_cams(&model, &x, layer, &classes(&[0, 1]), m.as_ref()).unwrap()
         };
         let (a, b) = (run(Head::Logits), run(Head::FixedReshape));
         for (ca, cb) in a.iter().zip(&b) {
@@ -235,9 +243,9 @@ fn extra_passes_are_shared_by_the_targets_of_a_call() {
     let x = square(6);
     for name in ["scorecam", "ablationcam"] {
         let m = method(name).unwrap();
-        let both = compute_cams(&model, &x, layer, &[0, 1], m.as_ref()).unwrap();
+        let both = compute_cams(&model, &x, layer, &classes(&[0, 1]), m.as_ref()).unwrap();
         for (i, t) in [0usize, 1].into_iter().enumerate() {
-            let one = compute_cams(&model, &x, layer, &[t], m.as_ref()).unwrap();
+            let one = compute_cams(&model, &x, layer, &classes(&[t]), m.as_ref()).unwrap();
             assert_eq!(both[i], one[0], "{name} class {t}");
         }
     }
@@ -254,11 +262,24 @@ fn run_cams_explains_the_top_classes_from_one_config() {
     let run = run_cams(&model, &square(1), &cfg).unwrap();
     assert_eq!(run.method, "gradcam++");
     assert_eq!(run.layer_label, "pool");
-    let top: Vec<usize> = run.prediction.top(2).into_iter().map(|(c, _)| c).collect();
-    assert_eq!(run.cams.iter().map(|c| c.target).collect::<Vec<_>>(), top);
+    let top: Vec<usize> = run
+        .prediction
+        .as_ref()
+        .unwrap()
+        .top(2)
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
+    assert_eq!(
+        run.cams
+            .iter()
+            .map(|c| c.class.unwrap())
+            .collect::<Vec<_>>(),
+        top
+    );
     let cfg = CamConfig {
         layer: Some("conv".into()),
-        targets: vec![0],
+        targets: classes(&[0]),
         ..CamConfig::default()
     };
     let run = run_cams(&model, &square(1), &cfg).unwrap();
@@ -277,7 +298,7 @@ fn class_out_of_range_is_an_error_naming_the_class_count() {
         &model,
         &square(1),
         layer,
-        &[3],
+        &classes(&[3]),
         method("gradcam").unwrap().as_ref(),
     )
     .unwrap_err()
@@ -287,7 +308,7 @@ fn class_out_of_range_is_an_error_naming_the_class_count() {
         "{e}"
     );
     let cfg = SaliencyConfig {
-        target: Some(7),
+        target: Some(std::sync::Arc::new(Class(7))),
         ..SaliencyConfig::default()
     };
     let e = vanilla_gradient(&model, &square(1), &cfg)
@@ -305,7 +326,7 @@ fn a_class_without_positive_evidence_gives_an_all_zero_map() {
             &model,
             &square(1),
             layer,
-            &[2],
+            &classes(&[2]),
             method(name).unwrap().as_ref(),
         )
         .unwrap()
@@ -324,7 +345,7 @@ fn layers_and_models_without_maps_are_rejected() {
         &model,
         &square(1),
         gap,
-        &[0],
+        &classes(&[0]),
         method("gradcam").unwrap().as_ref(),
     )
     .unwrap_err()
@@ -361,7 +382,7 @@ fn layers_and_models_without_maps_are_rejected() {
         &model,
         &Tensor::zeros(&[2, 1, S, S]),
         layer,
-        &[0],
+        &classes(&[0]),
         method("gradcam").unwrap().as_ref(),
     )
     .unwrap_err()
@@ -488,7 +509,7 @@ fn randomising_the_top_layers_changes_the_gradcam_map() {
     let g = method("gradcam").unwrap();
     let cam_of = |m: &Model| {
         let layer = m.layer("mix").unwrap().value;
-        compute_cams(m, &x, layer, &[0], g.as_ref())
+        compute_cams(m, &x, layer, &classes(&[0]), g.as_ref())
             .unwrap()
             .remove(0)
             .normalized(S, S)
@@ -520,7 +541,7 @@ fn integrated_gradients_are_complete() {
     let x = square(3);
     for target in [0, 1] {
         let cfg = SaliencyConfig {
-            target: Some(target),
+            target: Some(std::sync::Arc::new(Class(target))),
             steps: 64,
             batch_size: 10,
             ..SaliencyConfig::default()
@@ -540,7 +561,7 @@ fn integrated_gradients_are_complete() {
     }
     // The same with one image per pass.
     let cfg = SaliencyConfig {
-        target: Some(0),
+        target: Some(std::sync::Arc::new(Class(0))),
         steps: 8,
         ..SaliencyConfig::default()
     };
@@ -556,7 +577,7 @@ fn smoothgrad_is_seeded_and_independent_of_the_batch_size() {
     let model = toy(Head::Logits);
     let x = square(3);
     let cfg = SaliencyConfig {
-        target: Some(0),
+        target: Some(std::sync::Arc::new(Class(0))),
         samples: 12,
         batch_size: 5,
         seed: 3,
@@ -584,14 +605,14 @@ fn every_saliency_method_runs_and_points_at_the_square() {
     let model = toy(Head::Softmax);
     let x = square(1);
     let cfg = SaliencyConfig {
-        target: Some(0),
+        target: Some(std::sync::Arc::new(Class(0))),
         samples: 8,
         steps: 16,
         ..SaliencyConfig::default()
     };
     for &name in saliency_method_names() {
         let s = compute_saliency(&model, &x, name, &cfg).unwrap();
-        assert_eq!((s.target, s.map.len()), (0, S * S), "{name}");
+        assert_eq!((s.class, s.map.len()), (Some(0), S * S), "{name}");
         assert!(s.map.iter().all(|v| v.is_finite() && *v >= 0.0), "{name}");
         let n = s.normalized();
         assert!(
@@ -688,7 +709,7 @@ fn efficientnet_sees_the_cat_and_gradcam_points_at_it() {
     );
     let g = method("gradcam").unwrap();
     let t0 = Instant::now();
-    let cam = compute_cams(&model, &x, layer.value, &[285], g.as_ref())
+    let cam = compute_cams(&model, &x, layer.value, &classes(&[285]), g.as_ref())
         .unwrap()
         .remove(0);
     let t1 = t0.elapsed();
@@ -697,7 +718,7 @@ fn efficientnet_sees_the_cat_and_gradcam_points_at_it() {
         &model,
         &x,
         layer.value,
-        &[281, 282, 285, 287, 552],
+        &classes(&[281, 282, 285, 287, 552]),
         g.as_ref(),
     )
     .unwrap();
@@ -736,14 +757,14 @@ fn vgg16_ends_in_softmax_and_is_explained_through_its_logits() {
         &model,
         &x,
         layer.value,
-        &[0, 3],
+        &classes(&[0, 3]),
         method("gradcam").unwrap().as_ref(),
     )
     .unwrap();
     assert_eq!((cams[0].height, cams[0].width), (7, 7));
     // Guided Grad-CAM in the NHWC layout.
     let cfg = SaliencyConfig {
-        target: Some(0),
+        target: Some(std::sync::Arc::new(Class(0))),
         layer: Some(layer.value),
         ..SaliencyConfig::default()
     };
@@ -783,8 +804,14 @@ fn compare_with_pytorch_grad_cam(methods: &[&str]) {
             .map(|r| r["target"].as_u64().unwrap() as usize)
             .collect();
         let t0 = Instant::now();
-        let cams =
-            compute_cams(&model, &x, layer, &targets, method(name).unwrap().as_ref()).unwrap();
+        let cams = compute_cams(
+            &model,
+            &x,
+            layer,
+            &classes(&targets),
+            method(name).unwrap().as_ref(),
+        )
+        .unwrap();
         let dt = t0.elapsed();
         for (cam, rec) in cams.iter().zip(recs) {
             let want: Vec<f32> = rec["cam"]
@@ -840,4 +867,78 @@ fn efficientnet_cams_match_pytorch_grad_cam() {
 #[ignore]
 fn efficientnet_scorecam_matches_pytorch_grad_cam() {
     compare_with_pytorch_grad_cam(&["scorecam"]);
+}
+
+#[test]
+fn targets_beyond_one_class_explain_any_scalar() {
+    use convscope_methods::target::{Classes, OutputElement, TargetRef};
+    use std::sync::Arc;
+    let model = toy(Head::Logits);
+    let x = square(4);
+    let layer = model.layer("pool").unwrap().value;
+    // Grad-CAM of an element of the output value itself equals Grad-CAM of that class.
+    let element: TargetRef = Arc::new(OutputElement {
+        value: "y".into(),
+        index: 0,
+    });
+    for name in ["gradcam", "scorecam", "ablationcam", "layercam"] {
+        let m = method(name).unwrap();
+        let by_class = compute_cams(&model, &x, layer, &classes(&[0]), m.as_ref()).unwrap();
+        let by_value = compute_cams(
+            &model,
+            &x,
+            layer,
+            std::slice::from_ref(&element),
+            m.as_ref(),
+        )
+        .unwrap();
+        assert_eq!(by_class[0].raw, by_value[0].raw, "{name}");
+        assert_eq!(by_value[0].class, None);
+        assert_eq!(by_value[0].target, "y[0]");
+    }
+    // HiRes-CAM is linear in the gradient (no ReLU of weights, the map before its ReLU is
+    // Σ g·A): the map of classes {0, 1} is relu(m0 + m1) where m0 and m1 are the maps before
+    // the ReLU. Class 0 and class 1 see disjoint evidence (bright square, dark background), so
+    // each map is its own pre-ReLU map where it is positive.
+    let m = method("hirescam").unwrap();
+    let both: TargetRef = Arc::new(Classes(vec![0, 1]));
+    let sum = compute_cams(&model, &x, layer, &[both], m.as_ref()).unwrap();
+    let single = compute_cams(&model, &x, layer, &classes(&[0, 1]), m.as_ref()).unwrap();
+    assert_eq!(sum[0].target, "0+1");
+    let s: f32 = sum[0].raw.iter().sum();
+    let parts: f32 = single.iter().flat_map(|c| c.raw.iter()).sum();
+    assert!(
+        (s - parts).abs() <= 1e-4 * parts.abs().max(1.0),
+        "{s} vs {parts}"
+    );
+    // A hidden value as the target: one unit of the pooled map, explained at the conv layer.
+    let conv = model.layer("conv").unwrap().value;
+    let unit: TargetRef = Arc::new(OutputElement {
+        value: "p".into(),
+        index: 2 * 8 + 3,
+    });
+    let cams = compute_cams(
+        &model,
+        &x,
+        conv,
+        &[unit],
+        method("gradcam").unwrap().as_ref(),
+    );
+    let cams = cams.unwrap();
+    assert!(cams[0].score > 0.0);
+    // Out-of-range elements name the value and its size.
+    let bad: TargetRef = Arc::new(OutputElement {
+        value: "y".into(),
+        index: 3,
+    });
+    let e = compute_cams(
+        &model,
+        &x,
+        layer,
+        &[bad],
+        method("gradcam").unwrap().as_ref(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("'y' holds 3 values"), "{e}");
 }

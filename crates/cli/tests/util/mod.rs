@@ -167,6 +167,31 @@ pub fn list(dir: &Path) -> Vec<String> {
     v
 }
 
+/// The files a run wrote into an output folder it owns: every entry of `dir` but the
+/// `.convscope-files` manifest, after checking that the manifest lists exactly those entries
+/// (so the next run in the folder replaces this run's whole set).
+pub fn outputs(dir: &Path) -> Vec<String> {
+    let all = list(dir);
+    let manifest: Vec<String> = serde_json::from_slice(
+        &std::fs::read(dir.join(".convscope-files"))
+            .unwrap_or_else(|e| panic!("{} has no .convscope-files: {e}", dir.display())),
+    )
+    .expect("the manifest is a JSON list of names");
+    let mut listed = manifest.clone();
+    listed.sort();
+    let rest: Vec<String> = all
+        .into_iter()
+        .filter(|f| f != ".convscope-files")
+        .collect();
+    assert_eq!(
+        listed,
+        rest,
+        "the manifest of {} lists what is there",
+        dir.display()
+    );
+    rest
+}
+
 /// Reads and parses a JSON file.
 pub fn read_json(path: &Path) -> serde_json::Value {
     let text =
