@@ -125,3 +125,66 @@ unsafe impl GlobalAlloc for GuardedAlloc {
         CachingAlloc.dealloc(ptr, layout)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    /// In a child process (this test binary run again), allocating past the ceiling ends the
+    /// process with one error line and exit code 2 instead of an abort, and removes the staging
+    /// folders of the run.
+    #[test]
+    fn allocation_past_the_ceiling_is_one_error_line_and_exit_2() {
+        if std::env::var_os("CONVSCOPE_ALLOC_CHILD").is_some() {
+            let dir = std::env::temp_dir().join(format!("convscope-alloc-{}", std::process::id()));
+            let out = convscope::output::OutputDir::create(&dir).unwrap();
+            std::fs::write(dir.join("staged-marker"), dir.display().to_string()).unwrap();
+            super::set_limit(1 << 20);
+            let v = vec![1u8; 512 << 20];
+            println!("allocated {} bytes", v.len());
+            drop(out);
+            return;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let o = Command::new(exe)
+            .args([
+                "--exact",
+                "alloc::tests::allocation_past_the_ceiling_is_one_error_line_and_exit_2",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env("CONVSCOPE_ALLOC_CHILD", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "stderr: {stderr}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert!(errors[0].contains("out of memory") && errors[0].contains("--memory-limit"));
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("allocated"));
+        // The child's output folder has no staging folder left.
+        let marker_dirs: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("convscope-alloc-")
+            })
+            .collect();
+        for d in marker_dirs {
+            let left: Vec<_> = std::fs::read_dir(d.path())
+                .unwrap()
+                .flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(".convscope-staging-")
+                })
+                .collect();
+            assert!(left.is_empty(), "{:?}", d.path());
+            let _ = std::fs::remove_dir_all(d.path());
+        }
+    }
+}

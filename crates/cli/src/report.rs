@@ -81,9 +81,10 @@ pub(crate) fn run_report(args: ReportArgs) -> Result<()> {
 
 pub(crate) fn run_demo(args: DemoArgs) -> Result<()> {
     let model = Model::demo()?;
-    let (scene, boxes) = convscope::demo_scene();
-    let input = model.input(&scene)?.with_source("the demo scene");
-    let size = scene.size();
+    let scene = convscope::demo_scene();
+    let boxes = scene.caption();
+    let input = model.input(&scene.image)?.with_source("the demo scene");
+    let size = scene.image.size();
     let filter_layers: Vec<String> = model
         .layers()
         .iter()

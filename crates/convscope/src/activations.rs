@@ -22,6 +22,15 @@ pub struct ActivationsConfig {
     pub layers: Option<String>,
 }
 
+impl ActivationsConfig {
+    /// The layers selected by `spec` (names, indices, ranges, globs, `all`).
+    pub fn layers(spec: &str) -> ActivationsConfig {
+        ActivationsConfig {
+            layers: Some(spec.to_string()),
+        }
+    }
+}
+
 /// How activation grids are drawn and which files are written.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GridStyle {
@@ -71,10 +80,10 @@ impl GridStyle {
 /// use convscope::prelude::*;
 ///
 /// let model = Model::demo()?;
-/// let (scene, _) = convscope::demo_scene();
+/// let scene = convscope::demo_scene().image;
 /// let acts = model.activations(&scene, &ActivationsConfig::default())?;
 /// let first = &acts.layers()[0];
-/// let grid = acts.grid(0, &GridStyle::default())?.expect("a spatial map");
+/// let grid = acts.grid(0, &GridStyle::default())?;
 /// assert!(grid.size().width >= 16 * 48);
 /// assert!(first.stats.channels > 0);
 /// # Ok::<(), convscope::Error>(())
@@ -151,12 +160,16 @@ impl Activations {
     }
 
     /// Layer `i`'s grid of every channel (each standardised as the walk-through does,
-    /// `(x − mean)/std·64 + 128`, clipped); `None` when the layer is not a spatial map.
-    pub fn grid(&self, i: usize, style: &GridStyle) -> Result<Option<Picture>> {
+    /// `(x − mean)/std·64 + 128`, clipped); an error when the layer is not a spatial map.
+    pub fn grid(&self, i: usize, style: &GridStyle) -> Result<Picture> {
         style.validate()?;
         let a = self.layer(i)?;
         let Some((c, h, w)) = a.spatial() else {
-            return Ok(None);
+            return Err(Error::Config(format!(
+                "'{}' has no spatial feature map to draw (shape {:?})",
+                a.selected.label,
+                a.values.shape()
+            )));
         };
         let planar = Planar::new(c, h, w, a.values.data()[..c * h * w].to_vec())?;
         let cfg = GridConfig {
@@ -166,7 +179,7 @@ impl Activations {
             title: Some(format!("{}  {c}x{h}x{w}", a.selected.label)),
             ..GridConfig::default()
         };
-        Ok(Some(Picture::new(channel_grid(&planar, &cfg)?)))
+        Ok(Picture::new(channel_grid(&planar, &cfg)?))
     }
 
     /// Channel `k` of layer `i` alone, large (longer side `side` pixels), with a colour bar.
@@ -242,7 +255,8 @@ impl Activations {
         let a = self.layer(i)?;
         let stem = format!("{prefix}{i:02}_{}", file_stem(&a.selected.label));
         let mut written = LayerFiles::default();
-        if let Some(grid) = self.grid(i, style)? {
+        if a.spatial().is_some() {
+            let grid = self.grid(i, style)?;
             let name = format!("{stem}.png");
             sink.put(&name, &grid.png_bytes()?)?;
             written.files.push(name.clone());

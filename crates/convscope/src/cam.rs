@@ -54,7 +54,7 @@ impl OverlayStyle {
 /// use convscope::prelude::*;
 ///
 /// let model = Model::demo()?;
-/// let (scene, _) = convscope::demo_scene();
+/// let scene = convscope::demo_scene().image;
 /// let cam = model.gradcam(&scene, Class(0))?;
 /// assert_eq!(cam.class(), Some(0));
 /// let heat = cam.heatmap(Colormap::Jet)?;

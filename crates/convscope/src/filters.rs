@@ -109,6 +109,14 @@ impl Default for FiltersConfig {
 }
 
 impl FiltersConfig {
+    /// The walk-through's options for the first `n` filters.
+    pub fn first(n: usize) -> FiltersConfig {
+        FiltersConfig {
+            filters: FilterSet::First(n),
+            ..FiltersConfig::default()
+        }
+    }
+
     /// Checks that every number means something, naming the option that does not.
     pub fn validate(&self) -> Result<()> {
         let finite = |v: f32, name: &str, lo: f32, strict: bool| -> Result<()> {

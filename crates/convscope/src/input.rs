@@ -52,6 +52,34 @@ impl Default for InputConfig {
 }
 
 impl InputConfig {
+    /// torchvision's ImageNet evaluation transform: the shorter side resized to the model's
+    /// size, the centre cropped, ImageNet mean and standard deviation.
+    pub fn imagenet() -> InputConfig {
+        InputConfig {
+            crop: true,
+            preprocess: Preprocess::Imagenet,
+            ..InputConfig::default()
+        }
+    }
+
+    /// These options with another pixel normalisation.
+    pub fn with_preprocess(mut self, preprocess: Preprocess) -> InputConfig {
+        self.preprocess = preprocess;
+        self
+    }
+
+    /// These options with (or without) the centre crop.
+    pub fn with_crop(mut self, crop: bool) -> InputConfig {
+        self.crop = crop;
+        self
+    }
+
+    /// These options at another input size.
+    pub fn with_size(mut self, size: Size) -> InputConfig {
+        self.size = Some(size);
+        self
+    }
+
     /// Checks the options: a size within limits, finite normalisation with no zero deviation.
     pub fn validate(&self) -> Result<()> {
         if let Some(s) = self.size {

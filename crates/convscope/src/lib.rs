@@ -10,23 +10,14 @@
 //! ```no_run
 //! use convscope::prelude::*;
 //!
-//! let model = Model::load("efficientnet_lite0.onnx")?.with_input(InputConfig {
-//!     crop: true,
-//!     preprocess: Preprocess::Imagenet,
-//!     ..InputConfig::default()
-//! });
-//! let image = Image::open("cat.jpg")?;
-//!
-//! // Where is the evidence for class 285 (Egyptian cat)?
-//! model.gradcam(&image, Class(285))?.overlay(&image)?.save("cam.png")?;
-//!
-//! // Every channel of one layer.
-//! let acts = model.activations(&image, &ActivationsConfig { layers: Some("_conv_stem".into()) })?;
-//! acts.grid(0, &GridStyle::default())?.unwrap().save("stem.png")?;
-//!
-//! // What the first 16 filters of a layer respond to.
-//! let filters = FiltersConfig { filters: FilterSet::First(16), ..FiltersConfig::default() };
-//! model.filters("_conv_stem", &filters)?.picture(&TileStyle::default())?.save("filters.png")?;
+//! let model = Model::load("efficientnet_lite0.onnx")?.with_input(InputConfig::imagenet());
+//! let image = Image::open("chelsea.png")?;
+//! let top = model.predict(&image)?.best();
+//! model.gradcam(&image, Class(top))?.overlay(&image)?.save("cam.png")?;
+//! let acts = model.activations(&image, &ActivationsConfig::layers("0"))?;
+//! acts.grid(0, &GridStyle::default())?.save("stem.png")?;
+//! let filters = model.filters("0", &FiltersConfig::first(16))?;
+//! filters.picture(&TileStyle::default())?.save("filters.png")?;
 //! # Ok::<(), convscope::Error>(())
 //! ```
 //!
@@ -36,7 +27,7 @@
 //! use convscope::prelude::*;
 //!
 //! let model = Model::demo()?;
-//! let (scene, _) = convscope::demo_scene();
+//! let scene = convscope::demo_scene().image;
 //! let prediction = model.predict(&scene)?;
 //! let (class, label, p) = &prediction.top(1)[0];
 //! let cam = model.gradcam(&scene, Class(*class))?;
@@ -84,7 +75,7 @@ pub use error::{Error, Result};
 pub use filters::{FilterGrid, FilterSet, FiltersConfig, Optimizer, TileStyle};
 pub use input::{Input, InputConfig, Preprocess, ResizeFilter, ToInput};
 pub use labels::Labels;
-pub use model::{demo_scene, Model, Predictions};
+pub use model::{demo_scene, DemoScene, Model, Predictions};
 pub use picture::{Image, Picture, Region};
 pub use saliency::{SaliencyConfig, SaliencyMap};
 pub use size::{Size, MAX_SIDE};

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::filters::{FilterGrid, FiltersConfig};
 use crate::input::{Input, InputConfig, ToInput};
 use crate::labels::Labels;
-use crate::picture::Image;
+use crate::picture::{Image, Region};
 use crate::progress::{NoProgress, Progress};
 use crate::saliency::{SaliencyConfig, SaliencyMap};
 use crate::size::Size;
@@ -30,7 +30,7 @@ use crate::summary::SummaryDoc;
 /// use convscope::prelude::*;
 ///
 /// let model = Model::demo()?; // the embedded demo CNN: no files needed
-/// let (scene, _) = convscope::demo_scene();
+/// let scene = convscope::demo_scene().image;
 /// let top = model.predict(&scene)?;
 /// assert_eq!(top.classes(), 4);
 /// let cam = model.gradcam(&scene, Class(top.best()))?;
@@ -430,14 +430,59 @@ impl Predictions {
     }
 }
 
-/// The embedded demo scene (one shape of each class) and a caption saying where each is.
-pub fn demo_scene() -> (Image, String) {
+/// The embedded demo scene: one shape of each class of [`Model::demo`].
+#[derive(Clone, Debug)]
+pub struct DemoScene {
+    /// The picture (160×160).
+    pub image: Image,
+    /// Each class's name and the box of its shape, in class order.
+    pub shapes: Vec<(String, Region)>,
+}
+
+impl DemoScene {
+    /// Where each shape is, e.g. `circle at x 10..50, y 20..60; ...`.
+    pub fn caption(&self) -> String {
+        let parts: Vec<String> = self
+            .shapes
+            .iter()
+            .map(|(c, r)| {
+                format!(
+                    "{c} at x {}..{}, y {}..{}",
+                    r.x,
+                    r.x + r.width,
+                    r.y,
+                    r.y + r.height
+                )
+            })
+            .collect();
+        parts.join("; ")
+    }
+}
+
+/// The embedded demo scene (see [`DemoScene`]).
+///
+/// ```
+/// let scene = convscope::demo_scene();
+/// assert_eq!(scene.shapes.len(), 4);
+/// assert!(scene.caption().starts_with("circle at x "));
+/// ```
+pub fn demo_scene() -> DemoScene {
     let (pixels, w, h, boxes) = convscope_demo::demo_scene();
     let image = Image::from_rgb8(Size::new(w, h), &pixels).expect("the scene has w·h·3 bytes");
-    let text: Vec<String> = boxes
+    let shapes = boxes
         .iter()
         .zip(convscope_demo::CLASSES)
-        .map(|(b, c)| format!("{c} at x {}..{}, y {}..{}", b.x0, b.x1, b.y0, b.y1))
+        .map(|(b, c)| {
+            (
+                c.to_string(),
+                Region {
+                    x: b.x0,
+                    y: b.y0,
+                    width: b.x1 - b.x0,
+                    height: b.y1 - b.y0,
+                },
+            )
+        })
         .collect();
-    (image, text.join("; "))
+    DemoScene { image, shapes }
 }

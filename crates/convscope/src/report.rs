@@ -79,7 +79,7 @@ pub fn default_filter_layers(model: &Model) -> Vec<String> {
 /// use convscope::report::{write_report, ReportConfig};
 ///
 /// let model = Model::demo()?;
-/// let (scene, _) = convscope::demo_scene();
+/// let scene = convscope::demo_scene().image;
 /// let input = model.input(&scene)?;
 /// let cfg = ReportConfig { filters: Some(2), filter_size: 32, steps: 3, top: 1, ..ReportConfig::default() };
 /// let mut files = Files::default();

@@ -88,7 +88,7 @@ impl SaliencyConfig {
 /// use convscope::prelude::*;
 ///
 /// let model = Model::demo()?;
-/// let (scene, _) = convscope::demo_scene();
+/// let scene = convscope::demo_scene().image;
 /// let map = model.saliency(&scene, &SaliencyConfig::default())?;
 /// assert_eq!(map.picture(Colormap::Inferno)?.size(), Size::square(160));
 /// # Ok::<(), convscope::Error>(())
