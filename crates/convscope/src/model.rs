@@ -331,8 +331,22 @@ impl Model {
 
     /// An upper bound of the bytes a taped pass of one image of `size` up to `wanted` keeps,
     /// from a probe pass at a small size scaled by area (feature maps grow with the input's
-    /// area). `None` when the input is small (no check needed) or the probe cannot run.
-    pub(crate) fn estimate_pass_bytes(&self, size: Size, wanted: &[ValueId]) -> Option<u64> {
+    /// area), plus the kernels' per-layer caches (four times the weights). `None` when the input is small (at most 128 pixels a side: no check needed) or
+    /// the probe cannot run.
+    ///
+    /// ```
+    /// use convscope::prelude::*;
+    ///
+    /// let model = Model::demo()?;
+    /// let values: Vec<_> = model.layers().iter().map(|l| l.value).collect();
+    /// let small = model.estimate_pass_bytes(Size::square(256), &values).unwrap();
+    /// let large = model.estimate_pass_bytes(Size::square(512), &values).unwrap();
+    /// let caches = 16 * model.engine().parameter_count() as u64; // weights and their caches
+    /// assert_eq!((large - caches) / 4, small - caches); // four times the area, four times the values
+    /// assert!(model.estimate_pass_bytes(Size::square(64), &values).is_none());
+    /// # Ok::<(), convscope::Error>(())
+    /// ```
+    pub fn estimate_pass_bytes(&self, size: Size, wanted: &[ValueId]) -> Option<u64> {
         const PROBE: usize = 64;
         if size.width.max(size.height) <= 2 * PROBE {
             return None;
@@ -351,7 +365,10 @@ impl Model {
                 .map(|t| t.memory_bytes() as u64)
                 .max()?,
         };
-        Some((bytes as f64 * size.area() as f64 / probe.area() as f64) as u64)
+        // Kernels keep per-layer caches that do not grow with the input: Winograd's transformed
+        // weights are 36/9 = 4 times a 3×3 layer's weights (VGG16: 230 MB at any size).
+        let caches = 4 * 4 * self.engine.parameter_count() as u64;
+        Some((bytes as f64 * size.area() as f64 / probe.area() as f64) as u64 + caches)
     }
 
     /// Checks values that will be shown; on NaN or infinity, finds where it first appears.
