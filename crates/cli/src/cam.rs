@@ -35,8 +35,8 @@ pub(crate) struct CamArgs {
     /// Layer: `auto` (the last spatial feature map before the classifier) or any layer name.
     #[arg(long, default_value = "auto")]
     pub layer: String,
-    /// Method: gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, scorecam, ablationcam.
-    #[arg(long, default_value = "gradcam")]
+    /// The class activation map method.
+    #[arg(long, default_value = "gradcam", value_parser = cam_methods(), ignore_case = true)]
     pub method: String,
     /// Heatmap weight in the overlay (heatmap·alpha + image, rescaled).
     #[arg(long, default_value_t = 0.4, value_parser = finite)]
@@ -52,6 +52,18 @@ pub(crate) struct CamArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// `--method` choices of `cam`, from the methods' registry.
+fn cam_methods() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(method_names())
+}
+
+/// `--method` choices of `saliency`, from the methods' registry, and `all`.
+fn saliency_methods() -> clap::builder::PossibleValuesParser {
+    let mut names = saliency_method_names();
+    names.push("all");
+    clap::builder::PossibleValuesParser::new(names)
 }
 
 /// Resolves `--class` items: indices, label names, and `a+b` sums of either.
@@ -91,13 +103,6 @@ pub(crate) fn run(args: CamArgs) -> Result<()> {
     };
     style.validate()?;
     let method = args.method.to_ascii_lowercase();
-    if !method_names().contains(&method.as_str()) {
-        bail!(
-            "unknown method '{}'; methods: {}",
-            args.method,
-            method_names().join(", ")
-        );
-    }
     let model = open_model(&args.model, &args.run, args.input_args.config())?;
     let model = with_labels(model, args.labels.as_ref())?;
     let input = model.input(&args.input)?;
@@ -171,10 +176,9 @@ pub(crate) struct SaliencyArgs {
     pub input: PathBuf,
     #[command(flatten)]
     pub input_args: InputArgs,
-    /// Methods (comma-separated or `all`): gradient, smoothgrad, integrated-gradients,
-    /// guided-backprop, guided-gradcam.
-    #[arg(long, default_value = "gradient")]
-    pub method: String,
+    /// Saliency methods, comma-separated, or `all`.
+    #[arg(long, default_value = "gradient", value_delimiter = ',', value_parser = saliency_methods(), ignore_case = true)]
+    pub method: Vec<String>,
     /// Target class index (default: the most probable class).
     #[arg(long = "class")]
     pub class: Option<usize>,
@@ -211,17 +215,13 @@ pub(crate) struct SaliencyArgs {
 
 pub(crate) fn run_saliency(args: SaliencyArgs) -> Result<()> {
     let start = Instant::now();
-    let names: Vec<String> = if args.method == "all" {
+    let names: Vec<String> = if args.method.iter().any(|m| m == "all") {
         saliency_method_names()
             .iter()
             .map(|s| s.to_string())
             .collect()
     } else {
-        args.method
-            .split(',')
-            .map(|s| s.trim().to_ascii_lowercase())
-            .filter(|s| !s.is_empty())
-            .collect()
+        args.method.iter().map(|m| m.to_ascii_lowercase()).collect()
     };
     let base = SaliencyConfig {
         target: args.class.map(|c| Arc::new(Class(c)) as TargetRef),

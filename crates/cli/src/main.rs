@@ -113,12 +113,21 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => {
-            // One line, as for every other error (clap adds usage hints on further lines).
+            // One line, as for every other error: clap's first line, plus the valid values and
+            // a close match when it lists them on further lines (its usage hints are dropped).
             let text = e.render().to_string();
-            eprintln!(
-                "{}",
-                text.lines().next().unwrap_or("error: invalid arguments")
-            );
+            let mut line = text
+                .lines()
+                .next()
+                .unwrap_or("error: invalid arguments")
+                .to_string();
+            for extra in text.lines().skip(1).map(str::trim) {
+                if extra.starts_with("[possible values:") || extra.starts_with("tip: a similar") {
+                    line.push(' ');
+                    line.push_str(extra);
+                }
+            }
+            eprintln!("{line}");
             return ExitCode::from(2);
         }
     };

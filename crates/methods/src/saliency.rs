@@ -111,15 +111,21 @@ impl Saliency {
     }
 }
 
+/// A saliency method's entry point.
+type SaliencyFn = fn(&Model, &Tensor, &SaliencyConfig) -> Result<Saliency>;
+
+/// The registry: every method's name and function, the one list of names.
+const REGISTRY: &[(&str, SaliencyFn)] = &[
+    ("gradient", vanilla_gradient),
+    ("smoothgrad", smooth_grad),
+    ("integrated-gradients", integrated_gradients),
+    ("guided-backprop", guided_backprop),
+    ("guided-gradcam", guided_gradcam),
+];
+
 /// Registry names of the saliency methods, for [`compute_saliency`].
-pub fn saliency_method_names() -> &'static [&'static str] {
-    &[
-        "gradient",
-        "smoothgrad",
-        "integrated-gradients",
-        "guided-backprop",
-        "guided-gradcam",
-    ]
+pub fn saliency_method_names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|(name, _)| *name).collect()
 }
 
 /// Runs the saliency method called `name` (see [`saliency_method_names`]).
@@ -129,17 +135,14 @@ pub fn compute_saliency(
     name: &str,
     cfg: &SaliencyConfig,
 ) -> Result<Saliency> {
-    match name.to_ascii_lowercase().as_str() {
-        "gradient" => vanilla_gradient(model, input, cfg),
-        "smoothgrad" => smooth_grad(model, input, cfg),
-        "integrated-gradients" => integrated_gradients(model, input, cfg),
-        "guided-backprop" => guided_backprop(model, input, cfg),
-        "guided-gradcam" => guided_gradcam(model, input, cfg),
-        _ => Err(Error::Config(format!(
+    let lower = name.to_ascii_lowercase();
+    let (_, run) = REGISTRY.iter().find(|(n, _)| *n == lower).ok_or_else(|| {
+        Error::Config(format!(
             "unknown saliency method '{name}'; valid methods: {}",
             saliency_method_names().join(", ")
-        ))),
-    }
+        ))
+    })?;
+    run(model, input, cfg)
 }
 
 /// Memory the tapes of one batched pass may take (forward values and their gradients).

@@ -136,7 +136,7 @@ fn every_method_finds_the_square_and_follows_it() {
     let model = toy(Head::Logits);
     let layer = model.layer("pool").expect("pool layer").value;
     assert_eq!(auto_layer(&model, &square(1)).unwrap().name, "pool");
-    for &name in method_names() {
+    for name in method_names() {
         let m = method(name).unwrap();
         for (col, left) in [(1usize, true), (10, false)] {
             let cams =
@@ -610,7 +610,7 @@ fn every_saliency_method_runs_and_points_at_the_square() {
         steps: 16,
         ..SaliencyConfig::default()
     };
-    for &name in saliency_method_names() {
+    for name in saliency_method_names() {
         let s = compute_saliency(&model, &x, name, &cfg).unwrap();
         assert_eq!((s.class, s.map.len()), (Some(0), S * S), "{name}");
         assert!(s.map.iter().all(|v| v.is_finite() && *v >= 0.0), "{name}");

@@ -368,38 +368,38 @@ pub(crate) fn argmax(v: &[f32]) -> usize {
         .0
 }
 
+/// The registry: every method's name and constructor, in the order of pytorch-grad-cam's
+/// README. The one list of method names ([`method_names`], [`method`] and the command line's
+/// choices all read it).
+const REGISTRY: &[(&str, fn() -> Box<dyn CamMethod>)] = &[
+    ("gradcam", || Box::new(GradCam)),
+    ("gradcam++", || Box::new(GradCamPlusPlus)),
+    ("xgradcam", || Box::new(XGradCam)),
+    ("layercam", || Box::new(LayerCam)),
+    ("hirescam", || Box::new(HiResCam)),
+    ("eigencam", || Box::new(EigenCam)),
+    ("scorecam", || Box::new(ScoreCam)),
+    ("ablationcam", || Box::new(AblationCam)),
+];
+
 /// The registry names of the methods, in the order of pytorch-grad-cam's README.
-pub fn method_names() -> &'static [&'static str] {
-    &[
-        "gradcam",
-        "gradcam++",
-        "xgradcam",
-        "layercam",
-        "hirescam",
-        "eigencam",
-        "scorecam",
-        "ablationcam",
-    ]
+pub fn method_names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|(name, _)| *name).collect()
 }
 
 /// The method called `name` (case-insensitive; see [`method_names`]).
 pub fn method(name: &str) -> Result<Box<dyn CamMethod>> {
-    Ok(match name.to_ascii_lowercase().as_str() {
-        "gradcam" => Box::new(GradCam),
-        "gradcam++" => Box::new(GradCamPlusPlus),
-        "xgradcam" => Box::new(XGradCam),
-        "layercam" => Box::new(LayerCam),
-        "hirescam" => Box::new(HiResCam),
-        "eigencam" => Box::new(EigenCam),
-        "scorecam" => Box::new(ScoreCam),
-        "ablationcam" => Box::new(AblationCam),
-        _ => {
-            return Err(Error::Config(format!(
+    let lower = name.to_ascii_lowercase();
+    REGISTRY
+        .iter()
+        .find(|(n, _)| *n == lower)
+        .map(|(_, make)| make())
+        .ok_or_else(|| {
+            Error::Config(format!(
                 "unknown CAM method '{name}'; valid methods: {}",
                 method_names().join(", ")
-            )))
-        }
-    })
+            ))
+        })
 }
 
 /// The last layer with a spatial feature map (height and width > 1) for `input`: the usual
@@ -698,7 +698,7 @@ mod tests {
 
     #[test]
     fn registry_knows_every_name() {
-        for &n in method_names() {
+        for n in method_names() {
             assert_eq!(method(n).unwrap().name(), n);
         }
         let e = method("gradcam+++").err().unwrap().to_string();
