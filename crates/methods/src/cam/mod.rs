@@ -368,10 +368,13 @@ pub(crate) fn argmax(v: &[f32]) -> usize {
         .0
 }
 
+/// Builds one method.
+type MakeMethod = fn() -> Box<dyn CamMethod>;
+
 /// The registry: every method's name and constructor, in the order of pytorch-grad-cam's
 /// README. The one list of method names ([`method_names`], [`method`] and the command line's
 /// choices all read it).
-const REGISTRY: &[(&str, fn() -> Box<dyn CamMethod>)] = &[
+const REGISTRY: &[(&str, MakeMethod)] = &[
     ("gradcam", || Box::new(GradCam)),
     ("gradcam++", || Box::new(GradCamPlusPlus)),
     ("xgradcam", || Box::new(XGradCam)),
