@@ -121,7 +121,7 @@ pub(crate) fn run_report(args: ReportArgs) -> Result<()> {
 }
 
 pub(crate) fn run_demo(args: DemoArgs) -> Result<()> {
-    let model = convscope_demo::demo_model()?;
+    let model = Model::from_bytes(convscope_demo::demo_model_bytes())?;
     let (pixels, w, h, boxes) = convscope_demo::demo_scene();
     let image = convscope_image::from_rgb8(w, h, &pixels)?;
     let cfg = InputConfig {
