@@ -8,6 +8,7 @@ use convscope_demo::{
 };
 use convscope_demo_train::{demo_model, image_tensor};
 use convscope_engine::{Model, Tensor, ValueId};
+use convscope_test_support::argmax;
 
 /// Seeds of the test scenes: neither the training (20 240 601) nor the held-out stream.
 const ACCURACY_SEED: u64 = 4_242_424;
@@ -83,7 +84,7 @@ fn embedded_model_classifies_fresh_scenes() {
         assert_eq!(probs.shape(), &[chunk.len(), 4]);
         for (s, p) in chunk.iter().zip(probs.data().chunks(4)) {
             assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
-            let best = (0..4).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
+            let best = argmax(p);
             confusion[s.class.index()][best] += 1;
             correct += usize::from(best == s.class.index());
         }
@@ -154,7 +155,7 @@ fn upsample(map: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
 
 /// `(x, y)` of the largest value (the first one on ties).
 fn peak(map: &[f32], w: usize) -> (usize, usize) {
-    let i = (0..map.len()).fold(0, |b, i| if map[i] > map[b] { i } else { b });
+    let i = argmax(map);
     (i % w, i / w)
 }
 

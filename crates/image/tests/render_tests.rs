@@ -6,73 +6,18 @@
 //! new pictures. On a mismatch the actual output is written to
 //! `tests/output/<name>.png` for inspection.
 
-use std::path::PathBuf;
-
 use convscope_image::font::draw_text;
 use convscope_image::overlay::gradcam_overlay;
 use convscope_image::{
     channel_grid, channel_large, tile_images, Colormap, GridConfig, Planar, RgbImage, RgbImageF32,
 };
+use convscope_test_support::Goldens;
 use image::Rgb;
 
-fn dir(sub: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join(sub)
-}
-
+/// Compares `img` with `tests/golden/<name>.png`; see [`Goldens`].
+#[track_caller]
 fn check_golden(name: &str, img: &RgbImage) {
-    let golden = dir("golden").join(format!("{name}.png"));
-    if std::env::var("CONVSCOPE_UPDATE_GOLDENS").as_deref() == Ok("1") {
-        std::fs::create_dir_all(dir("golden")).unwrap();
-        convscope_image::save_png(img, &golden).unwrap();
-        eprintln!("updated golden {}", golden.display());
-        return;
-    }
-    let write_actual = || {
-        std::fs::create_dir_all(dir("output")).unwrap();
-        let out = dir("output").join(format!("{name}.png"));
-        convscope_image::save_png(img, &out).unwrap();
-        out
-    };
-    let expected = match image::open(&golden) {
-        Ok(g) => g.to_rgb8(),
-        Err(e) => {
-            let out = write_actual();
-            panic!(
-                "golden {} unreadable ({e}); actual output written to {}. \
-                 Create goldens with CONVSCOPE_UPDATE_GOLDENS=1 cargo test -p convscope-image",
-                golden.display(),
-                out.display()
-            );
-        }
-    };
-    if expected.dimensions() != img.dimensions() {
-        let out = write_actual();
-        panic!(
-            "{name}: size {:?} differs from golden {:?}; actual output written to {}",
-            img.dimensions(),
-            expected.dimensions(),
-            out.display()
-        );
-    }
-    let diffs: Vec<(u32, u32)> = img
-        .enumerate_pixels()
-        .filter(|(x, y, p)| expected.get_pixel(*x, *y) != *p)
-        .map(|(x, y, _)| (x, y))
-        .collect();
-    if !diffs.is_empty() {
-        let out = write_actual();
-        let (x, y) = diffs[0];
-        panic!(
-            "{name}: {} pixels differ from golden (first at ({x},{y}): {:?} vs golden {:?}); \
-             actual output written to {}",
-            diffs.len(),
-            img.get_pixel(x, y).0,
-            expected.get_pixel(x, y).0,
-            out.display()
-        );
-    }
+    Goldens::of_crate(env!("CARGO_MANIFEST_DIR")).assert_image(&format!("{name}.png"), img);
 }
 
 /// Ten 6×8 synthetic activation channels with different structure.
