@@ -6,7 +6,7 @@
 //! new pictures. On a mismatch the actual output is written to
 //! `tests/output/<name>.png` for inspection.
 
-use convscope_image::font::draw_text;
+use convscope_image::font::{draw_text, text_height, text_width, LABEL_SIZE, TITLE_SIZE};
 use convscope_image::overlay::gradcam_overlay;
 use convscope_image::{
     channel_grid, channel_large, tile_images, Colormap, GridConfig, Planar, RgbImage, RgbImageF32,
@@ -146,13 +146,30 @@ fn golden_gradcam_overlay() {
     check_golden("gradcam_overlay", &both);
 }
 
+/// Printable ASCII and the few other characters the pictures use, at three sizes.
 #[test]
 fn golden_font_sheet() {
-    let mut img = RgbImage::from_pixel(2 + 32 * 12, 2 + 3 * 18, Rgb([255, 255, 255]));
-    let chars: Vec<char> = (32u8..=126).map(|b| b as char).collect();
-    for (row, chunk) in chars.chunks(32).enumerate() {
-        let line: String = chunk.iter().collect();
-        draw_text(&mut img, 2, 2 + row as u32 * 18, &line, [0, 0, 0], 2);
+    let mut lines: Vec<String> = (32u8..=126)
+        .map(|b| b as char)
+        .collect::<Vec<_>>()
+        .chunks(32)
+        .map(|c| c.iter().collect())
+        .collect();
+    lines.push("64\u{d7}240\u{d7}240  \u{2212}0.5  \u{e9}\u{b5}\u{3c3}  1.50e-5".into());
+    let sizes = [8.0, LABEL_SIZE, TITLE_SIZE];
+    let width = 4 + sizes
+        .iter()
+        .map(|&s| text_width(&lines[0], s))
+        .max()
+        .unwrap();
+    let height: u32 = 4 + sizes.iter().map(|&s| (text_height(s) + 2) * 4).sum::<u32>();
+    let mut img = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
+    let mut y = 2;
+    for size in sizes {
+        for line in &lines {
+            draw_text(&mut img, 2, y, line, [0, 0, 0], size);
+            y += text_height(size) + 2;
+        }
     }
     check_golden("font_sheet", &img);
 }
