@@ -10,7 +10,7 @@
 //!
 //! * [`shared`] finds a file in the `shared/` folder beside the repository (real models and
 //!   images): a missing file skips the test with a message, or fails it when `CI=true`;
-//!   [`reference`] and [`reference_json`] read the committed `tests/data/reference/` data.
+//!   [`reference()`] and [`reference_json`] read the committed `tests/data/reference/` data.
 //! * [`Goldens`] compares pictures pixel for pixel with a crate's `tests/golden/` PNGs
 //!   (`CONVSCOPE_UPDATE_GOLDENS=1` rewrites them).
 //! * [`TempDir`] is a fresh folder removed on drop.

@@ -50,7 +50,7 @@ pub fn reference(name: &str) -> PathBuf {
     workspace_root().join("tests/data/reference").join(name)
 }
 
-/// [`reference`]`(name)` parsed as JSON.
+/// [`reference()`]`(name)` parsed as JSON.
 pub fn reference_json(name: &str) -> serde_json::Value {
     crate::json::read_json(&reference(name))
 }
