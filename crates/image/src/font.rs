@@ -24,11 +24,11 @@ use ab_glyph::{point, Font, FontRef, GlyphId, PxScale, ScaleFont};
 use image::RgbImage;
 
 /// Size of small text (grid cell labels, colour-bar values, narrow titles): a 13-pixel line,
-/// 7 pixels per character, capitals 8 pixels tall.
+/// 6.7 pixels per character, capitals 8 pixels tall.
 pub const LABEL_SIZE: f32 = 13.0;
 
 /// Size of large text (grid titles, the values of large colour bars): a 22-pixel line,
-/// 11–12 pixels per character, capitals 14 pixels tall.
+/// 11.4 pixels per character, capitals 14 pixels tall.
 pub const TITLE_SIZE: f32 = 22.0;
 
 /// The bundled font file (DejaVu Sans Mono 2.37, from Debian's `fonts-dejavu-core`).
