@@ -48,30 +48,6 @@ fn blank_channels(v: &[f32], plane: usize) -> usize {
         .count()
 }
 
-fn strs(v: &Json) -> Vec<String> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("{v} is not an array"))
-        .iter()
-        .map(|s| s.as_str().expect("string").to_string())
-        .collect()
-}
-
-fn usizes(v: &Json) -> Vec<usize> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("{v} is not an array"))
-        .iter()
-        .map(|x| x.as_u64().expect("integer") as usize)
-        .collect()
-}
-
-fn f32s(v: &Json) -> Vec<f32> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("{v} is not an array"))
-        .iter()
-        .map(|x| x.as_f64().expect("number") as f32)
-        .collect()
-}
-
 fn png_size(path: &Path) -> (u32, u32) {
     image::image_dimensions(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -365,20 +341,6 @@ fn activations_npy_equals_engine_values() {
 // 3. The real VGG16 against onnxruntime's reference values
 // ---------------------------------------------------------------------------------------------
 
-/// The reference script's VGG input: chelsea.png rows 30..270, cols 105..345, /255, NHWC.
-fn vgg_reference_input(chelsea: &Path) -> Vec<f32> {
-    let img = image::open(chelsea).expect("decode chelsea.png").to_rgb8();
-    let mut out = Vec::with_capacity(240 * 240 * 3);
-    for y in 30..270 {
-        for x in 105..345 {
-            for c in 0..3 {
-                out.push(img.get_pixel(x, y)[c] as f32 / 255.0);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn vgg16_activations_match_onnxruntime() {
     let Some(vgg) = shared("models/vgg16_tumor.onnx") else {
@@ -387,9 +349,12 @@ fn vgg16_activations_match_onnxruntime() {
     let Some(chelsea) = shared("images/chelsea.png") else {
         return;
     };
+    // The reference script's VGG input: chelsea.png rows 30..270, cols 105..345, /255, NHWC.
+    let Some(x) = chelsea_crop(30, 270, 105, 345) else {
+        return;
+    };
     let reference = read_json(&reference("vgg16_tumor_forward.json"));
     let td = TestDir::new("vgg");
-    let x = vgg_reference_input(&chelsea);
     // The input is the one the reference was computed from.
     let stats = &reference["input_stats"];
     for (i, (&got, want)) in x.iter().zip(f32s(&stats["first8"])).enumerate() {

@@ -2,44 +2,12 @@
 //! the shared EfficientNet checked against pytorch-grad-cam's numbers, and results written into
 //! memory and into folders.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use convscope::output::{Files, OutputDir, Sink};
 use convscope::prelude::*;
 use convscope::{Region, TargetRef};
-
-/// Path of a file under the workspace's sibling `shared/` folder: missing files fail the test
-/// when `CI=true` and skip it elsewhere.
-fn shared(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared")
-        .join(rel);
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("required test input {} is missing (CI=true)", p.display());
-    }
-    eprintln!("skipping: {} not found", p.display());
-    None
-}
-
-fn pearson(a: &[f32], b: &[f32]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (
-        a.iter().map(|&v| v as f64).sum::<f64>() / n,
-        b.iter().map(|&v| v as f64).sum::<f64>() / n,
-    );
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (&x, &y) in a.iter().zip(b) {
-        let (dx, dy) = (x as f64 - ma, y as f64 - mb);
-        sab += dx * dy;
-        saa += dx * dx;
-        sbb += dy * dy;
-    }
-    sab / (saa * sbb).sqrt()
-}
+use convscope_test_support::{pearson_f32 as pearson, shared, TempDir};
 
 #[test]
 fn the_demo_model_shows_everything_without_files() {
@@ -159,8 +127,8 @@ fn the_readme_example_runs_on_a_real_model() {
     ) else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("convscope-readme-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("readme");
+    let dir = tmp.path("");
     // The example's own lines (examples/quickstart.rs, between its README markers).
     let model = Model::load(&model_path)
         .unwrap()
@@ -183,7 +151,6 @@ fn the_readme_example_runs_on_a_real_model() {
     assert_eq!(picture.size(), Size::square(4 * 150 + 3 * 5));
     picture.save(dir.join("filters.png")).unwrap();
     assert!(dir.join("cam.png").exists() && dir.join("filters.png").exists());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -236,8 +203,8 @@ fn targets_beyond_one_class_reach_the_facade() {
 fn results_write_into_folders_atomically() {
     let model = Model::demo().unwrap();
     let scene = convscope::demo_scene().image;
-    let dir = std::env::temp_dir().join(format!("convscope-facade-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = TempDir::new("facade");
+    let dir = tmp.path("out");
     let set = model.cam(&scene, &CamConfig::default()).unwrap();
     let mut out = OutputDir::create(&dir).unwrap();
     let index = set.write(&mut out, &OverlayStyle::default(), true).unwrap();
@@ -261,5 +228,4 @@ fn results_write_into_folders_atomically() {
     let mut files = Files::default();
     files.put_json("x.json", &index).unwrap();
     assert!(files.get("x.json").is_some());
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -13,7 +13,8 @@
 //! * [`grid`]: activation grids, filter-pattern tiles and a single large
 //!   channel with a colour bar.
 //! * [`mod@overlay`]: Grad-CAM upsampling, heatmaps and blending.
-//! * [`font`]: a built-in 5×7 bitmap font for titles and labels.
+//! * [`font`]: text in pictures (titles, labels), rasterised from the bundled DejaVu Sans
+//!   Mono with `ab_glyph`.
 //! * [`save`]: atomic file writes, PNG saving and a small NumPy `.npy` reader
 //!   and writer.
 //!

@@ -2,7 +2,6 @@
 //! cases, a model-randomisation sanity check, Integrated Gradients' completeness, and the real
 //! EfficientNet-Lite0 against pytorch-grad-cam's maps.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use convscope_engine::{Model, Tensor};
@@ -17,6 +16,9 @@ use convscope_methods::saliency::{
 use convscope_methods::target::{classes, Class};
 use convscope_methods::transform::Rng;
 use convscope_onnx::{AttributeProto as A, Dim, GraphBuilder, TensorProto};
+use convscope_test_support::{
+    argmax, chelsea_crop, hwc_to_chw, pearson_f32, reference_json, shared, spearman,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Toy models
@@ -112,19 +114,6 @@ fn square(col: usize) -> Tensor {
         }
     }
     x
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
-            if x > bv {
-                (i, x)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -452,46 +441,6 @@ fn layered(top: Option<(&[f32], &[f32])>, seed: u64) -> Model {
     Model::from_proto(g.build(13)).unwrap()
 }
 
-/// Spearman rank correlation (average ranks for ties; 0 when either side is constant).
-fn spearman(a: &[f32], b: &[f32]) -> f64 {
-    fn ranks(v: &[f32]) -> Vec<f64> {
-        let mut idx: Vec<usize> = (0..v.len()).collect();
-        idx.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
-        let mut r = vec![0.0; v.len()];
-        let mut i = 0;
-        while i < idx.len() {
-            let mut j = i;
-            while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
-                j += 1;
-            }
-            for &k in &idx[i..=j] {
-                r[k] = (i + j) as f64 / 2.0;
-            }
-            i = j + 1;
-        }
-        r
-    }
-    pearson64(&ranks(a), &ranks(b))
-}
-
-fn pearson64(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
-    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-    if va == 0.0 || vb == 0.0 {
-        0.0
-    } else {
-        cov / (va * vb).sqrt()
-    }
-}
-
-fn pearson(a: &[f32], b: &[f32]) -> f64 {
-    let f = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-    pearson64(&f(a), &f(b))
-}
-
 #[test]
 fn randomising_the_top_layers_changes_the_gradcam_map() {
     // The "trained" top: mix channel k reads filter k's centre tap; class 0 reads the bright
@@ -637,47 +586,17 @@ fn every_saliency_method_runs_and_points_at_the_square() {
 // Real models
 // ---------------------------------------------------------------------------------------------
 
-/// Path of a file in the shared folder beside the repository; missing files fail the test when
-/// `CI=true` and skip it elsewhere.
-fn shared(rel: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")).join(rel);
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("required test input {} is missing (CI=true)", p.display());
-    }
-    eprintln!("skipping: {} not found", p.display());
-    None
-}
-
 /// The reference scripts' EfficientNet input: chelsea.png rows 38..262, cols 113..337,
 /// `((u8 / 255) − mean) / std` in f32, NCHW (bit-exact with `refcommon.eff_input`).
 fn effnet_input() -> Option<Tensor> {
-    let path = shared("images/chelsea.png")?;
-    let img = convscope_image::image::open(path)
-        .expect("decode chelsea.png")
-        .to_rgb8();
+    let mut chw = hwc_to_chw(&chelsea_crop(38, 262, 113, 337)?, 224, 224, 3);
     let (mean, std) = ([0.485f32, 0.456, 0.406], [0.229f32, 0.224, 0.225]);
-    let mut chw = vec![0.0f32; 3 * 224 * 224];
-    for y in 0..224 {
-        for x in 0..224 {
-            let px = img.get_pixel((113 + x) as u32, (38 + y) as u32);
-            for c in 0..3 {
-                chw[(c * 224 + y) * 224 + x] = (px[c] as f32 / 255.0 - mean[c]) / std[c];
-            }
+    for (c, plane) in chw.chunks_mut(224 * 224).enumerate() {
+        for v in plane {
+            *v = (*v - mean[c]) / std[c];
         }
     }
     Some(Tensor::new(vec![1, 3, 224, 224], chw).unwrap())
-}
-
-fn reference() -> serde_json::Value {
-    let p = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/data/reference/gradcam_efficientnet_lite0.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(p).expect("reference JSON is committed"))
-        .expect("valid JSON")
 }
 
 #[test]
@@ -782,7 +701,7 @@ fn compare_with_pytorch_grad_cam(methods: &[&str]) {
     };
     let Some(x) = effnet_input() else { return };
     let model = Model::load(&path).unwrap();
-    let reference = reference();
+    let reference = reference_json("gradcam_efficientnet_lite0.json");
     let first8: Vec<f32> = reference["input_stats"]["first8"]
         .as_array()
         .unwrap()
@@ -820,7 +739,7 @@ fn compare_with_pytorch_grad_cam(methods: &[&str]) {
                 .iter()
                 .map(|v| v.as_f64().unwrap() as f32)
                 .collect();
-            let r = pearson(&cam.raw, &want);
+            let r = pearson_f32(&cam.raw, &want);
             let max = want.iter().copied().fold(0.0f32, f32::max);
             let diff = cam
                 .raw

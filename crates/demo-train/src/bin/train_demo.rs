@@ -1,8 +1,8 @@
-//! Trains the demo CNN from scratch and writes `assets/demo_model.onnx` and
-//! `assets/demo_model.json` (the files embedded in the library).
+//! Trains the demo CNN from scratch and writes `crates/demo/assets/demo_model.onnx` and
+//! `crates/demo/assets/demo_model.json` (the files `convscope-demo` embeds).
 //!
 //! ```text
-//! cargo run --release -p convscope-demo --bin train_demo [-- --out DIR] [--epochs N]
+//! cargo run --release -p convscope-demo-train --bin train_demo [-- --out DIR] [--epochs N]
 //!     [--batches N] [--seed N] [--lr RATE] [--channels 3,16,32,32,64]
 //! ```
 //!
@@ -13,12 +13,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use convscope_demo::export::{relu_value, to_onnx, INPUT, LOGITS, OPSET, OUTPUT};
 use convscope_demo::scene::scene_with_all_classes;
-use convscope_demo::train::{batch, train, TrainConfig, BN_EPSILON, BN_MOMENTUM};
 use convscope_demo::{
     CAM_LAYER, CLASSES, DEMO_SCENE_SEED, DEMO_SCENE_SIZE, INPUT_SIZE, PREPROCESSING,
 };
+use convscope_demo_train::export::{relu_value, to_onnx, INPUT, LOGITS, OPSET, OUTPUT};
+use convscope_demo_train::train::{batch, train, TrainConfig, BN_EPSILON, BN_MOMENTUM};
 use convscope_engine::{Model, Tensor};
 use serde_json::json;
 
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let mut cfg = TrainConfig::default();
-    let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../demo/assets");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || {
@@ -99,6 +99,8 @@ fn run() -> Result<(), String> {
         100.0 * accuracy
     );
 
+    // The doc string still names convscope-demo, where the trainer lived when the committed
+    // model was trained: changing it would change the model's bytes.
     let doc = format!(
         "convscope demo: circle / square / triangle / stripes on 64x64 RGB scenes, input \
          values /255. Trained from scratch by convscope-demo (seed {}); held-out accuracy \
@@ -190,7 +192,7 @@ fn run() -> Result<(), String> {
             "size": DEMO_SCENE_SIZE,
             "boxes_x0_y0_x1_y1": boxes,
         },
-        "regenerate": "cargo run --release -p convscope-demo --bin train_demo",
+        "regenerate": "cargo run --release -p convscope-demo-train --bin train_demo",
     });
 
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;

@@ -215,7 +215,7 @@ pub(crate) fn maxpool2_backward(grad: &[f32], idx: &[u32], len: usize) -> Vec<f3
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scene::SplitMix64;
+    use convscope_demo::scene::SplitMix64;
 
     #[test]
     fn im2col_and_col2im_are_adjoint() {

@@ -7,8 +7,8 @@
 //! (`relu4` produces `relu4_out`); the classifier's pre-softmax output is called `logits`.
 //!
 //! ```
-//! use convscope_demo::export::{to_onnx, LOGITS, OUTPUT};
-//! use convscope_demo::train::{Architecture, Network};
+//! use convscope_demo_train::export::{to_onnx, LOGITS, OUTPUT};
+//! use convscope_demo_train::train::{Architecture, Network};
 //! use convscope_engine::{Model, Tensor};
 //!
 //! let net = Network::new(Architecture { channels: vec![3, 4, 4, 4, 8], classes: 4 }, 3);
@@ -28,14 +28,9 @@ use convscope_onnx::{AttributeProto, Dim, GraphBuilder, ModelProto, TensorProto}
 
 use crate::train::Network;
 
-/// Name of the model input.
-pub const INPUT: &str = "image";
-
-/// Name of the model output (softmax probabilities).
-pub const OUTPUT: &str = "probabilities";
-
-/// Name of the classifier's pre-softmax output (what Grad-CAM differentiates).
-pub const LOGITS: &str = "logits";
+/// The model's interface names live with the assets, so the program can read them without
+/// this crate; they are re-exported here for the exporter's readers.
+pub use convscope_demo::{INPUT, LOGITS, OUTPUT};
 
 /// The ONNX opset the model is written for.
 pub const OPSET: i64 = 13;
@@ -156,8 +151,8 @@ pub fn to_onnx(net: &Network, doc: &str) -> ModelProto {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scene::{derive_seed, Sample};
     use crate::train::{batch, Architecture};
+    use convscope_demo::scene::{derive_seed, Sample};
     use convscope_engine::{Model, Tensor};
 
     #[test]
@@ -229,7 +224,8 @@ mod tests {
         );
         let spec = model.input_spec();
         assert_eq!((spec.channels, spec.height, spec.width), (3, None, None));
-        let conv4 = model.layer("conv4").unwrap();
+        let conv4 = model.layer(convscope_demo::CAM_LAYER).unwrap();
         assert_eq!(model.value_name(conv4.value), relu_value(4));
+        assert_eq!(relu_value(4), convscope_demo::CAM_VALUE);
     }
 }

@@ -2,12 +2,13 @@
 //! JSON, for `scripts/check_onnxruntime.py` to compare with onnxruntime.
 //!
 //! ```text
-//! cargo run --release -p convscope-demo --example reference_io -- OUT.json
+//! cargo run --release -p convscope-demo-train --example reference_io -- OUT.json
 //! ```
 
-use convscope_demo::export::LOGITS;
 use convscope_demo::scene::{derive_seed, scene_with_all_classes, Image, Sample};
-use convscope_demo::{demo_model, image_tensor, DEMO_SCENE_SEED, DEMO_SCENE_SIZE};
+use convscope_demo::{DEMO_SCENE_SEED, DEMO_SCENE_SIZE};
+use convscope_demo_train::export::LOGITS;
+use convscope_demo_train::{demo_model, image_tensor};
 use serde_json::json;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

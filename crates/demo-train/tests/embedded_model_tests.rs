@@ -1,13 +1,14 @@
-//! The embedded demo model, checked through the engine only: it loads, classifies fresh
-//! scenes, and its Grad-CAM maps point at the shapes.
+//! The embedded demo model of `convscope-demo`, checked through the engine: it loads,
+//! classifies fresh scenes, and its Grad-CAM maps point at the shapes.
 
-use convscope_demo::export::{relu_value, LOGITS, OUTPUT};
 use convscope_demo::scene::{derive_seed, scene_with_all_classes, BBox, Sample};
 use convscope_demo::{
-    demo_model, demo_model_bytes, demo_model_json, demo_scene, CAM_LAYER, CLASSES, DEMO_SCENE_SEED,
-    DEMO_SCENE_SIZE, INPUT_SIZE,
+    demo_model_bytes, demo_model_json, demo_scene, CAM_LAYER, CAM_VALUE, CLASSES, DEMO_SCENE_SEED,
+    DEMO_SCENE_SIZE, INPUT_SIZE, LOGITS, OUTPUT,
 };
+use convscope_demo_train::{demo_model, image_tensor};
 use convscope_engine::{Model, Tensor, ValueId};
+use convscope_test_support::argmax;
 
 /// Seeds of the test scenes: neither the training (20 240 601) nor the held-out stream.
 const ACCURACY_SEED: u64 = 4_242_424;
@@ -53,7 +54,7 @@ fn embedded_model_loads_and_reads_like_its_architecture() {
     assert_eq!(model.value_name(model.outputs()[0]), OUTPUT);
     assert_eq!(
         model.value_name(model.layer(CAM_LAYER).unwrap().value),
-        relu_value(4)
+        CAM_VALUE
     );
 
     let meta: serde_json::Value = serde_json::from_str(demo_model_json()).unwrap();
@@ -83,7 +84,7 @@ fn embedded_model_classifies_fresh_scenes() {
         assert_eq!(probs.shape(), &[chunk.len(), 4]);
         for (s, p) in chunk.iter().zip(probs.data().chunks(4)) {
             assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
-            let best = (0..4).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
+            let best = argmax(p);
             confusion[s.class.index()][best] += 1;
             correct += usize::from(best == s.class.index());
         }
@@ -154,7 +155,7 @@ fn upsample(map: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
 
 /// `(x, y)` of the largest value (the first one on ties).
 fn peak(map: &[f32], w: usize) -> (usize, usize) {
-    let i = (0..map.len()).fold(0, |b, i| if map[i] > map[b] { i } else { b });
+    let i = argmax(map);
     (i % w, i / w)
 }
 
@@ -206,7 +207,7 @@ fn grad_cam_finds_every_class_in_the_demo_scene() {
     let scene = scene_with_all_classes(DEMO_SCENE_SEED, DEMO_SCENE_SIZE);
     assert_eq!(scene.image.data, pixels);
     assert_eq!(scene.boxes, boxes);
-    let x = convscope_demo::image_tensor(&scene.image);
+    let x = image_tensor(&scene.image);
     for (class, b) in boxes.iter().enumerate() {
         let (cams, h, w) = grad_cam(&model, &x, |_| class);
         assert_eq!((h, w), (height / 8, width / 8));

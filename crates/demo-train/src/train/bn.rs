@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::kernels::{col2im, dot, im2col, matmul_acc, maxpool2, maxpool2_backward, Mat};
 use super::{argmax, softmax, Architecture, Network};
-use crate::scene::{derive_seed, SplitMix64};
+use convscope_demo::scene::{derive_seed, SplitMix64};
 
 /// Batch-normalisation epsilon (as in PyTorch).
 pub const BN_EPSILON: f32 = 1e-5;

@@ -6,7 +6,7 @@
    scene together with convscope's engine outputs, and compares onnxruntime's probabilities
    and logits with them.
 
-Usage: python3 crates/demo/scripts/check_onnxruntime.py   (from any directory)
+Usage: python3 crates/demo-train/scripts/check_onnxruntime.py   (from any directory)
 Needs: numpy, onnxruntime (onnx optional).
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 CRATE = Path(__file__).resolve().parent.parent
-MODEL = CRATE / "assets" / "demo_model.onnx"
+MODEL = CRATE.parent / "demo" / "assets" / "demo_model.onnx"
 
 
 def main() -> int:
@@ -40,7 +40,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         ref_path = Path(tmp) / "reference.json"
         subprocess.run(
-            ["cargo", "run", "--release", "-q", "-p", "convscope-demo",
+            ["cargo", "run", "--release", "-q", "-p", "convscope-demo-train",
              "--example", "reference_io", "--", str(ref_path)],
             cwd=CRATE, check=True,
         )

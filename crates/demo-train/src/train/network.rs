@@ -4,7 +4,7 @@ use rayon::prelude::*;
 
 use super::kernels::{dot, im2col, matmul_acc, maxpool2, Mat};
 use super::{argmax, softmax, Architecture};
-use crate::scene::{derive_seed, SplitMix64};
+use convscope_demo::scene::{derive_seed, SplitMix64};
 
 /// The CNN's inference weights (batch normalisation folded into the convolutions), all in one
 /// flat vector: for each conv its weight `[out, in, 3, 3]` then its bias `[out]`, then the

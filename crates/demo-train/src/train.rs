@@ -28,7 +28,7 @@
 //! training is bit-for-bit reproducible whatever the number of threads.
 //!
 //! ```
-//! use convscope_demo::train::{Architecture, Network};
+//! use convscope_demo_train::train::{Architecture, Network};
 //!
 //! let arch = Architecture { channels: vec![3, 4, 4, 4, 8], classes: 4 };
 //! let net = Network::new(arch, 1);
@@ -41,7 +41,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::scene::{derive_seed, Sample, IMAGE_SIZE};
+use convscope_demo::scene::{derive_seed, Sample, IMAGE_SIZE};
 
 mod bn;
 mod kernels;
