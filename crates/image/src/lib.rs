@@ -62,7 +62,7 @@ pub use colormap::Colormap;
 pub use error::{Error, Result};
 pub use grid::{channel_grid, channel_large, tile_images, GridConfig};
 pub use load::{from_dynamic, from_rgb8, load_rgb};
-pub use overlay::{gradcam_overlay, heatmap_rgb, overlay, superimpose, upsample_bilinear};
+pub use overlay::{heatmap_rgb, superimpose, upsample_bilinear};
 pub use preprocess::{denormalize, normalize, normalize_scale, Normalize};
 pub use resize::{
     center_crop, resize, resize_rgb8_like_pillow, resize_shorter_and_center_crop,

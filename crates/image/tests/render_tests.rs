@@ -7,7 +7,6 @@
 //! `tests/output/<name>.png` for inspection.
 
 use convscope_image::font::{draw_text, text_height, text_width, LABEL_SIZE, TITLE_SIZE};
-use convscope_image::overlay::gradcam_overlay;
 use convscope_image::{
     channel_grid, channel_large, tile_images, Colormap, GridConfig, Planar, RgbImage, RgbImageF32,
 };
@@ -140,8 +139,12 @@ fn golden_gradcam_overlay() {
         let p = i / 3;
         *v = [((p % 48) * 5) as f32, ((p / 48) * 7) as f32, 90.0][i % 3];
     }
+    // A map already scaled to 0..1 at 3×4, upsampled, coloured and superimposed as every
+    // convscope overlay is (`heatmap·0.4 + image`, rescaled to 0..255).
     let cam = [0.0, 0.1, 0.2, 0.1, 0.3, 1.0, 0.6, 0.2, 0.1, 0.4, 0.3, 0.0];
-    let (heat, blended) = gradcam_overlay(&base, &cam, 3, 4, Colormap::Jet, 0.4).unwrap();
+    let up = convscope_image::upsample_bilinear(&cam, 3, 4, 32, 48).unwrap();
+    let heat = convscope_image::heatmap_rgb(&up, 32, 48, Colormap::Jet).unwrap();
+    let blended = convscope_image::superimpose(&base, &heat, 0.4).unwrap();
     let both = tile_images(&[heat, blended], 2, 1, 4, [255, 255, 255], None).unwrap();
     check_golden("gradcam_overlay", &both);
 }
