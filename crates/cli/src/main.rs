@@ -11,6 +11,7 @@ mod bench;
 mod cam;
 mod filters;
 mod report;
+mod serve;
 mod signals;
 
 use std::path::PathBuf;
@@ -64,6 +65,8 @@ enum Command {
     Report(report::ReportArgs),
     /// Measure engine speed on a model (median ms and GFLOP/s).
     Bench(bench::BenchArgs),
+    /// Explore a model in the browser: layers, channels, filter patterns, predictions, Grad-CAM.
+    Serve(serve::ServeArgs),
 }
 
 fn summary(
@@ -154,6 +157,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => report::run_demo(args),
         Command::Report(args) => report::run_report(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     if profile {
         for (op, total, calls) in convscope::lower::engine::take_profile() {

@@ -60,7 +60,10 @@ mod types;
 pub use channel::standardize_channel;
 pub use colormap::Colormap;
 pub use error::{Error, Result};
-pub use grid::{channel_grid, channel_large, tile_images, GridConfig};
+pub use grid::{
+    channel_grid, channel_large, channel_large_box, grid_layout, tile_images, GridConfig,
+    GridLayout,
+};
 pub use load::{from_dynamic, from_rgb8, load_rgb};
 pub use overlay::{heatmap_rgb, superimpose, upsample_bilinear};
 pub use preprocess::{denormalize, normalize, normalize_scale, Normalize};
