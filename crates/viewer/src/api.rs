@@ -68,10 +68,11 @@ impl From<convscope::Error> for ApiError {
     fn from(e: convscope::Error) -> ApiError {
         use convscope::Error as E;
         let status = match &e {
-            E::Config(_) | E::Method(_) => 400,
+            // The engine refuses names and shapes a request chose: the request's fault.
+            E::Config(_) | E::Method(_) | E::Engine(_) | E::Image(_) => 400,
             E::Memory { .. } => 413,
             E::Cancelled => 409,
-            E::NonFinite(_) | E::Engine(_) | E::Image(_) => 422,
+            E::NonFinite(_) => 422,
             E::Io { .. } => 500,
         };
         ApiError::new(status, convscope::error::one_line(&e))
