@@ -134,8 +134,26 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(body).unwrap();
+    // Read to the end, or to Content-Length (Chromium's DevTools server keeps the connection).
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read the reply");
+    let mut buf = [0u8; 65536];
+    loop {
+        let n = stream.read(&mut buf).expect("read the reply");
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if length.is_some_and(|len| raw.len() >= end + 4 + len) {
+                break;
+            }
+        }
+    }
     parse_reply(&raw)
 }
 
