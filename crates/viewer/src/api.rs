@@ -380,7 +380,12 @@ pub(crate) async fn input(State(app): State<Arc<App>>, req: Request) -> ApiResul
     let p = Params::parse(req.uri().query(), INPUT_PARAMS)?;
     let pass = pass_of(&app, &p).await?;
     let bytes = compute(&app, move || {
-        Ok(pass.pass().input().display().to_picture().png_bytes()?)
+        Ok(pass
+            .pass()
+            .input()
+            .display()
+            .to_picture()
+            .png_bytes_fast()?)
     })
     .await?;
     png(bytes)
@@ -468,7 +473,7 @@ pub(crate) async fn activations(State(app): State<Arc<App>>, req: Request) -> Ap
                         "map_box": [x, y, bw, bh],
                     }))
                 }
-                _ => png(acts.channel(0, k, colormap, side)?.png_bytes()?),
+                _ => png(acts.channel(0, k, colormap, side)?.png_bytes_fast()?),
             };
         }
         match format.as_str() {
@@ -508,7 +513,7 @@ pub(crate) async fn activations(State(app): State<Arc<App>>, req: Request) -> Ap
                     "grid": layout,
                 }))
             }
-            _ => png(acts.grid(0, &style)?.png_bytes()?),
+            _ => png(acts.grid(0, &style)?.png_bytes_fast()?),
         }
     })
     .await
@@ -620,8 +625,8 @@ pub(crate) async fn cam(State(app): State<Arc<App>>, req: Request) -> ApiResult 
                 "peak": [map.peak().0, map.peak().1],
                 "all_zero": map.all_zero(),
             })),
-            "heatmap" => png(map.heatmap(style.colormap)?.png_bytes()?),
-            _ => png(map.overlay_input(&style)?.png_bytes()?),
+            "heatmap" => png(map.heatmap(style.colormap)?.png_bytes_fast()?),
+            _ => png(map.overlay_input(&style)?.png_bytes_fast()?),
         }
     })
     .await
@@ -661,7 +666,7 @@ pub(crate) async fn saliency(State(app): State<Arc<App>>, req: Request) -> ApiRe
                     &map.file_stem(),
                 )
             }
-            _ => png(map.picture(colormap)?.png_bytes()?),
+            _ => png(map.picture(colormap)?.png_bytes_fast()?),
         }
     })
     .await
@@ -734,7 +739,7 @@ pub(crate) async fn filter(State(app): State<Arc<App>>, req: Request) -> ApiResu
             ..FiltersConfig::default()
         };
         let grid = model.filters_with_progress(&layer, &config, progress)?;
-        Ok(grid.picture(&TileStyle::default())?.png_bytes()?)
+        Ok(grid.picture(&TileStyle::default())?.png_bytes_fast()?)
     });
     job.touch();
     if wait {
