@@ -32,14 +32,17 @@ pub enum Error {
     #[error("invalid model: {0}")]
     InvalidModel(String),
     /// A failure inside one node, with the node's name and op for context.
-    #[error("node '{node}' ({op}): {source}")]
+    ///
+    /// The message already includes `error`'s, so `error` is deliberately not reported as
+    /// [`std::error::Error::source`]: a chain printer (`anyhow`'s `{:#}`) would print it twice.
+    #[error("node '{node}' ({op}): {error}")]
     Node {
         /// Node name (or its first output when unnamed).
         node: String,
         /// ONNX op type.
         op: String,
         /// What went wrong.
-        source: Box<Error>,
+        error: Box<Error>,
     },
     /// A gradient was requested through an op that has none.
     #[error("cannot differentiate through {0}")]

@@ -439,7 +439,7 @@ pub(crate) fn node_error(node: &str, op: &str, e: Error) -> Error {
     Error::Node {
         node: node.to_string(),
         op: op.to_string(),
-        source: Box::new(e),
+        error: Box::new(e),
     }
 }
 

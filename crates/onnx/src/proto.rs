@@ -361,9 +361,9 @@ impl ModelProto {
     /// [`ModelProto::decode`], and [`Error::ExternalData`] when an external reference is
     /// absolute, contains `..`, points past the end of its file, or cannot be read.
     pub fn load(path: &Path) -> Result<ModelProto> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        let bytes = std::fs::read(path).map_err(|error| Error::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let mut model = Self::decode(&bytes)?;
         drop(bytes);
