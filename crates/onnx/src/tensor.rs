@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::proto::TensorProto;
@@ -380,13 +380,16 @@ impl TensorProto {
         }
         let location = location.ok_or_else(|| fail("no `location` key".into()))?;
         check_location(location).map_err(fail)?;
-        let path = base_dir.join(location);
+        let path = resolve_inside(base_dir, location).map_err(fail)?;
         let describe = |e: std::io::Error| fail(format!("cannot read {}: {e}", path.display()));
         // Checked before opening: opening a FIFO or device planted next to a model would block
         // or stream forever.
         let meta = std::fs::metadata(&path).map_err(describe)?;
         if !meta.is_file() {
-            return Err(fail(format!("{} is not a regular file", path.display())));
+            return Err(fail(format!(
+                "location {location:?} is not a regular file ({})",
+                path.display()
+            )));
         }
         let file_len = meta.len();
         let mut file = File::open(&path).map_err(describe)?;
@@ -413,6 +416,43 @@ impl TensorProto {
         self.data_location = 0;
         Ok(())
     }
+}
+
+/// The real path of `location` inside `base_dir`, with every symlink resolved, when it stays
+/// inside the (equally resolved) model folder.
+///
+/// [`check_location`] only judges the text of the location; a symlink planted beside the model
+/// (`link.bin -> /etc/passwd`) or a symlinked folder on the way (`dirlink/x.bin`) would still lead
+/// elsewhere. Symlinks that stay inside the folder are fine. The file is then opened by its
+/// resolved path, so no symlink is followed after this check.
+fn resolve_inside(base_dir: &Path, location: &str) -> std::result::Result<PathBuf, String> {
+    // `Path::new("model.onnx").parent()` is the empty path: the current folder.
+    let base_dir = if base_dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        base_dir
+    };
+    let base = base_dir.canonicalize().map_err(|e| {
+        format!(
+            "cannot resolve the model's folder {}: {e}",
+            base_dir.display()
+        )
+    })?;
+    let joined = base_dir.join(location);
+    let real = joined.canonicalize().map_err(|e| {
+        format!(
+            "location {location:?}: cannot read {}: {e}",
+            joined.display()
+        )
+    })?;
+    if !real.starts_with(&base) {
+        return Err(format!(
+            "location {location:?} leads outside the model's folder {} (it resolves to {}, through a symlink)",
+            base.display(),
+            real.display()
+        ));
+    }
+    Ok(real)
 }
 
 /// External data must stay inside the model's directory: a model downloaded from the internet
