@@ -93,6 +93,24 @@ fn group_digits(n: usize) -> String {
     out
 }
 
+/// Widest a text column of the table grows; longer entries are printed whole and only push
+/// their own row out of line.
+///
+/// Without a cap, one 70,000-character node name (or the `Relu+Relu+…` ops of a 200,000-node
+/// chain) became a format width beyond what `std::fmt` accepts (65,535), and printing panicked
+/// with "formatting width out of range".
+const MAX_COLUMN: usize = 48;
+
+/// Width of a column holding `texts` (in characters, as `std::fmt` pads), at least `min` and
+/// at most [`MAX_COLUMN`].
+fn column_width<'a>(texts: impl Iterator<Item = &'a str>, min: usize) -> usize {
+    texts
+        .map(|t| t.chars().count())
+        .max()
+        .unwrap_or(min)
+        .clamp(min, MAX_COLUMN)
+}
+
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let layout = match self.layout {
@@ -120,20 +138,8 @@ impl fmt::Display for Summary {
                 " (size not declared; shapes shown at this size)"
             }
         )?;
-        let name_w = self
-            .layers
-            .iter()
-            .map(|l| l.name.len())
-            .max()
-            .unwrap_or(5)
-            .max(5);
-        let ops_w = self
-            .layers
-            .iter()
-            .map(|l| l.ops.len())
-            .max()
-            .unwrap_or(2)
-            .max(2);
+        let name_w = column_width(self.layers.iter().map(|l| l.name.as_str()), 5);
+        let ops_w = column_width(self.layers.iter().map(|l| l.ops.as_str()), 2);
         let rule = "─".repeat(name_w + ops_w + 38);
         writeln!(f, "{rule}")?;
         writeln!(
