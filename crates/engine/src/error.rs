@@ -44,6 +44,22 @@ pub enum Error {
         /// What went wrong.
         error: Box<Error>,
     },
+    /// A weight (initializer or `Constant`) holds NaN or ±infinity; refused at load unless
+    /// [`LoadOptions::allow_nonfinite`](crate::LoadOptions::allow_nonfinite).
+    #[error(
+        "weight '{tensor}' holds {value} at element {index} ({}); a model with non-finite weights is refused (load it with allow_nonfinite to inspect it anyway)",
+        crate::load::readers_text(.readers)
+    )]
+    NonFiniteWeight {
+        /// Name of the initializer (or of the `Constant` node's output).
+        tensor: String,
+        /// Row-major index of the first non-finite element.
+        index: usize,
+        /// That element (NaN, `inf` or `-inf`).
+        value: f32,
+        /// The nodes that read it, as `'name' (Op)`.
+        readers: Vec<String>,
+    },
     /// A gradient was requested through an op that has none.
     #[error("cannot differentiate through {0}")]
     NotDifferentiable(String),

@@ -124,7 +124,15 @@ impl Model {
     }
 
     /// Prepares a decoded model: checks every op, sorts the nodes, folds constants.
+    ///
+    /// Weights that hold NaN or infinity are refused ([`Error::NonFiniteWeight`]; see
+    /// [`Model::from_proto_with`] to load them anyway).
     pub fn from_proto(proto: ModelProto) -> Result<Model> {
+        Model::from_proto_with(proto, &crate::LoadOptions::default())
+    }
+
+    /// [`Model::from_proto`] after the checks of its [`crate::LoadOptions`].
+    pub(crate) fn from_checked_proto(proto: ModelProto) -> Result<Model> {
         let opset = proto
             .opset_import
             .iter()
