@@ -60,9 +60,27 @@ pub enum Error {
         /// The nodes that read it, as `'name' (Op)`.
         readers: Vec<String>,
     },
+    /// A shape that is only known by running the model (it depends on the input's values, or
+    /// the op has no shape rule): [`Model::value_shape`](crate::Model::value_shape) and
+    /// [`Model::estimate_forward_bytes`](crate::Model::estimate_forward_bytes) cannot answer,
+    /// though the pass itself may well succeed.
+    #[error("shape not known before running: {0}")]
+    ShapeUnknown(String),
     /// A gradient was requested through an op that has none.
     #[error("cannot differentiate through {0}")]
     NotDifferentiable(String),
+}
+
+impl Error {
+    /// Whether this is (or wraps, through [`Error::Node`]) an [`Error::ShapeUnknown`]: the
+    /// estimate could not be made, which says nothing about whether the pass would work.
+    pub fn is_shape_unknown(&self) -> bool {
+        match self {
+            Error::ShapeUnknown(_) => true,
+            Error::Node { error, .. } => error.is_shape_unknown(),
+            _ => false,
+        }
+    }
 }
 
 /// One unsupported op type and the nodes that use it.

@@ -147,7 +147,7 @@ fn check_finite_weights(graph: &GraphProto) -> Result<()> {
         let readers: Vec<&NodeProto> = graph
             .node
             .iter()
-            .filter(|n| n.input.iter().any(|i| *i == found.name))
+            .filter(|n| n.input.contains(&found.name))
             .collect();
         let bound = found.value.is_infinite()
             && found.elements == Some(1)
