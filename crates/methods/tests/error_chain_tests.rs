@@ -104,10 +104,7 @@ fn refusals_print_each_message_once() {
     .node("Reshape", "reshape", &["x", "s"], &["y"], vec![]);
     let m = Model::from_proto(g.build(13)).unwrap();
     let y = m.resolve("y").unwrap();
-    let e = m
-        .run(&Tensor::zeros(&[1, 1, 2, 2]), &[y])
-        .err()
-        .expect("3x5");
+    let e = m.run(&Tensor::zeros(&[1, 1, 2, 2]), &[y]).expect_err("3x5");
     errors.push(("reshape at run time", Box::new(e)));
 
     // A model file that cannot be read (onnx I/O error, through the engine).
@@ -124,11 +121,10 @@ fn refusals_print_each_message_once() {
     // An image that is a directory (image I/O error), through the methods crate.
     let sub = dir.join("picture.png");
     std::fs::create_dir_all(&sub).unwrap();
-    let e = convscope_image::load_rgb(&sub).err().expect("a directory");
+    let e = convscope_image::load_rgb(&sub).expect_err("a directory");
     errors.push(("image is a directory", Box::new(e)));
     let e = convscope_image::write_atomic(&dir.join("no/such/dir/out.png"), b"x")
-        .err()
-        .expect("no parent folder");
+        .expect_err("no parent folder");
     errors.push(("write into a missing folder", Box::new(e)));
 
     // A missing external data file.
