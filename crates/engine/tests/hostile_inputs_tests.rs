@@ -297,3 +297,22 @@ fn first_nonfinite_names_the_node_that_made_it() {
         "{found}"
     );
 }
+
+/// A model that declares a 1,000,000 × 2,000,000 input is summarised at the default size, and
+/// the summary says what it declares (it used to say "size not declared").
+#[test]
+fn an_absurd_declared_size_is_named_in_the_summary() {
+    let mut g = GraphBuilder::new("huge");
+    g.input("x", &dims(&[1, 3, 1_000_000, 2_000_000]))
+        .node("Neg", "neg", &["x"], &["y"], vec![])
+        .output("y", &[]);
+    let model = Model::from_proto(g.build(13)).unwrap();
+    let summary = model.summary(None).unwrap();
+    assert_eq!(summary.input_shape, [1, 3, 224, 224]);
+    assert_eq!(summary.unusable_size, Some((1_000_000, 2_000_000)));
+    let text = summary.to_string();
+    assert!(
+        text.contains("(declares 2000000x1000000, beyond the 65536 pixels per side convscope runs; shapes shown at this size)"),
+        "{text}"
+    );
+}
