@@ -512,21 +512,26 @@ fn load_with_location(dir: &Path, location: &str) -> Result<ModelProto, Error> {
 fn external_data_symlinks_must_stay_inside_the_model_folder() {
     use std::os::unix::fs::symlink;
 
-    let root = TempDir::new("ext-links");
+    // A scratch folder of its own (not the file's TempDir helper, which other branches
+    // replace), removed at the end.
+    let root =
+        std::env::temp_dir().join(format!("convscope-onnx-ext-links-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
     let secret = [1.5f32, -2.0];
     let secret_bytes: Vec<u8> = secret.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(root.0.join("secret.bin"), &secret_bytes).unwrap();
-    std::fs::create_dir(root.0.join("elsewhere")).unwrap();
-    std::fs::write(root.0.join("elsewhere/x.bin"), &secret_bytes).unwrap();
-    let dir = root.0.join("model");
+    std::fs::write(root.join("secret.bin"), &secret_bytes).unwrap();
+    std::fs::create_dir(root.join("elsewhere")).unwrap();
+    std::fs::write(root.join("elsewhere/x.bin"), &secret_bytes).unwrap();
+    let dir = root.join("model");
     std::fs::create_dir_all(dir.join("real")).unwrap();
     std::fs::write(dir.join("inside.bin"), &secret_bytes).unwrap();
     std::fs::write(dir.join("real/y.bin"), &secret_bytes).unwrap();
 
     // Leading outside: a file symlink (relative and absolute targets) and a folder symlink.
     symlink("../secret.bin", dir.join("link.bin")).unwrap();
-    symlink(root.0.join("secret.bin"), dir.join("abs_link.bin")).unwrap();
-    symlink(root.0.join("elsewhere"), dir.join("dirlink")).unwrap();
+    symlink(root.join("secret.bin"), dir.join("abs_link.bin")).unwrap();
+    symlink(root.join("elsewhere"), dir.join("dirlink")).unwrap();
     for location in [
         "link.bin",
         "abs_link.bin",
@@ -581,6 +586,7 @@ fn external_data_symlinks_must_stay_inside_the_model_folder() {
             other => panic!("{location}: expected a refusal, got {other:?}"),
         }
     }
+    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
