@@ -112,7 +112,7 @@ fn check_finite_pixels(img: &RgbImageF32) -> Result<()> {
         Some(i) => {
             let (pixel, channel) = (i / 3, i % 3);
             Err(Error::Input(format!(
-                "the image's pixel ({}, {}) holds {} in channel {channel}; pixels must be finite",
+                "the image's pixel ({}, {}) holds {} in channel {channel}; pixels must be finite (--allow-nonfinite runs it anyway)",
                 pixel % img.width.max(1),
                 pixel / img.width.max(1),
                 img.data[i]
@@ -246,15 +246,27 @@ fn match_channels(p: Planar, channels: usize) -> Result<Planar> {
 ///
 /// Images are resized (or resized and centre-cropped) to the target size and normalised; a
 /// `.npy` file is taken as already preprocessed, in the model's layout, with or without the batch
-/// axis.
+/// axis. NaN and infinity (in a `.npy` file, or in a float image) are refused naming the element;
+/// see [`prepare_input_with`] to let them through.
 pub fn prepare_input(model: &Model, path: &Path, cfg: &InputConfig) -> Result<PreparedInput> {
+    prepare_input_with(model, path, cfg, false)
+}
+
+/// [`prepare_input`] that lets NaN and infinity through when `allow_nonfinite` (for debugging a
+/// model on such an input, e.g. with [`Model::first_nonfinite`]).
+pub fn prepare_input_with(
+    model: &Model,
+    path: &Path,
+    cfg: &InputConfig,
+    allow_nonfinite: bool,
+) -> Result<PreparedInput> {
     if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
     {
-        return prepare_npy(model, path, cfg);
+        return prepare_npy(model, path, cfg, allow_nonfinite);
     }
-    prepare_image(model, load_rgb(path)?, cfg)
+    prepare_image_with(model, load_rgb(path)?, cfg, allow_nonfinite)
 }
 
 /// Prepares an image already in memory (pixels 0..255) for `model`: resize or resize and crop,
@@ -264,11 +276,23 @@ pub fn prepare_image(
     original: RgbImageF32,
     cfg: &InputConfig,
 ) -> Result<PreparedInput> {
+    prepare_image_with(model, original, cfg, false)
+}
+
+/// [`prepare_image`] that lets non-finite pixels through when `allow_nonfinite`.
+pub fn prepare_image_with(
+    model: &Model,
+    original: RgbImageF32,
+    cfg: &InputConfig,
+    allow_nonfinite: bool,
+) -> Result<PreparedInput> {
     let spec = model.input_spec();
     cfg.validate()?;
     let map = pixel_normalization(spec, &cfg.normalize)?;
     let (h, w) = target_size(spec, cfg.size)?;
-    check_finite_pixels(&original)?;
+    if !allow_nonfinite {
+        check_finite_pixels(&original)?;
+    }
     let mut display = if cfg.center_crop {
         resize_shorter_and_center_crop(&original, h.min(w), w, h, cfg.filter)?
     } else {
@@ -289,7 +313,12 @@ pub fn prepare_image(
     })
 }
 
-fn prepare_npy(model: &Model, path: &Path, cfg: &InputConfig) -> Result<PreparedInput> {
+fn prepare_npy(
+    model: &Model,
+    path: &Path,
+    cfg: &InputConfig,
+    allow_nonfinite: bool,
+) -> Result<PreparedInput> {
     let spec = model.input_spec();
     // The statistics also turn the tensor back into a picture (`display`).
     let map = pixel_normalization(spec, &cfg.normalize)?;
@@ -315,9 +344,9 @@ fn prepare_npy(model: &Model, path: &Path, cfg: &InputConfig) -> Result<Prepared
             tensor.shape()[0]
         )));
     }
-    if let Some((i, v)) = tensor.first_nonfinite() {
+    if let Some((i, v)) = tensor.first_nonfinite().filter(|_| !allow_nonfinite) {
         return Err(Error::Input(format!(
-            "{}: element {i} (index {:?} of shape {shape:?}) is {v}; model inputs must be finite",
+            "{}: element {i} (index {:?} of shape {shape:?}) is {v}; model inputs must be finite (--allow-nonfinite runs it anyway)",
             path.display(),
             unravel(i, &shape)
         )));

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use convscope_engine::Model;
 use convscope_image::{save_npy_f32, Normalize, RgbImageF32};
-use convscope_methods::input::{prepare_image, prepare_input, target_size, InputConfig};
+use convscope_methods::input::{
+    prepare_image, prepare_image_with, prepare_input, prepare_input_with, target_size, InputConfig,
+};
 use convscope_onnx::{data_type, AttributeProto, Dim, GraphBuilder, TensorProto};
 
 fn dims(v: &[i64]) -> Vec<Dim> {
@@ -147,6 +149,12 @@ fn npy_inputs_must_be_finite_and_fit_the_type() {
             "{msg}"
         );
     }
+    // Let through on request (debugging a model on such an input).
+    let mut data = good.clone();
+    data[21] = f32::NAN;
+    save_npy_f32(&path, &[1, 3, 4, 4], &data).unwrap();
+    let p = prepare_input_with(&float, &path, &InputConfig::default(), true).unwrap();
+    assert!(p.tensor.data()[21].is_nan());
     let mut data = good.clone();
     data[7] = 0.5;
     save_npy_f32(&path, &[3, 4, 4], &data).unwrap();
@@ -196,6 +204,7 @@ fn unusable_statistics_and_pixels_are_refused() {
     }
     let mut img = image();
     img.data[4 * 3 + 1] = f32::NAN;
+    assert!(prepare_image_with(&model, img.clone(), &InputConfig::default(), true).is_ok());
     let msg = prepare_image(&model, img, &InputConfig::default())
         .unwrap_err()
         .to_string();
