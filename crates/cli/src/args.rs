@@ -74,7 +74,10 @@ pub(crate) fn open_model(path: &Path, run: &RunArgs, input: InputConfig) -> Resu
     input.validate()?;
     let limit = run.limit();
     crate::alloc::set_limit(limit.bytes());
-    let model = Model::load(path)
+    let options = convscope::LoadOptions {
+        allow_nonfinite: run.allow_nonfinite,
+    };
+    let model = Model::load_with(path, &options)
         .with_context(|| format!("cannot load {}", path.display()))?
         .with_input(input)
         .with_memory_limit(limit)

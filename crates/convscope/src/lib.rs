@@ -55,7 +55,6 @@ mod html;
 pub mod input;
 mod labels;
 mod model;
-mod nonfinite;
 pub mod output;
 mod picture;
 pub mod progress;
@@ -67,6 +66,7 @@ pub mod text;
 
 pub use activations::{Activations, ActivationsConfig, GridStyle};
 pub use cam::{CamConfig, CamMap, CamSet, OverlayStyle};
+pub use convscope_engine::LoadOptions;
 pub use convscope_image::Colormap;
 pub use convscope_methods::target::{
     Class, Classes, OutputElement, Target, TargetRef, TargetSource,
