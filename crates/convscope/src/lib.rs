@@ -50,6 +50,7 @@ pub mod activations;
 pub mod budget;
 pub mod cam;
 pub mod error;
+pub mod examples;
 pub mod filters;
 mod html;
 pub mod input;
