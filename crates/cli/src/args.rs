@@ -74,7 +74,10 @@ pub(crate) fn open_model(path: &Path, run: &RunArgs, input: InputConfig) -> Resu
     input.validate()?;
     let limit = run.limit();
     crate::alloc::set_limit(limit.bytes());
-    let model = Model::load(path)
+    let options = convscope::LoadOptions {
+        allow_nonfinite: run.allow_nonfinite,
+    };
+    let model = Model::load_with(path, &options)
         .with_context(|| format!("cannot load {}", path.display()))?
         .with_input(input)
         .with_memory_limit(limit)
@@ -134,7 +137,7 @@ impl Bar {
         let bar = ProgressBar::with_draw_target(Some(0), target);
         bar.set_style(
             ProgressStyle::with_template(
-                "{msg:>12} [{bar:40}] {pos}/{len} {elapsed_precise} eta {eta}",
+                "{msg:>12} [{bar:40}] {pos}/{len} {per_sec} {elapsed_precise} eta {eta}",
             )
             .expect("valid template")
             .progress_chars("=> "),

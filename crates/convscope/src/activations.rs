@@ -120,13 +120,14 @@ impl Activations {
         };
         let ids: Vec<_> = selection.iter().map(|s| s.value).collect();
         let size = Size::from_hw(engine.input_spec().spatial(input.tensor().shape()));
-        if let Some(bytes) = model.estimate_pass_bytes(size, &ids) {
-            model.memory_limit().check(
-                bytes,
-                &format!("the activations of {} layers at {size}", ids.len()),
-                "use a smaller --size or fewer --layers",
-            )?;
-        }
+        model.check_memory(
+            size,
+            1,
+            &ids,
+            convscope_engine::Pass::Inference,
+            &format!("the activations of {} layers at {size}", ids.len()),
+            "use a smaller --size or fewer --layers",
+        )?;
         let layers = compute_activations(engine, input.tensor(), &selection)?;
         Activations::from_layers(model, input, layers)
     }

@@ -220,14 +220,15 @@ impl FilterGrid {
         config.validate()?;
         let target = model.select_one(layer)?;
         let engine = model.engine();
-        // Before any pass at the requested size: a probe at a small size bounds the memory.
-        if let Some(bytes) = model.estimate_pass_bytes(config.size, &[target.value]) {
-            model.memory_limit().check(
-                bytes.saturating_mul(2),
-                &format!("one filter pattern at {}", config.size),
-                "use a smaller --size",
-            )?;
-        }
+        // Before any pass at the requested size: the shapes alone bound the memory.
+        model.check_memory(
+            config.size,
+            1,
+            &[target.value],
+            convscope_engine::Pass::Gradient,
+            &format!("one filter pattern at {}", config.size),
+            "use a smaller --size",
+        )?;
         let probe = (config.size.height.max(32), config.size.width.max(32));
         let channels = check_layer(engine, target.value, &target.label, &[], probe)?;
         let filters = config.filters.resolve(channels, &target.label)?;

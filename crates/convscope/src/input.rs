@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use convscope_engine::Tensor;
 use convscope_methods::input::{
-    prepare_image, prepare_input, InputConfig as PrepareConfig, PreparedInput,
+    prepare_image_with, prepare_input_with, InputConfig as PrepareConfig, PreparedInput,
 };
 
 pub use convscope_image::{Normalize as Preprocess, ResizeFilter};
@@ -140,7 +140,12 @@ impl Input {
         if !is_npy {
             return Input::from_image(model, &Image::open(path)?);
         }
-        let prepared = prepare_input(model.engine(), path, &opts.config())?;
+        let prepared = prepare_input_with(
+            model.engine(),
+            path,
+            &opts.config(),
+            model.allows_nonfinite(),
+        )?;
         Input::finish(model, prepared, None, path.display().to_string())
     }
 
@@ -165,7 +170,12 @@ impl Input {
     pub fn from_image_with(model: &Model, image: &Image, opts: &InputConfig) -> Result<Input> {
         opts.validate()?;
         model.check_image_memory(image.size())?;
-        let prepared = prepare_image(model.engine(), image.pixels().clone(), &opts.config())?;
+        let prepared = prepare_image_with(
+            model.engine(),
+            image.pixels().clone(),
+            &opts.config(),
+            model.allows_nonfinite(),
+        )?;
         let crop = opts.crop.then(|| {
             crop_region(
                 image.size(),

@@ -50,12 +50,12 @@ pub mod activations;
 pub mod budget;
 pub mod cam;
 pub mod error;
+pub mod examples;
 pub mod filters;
 mod html;
 pub mod input;
 mod labels;
 mod model;
-mod nonfinite;
 pub mod output;
 mod pass;
 mod picture;
@@ -68,6 +68,7 @@ pub mod text;
 
 pub use activations::{Activations, ActivationsConfig, GridStyle};
 pub use cam::{CamConfig, CamMap, CamSet, OverlayStyle};
+pub use convscope_engine::LoadOptions;
 pub use convscope_image::Colormap;
 pub use convscope_methods::target::{
     Class, Classes, OutputElement, Target, TargetRef, TargetSource,
@@ -77,7 +78,7 @@ pub use filters::{FilterGrid, FilterSet, FiltersConfig, Optimizer, TileStyle};
 pub use input::{Input, InputConfig, Preprocess, ResizeFilter, ToInput};
 pub use labels::Labels;
 pub use model::{demo_scene, DemoScene, Model, Predictions};
-pub use pass::Pass;
+pub use pass::ForwardPass;
 pub use picture::{Image, Picture, Region};
 pub use saliency::{SaliencyConfig, SaliencyMap};
 pub use size::{Size, MAX_SIDE};

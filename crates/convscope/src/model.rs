@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use convscope_engine::{Layer, Tensor, ValueId};
+use convscope_engine::{Layer, LoadOptions, Pass, Tensor, ValueId};
 use convscope_methods::cam::{run_cams, CamRun, Prediction};
 use convscope_methods::select::{select_layers, Selected};
 use convscope_methods::target::Target;
@@ -59,11 +59,19 @@ impl std::fmt::Debug for Model {
 }
 
 impl Model {
-    /// Loads an ONNX file.
+    /// Loads an ONNX file. Weights holding NaN or infinity are refused (see
+    /// [`Model::load_with`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        Model::load_with(path, &LoadOptions::default())
+    }
+
+    /// Loads an ONNX file with options (e.g. `allow_nonfinite` for a model whose weights hold
+    /// NaN); the model then also lets non-finite values through ([`Model::allow_nonfinite`]).
+    pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
         let path = path.as_ref();
-        let engine = convscope_engine::Model::load(path)?;
-        Ok(Model::from_engine(engine, path.display().to_string()))
+        let engine = convscope_engine::Model::load_with(path, options)?;
+        Ok(Model::from_engine(engine, path.display().to_string())
+            .allow_nonfinite(options.allow_nonfinite))
     }
 
     /// Loads an ONNX model from bytes; `name` says where it came from in captions.
@@ -279,12 +287,17 @@ impl Model {
 
     /// Refuses maps whose pass (and batched extra passes) would exceed the memory limit.
     pub(crate) fn check_cam_memory(&self, input: &Input, config: &CamConfig) -> Result<()> {
-        let heavy = match config.method.to_ascii_lowercase().as_str() {
-            "scorecam" | "ablationcam" => 1.0 + config.batch_size.max(1) as f64 / 4.0,
-            _ => 2.0,
-        };
         let outputs = self.engine.outputs().to_vec();
-        self.check_pass_memory(input, &outputs, heavy, "the class activation maps")
+        let what = "the class activation maps";
+        self.check_pass_memory(input, &outputs, Pass::Gradient, 1, what)?;
+        if matches!(
+            config.method.to_ascii_lowercase().as_str(),
+            "scorecam" | "ablationcam"
+        ) {
+            // Batches of masked inputs run as inference passes.
+            self.check_pass_memory(input, &outputs, Pass::Inference, config.batch_size, what)?;
+        }
+        Ok(())
     }
 
     /// Checks the scores of a run and makes its maps.
@@ -305,7 +318,7 @@ impl Model {
     pub fn saliency(&self, x: impl ToInput, config: &SaliencyConfig) -> Result<SaliencyMap> {
         let input = x.to_input(self)?;
         let outputs = self.engine.outputs().to_vec();
-        self.check_pass_memory(&input, &outputs, 4.0, "the saliency map")?;
+        self.check_pass_memory(&input, &outputs, Pass::Gradient, 1, "the saliency map")?;
         let map = SaliencyMap::compute(self, &input, config)?;
         if !self.allow_nonfinite {
             if let Some(i) = map.raw().data().iter().position(|v| !v.is_finite()) {
@@ -316,6 +329,28 @@ impl Model {
             }
         }
         Ok(map)
+    }
+
+    /// For every channel of `config.layers`, the images of `dir` (recursively) that excite it
+    /// most and least (see [`crate::examples`]); [`crate::examples::ExamplesRun`] adds
+    /// checkpoints and progress.
+    ///
+    /// ```no_run
+    /// use convscope::prelude::*;
+    /// use convscope::examples::ExamplesConfig;
+    ///
+    /// let model = Model::load("efficientnet_lite0.onnx")?.with_input(InputConfig::imagenet());
+    /// let cfg = ExamplesConfig { layers: "_conv_head".into(), ..ExamplesConfig::default() };
+    /// let index = model.examples("photos/", &cfg)?;
+    /// println!("channel 7 likes {} most", index.layers[0].units[7].top[0].image);
+    /// # Ok::<(), convscope::Error>(())
+    /// ```
+    pub fn examples(
+        &self,
+        dir: impl AsRef<Path>,
+        config: &crate::examples::ExamplesConfig,
+    ) -> Result<crate::examples::ExamplesIndex> {
+        crate::examples::ExamplesRun::new(self, dir.as_ref(), config, None)?.run(&NoProgress)
     }
 
     /// The input pattern each filter of `layer` responds to most (gradient ascent in input
@@ -334,22 +369,42 @@ impl Model {
         FilterGrid::compute(self, layer, config, progress)
     }
 
-    /// Refuses a pass of `input` up to `wanted` whose estimated memory (the taped pass times
-    /// `factor`) exceeds the limit.
+    /// Refuses a pass of a batch of `batch` copies of `input` up to `wanted` whose estimated
+    /// memory exceeds the limit.
     pub(crate) fn check_pass_memory(
         &self,
         input: &Input,
         wanted: &[ValueId],
-        factor: f64,
+        pass: Pass,
+        batch: usize,
         what: &str,
     ) -> Result<()> {
         let size = Size::from_hw(self.engine.input_spec().spatial(input.tensor().shape()));
-        if let Some(bytes) = self.estimate_pass_bytes(size, wanted) {
-            let need = (bytes as f64 * factor) as u64;
-            self.memory
-                .check(need, &format!("{what} at {size}"), "use a smaller --size")?;
+        let what = if batch > 1 {
+            format!("{what} at {size} (batches of {batch})")
+        } else {
+            format!("{what} at {size}")
+        };
+        self.check_memory(size, batch, wanted, pass, &what, "use a smaller --size")
+    }
+
+    /// Refuses a job ([`Model::estimate_bytes`]) that exceeds the memory limit or holds a value
+    /// beyond the engine's size limit, naming `what` and the way out (`hint`).
+    pub(crate) fn check_memory(
+        &self,
+        size: Size,
+        batch: usize,
+        wanted: &[ValueId],
+        pass: Pass,
+        what: &str,
+        hint: &str,
+    ) -> Result<()> {
+        match self.estimate_bytes(size, batch, wanted, pass) {
+            Ok(Some(need)) => self.memory.check(need, what, hint),
+            Ok(None) => Ok(()),
+            Err(Error::Engine(e)) => Err(Error::Config(format!("{what}: {e}; {hint}"))),
+            Err(e) => Err(e),
         }
-        Ok(())
     }
 
     /// Refuses an image whose decoding and resizing would exceed the limit.
@@ -360,24 +415,53 @@ impl Model {
             .check(need, &format!("an image of {size}"), "use a smaller image")
     }
 
-    /// An upper bound of the bytes a taped pass of one image of `size` up to `wanted` keeps,
-    /// from a probe pass at a small size scaled by area (feature maps grow with the input's
-    /// area), plus the kernels' per-layer caches (four times the weights). `None` when the input is small (at most 128 pixels a side: no check needed) or
-    /// the probe cannot run.
+    /// The bytes a pass of `batch` images of `size` up to `wanted` needs at its peak, with the
+    /// kernels' per-model caches (four times the weights: Winograd's transformed weights are
+    /// 36/9 of a 3×3 layer's). Shapes are inferred without running the model
+    /// ([`convscope_engine::Model::estimate_forward_bytes`]); where a shape depends on
+    /// computed values, a probe pass at a small size is scaled by area instead. `Ok(None)`
+    /// when neither works (the job then runs unchecked, behind the allocator's ceiling); an
+    /// error when a value would exceed the engine's size limit.
     ///
     /// ```
     /// use convscope::prelude::*;
+    /// use convscope::lower::engine::Pass;
     ///
     /// let model = Model::demo()?;
     /// let values: Vec<_> = model.layers().iter().map(|l| l.value).collect();
-    /// let small = model.estimate_pass_bytes(Size::square(256), &values).unwrap();
-    /// let large = model.estimate_pass_bytes(Size::square(512), &values).unwrap();
-    /// let caches = 16 * model.engine().parameter_count() as u64; // weights and their caches
-    /// assert_eq!((large - caches) / 4, small - caches); // four times the area, four times the values
-    /// assert!(model.estimate_pass_bytes(Size::square(64), &values).is_none());
+    /// let small = model.estimate_bytes(Size::square(256), 1, &values, Pass::Tape)?.unwrap();
+    /// let large = model.estimate_bytes(Size::square(512), 1, &values, Pass::Tape)?.unwrap();
+    /// assert!(large > 3 * (small - 16 * model.engine().parameter_count() as u64));
     /// # Ok::<(), convscope::Error>(())
     /// ```
-    pub fn estimate_pass_bytes(&self, size: Size, wanted: &[ValueId]) -> Option<u64> {
+    pub fn estimate_bytes(
+        &self,
+        size: Size,
+        batch: usize,
+        wanted: &[ValueId],
+        pass: Pass,
+    ) -> Result<Option<u64>> {
+        let caches = 4 * 4 * self.engine.parameter_count() as u64;
+        let spec = self.engine.input_spec();
+        let shape = spec.shape(batch.max(1), size.height, size.width);
+        match self.engine.estimate_forward_bytes(&shape, wanted, pass) {
+            Ok(e) => Ok(Some(e.peak_bytes.saturating_add(caches))),
+            Err(e) if e.is_shape_unknown() => Ok(self
+                .probe_bytes(size, wanted, pass)
+                .map(|b| b.saturating_mul(batch.max(1) as u64).saturating_add(caches))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// [`Model::estimate_bytes`] of a taped pass of one image.
+    pub fn estimate_pass_bytes(&self, size: Size, wanted: &[ValueId]) -> Result<Option<u64>> {
+        self.estimate_bytes(size, 1, wanted, Pass::Tape)
+    }
+
+    /// A probe pass at a small size (longer side 64, both at least 32) up to `wanted`, its
+    /// tape's bytes scaled by area (twice for a gradient pass). `None` for small inputs or when
+    /// the probe cannot run.
+    fn probe_bytes(&self, size: Size, wanted: &[ValueId], pass: Pass) -> Option<u64> {
         const PROBE: usize = 64;
         if size.width.max(size.height) <= 2 * PROBE {
             return None;
@@ -396,10 +480,8 @@ impl Model {
                 .map(|t| t.memory_bytes() as u64)
                 .max()?,
         };
-        // Kernels keep per-layer caches that do not grow with the input: Winograd's transformed
-        // weights are 36/9 = 4 times a 3×3 layer's weights (VGG16: 230 MB at any size).
-        let caches = 4 * 4 * self.engine.parameter_count() as u64;
-        Some((bytes as f64 * size.area() as f64 / probe.area() as f64) as u64 + caches)
+        let factor = if pass == Pass::Gradient { 2.0 } else { 1.0 };
+        Some((factor * bytes as f64 * size.area() as f64 / probe.area() as f64) as u64)
     }
 
     /// Checks values that will be shown; on NaN or infinity, finds where it first appears.
@@ -417,11 +499,12 @@ impl Model {
     }
 
     /// The error for a non-finite shown value: names the first node whose output holds NaN or
-    /// infinity for this input.
+    /// infinity for this input (a second, unfused pass, only on this failure path).
     pub(crate) fn nonfinite_error(&self, what: &str, input: &Tensor) -> Error {
-        let origin = crate::nonfinite::first_nonfinite(&self.engine, input)
-            .map(|(node, value)| format!(", first produced by node '{node}' (value '{value}')"))
-            .unwrap_or_default();
+        let origin = match self.engine.first_nonfinite(input) {
+            Ok(Some(found)) => format!("; {found}"),
+            _ => String::new(),
+        };
         Error::NonFinite(format!(
             "{what} holds NaN or infinity{origin}; pass --allow-nonfinite to show it anyway"
         ))

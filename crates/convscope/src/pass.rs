@@ -1,10 +1,10 @@
 //! One image's forward pass, kept: the prediction, any layer's activations and the class
 //! activation maps of any class and gradient method come from the same pass.
 //!
-//! A viewer keeps a [`Pass`] per image, so a click on another layer costs only the drawing, and
+//! A viewer keeps a [`ForwardPass`] per image, so a click on another layer costs only the drawing, and
 //! a click on another class only the backward sweep through the classifier head.
 
-use convscope_engine::{Tape, ValueId};
+use convscope_engine::{Pass, Tape, ValueId};
 use convscope_methods::activations::LayerActivation;
 use convscope_methods::activations::{compute_activations, default_selection, layer_stats};
 use convscope_methods::cam::{cam_values, find_classifier, prediction, run_cams_in};
@@ -32,15 +32,15 @@ use crate::model::{Model, Predictions};
 /// assert_eq!(cams.maps[0].raw(), model.gradcam(pass.input(), Class(top))?.raw());
 /// # Ok::<(), convscope::Error>(())
 /// ```
-pub struct Pass<'m> {
+pub struct ForwardPass<'m> {
     model: &'m Model,
     input: Input,
     tape: Tape<'m>,
 }
 
-impl std::fmt::Debug for Pass<'_> {
+impl std::fmt::Debug for ForwardPass<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pass")
+        f.debug_struct("ForwardPass")
             .field("input", &self.input.source())
             .field("memory_bytes", &self.memory_bytes())
             .finish()
@@ -48,15 +48,15 @@ impl std::fmt::Debug for Pass<'_> {
 }
 
 impl Model {
-    /// Runs `x` through the model once, keeping every value, for [`Pass::predictions`],
-    /// [`Pass::activations`] and [`Pass::cam`]. The pass's memory is checked against the
+    /// Runs `x` through the model once, keeping every value, for [`ForwardPass::predictions`],
+    /// [`ForwardPass::activations`] and [`ForwardPass::cam`]. The pass's memory is checked against the
     /// limit first.
-    pub fn pass(&self, x: impl ToInput) -> Result<Pass<'_>> {
+    pub fn pass(&self, x: impl ToInput) -> Result<ForwardPass<'_>> {
         let input = x.to_input(self)?.into_owned();
         let output = self.first_output()?;
-        self.check_pass_memory(&input, &[output], 1.0, "the forward pass")?;
+        self.check_pass_memory(&input, &[output], Pass::Tape, 1, "the forward pass")?;
         let tape = self.engine().forward(input.tensor(), &[output])?;
-        Ok(Pass {
+        Ok(ForwardPass {
             model: self,
             input,
             tape,
@@ -72,7 +72,7 @@ impl Model {
     }
 }
 
-impl<'m> Pass<'m> {
+impl<'m> ForwardPass<'m> {
     /// The model the pass ran on.
     pub fn model(&self) -> &'m Model {
         self.model

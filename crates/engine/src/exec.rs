@@ -287,7 +287,7 @@ impl Model {
     }
 
     /// Indices of the nodes needed to compute `targets` when `leaves` are given, in order.
-    fn needed_nodes(&self, targets: &[ValueId], leaves: &[ValueId]) -> Vec<usize> {
+    pub(crate) fn needed_nodes(&self, targets: &[ValueId], leaves: &[ValueId]) -> Vec<usize> {
         let mut need = vec![false; self.nodes.len()];
         let mut stack: Vec<ValueId> = targets.to_vec();
         let mut seen = vec![false; self.values.len()];

@@ -39,6 +39,13 @@ pub struct InputSpec {
     pub width: Option<usize>,
     /// Declared batch size, if fixed.
     pub batch: Option<usize>,
+    /// The declared element type (what the values mean; the tensor is `f32` in any case).
+    pub elem_type: crate::ElemType,
+    /// The dimensions exactly as the file declares them, in the file's order (`None` where
+    /// symbolic or unknown). Unlike `height` and `width`, sizes outside
+    /// `1..=`[`MAX_INPUT_SIDE`](crate::MAX_INPUT_SIDE) are kept here, so a refusal can say
+    /// what the model declared.
+    pub declared_dims: Vec<Option<i64>>,
 }
 
 impl InputSpec {
@@ -78,6 +85,8 @@ pub(crate) struct Node {
     pub inputs: Vec<Option<ValueId>>,
     pub outputs: Vec<ValueId>,
     pub op: Box<dyn Op>,
+    /// The node's ONNX attributes, for shape inference without running the op (`infer.rs`).
+    pub attrs: Vec<convscope_onnx::AttributeProto>,
 }
 
 /// A model ready to run and differentiate.
@@ -124,7 +133,15 @@ impl Model {
     }
 
     /// Prepares a decoded model: checks every op, sorts the nodes, folds constants.
+    ///
+    /// Weights that hold NaN or infinity are refused ([`Error::NonFiniteWeight`]; see
+    /// [`Model::from_proto_with`] to load them anyway).
     pub fn from_proto(proto: ModelProto) -> Result<Model> {
+        Model::from_proto_with(proto, &crate::LoadOptions::default())
+    }
+
+    /// [`Model::from_proto`] after the checks of its [`crate::LoadOptions`].
+    pub(crate) fn from_checked_proto(proto: ModelProto) -> Result<Model> {
         let opset = proto
             .opset_import
             .iter()
@@ -270,6 +287,7 @@ impl Model {
                 inputs,
                 outputs,
                 op,
+                attrs: n.attribute.clone(),
             });
         }
         let outputs = graph
@@ -439,7 +457,7 @@ pub(crate) fn node_error(node: &str, op: &str, e: Error) -> Error {
     Error::Node {
         node: node.to_string(),
         op: op.to_string(),
-        source: Box::new(e),
+        error: Box::new(e),
     }
 }
 
@@ -539,7 +557,9 @@ fn describe_input(
             .map(|d| {
                 // Declared sizes beyond 65536 are corrupt; treat them as unknown.
                 if let Dim::Value(v) = d {
-                    (1..=1 << 16).contains(v).then_some(*v as usize)
+                    (1..=crate::MAX_INPUT_SIDE as i64)
+                        .contains(v)
+                        .then_some(*v as usize)
                 } else {
                     None
                 }
@@ -584,5 +604,7 @@ fn describe_input(
         height: h,
         width: w,
         batch: dims[0],
+        elem_type: crate::ElemType::from_onnx(info.elem_type),
+        declared_dims: crate::input::declared_dims(info),
     })
 }

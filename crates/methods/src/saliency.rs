@@ -60,6 +60,44 @@ impl Default for SaliencyConfig {
     }
 }
 
+impl SaliencyConfig {
+    /// Checks every option on its own: `noise` a finite number ≥ 0, `samples`, `steps` and
+    /// `batch-size` at least 1, and a finite `baseline`. Errors name the option as the command
+    /// line spells it.
+    ///
+    /// ```
+    /// use convscope_methods::saliency::SaliencyConfig;
+    /// let cfg = SaliencyConfig { noise: f32::NAN, ..SaliencyConfig::default() };
+    /// assert_eq!(
+    ///     cfg.validate().unwrap_err().to_string(),
+    ///     "noise must be a finite number >= 0, got NaN"
+    /// );
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        if !(self.noise.is_finite() && self.noise >= 0.0) {
+            return Err(Error::Config(format!(
+                "noise must be a finite number >= 0, got {}",
+                self.noise
+            )));
+        }
+        for (name, v) in [
+            ("samples", self.samples),
+            ("steps", self.steps),
+            ("batch-size", self.batch_size),
+        ] {
+            if v == 0 {
+                return Err(Error::Config(format!("{name} must be at least 1, got 0")));
+            }
+        }
+        if let Some((i, v)) = self.baseline.as_ref().and_then(Tensor::first_nonfinite) {
+            return Err(Error::Config(format!(
+                "baseline element {i} is {v}; the baseline must be finite"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Integrated Gradients' completeness check: the attributions should add up to the score
 /// difference between the input and the baseline.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -170,6 +208,12 @@ fn setup<'m>(
     cfg: &SaliencyConfig,
     extra: &[ValueId],
 ) -> Result<Setup<'m>> {
+    cfg.validate()?;
+    if let Some((i, v)) = input.first_nonfinite() {
+        return Err(Error::Input(format!(
+            "input element {i} is {v}; saliency needs a finite input"
+        )));
+    }
     if input.shape().first() != Some(&1) {
         return Err(Error::Input(format!(
             "saliency takes one image, got input shape {:?}",

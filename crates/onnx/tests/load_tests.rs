@@ -442,6 +442,106 @@ fn bad_external_references_are_rejected() {
     }
 }
 
+/// A model at `dir/model.onnx` whose initializer `w` (two floats) lives at `location`.
+#[cfg(unix)]
+fn load_with_location(dir: &Path, location: &str) -> Result<ModelProto, Error> {
+    let mut t = TensorProto::from_f32("w", &[2], &[0.0, 0.0]);
+    t.raw_data.clear();
+    t.data_location = 1;
+    t.external_data = vec![("location".into(), location.into())];
+    let mut g = GraphBuilder::new("linked");
+    g.initializer(t);
+    let path = dir.join("model.onnx");
+    std::fs::write(&path, g.build(17).encode()).unwrap();
+    ModelProto::load(&path)
+}
+
+/// Symlinks are resolved before external data is read: a link (to a file or to a folder) that
+/// leads outside the model's folder is refused, one that stays inside is followed; FIFOs and
+/// folders are refused without being opened. Before the fix, `link.bin -> ../secret.bin` and
+/// `dirlink/x.bin` were read.
+#[cfg(unix)]
+#[test]
+fn external_data_symlinks_must_stay_inside_the_model_folder() {
+    use std::os::unix::fs::symlink;
+
+    // A scratch folder of its own (not the file's TempDir helper, which other branches
+    // replace), removed at the end.
+    let root =
+        std::env::temp_dir().join(format!("convscope-onnx-ext-links-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let secret = [1.5f32, -2.0];
+    let secret_bytes: Vec<u8> = secret.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(root.join("secret.bin"), &secret_bytes).unwrap();
+    std::fs::create_dir(root.join("elsewhere")).unwrap();
+    std::fs::write(root.join("elsewhere/x.bin"), &secret_bytes).unwrap();
+    let dir = root.join("model");
+    std::fs::create_dir_all(dir.join("real")).unwrap();
+    std::fs::write(dir.join("inside.bin"), &secret_bytes).unwrap();
+    std::fs::write(dir.join("real/y.bin"), &secret_bytes).unwrap();
+
+    // Leading outside: a file symlink (relative and absolute targets) and a folder symlink.
+    symlink("../secret.bin", dir.join("link.bin")).unwrap();
+    symlink(root.join("secret.bin"), dir.join("abs_link.bin")).unwrap();
+    symlink(root.join("elsewhere"), dir.join("dirlink")).unwrap();
+    for location in [
+        "link.bin",
+        "abs_link.bin",
+        "dirlink/x.bin",
+        "./dirlink/x.bin",
+    ] {
+        match load_with_location(&dir, location) {
+            Err(e @ Error::ExternalData { .. }) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(location) && msg.contains("outside the model's folder"),
+                    "{location}: {msg}"
+                );
+                assert!(!msg.contains('\n'), "{msg}");
+            }
+            other => panic!("{location}: read through a symlink out of the folder: {other:?}"),
+        }
+    }
+
+    // Staying inside: a file symlink and a folder symlink that point into the folder.
+    symlink("inside.bin", dir.join("alias.bin")).unwrap();
+    symlink("real", dir.join("dir_alias")).unwrap();
+    for location in ["alias.bin", "dir_alias/y.bin", "inside.bin"] {
+        let m = load_with_location(&dir, location).unwrap_or_else(|e| panic!("{location}: {e}"));
+        assert_eq!(
+            m.graph.initializer[0].values().unwrap(),
+            TensorValues::Float(secret.to_vec()),
+            "{location}"
+        );
+    }
+
+    // Not regular files: a folder, a FIFO, and a symlink to the FIFO. Opening the FIFO would
+    // block forever, so the test passing at all shows it is never opened.
+    let fifo = dir.join("pipe");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    let mut refused = vec!["real", "dir_alias"];
+    if made.is_ok_and(|s| s.success()) {
+        symlink("pipe", dir.join("pipe_alias")).unwrap();
+        refused.extend(["pipe", "pipe_alias"]);
+    } else {
+        eprintln!("mkfifo unavailable; FIFO cases skipped");
+    }
+    for location in refused {
+        match load_with_location(&dir, location) {
+            Err(e @ Error::ExternalData { .. }) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(location) && msg.contains("not a regular file"),
+                    "{location}: {msg}"
+                );
+            }
+            other => panic!("{location}: expected a refusal, got {other:?}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 #[test]
 fn missing_model_file_is_an_io_error() {
     let err = ModelProto::load(Path::new("/nonexistent/convscope/model.onnx")).unwrap_err();

@@ -5,24 +5,24 @@
 
 use std::sync::{Arc, Mutex};
 
-use convscope::{Model, Pass};
+use convscope::{ForwardPass, Model};
 use tokio::sync::OnceCell;
 
 use crate::api::ApiError;
 
 self_cell::self_cell!(
-    /// A [`Pass`] together with the model it borrows, so the cache can own both.
+    /// A [`ForwardPass`] together with the model it borrows, so the cache can own both.
     pub struct OwnedPass {
         owner: Arc<Model>,
         #[covariant]
-        dependent: Pass,
+        dependent: ForwardPass,
     }
     impl {Debug}
 );
 
 impl OwnedPass {
     /// The pass.
-    pub fn pass(&self) -> &Pass<'_> {
+    pub fn pass(&self) -> &ForwardPass<'_> {
         self.borrow_dependent()
     }
 }

@@ -2,7 +2,7 @@
 //! MODEL at SIZE, runs the job, and prints the process's peak resident memory.
 //!
 //! ```sh
-//! cargo run --release -p convscope --example memory_estimate -- MODEL IMAGE SIZE
+//! cargo run --release -p convscope --example facade_memory -- MODEL IMAGE SIZE
 //! ```
 //! Run once per size (the peak is the process's).
 
@@ -28,7 +28,8 @@ fn main() -> convscope::Result<()> {
     let input = model.input(&image)?;
     let before = peak_rss().unwrap_or(0);
     let values: Vec<_> = model.layers().iter().map(|l| l.value).collect();
-    let estimate = model.estimate_pass_bytes(size, &values).unwrap_or(0);
+    let pass = convscope::lower::engine::Pass::Inference;
+    let estimate = model.estimate_bytes(size, 1, &values, pass)?.unwrap_or(0);
     let acts = model.activations(&input, &ActivationsConfig::layers("all"))?;
     let kept: usize = acts.layers().iter().map(|a| a.values.len() * 4).sum();
     let after = peak_rss().unwrap_or(0);
