@@ -37,10 +37,11 @@ pub(crate) struct ExamplesArgs {
     /// option of every command: resize the shorter side and crop the centre.)
     #[arg(long)]
     pub crops: bool,
-    /// Images per pass (default: from the memory limit, at most 32).
-    #[arg(long)]
-    pub batch: Option<usize>,
-    /// Process the part I of N of the images (by sorted path): `--shard 3/8`. Also read from
+    /// Images per pass (shards and resumed runs of one job must use the same value).
+    #[arg(long, default_value_t = convscope::examples::DEFAULT_BATCH)]
+    pub batch: usize,
+    /// Process part I of N of the images (contiguous batches in sorted path order): `--shard
+    /// 3/8`. Also read from
     /// JOB_COMPLETION_INDEX (with --shards) or SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT.
     #[arg(long)]
     pub shard: Option<Shard>,
@@ -50,6 +51,9 @@ pub(crate) struct ExamplesArgs {
     /// Continue a killed run from the checkpoint in its output folder.
     #[arg(long)]
     pub resume: bool,
+    /// Save the checkpoint at least every this many seconds.
+    #[arg(long, default_value_t = 30.0, value_parser = crate::args::finite)]
+    pub checkpoint_every: f32,
     #[command(flatten)]
     pub input_args: InputArgs,
     /// Output folder (default: convscope-out/examples, or convscope-out/examples-I-of-N for a
@@ -85,7 +89,7 @@ pub(crate) fn run(args: ExamplesArgs) -> Result<()> {
         crops: args.crops,
         batch: args.batch,
         shard,
-        ..ExamplesConfig::default()
+        checkpoint_every: std::time::Duration::from_secs_f32(args.checkpoint_every.max(0.0)),
     };
     let mut out = OutputDir::create(&out_dir)?;
     let checkpoint = out_dir.join(CHECKPOINT);
