@@ -173,3 +173,75 @@ pub(crate) fn run_merge(args: MergeArgs) -> Result<()> {
     );
     Ok(())
 }
+
+#[derive(Args)]
+pub(crate) struct AtlasArgs {
+    /// The ONNX model.
+    pub model: PathBuf,
+    /// The folder of images (searched recursively).
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Layers: names, indices, ranges, globs (every one a spatial feature map).
+    #[arg(long)]
+    pub layers: String,
+    /// Examples kept per unit, most and least exciting.
+    #[arg(long, default_value_t = 9)]
+    pub top: usize,
+    /// Score of a unit on an image: max or mean.
+    #[arg(long, default_value = "max")]
+    pub score: Score,
+    /// Images per pass.
+    #[arg(long, default_value_t = convscope::examples::DEFAULT_BATCH)]
+    pub batch: usize,
+    /// Size of each unit's picture of what it wants (gradient ascent).
+    #[arg(long, value_parser = crate::args::parse_size, default_value = "96")]
+    pub picture_size: convscope::Size,
+    /// Gradient-ascent steps of those pictures.
+    #[arg(long, default_value_t = 40)]
+    pub steps: usize,
+    /// Leave out the pictures of what each unit wants (only the examples).
+    #[arg(long)]
+    pub no_pictures: bool,
+    #[command(flatten)]
+    pub input_args: InputArgs,
+    /// Output folder of the site.
+    #[arg(long, default_value = "convscope-out/atlas")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+pub(crate) fn run_atlas(args: AtlasArgs) -> Result<()> {
+    let start = Instant::now();
+    let model = open_model(&args.model, &args.run, args.input_args.config())?;
+    let config = convscope::atlas::AtlasConfig {
+        examples: ExamplesConfig {
+            layers: args.layers.clone(),
+            top: args.top,
+            score: args.score,
+            crops: true,
+            batch: args.batch,
+            ..ExamplesConfig::default()
+        },
+        pictures: (!args.no_pictures).then(|| convscope::FiltersConfig {
+            size: args.picture_size,
+            steps: args.steps,
+            preprocess: args.input_args.preprocess(),
+            ..convscope::FiltersConfig::default()
+        }),
+        ..convscope::atlas::AtlasConfig::default()
+    };
+    let mut out = OutputDir::create(&args.out)?;
+    let summary =
+        convscope::atlas::write_atlas(&model, &args.images, &config, &mut out, &Bar::new())?;
+    let dir = out.commit()?;
+    eprintln!(
+        "atlas of {} units in {} layers from {} images in {:.1} s -> {}",
+        summary.units,
+        summary.layers,
+        summary.images,
+        start.elapsed().as_secs_f64(),
+        dir.join("index.html").display()
+    );
+    Ok(())
+}
