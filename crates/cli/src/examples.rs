@@ -37,10 +37,11 @@ pub(crate) struct ExamplesArgs {
     /// option of every command: resize the shorter side and crop the centre.)
     #[arg(long)]
     pub crops: bool,
-    /// Images per pass (default: from the memory limit, at most 32).
-    #[arg(long)]
-    pub batch: Option<usize>,
-    /// Process the part I of N of the images (by sorted path): `--shard 3/8`. Also read from
+    /// Images per pass (shards and resumed runs of one job must use the same value).
+    #[arg(long, default_value_t = convscope::examples::DEFAULT_BATCH)]
+    pub batch: usize,
+    /// Process part I of N of the images (contiguous batches in sorted path order): `--shard
+    /// 3/8`. Also read from
     /// JOB_COMPLETION_INDEX (with --shards) or SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT.
     #[arg(long)]
     pub shard: Option<Shard>,
@@ -50,6 +51,9 @@ pub(crate) struct ExamplesArgs {
     /// Continue a killed run from the checkpoint in its output folder.
     #[arg(long)]
     pub resume: bool,
+    /// Save the checkpoint at least every this many seconds.
+    #[arg(long, default_value_t = 30.0, value_parser = crate::args::finite)]
+    pub checkpoint_every: f32,
     #[command(flatten)]
     pub input_args: InputArgs,
     /// Output folder (default: convscope-out/examples, or convscope-out/examples-I-of-N for a
@@ -85,7 +89,7 @@ pub(crate) fn run(args: ExamplesArgs) -> Result<()> {
         crops: args.crops,
         batch: args.batch,
         shard,
-        ..ExamplesConfig::default()
+        checkpoint_every: std::time::Duration::from_secs_f32(args.checkpoint_every.max(0.0)),
     };
     let mut out = OutputDir::create(&out_dir)?;
     let checkpoint = out_dir.join(CHECKPOINT);
@@ -166,6 +170,78 @@ pub(crate) fn run_merge(args: MergeArgs) -> Result<()> {
         parts.len(),
         merged.images_used,
         dir.join("index.json").display()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub(crate) struct AtlasArgs {
+    /// The ONNX model.
+    pub model: PathBuf,
+    /// The folder of images (searched recursively).
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Layers: names, indices, ranges, globs (every one a spatial feature map).
+    #[arg(long)]
+    pub layers: String,
+    /// Examples kept per unit, most and least exciting.
+    #[arg(long, default_value_t = 9)]
+    pub top: usize,
+    /// Score of a unit on an image: max or mean.
+    #[arg(long, default_value = "max")]
+    pub score: Score,
+    /// Images per pass.
+    #[arg(long, default_value_t = convscope::examples::DEFAULT_BATCH)]
+    pub batch: usize,
+    /// Size of each unit's picture of what it wants (gradient ascent).
+    #[arg(long, value_parser = crate::args::parse_size, default_value = "96")]
+    pub picture_size: convscope::Size,
+    /// Gradient-ascent steps of those pictures.
+    #[arg(long, default_value_t = 40)]
+    pub steps: usize,
+    /// Leave out the pictures of what each unit wants (only the examples).
+    #[arg(long)]
+    pub no_pictures: bool,
+    #[command(flatten)]
+    pub input_args: InputArgs,
+    /// Output folder of the site.
+    #[arg(long, default_value = "convscope-out/atlas")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+pub(crate) fn run_atlas(args: AtlasArgs) -> Result<()> {
+    let start = Instant::now();
+    let model = open_model(&args.model, &args.run, args.input_args.config())?;
+    let config = convscope::atlas::AtlasConfig {
+        examples: ExamplesConfig {
+            layers: args.layers.clone(),
+            top: args.top,
+            score: args.score,
+            crops: true,
+            batch: args.batch,
+            ..ExamplesConfig::default()
+        },
+        pictures: (!args.no_pictures).then(|| convscope::FiltersConfig {
+            size: args.picture_size,
+            steps: args.steps,
+            preprocess: args.input_args.preprocess(),
+            ..convscope::FiltersConfig::default()
+        }),
+        ..convscope::atlas::AtlasConfig::default()
+    };
+    let mut out = OutputDir::create(&args.out)?;
+    let summary =
+        convscope::atlas::write_atlas(&model, &args.images, &config, &mut out, &Bar::new())?;
+    let dir = out.commit()?;
+    eprintln!(
+        "atlas of {} units in {} layers from {} images in {:.1} s -> {}",
+        summary.units,
+        summary.layers,
+        summary.images,
+        start.elapsed().as_secs_f64(),
+        dir.join("index.html").display()
     );
     Ok(())
 }

@@ -68,6 +68,9 @@ enum Command {
     Examples(examples::ExamplesArgs),
     /// Combine the results of `examples --shard I/N` runs into one.
     Merge(examples::MergeArgs),
+    /// A static, offline site with a page per layer and per unit: what it wants and the real
+    /// images that excite it.
+    Atlas(examples::AtlasArgs),
     /// Measure engine speed on a model (median ms and GFLOP/s).
     Bench(bench::BenchArgs),
     /// Explore a model in the browser: layers, channels, filter patterns, predictions, Grad-CAM.
@@ -163,6 +166,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run_report(args),
         Command::Examples(args) => examples::run(args),
         Command::Merge(args) => examples::run_merge(args),
+        Command::Atlas(args) => examples::run_atlas(args),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
     };

@@ -28,6 +28,9 @@ use crate::text::file_stem;
 /// File extensions of the images a folder scan picks up (as `activations` reads them).
 pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"];
 
+/// Images per pass unless the job says otherwise.
+pub const DEFAULT_BATCH: usize = 16;
+
 /// How a channel's map becomes one score per image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -51,8 +54,11 @@ impl std::str::FromStr for Score {
     }
 }
 
-/// One part of a job split over several processes: images `i` with `i % count == index`
-/// (in sorted order of their relative paths).
+/// One part of a job split over several processes: a contiguous run of the job's batches (the
+/// images in sorted order of their relative paths, cut into batches of the job's batch size;
+/// part `index` takes batches `index·B/count .. (index+1)·B/count` of the `B`). Every image is
+/// thus computed in exactly the batch it has in a run over the whole folder, so the shards'
+/// numbers are the whole run's numbers, bit for bit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {
     /// This part, `0..count`.
@@ -163,8 +169,9 @@ pub struct ExamplesConfig {
     pub score: Score,
     /// Also cut the receptive field of each entry out of its image.
     pub crops: bool,
-    /// Images per pass (`None`: as many as fit a quarter of the memory limit, at most 32).
-    pub batch: Option<usize>,
+    /// Images per pass. Part of the job's identity: shards and resumed runs must use the same
+    /// batch size (the numbers of an image can depend on the batch it is computed in).
+    pub batch: usize,
     /// The part of the folder this run covers.
     pub shard: Shard,
     /// Write a checkpoint at least this often.
@@ -178,7 +185,7 @@ impl Default for ExamplesConfig {
             top: 9,
             score: Score::Max,
             crops: false,
-            batch: None,
+            batch: DEFAULT_BATCH,
             shard: Shard::default(),
             checkpoint_every: Duration::from_secs(30),
         }
@@ -413,21 +420,36 @@ impl<'m> ExamplesRun<'m> {
             });
             values.push((s.value, s.label.clone(), name));
         }
+        if config.batch == 0 {
+            return Err(Error::Config("--batch must be at least 1".into()));
+        }
+        let ids: Vec<ValueId> = values.iter().map(|v| v.0).collect();
+        model.check_memory(
+            size,
+            config.batch,
+            &ids,
+            Pass::Inference,
+            &format!("batches of {} images at {size}", config.batch),
+            "use a smaller --batch or --size, or fewer --layers",
+        )?;
         let all = scan_images(dir)?;
+        let batches = all.len().div_ceil(config.batch);
+        let (first, last) = (
+            config.shard.index * batches / config.shard.count,
+            (config.shard.index + 1) * batches / config.shard.count,
+        );
         let images: Vec<String> = all
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| i % config.shard.count == config.shard.index)
-            .map(|(_, p)| p)
-            .collect();
+            [(first * config.batch).min(all.len())..(last * config.batch).min(all.len())]
+            .to_vec();
         let job = format!(
-            "{} | {} | {:?} | {} | {:?} | {} | {}/{} | {} images",
+            "{} | {} | {:?} | {} | {:?} | {} | batch {} | {}/{} | {} images",
             model.source(),
             dir.display(),
             model.input_config(),
             config.layers,
             config.score,
             config.top,
+            config.batch,
             config.shard.index,
             config.shard.count,
             images.len()
@@ -490,32 +512,10 @@ impl<'m> ExamplesRun<'m> {
         self.state.done
     }
 
-    /// Images per pass.
-    fn batch_size(&self) -> Result<usize> {
-        if let Some(b) = self.config.batch {
-            if b == 0 {
-                return Err(Error::Config("--batch must be at least 1".into()));
-            }
-            return Ok(b);
-        }
-        let size = self.state.index.input_size;
-        let ids: Vec<ValueId> = self.values.iter().map(|v| v.0).collect();
-        let budget = self.model.memory_limit().bytes() / 4;
-        let mut b = 32;
-        while b > 1 {
-            match self.model.estimate_bytes(size, b, &ids, Pass::Inference) {
-                Ok(Some(need)) if need <= budget => break,
-                Ok(None) => break,
-                _ => b /= 2,
-            }
-        }
-        Ok(b)
-    }
-
     /// Runs the remaining images, reporting images done to `progress` and saving checkpoints;
     /// returns the result.
     pub fn run(mut self, progress: &dyn Progress) -> Result<ExamplesIndex> {
-        let batch = self.batch_size()?;
+        let batch = self.config.batch;
         let ids: Vec<ValueId> = self.values.iter().map(|v| v.0).collect();
         progress.start(self.images.len() as u64, "images");
         progress.set(self.state.done as u64);

@@ -47,6 +47,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod activations;
+pub mod atlas;
 pub mod budget;
 pub mod cam;
 pub mod error;

@@ -36,7 +36,7 @@ fn demo_at_64() -> Model {
 fn config(layers: &str) -> ExamplesConfig {
     ExamplesConfig {
         layers: layers.into(),
-        batch: Some(16),
+        batch: 16,
         ..ExamplesConfig::default()
     }
 }
