@@ -308,3 +308,61 @@ fn the_page_works_in_a_real_browser() {
     );
     assert!(error.as_str().unwrap().contains("closest"), "{error}");
 }
+
+#[test]
+fn a_clicked_channel_shows_the_folder_images_it_responds_to() {
+    let Some(binary) = chromium() else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true but no Chromium found: .ci/run installs Debian's chromium");
+        }
+        eprintln!("skipping the browser test: Chromium is not installed");
+        return;
+    };
+    // A folder of 12 generated scenes (one shape each) beside the demo scene.
+    let dir = TempDir::new("serve-browser-examples");
+    let (_, images) = demo_files(dir.root());
+    for i in 0..12u64 {
+        let s = convscope_demo::scene::Sample::generate(500 + i);
+        image::RgbImage::from_raw(s.image.width as u32, s.image.height as u32, s.image.data)
+            .unwrap()
+            .save(images.join(format!("shape{i:02}.png")))
+            .unwrap();
+    }
+    let s = Served::start(&["--images", images.to_str().unwrap()]);
+    let mut b = Browser::launch(&binary);
+    b.navigate(&format!("{}&image=scene.png&layer=conv3&channel=2", s.url));
+    b.wait_for("document.body.dataset.channels >= 1", 30);
+    // The layer's examples job runs in the background, then nine crops at each end load.
+    b.wait_for("document.body.dataset.examples >= 1", 60);
+    b.wait_for(
+        "[...document.querySelectorAll('#examples img')].filter(i => i.naturalWidth > 0).length === 18",
+        30,
+    );
+    let state = b.eval("document.getElementById('examples-state').textContent");
+    assert_eq!(state, "13 images", "{state}");
+    let shown = b.eval(
+        "[...document.querySelectorAll('#examples-top figcaption')].map(c => c.textContent.split(' · ')[1])",
+    );
+    // The page shows the server's ranking, best first.
+    let api = s.get("/api/examples?layer=conv3&channel=2&wait=1");
+    assert_eq!(api.status, 200);
+    let ranking: Value = serde_json::from_slice(&api.body).unwrap();
+    let names: Vec<&str> = ranking["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["image"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, json!(names));
+    // Clicking an example opens that image.
+    b.eval("document.querySelector('#examples-top figure').click()");
+    b.wait_for(
+        &format!("document.getElementById('image').value === '{}'", names[0]),
+        30,
+    );
+    assert!(b
+        .eval("location.search")
+        .as_str()
+        .unwrap()
+        .contains(&format!("image={}", names[0])));
+}

@@ -387,6 +387,22 @@ impl<'m> ExamplesRun<'m> {
         config: &ExamplesConfig,
         checkpoint: Option<&Path>,
     ) -> Result<ExamplesRun<'m>> {
+        let all = scan_images(dir)?;
+        ExamplesRun::over(model, dir, all, config, checkpoint)
+    }
+
+    /// Like [`ExamplesRun::new`], over the listed images of `dir` (`/`-separated paths relative
+    /// to it) instead of every image found in it: for callers that decide which files may be
+    /// read, such as the viewer, which offers only the files directly inside its folder.
+    pub fn over(
+        model: &'m Model,
+        dir: &Path,
+        mut all: Vec<String>,
+        config: &ExamplesConfig,
+        checkpoint: Option<&Path>,
+    ) -> Result<ExamplesRun<'m>> {
+        all.sort();
+        all.dedup();
         if config.top == 0 {
             return Err(Error::Config("--top must be at least 1".into()));
         }
@@ -432,7 +448,6 @@ impl<'m> ExamplesRun<'m> {
             &format!("batches of {} images at {size}", config.batch),
             "use a smaller --batch or --size, or fewer --layers",
         )?;
-        let all = scan_images(dir)?;
         let batches = all.len().div_ceil(config.batch);
         let (first, last) = (
             config.shard.index * batches / config.shard.count,
@@ -522,7 +537,7 @@ impl<'m> ExamplesRun<'m> {
         let mut last_save = Instant::now();
         while self.state.done < self.images.len() {
             if progress.cancelled() {
-                return Err(Error::Config("cancelled".into()));
+                return Err(Error::Cancelled);
             }
             let end = (self.state.done + batch).min(self.images.len());
             let paths: Vec<String> = self.images[self.state.done..end].to_vec();

@@ -12,10 +12,11 @@ const state = {};
 let info = null;
 let model = null;
 let filterPoll = null;
+let examplesPoll = null;
 let channelValues = null;
 
 // Counters a test (or a curious person) can read from the page.
-const marks = { layers: 0, grids: 0, channels: 0, overlays: 0, filters: 0, uploads: 0, errors: 0 };
+const marks = { layers: 0, grids: 0, channels: 0, overlays: 0, filters: 0, examples: 0, uploads: 0, errors: 0 };
 function mark(name) {
   marks[name] += 1;
   document.body.dataset[name] = String(marks[name]);
@@ -270,6 +271,7 @@ async function showChannel() {
   const view = $("channel-view");
   view.hidden = !state.layer || state.channel === "";
   stopFilter();
+  stopExamples();
   if (view.hidden) return;
   const params = { ...inputParams(state.image), layer: state.layer, channel: state.channel };
   $("channel-name").textContent = `${state.channel} of ${state.layer}`;
@@ -283,6 +285,7 @@ async function showChannel() {
     `mean ${fmt(meta.mean)} · ${(100 * meta.zero_fraction).toFixed(1)} % zeros${meta.blank ? " · blank" : ""}`;
   mark("channels");
   startFilter();
+  startExamples();
 }
 
 function showValueUnderCursor(event) {
@@ -344,6 +347,73 @@ function startFilter() {
   step();
 }
 
+// ---- dataset examples: the folder images a channel responds to most and least ------------
+// One background job per layer covers every channel; it is polled while a channel is shown.
+
+function stopExamples() {
+  if (examplesPoll) {
+    clearTimeout(examplesPoll.timer);
+    if (!examplesPoll.done) fetch(api("examples", examplesPoll.params), { method: "DELETE" }).catch(() => {});
+    examplesPoll = null;
+  }
+}
+
+function showExamples(found, params) {
+  for (const end of ["top", "bottom"]) {
+    const box = $("examples-" + end);
+    box.replaceChildren();
+    found[end].forEach((entry, rank) => {
+      const fig = document.createElement("figure");
+      const img = document.createElement("img");
+      img.alt = `${end} ${rank + 1}: ${entry.image}`;
+      const cap = document.createElement("figcaption");
+      cap.textContent = `${fmt(entry.score)} · ${entry.image}`;
+      cap.title = `${entry.image}: score ${entry.score} at row ${entry.y}, column ${entry.x}`;
+      fig.append(img, cap);
+      fig.addEventListener("click", () => { state.image = entry.image; update(true); });
+      box.appendChild(fig);
+      loadImage(img, "examples/crop", { ...params, end, rank }).catch(() => {});
+    });
+  }
+  $("examples-state").textContent = `${found.images_used} images` +
+    (found.skipped ? `, ${found.skipped} skipped` : "");
+}
+
+function startExamples() {
+  $("examples").hidden = !info.images_folder;
+  $("top-images").hidden = info.images_folder;
+  if (!info.images_folder) return;
+  const params = { layer: state.layer, channel: state.channel };
+  const poll = { params, done: false, timer: null };
+  examplesPoll = poll;
+  $("examples-top").replaceChildren();
+  $("examples-bottom").replaceChildren();
+  $("examples-progress").value = 0;
+  const step = async () => {
+    if (examplesPoll !== poll) return;
+    let found;
+    try {
+      found = await getJson("examples", params);
+    } catch (e) {
+      $("examples-state").textContent = "failed";
+      poll.done = true;
+      return;
+    }
+    if (examplesPoll !== poll) return;
+    if (found.state === "done") {
+      poll.done = true;
+      $("examples-progress").value = 1;
+      showExamples(found, params);
+      mark("examples");
+      return;
+    }
+    if (found.total) $("examples-progress").value = found.done / found.total;
+    $("examples-state").textContent = found.state;
+    poll.timer = setTimeout(step, 300);
+  };
+  step();
+}
+
 // ---- putting it together ---------------------------------------------------------------
 
 async function update(push) {
@@ -393,7 +463,7 @@ function wire() {
     if (f) upload(f).catch(() => {});
   });
   window.addEventListener("popstate", () => { readView(); applyInputOptions(); update(false); });
-  window.addEventListener("pagehide", stopFilter);
+  window.addEventListener("pagehide", () => { stopFilter(); stopExamples(); });
 }
 
 function applyInputOptions() {

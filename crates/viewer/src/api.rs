@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use convscope::cam::method_names;
 use convscope::saliency::saliency_method_names;
 use convscope::{
+    examples::{ExamplesConfig, ExamplesRun},
     ActivationsConfig, CamConfig, Class, Colormap, FilterSet, FiltersConfig, GridStyle, Input,
     InputConfig, OverlayStyle, Preprocess, ResizeFilter, SaliencyConfig, Size, TileStyle,
 };
@@ -757,6 +758,167 @@ pub(crate) async fn filter(State(app): State<Arc<App>>, req: Request) -> ApiResu
         crate::jobs::JobState::Failed(e) => Err(e),
         _ => Ok(json_response(StatusCode::ACCEPTED, &job.status())),
     }
+}
+
+/// What an examples job keeps: one layer's rankings over the folder.
+#[derive(Serialize, serde::Deserialize)]
+struct FolderExamples {
+    images_used: usize,
+    skipped: Vec<convscope::examples::Skipped>,
+    layer: convscope::examples::LayerExamples,
+}
+
+/// The examples job of `layer` (started if needed) and its key.
+fn examples_job(app: &Arc<App>, label: &str) -> Result<(String, Arc<crate::jobs::Job>), ApiError> {
+    let Some(dir) = app.images.folder().map(std::path::Path::to_path_buf) else {
+        return Err(ApiError::bad(
+            "dataset examples need an images folder: start convscope serve with --images DIR",
+        ));
+    };
+    let key = format!("examples|{label}");
+    let files = app.images.example_files();
+    let (model, layer) = (app.model.clone(), label.to_string());
+    let what = format!("examples of {label} over {} images", files.len());
+    let job = app.jobs.start(&key, &what, move |progress| {
+        let config = ExamplesConfig {
+            layers: layer,
+            ..ExamplesConfig::default()
+        };
+        let index = ExamplesRun::over(&model, &dir, files, &config, None)?.run(progress)?;
+        let mut layers = index.layers;
+        let found = FolderExamples {
+            images_used: index.images_used,
+            skipped: index.skipped,
+            layer: layers
+                .pop()
+                .ok_or_else(|| ApiError::internal("the examples job found no layer"))?,
+        };
+        serde_json::to_vec(&found).map_err(|e| ApiError::internal(e.to_string()))
+    });
+    job.touch();
+    Ok((key, job))
+}
+
+/// The ranking of `end` (`top` or `bottom`) of one channel, from a finished job's bytes.
+fn unit_of(bytes: &[u8], channel: usize) -> Result<(FolderExamples, usize), ApiError> {
+    let found: FolderExamples =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::internal(e.to_string()))?;
+    let index = found
+        .layer
+        .units
+        .iter()
+        .position(|u| u.channel == channel)
+        .ok_or_else(|| ApiError::bad(format!("channel {channel} is out of range")))?;
+    Ok((found, index))
+}
+
+/// `GET /api/examples?layer=NAME&channel=K[&wait=1]` (and `DELETE`, which cancels): the images
+/// of the `--images` folder that channel K of the layer responds to most and least, computed
+/// over the whole folder once per layer in the background (the server's input options). 202
+/// with the job's progress while it runs; then `{"layer", "channel", "images_used", "skipped",
+/// "top": [...], "bottom": [...]}`, each entry `{"image", "score", "x", "y", "box"}` as in
+/// `convscope examples`' `index.json`, `image` being the id of a folder image.
+pub(crate) async fn examples(State(app): State<Arc<App>>, req: Request) -> ApiResult {
+    let p = Params::parse(req.uri().query(), &["layer", "channel", "wait"])?;
+    let (label, channel) = examples_unit(&app, &p)?;
+    if req.method() == axum::http::Method::DELETE {
+        let key = format!("examples|{label}");
+        if let Some(job) = app.jobs.get(&key) {
+            job.cancel();
+        }
+        return json(&serde_json::json!({"job": key, "cancelled": true}));
+    }
+    let wait = p.flag("wait")?.unwrap_or(false);
+    let (key, job) = examples_job(&app, &label)?;
+    let bytes = match app.jobs.result(&key) {
+        Some(done) => done,
+        None if wait => match job.finished().await {
+            crate::jobs::JobState::Done(bytes) => bytes,
+            crate::jobs::JobState::Failed(e) => return Err(e),
+            _ => return Err(ApiError::new(409, "the job was cancelled")),
+        },
+        None => match job.state() {
+            crate::jobs::JobState::Done(bytes) => bytes,
+            crate::jobs::JobState::Failed(e) => return Err(e),
+            _ => return Ok(json_response(StatusCode::ACCEPTED, &job.status())),
+        },
+    };
+    let (found, index) = unit_of(&bytes, channel)?;
+    let unit = &found.layer.units[index];
+    json(&serde_json::json!({
+        "layer": label,
+        "channel": channel,
+        "state": "done",
+        "images_used": found.images_used,
+        "skipped": found.skipped.len(),
+        "top": unit.top,
+        "bottom": unit.bottom,
+    }))
+}
+
+/// The layer (its summary label) and channel a request names, checked.
+fn examples_unit(app: &App, p: &Params) -> Result<(String, usize), ApiError> {
+    let selected = app.model.select_one(p.require("layer")?)?;
+    let channel = p
+        .number("channel", usize::MAX)?
+        .ok_or_else(|| ApiError::bad("missing parameter 'channel'"))?;
+    match app.channels_of(&selected.label) {
+        Some(c) if channel >= c => Err(ApiError::bad(format!(
+            "channel {channel} is out of range: '{}' has {c} channels (0..{c})",
+            selected.label
+        ))),
+        Some(_) => Ok((selected.label, channel)),
+        None => Err(ApiError::bad(format!(
+            "'{}' is not a spatial feature map; dataset examples need a convolution or pooling layer",
+            selected.label
+        ))),
+    }
+}
+
+/// `GET /api/examples/crop?layer=NAME&channel=K&end=top|bottom&rank=R`: the receptive field
+/// of an entry cut from its image (PNG), once the layer's examples are done (404 before).
+pub(crate) async fn example_crop(State(app): State<Arc<App>>, req: Request) -> ApiResult {
+    let p = Params::parse(req.uri().query(), &["layer", "channel", "end", "rank"])?;
+    let (label, channel) = examples_unit(&app, &p)?;
+    let end = p.require("end")?.to_string();
+    if end != "top" && end != "bottom" {
+        return Err(ApiError::bad(format!(
+            "end '{}' is not top or bottom",
+            clip(&end)
+        )));
+    }
+    let rank = p
+        .number("rank", usize::MAX)?
+        .ok_or_else(|| ApiError::bad("missing parameter 'rank'"))?;
+    let bytes = app
+        .jobs
+        .result(&format!("examples|{label}"))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "the examples of '{label}' are not computed yet; ask /api/examples first"
+            ))
+        })?;
+    let (found, index) = unit_of(&bytes, channel)?;
+    let unit = &found.layer.units[index];
+    let list = if end == "top" {
+        &unit.top
+    } else {
+        &unit.bottom
+    };
+    let entry = list.get(rank).cloned().ok_or_else(|| {
+        ApiError::not_found(format!(
+            "channel {channel} of '{label}' has {} {end} examples (rank 0..{})",
+            list.len(),
+            list.len()
+        ))
+    })?;
+    let app2 = app.clone();
+    compute(&app, move || {
+        let image = app2.images.load(&entry.image)?;
+        Ok(image.crop(entry.region).to_picture().png_bytes_fast()?)
+    })
+    .await
+    .and_then(png)
 }
 
 /// `GET /api/jobs`: every job's status.

@@ -83,25 +83,51 @@ impl ImageStore {
             name: "demo scene".into(),
             kind: "scene",
         }];
-        if let Some(dir) = &self.folder {
-            let mut names: Vec<String> = std::fs::read_dir(dir)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| has_image_extension(n) && self.folder_path(n).is_ok())
-                .take(MAX_LISTED)
-                .collect();
-            names.sort();
-            all.extend(names.into_iter().map(|n| ImageInfo {
-                id: n.clone(),
-                name: n,
-                kind: "file",
-            }));
-        }
+        all.extend(self.folder_names().into_iter().map(|n| ImageInfo {
+            id: n.clone(),
+            name: n,
+            kind: "file",
+        }));
         let uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
         all.extend(uploads.iter().map(|u| u.info.clone()));
         all
+    }
+
+    /// The folder's image files that [`ImageStore::folder_path`] accepts, sorted by name (at
+    /// most [`MAX_LISTED`]).
+    fn folder_names(&self) -> Vec<String> {
+        let Some(dir) = &self.folder else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| has_image_extension(n) && self.folder_path(n).is_ok())
+            .take(MAX_LISTED)
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The images folder (canonical), if the server has one.
+    pub fn folder(&self) -> Option<&Path> {
+        self.folder.as_deref()
+    }
+
+    /// The folder's files the page may choose that are also within the byte limit: what
+    /// dataset examples are computed over.
+    pub fn example_files(&self) -> Vec<String> {
+        self.folder_names()
+            .into_iter()
+            .filter(|n| {
+                self.folder_path(n)
+                    .ok()
+                    .and_then(|p| std::fs::metadata(p).ok())
+                    .is_some_and(|m| m.len() <= self.limits.max_bytes as u64)
+            })
+            .collect()
     }
 
     /// The path of folder file `name`, refusing anything that could leave the folder.

@@ -184,7 +184,9 @@ impl Server {
             .unwrap_or(model.memory_limit().bytes() / 4);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let app = Arc::new(App {
-            model: Arc::new(model),
+            // Jobs over the folder (dataset examples) read images with the model's own input
+            // options: the ones the page starts with.
+            model: Arc::new(model.with_input(default_input.clone())),
             token: token.clone(),
             summary_json,
             channels,
@@ -283,6 +285,8 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/cam", get(api::cam))
         .route("/api/saliency", get(api::saliency))
         .route("/api/filter", get(api::filter).delete(api::filter))
+        .route("/api/examples", get(api::examples).delete(api::examples))
+        .route("/api/examples/crop", get(api::example_crop))
         .route("/api/jobs", get(api::jobs))
         .route("/api/{*rest}", axum::routing::any(api::unknown))
         .fallback(api::unknown)
