@@ -94,24 +94,30 @@ def torch_run(model_path: Path, paths: list[Path], value: str, size: int, layout
     torch.set_num_threads(2)
     net = convert(onnx.load(str(model_path))).eval()
     captured = {}
-    # onnx2torch names modules after the ONNX nodes; find the one producing `value`.
+    # onnx2torch names each module after its ONNX node, without the leading '/'.
     graph = onnx.load(str(model_path)).graph
     node = next(n for n in graph.node if value in n.output)
-    module = dict(net.named_modules())[node.name.replace("/", "_").lstrip("_")] if node.name.replace("/", "_").lstrip("_") in dict(net.named_modules()) else None
-    if module is None:
-        mods = dict(net.named_modules())
-        key = next(k for k in mods if k.endswith(node.name.split("/")[-1]) or node.name in k)
-        module = mods[key]
-    module.register_forward_hook(lambda m, i, o: captured.__setitem__("a", o))
+    module = dict(net.named_modules())[node.name.lstrip("/")]
+
+    class Reached(Exception):
+        """Stops the forward pass at the layer (as convscope computes only up to it; the
+        EfficientNet export's head also reshapes to a batch of one)."""
+
+    def hook(_m, _i, o):
+        captured["a"] = o
+        raise Reached
+
+    module.register_forward_hook(hook)
     top = None
     t = time.perf_counter()
     with torch.no_grad():
         for b in range(0, len(paths), 32):
             batch = np.stack([preprocess(p, size, layout, norm) for p in paths[b:b + 32]])
-            net(torch.from_numpy(batch))
-            a = captured["a"]
-            if layout == "NHWC" and a.shape[-1] < a.shape[1]:
-                a = a.permute(0, 3, 1, 2)
+            try:
+                net(torch.from_numpy(batch))
+            except Reached:
+                pass
+            a = captured["a"]  # NCHW inside both graphs (tf2onnx transposes once at the input)
             scores = a.flatten(2).amax(dim=2).T  # channels x batch
             top = scores if top is None else torch.cat([top, scores], dim=1)
             top = torch.topk(top, min(9, top.shape[1]), dim=1).values
@@ -120,10 +126,15 @@ def torch_run(model_path: Path, paths: list[Path], value: str, size: int, layout
 
 def ort_run(model_path: Path, paths: list[Path], value: str, size: int, layout: str, norm: str) -> float:
     import onnx
+    import onnx.utils
     import onnxruntime as ort
 
     m = onnx.load(str(model_path))
+    # The layer is the only output (the exports' heads take a batch of one), any batch size.
+    del m.graph.output[:]
     m.graph.output.append(onnx.helper.make_empty_tensor_value_info(value))
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    m = onnx.utils.Extractor(m).extract_model([m.graph.input[0].name], [value])
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     opts.inter_op_num_threads = 1
