@@ -93,7 +93,7 @@ enum Kernel {
 impl Kernel {
     fn detect() -> Kernel {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if crate::runtime::cpu::Isa::host().avx512f() {
             return Kernel::Avx512;
         }
         Kernel::Portable
@@ -157,7 +157,7 @@ fn forward_with(
     let groups = g.groups();
     let min_tasks = (MIN_TASK_MACS / (rows * wa.output * kk * LANES).max(1)).max(1);
     let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
-    crate::pool::for_each_range(g.n * groups * strips, min_tasks, |range| {
+    crate::runtime::pool::for_each_range(g.n * groups * strips, min_tasks, |range| {
         for task in range {
             let (img, rest) = (task / (groups * strips), task % (groups * strips));
             let (c0, strip) = ((rest / strips) * LANES, rest % strips);
@@ -387,7 +387,7 @@ pub(crate) fn forward_after_pointwise(
     let rows = strip_rows(&padded);
     let strips = h.output.div_ceil(rows);
     let groups = g.groups();
-    crate::pool::for_each_task(g.n * groups, |task| {
+    crate::runtime::pool::for_each_task(g.n * groups, |task| {
         let (img, c0) = (task / groups, (task % groups) * LANES);
         let lanes = LANES.min(g.c - c0);
         let bias = bias_cell(bias, c0, lanes);
@@ -480,7 +480,7 @@ pub(crate) fn input_grad(dy: &[f32], w: &[f32], dx: &mut [f32], g: &Geometry) {
     let min_tasks = (MIN_TASK_MACS / (p * kk * LANES).max(1)).max(1);
     let dst = SharedOut(dx.as_mut_ptr());
     let lane_taps = pack_lanes(w, g.c, kk);
-    crate::pool::for_each_range(g.n * groups, min_tasks, |range| {
+    crate::runtime::pool::for_each_range(g.n * groups, min_tasks, |range| {
         // Scratch for this task's range of channel groups.
         let (mut pad, mut grad): (Vec<Cell>, Vec<Cell>) = (Vec::new(), Vec::new());
         for task in range {
@@ -669,7 +669,7 @@ unsafe fn store_row(kernel: Kernel, orow: &[Cell], lanes: usize, first: *mut f32
 /// `pad[oh·s + ki·d, ow·s + kj·d] += w[ki, kj] · dy[oh, ow]`, 16 channels per step.
 fn adjoint(dy: &[Cell], w: &[Cell], pad: &mut [Cell], p: &Padded) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if crate::runtime::cpu::Isa::host().avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
         return unsafe { adjoint_avx2(dy, w, pad, p) };
     }
@@ -1015,7 +1015,7 @@ mod tests {
     #[test]
     fn avx512_transpose_is_a_transpose() {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if crate::runtime::cpu::Isa::host().avx512f() {
             use std::arch::x86_64::*;
             let m: Vec<f32> = (0..256).map(|i| i as f32).collect();
             // SAFETY: AVX-512F checked above; every load and store is of 16 floats in `m`/`t`.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::model::{node_error, Model, Source, ValueId};
 use crate::ops::{Clamp, Vjp};
-use crate::pool::on_pool;
+use crate::runtime::pool::on_pool;
 use crate::tensor::{Tensor, Value};
 
 /// Forward values kept for a backward pass.
@@ -380,7 +380,7 @@ impl Model {
                     self.values[missing.0].name, node.name
                 )));
             }
-            let t0 = crate::profile::enabled().then(std::time::Instant::now);
+            let t0 = crate::runtime::profile::enabled().then(std::time::Instant::now);
             // Nodes this one runs inside its own sweep, the value it then stores, and that value.
             // In an inference pass, an inverted-residual block (1×1 expansion → depthwise →
             // 1×1 projection → residual Add) runs as one where the depthwise op can; else
@@ -428,8 +428,8 @@ impl Model {
                     op.push('+');
                     op.push_str(&self.nodes[f].op_type);
                 }
-                let label = crate::profile::label(&op, &node.name, "forward");
-                crate::profile::record(&label, t0.elapsed());
+                let label = crate::runtime::profile::label(&op, &node.name, "forward");
+                crate::runtime::profile::record(&label, t0.elapsed());
             }
             if keep {
                 let out_refs: Vec<&Value> = outs.iter().collect();
@@ -667,7 +667,7 @@ impl Tape<'_> {
         let clamp = m
             .clamp_of(ni, &self.values)
             .ok_or_else(|| Error::InvalidModel("fused activation without bounds".into()))?;
-        let t0 = crate::profile::enabled().then(std::time::Instant::now);
+        let t0 = crate::runtime::profile::enabled().then(std::time::Instant::now);
         let dy = if wrt.contains(&out) {
             grads[out.0].clone()
         } else {
@@ -680,8 +680,8 @@ impl Tape<'_> {
             accumulate(&mut grads[input.0], dx)?;
         }
         if let Some(t0) = t0 {
-            let label = crate::profile::label(&node.op_type, &node.name, "backward");
-            crate::profile::record(&label, t0.elapsed());
+            let label = crate::runtime::profile::label(&node.op_type, &node.name, "backward");
+            crate::runtime::profile::record(&label, t0.elapsed());
         }
         Ok(())
     }
@@ -769,7 +769,7 @@ impl Tape<'_> {
                     grads: &out_grads,
                     needs: &needs,
                 };
-                let t0 = crate::profile::enabled().then(std::time::Instant::now);
+                let t0 = crate::runtime::profile::enabled().then(std::time::Instant::now);
                 let premask = (rule == ReluRule::Exact)
                     .then(|| self.premask(ni, wrt, &seeded))
                     .flatten();
@@ -784,8 +784,9 @@ impl Tape<'_> {
                 }
                 .map_err(|e| node_error(&node.name, &node.op_type, e))?;
                 if let Some(t0) = t0 {
-                    let label = crate::profile::label(&node.op_type, &node.name, "backward");
-                    crate::profile::record(&label, t0.elapsed());
+                    let label =
+                        crate::runtime::profile::label(&node.op_type, &node.name, "backward");
+                    crate::runtime::profile::record(&label, t0.elapsed());
                 }
                 if rule == ReluRule::Guided
                     && matches!(node.op_type.as_str(), "Relu" | "Clip" | "LeakyRelu")

@@ -3,6 +3,8 @@
 
 use gemm::Parallelism;
 
+pub(crate) use crate::runtime::pool::SharedOut;
+
 /// A strided 2-D view: element `(r, c)` is at `offset + r*rs + c*cs`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Mat {
@@ -208,7 +210,7 @@ pub(crate) fn copy_stride2(src: &[f32], dst: &mut [f32]) {
         "stride-2 source"
     );
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if crate::runtime::cpu::Isa::host().avx512f() {
         // SAFETY: the CPU has AVX-512F (checked just above); sizes asserted above.
         return unsafe { copy_stride2_avx512(src, dst) };
     }
@@ -351,7 +353,7 @@ mod tests {
                 );
                 c
             };
-            for got in [product(), crate::pool::on_pool(product)] {
+            for got in [product(), crate::runtime::pool::on_pool(product)] {
                 for (g, w) in got.iter().zip(&want) {
                     assert!(
                         (g - w).abs() <= 1e-4 * w.abs().max(1.0),
@@ -360,28 +362,6 @@ mod tests {
                 }
             }
         }
-    }
-}
-
-/// A raw output pointer that parallel tasks may share because each writes disjoint elements.
-pub(crate) struct SharedOut<T = f32>(pub *mut T);
-// SAFETY: only used to hand disjoint output regions to parallel tasks; see each use.
-unsafe impl<T: Send> Send for SharedOut<T> {}
-unsafe impl<T: Send> Sync for SharedOut<T> {}
-
-// By hand: derived, they would ask `T: Clone` of the pointee, not needed to copy a pointer.
-impl<T> Clone for SharedOut<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<T> Copy for SharedOut<T> {}
-
-impl<T> SharedOut<T> {
-    /// The pointer. A method (not the `.0` field) so closures capture the whole `Sync` wrapper.
-    pub(crate) fn get(self) -> *mut T {
-        self.0
     }
 }
 
@@ -409,7 +389,7 @@ pub(crate) unsafe fn matmul_raw(
         return;
     }
     // On the pool: blocks of output columns, each a single-threaded product, handed out as
-    // tasks of the pass ([`crate::pool::for_each_task`]). Each block needs the whole of `a`
+    // tasks of the pass ([`crate::runtime::pool::for_each_task`]). Each block needs the whole of `a`
     // (the weights, or their transpose), which stays in cache; `gemm`'s own threads would go
     // through rayon's join, whose sleeping waits cost 20–70 µs each here (see `pool`).
     let most = 2 * rayon::current_num_threads();
@@ -427,7 +407,7 @@ pub(crate) unsafe fn matmul_raw(
     };
     if blocks > 1 {
         let dst = SharedOut(c);
-        crate::pool::for_each_task(blocks, |block| {
+        crate::runtime::pool::for_each_task(blocks, |block| {
             let first = block * extent / blocks;
             let len = (block + 1) * extent / blocks - first;
             // SAFETY: block `block` covers rows (or columns) first .. first + len of `cm`,
@@ -489,7 +469,7 @@ pub(crate) unsafe fn matmul_raw(
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "dot of unequal lengths");
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if crate::runtime::cpu::Isa::host().avx512f() {
         // SAFETY: the CPU has AVX-512F (checked just above).
         return unsafe { dot_avx512(a, b) };
     }

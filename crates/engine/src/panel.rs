@@ -18,7 +18,7 @@ pub(crate) const PANEL: usize = 8;
 pub(crate) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f") && !FORCE_GEMM.get()
+        crate::runtime::cpu::Isa::host().avx512f() && !FORCE_GEMM.get()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

@@ -41,7 +41,7 @@ fn force_portable(on: bool) {
 /// Whether the transforms run on [`avx512`].
 #[cfg(target_arch = "x86_64")]
 fn avx512_transforms() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f") && !FORCE_PORTABLE.load(Ordering::Relaxed)
+    crate::runtime::cpu::Isa::host().avx512f() && !FORCE_PORTABLE.load(Ordering::Relaxed)
 }
 
 /// Turns the Winograd path for 3×3 convolutions on or off, for the whole process (on by
@@ -102,7 +102,7 @@ impl Geometry {
 fn panels(m: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        m.is_multiple_of(8) && std::arch::is_x86_feature_detected!("avx512f")
+        m.is_multiple_of(8) && crate::runtime::cpu::Isa::host().avx512f()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -206,7 +206,7 @@ pub(crate) fn conv3x3(
     let blocks = tiles.div_ceil(block);
     let epilogue = Epilogue { bias, act, mask };
     let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
-    crate::pool::for_each_task(blocks, |b| {
+    crate::runtime::pool::for_each_task(blocks, |b| {
         let first = b * block;
         let count = block.min(tiles - first);
         SCRATCH.with(|s| {
@@ -417,7 +417,7 @@ fn transform_input(
         return unsafe { avx512::transform_input(x, g, first, count, width, v) };
     }
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if crate::runtime::cpu::Isa::host().avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
         return unsafe { transform_input_avx2(x, g, first, count, width, v) };
     }
@@ -606,7 +606,7 @@ unsafe fn transform_output(
         return unsafe { avx512::transform_output(mm, g, first, count, width, out, epilogue) };
     }
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if crate::runtime::cpu::Isa::host().avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA (checked just above); the rest is the caller's.
         return unsafe { transform_output_avx2(mm, g, first, count, width, out, epilogue) };
     }

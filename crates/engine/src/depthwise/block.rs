@@ -118,7 +118,7 @@ pub(crate) fn forward(
         Source::Planes(_) => 0,
         Source::Pointwise(_) => groups * LANES * ring_plane,
     };
-    crate::pool::for_each_task(g.n * bands, |task| {
+    crate::runtime::pool::for_each_task(g.n * bands, |task| {
         let (img, band) = (task / bands, task % bands);
         let (first, end) = (band * h.output / bands, (band + 1) * h.output / bands);
         with_formed(formed_len, |formed| {

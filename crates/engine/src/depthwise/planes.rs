@@ -40,7 +40,7 @@ pub(super) unsafe fn forward(
     assert!(bias.is_none_or(|b| b.len() == g.c), "depthwise bias");
     let macs = h.output * wa.output * h.kernel * wa.kernel;
     let min_planes = (MIN_TASK_MACS / macs.max(1)).max(1);
-    crate::pool::for_each_range(g.n * g.c, min_planes, |planes| {
+    crate::runtime::pool::for_each_range(g.n * g.c, min_planes, |planes| {
         for plane in planes {
             let src = &x[plane * h.input * wa.input..][..h.input * wa.input];
             // SAFETY: AVX-512F (the caller's contract); this task alone writes plane `plane`
@@ -73,7 +73,7 @@ pub(super) unsafe fn forward_after_pointwise(
     assert_eq!(w.len(), g.c * h.kernel * wa.kernel, "depthwise weights");
     assert!(bias.is_none_or(|b| b.len() == g.c), "depthwise bias");
     let panels = g.c.div_ceil(PANEL);
-    crate::pool::for_each_task(g.n * panels, |task| {
+    crate::runtime::pool::for_each_task(g.n * panels, |task| {
         let (img, c0) = (task / panels, (task % panels) * PANEL);
         let lanes = PANEL.min(g.c - c0);
         super::with_formed(lanes * plane_in, |formed| {

@@ -304,7 +304,7 @@ impl Op for Unary {
 /// `f` over every element, in parallel blocks; each block's loop is simple enough to vectorise.
 fn map1(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0.0f32; x.len()];
-    crate::pool::for_each_chunk_mut(&mut out, CHUNK, |c, o| {
+    crate::runtime::pool::for_each_chunk_mut(&mut out, CHUNK, |c, o| {
         let x = &x[c * CHUNK..][..o.len()];
         for (o, &i) in o.iter_mut().zip(x) {
             *o = f(i);
@@ -316,7 +316,7 @@ fn map1(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
 /// `f(g, x, y)` over three equally long slices, in parallel blocks.
 fn map3(g: &[f32], x: &[f32], y: &[f32], f: impl Fn(f32, f32, f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0.0f32; g.len()];
-    crate::pool::for_each_chunk_mut(&mut out, CHUNK, |c, o| {
+    crate::runtime::pool::for_each_chunk_mut(&mut out, CHUNK, |c, o| {
         let base = c * CHUNK;
         let n = o.len();
         let (g, x, y) = (&g[base..base + n], &x[base..base + n], &y[base..base + n]);

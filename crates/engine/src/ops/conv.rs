@@ -423,7 +423,7 @@ fn conv_forward(
     };
     let dst = SharedOut(out.as_mut_ptr());
     let (xd, wd) = (x.data(), w.data());
-    crate::pool::for_each_range(tasks, 1, |range| {
+    crate::runtime::pool::for_each_range(tasks, 1, |range| {
         let mut col = Vec::new();
         for task in range {
             let col = &mut col;
@@ -602,7 +602,7 @@ fn panel_conv(
         residual.is_none_or(|r| r.len() == d.n * d.m * p),
         "residual of the output's size"
     );
-    crate::pool::for_each_task(base * splits, |task| {
+    crate::runtime::pool::for_each_task(base * splits, |task| {
         IM2COL.with_borrow_mut(|col| {
             let (img, rest) = (
                 task / (d.g * chunks * splits),
@@ -722,7 +722,7 @@ fn conv_input_grad(
                 col2im_channel(dcol, c, &d.h, &d.w, plane);
             }
         } else {
-            crate::pool::for_each_chunk_mut(dx_g, plane_in, |c, plane| {
+            crate::runtime::pool::for_each_chunk_mut(dx_g, plane_in, |c, plane| {
                 col2im_channel(dcol, c, &d.h, &d.w, plane)
             });
         }
@@ -731,7 +731,7 @@ fn conv_input_grad(
         // Enough images (×groups) to keep every thread busy with its own GEMM and col2im.
         let len = cg * plane_in;
         let base = SharedOut(dx.as_mut_ptr());
-        crate::pool::for_each_range(tasks, 1, |range| {
+        crate::runtime::pool::for_each_range(tasks, 1, |range| {
             let mut dcol = Vec::new();
             for task in range {
                 // SAFETY: image (× group) `task`'s part of `dx`, which holds `tasks` such parts;

@@ -70,7 +70,7 @@ impl Op for Gemm {
             // split over the threads. The GEMM ran it on one thread, repacking all of B
             // (EfficientNet-Lite0's 1000 × 1280 head: 0.55 ms, onnxruntime 0.33 ms).
             let (ad, bd) = (a.data(), b.data());
-            crate::pool::for_each_chunk_mut(&mut out, 64, |c, o| {
+            crate::runtime::pool::for_each_chunk_mut(&mut out, 64, |c, o| {
                 // Chunks of 64 outputs; a row of n outputs may end inside one.
                 let first = c * 64;
                 for (j, v) in o.iter_mut().enumerate() {

@@ -82,7 +82,7 @@ impl Clamp {
     /// Zeroes `g[i]` wherever `x[i]` is not strictly between the bounds.
     pub fn mask(&self, g: &mut [f32], x: &[f32]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if crate::runtime::cpu::Isa::host().avx512f() {
             // SAFETY: the CPU has AVX-512F (checked just above).
             return unsafe { self.mask_avx512(g, x) };
         }
@@ -113,7 +113,7 @@ impl Clamp {
 /// crate is compiled for baseline x86-64, where these loops would take 4 per step).
 pub(crate) fn bias_act(v: &mut [f32], bias: Option<f32>, act: Option<Clamp>) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if crate::runtime::cpu::Isa::host().avx512f() {
         // SAFETY: the CPU has AVX-512F (checked just above).
         return unsafe { bias_act_avx512(v, bias, act) };
     }
@@ -147,7 +147,7 @@ fn bias_act_generic(v: &mut [f32], bias: Option<f32>, act: Option<Clamp>) {
 /// only where the input equals a bound exactly.
 pub(crate) fn mask_between(g: &mut Tensor, y: &Tensor, c: Clamp, guided: bool) {
     let y = y.data();
-    crate::pool::for_each_chunk_mut(g.data_mut(), 1 << 14, |i, g| {
+    crate::runtime::pool::for_each_chunk_mut(g.data_mut(), 1 << 14, |i, g| {
         let y = &y[i << 14..][..g.len()];
         // Branch-free loops (one per rule, `&` not `&&`) so each compiles to vector selects.
         if guided {

@@ -62,7 +62,7 @@ impl Op for BatchNorm {
         let (c, plane) = channels_and_plane(x)?;
         let aff = self.affine(inputs, c)?;
         let mut y = x.clone();
-        crate::pool::for_each_chunk_mut(y.data_mut(), plane, |i, p| {
+        crate::runtime::pool::for_each_chunk_mut(y.data_mut(), plane, |i, p| {
             let (k, b) = aff[i % c];
             p.iter_mut().for_each(|v| *v = *v * k + b);
         });
@@ -79,7 +79,7 @@ impl Op for BatchNorm {
         let (c, plane) = channels_and_plane(x)?;
         let aff = self.affine(v.inputs, c)?;
         let mut dx = v.grad(0)?.clone();
-        crate::pool::for_each_chunk_mut(dx.data_mut(), plane, |i, p| {
+        crate::runtime::pool::for_each_chunk_mut(dx.data_mut(), plane, |i, p| {
             let k = aff[i % c].0;
             p.iter_mut().for_each(|g| *g *= k);
         });

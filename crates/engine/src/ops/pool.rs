@@ -236,7 +236,7 @@ impl Op for Pool {
             Kind::Max => Vec::new(),
         };
         let plain = matches!(self.kind, Kind::Max) && plain_windows(&h) && plain_windows(&w);
-        crate::pool::for_each_chunk_mut(&mut out, pout, |plane, o| {
+        crate::runtime::pool::for_each_chunk_mut(&mut out, pout, |plane, o| {
             let xp = &x.data()[plane * pin..(plane + 1) * pin];
             if plain {
                 max_plain(xp, o, &h, &w);
@@ -317,7 +317,7 @@ impl Pool {
             // gradient needs no zeroing pass first (a memset of 134 MB per VGG block1 pool at
             // batch 32: 4 % of a filter ascent).
             let mut dx: Vec<f32> = Vec::with_capacity(x.len());
-            crate::pool::for_each_chunk_mut(dx.spare_capacity_mut(), pin, |plane, g| {
+            crate::runtime::pool::for_each_chunk_mut(dx.spare_capacity_mut(), pin, |plane, g| {
                 let xp = &x.data()[plane * pin..(plane + 1) * pin];
                 let dyp = &dy.data()[plane * pout..(plane + 1) * pout];
                 let yp = &y.data()[plane * pout..(plane + 1) * pout];
@@ -331,7 +331,7 @@ impl Pool {
             ));
         }
         let mut dx = vec![0.0f32; x.len()];
-        crate::pool::for_each_chunk_mut(&mut dx, pin, |plane, g| {
+        crate::runtime::pool::for_each_chunk_mut(&mut dx, pin, |plane, g| {
             let xp = &x.data()[plane * pin..(plane + 1) * pin];
             let dyp = &dy.data()[plane * pout..(plane + 1) * pout];
             for oh in 0..h.output {
@@ -407,7 +407,7 @@ fn max2x2_backward(
         let (yr, dr) = (&yp[oh * ow_n..][..ow_n], &dy[oh * ow_n..][..ow_n]);
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if crate::runtime::cpu::Isa::host().avx2() {
             // SAFETY: the CPU has AVX2 (checked just above).
             done = unsafe { max2x2_row_avx2(g0, g1, r0, r1, yr, dr, mask) };
         }
