@@ -963,7 +963,11 @@ mod tests {
                 .map(|i| i.and_then(|id| model.lookup(&store, id)))
                 .collect();
             let taken = model.pointwise_depthwise(conv, &runs, &[y], &store, false, &inputs);
-            assert_eq!(taken.is_some(), crate::panel::available(), "{case}");
+            assert_eq!(
+                taken.is_some(),
+                crate::kernels::panel::available(crate::runtime::cpu::Isa::host()),
+                "{case}"
+            );
             assert!(model
                 .pointwise_depthwise(conv, &runs, &[y], &store, true, &inputs)
                 .is_none());
@@ -1099,7 +1103,7 @@ mod tests {
             let nodes = model.nodes.len() - 1;
             assert_eq!(
                 block(&[y], false),
-                crate::panel::available().then_some(nodes),
+                crate::kernels::panel::available(crate::runtime::cpu::Isa::host()).then_some(nodes),
                 "{case}"
             );
             assert_eq!(block(&[y], true), None, "{case}");
@@ -1177,7 +1181,8 @@ mod tests {
             if kernel == 1 {
                 let addend = offered.expect("offered above").1;
                 let formed = model.nodes[conv].op.forward_residual(&inputs, addend);
-                let expect = residual == "x" && crate::panel::available();
+                let expect = residual == "x"
+                    && crate::kernels::panel::available(crate::runtime::cpu::Isa::host());
                 assert_eq!(formed.is_some(), expect, "{case}");
             }
         }

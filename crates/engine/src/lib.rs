@@ -36,28 +36,25 @@
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
-mod depthwise;
 mod error;
 mod exec;
 mod kernels;
 mod layers;
 mod model;
 pub mod ops;
-mod panel;
 mod runtime;
 mod slice;
 mod summary;
 mod tensor;
-mod winograd;
 
 pub use error::{Error, Result, UnsupportedOp};
 pub use exec::{Gradients, ReluRule, Tape};
 pub use layers::{closest, Layer};
 pub use model::{InputSpec, Layout, Model, ValueId};
+pub use ops::{set_winograd, winograd_enabled};
 pub use runtime::alloc::CachingAlloc;
 pub use runtime::cpu::Isa;
 pub use runtime::profile::{set_profiling, set_profiling_per_node, take_profile};
 pub use slice::{FilterSlice, SliceTape};
 pub use summary::{LayerSummary, Summary};
 pub use tensor::{strides_of, IntTensor, Tensor, TensorOf, Value};
-pub use winograd::{set_winograd, winograd_enabled};

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use super::binary::broadcast_map;
 use super::{check_size, float_input, Builder, Op, Vjp};
 use crate::error::{Error, Result};
-use crate::kernels::{dot, matmul, Mat};
+use crate::kernels::gemm::{dot, matmul, Mat};
+use crate::runtime::cpu::Isa;
 use crate::tensor::{Tensor, Value};
 
 pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
@@ -75,7 +76,11 @@ impl Op for Gemm {
                 let first = c * 64;
                 for (j, v) in o.iter_mut().enumerate() {
                     let (i, r) = ((first + j) / n, (first + j) % n);
-                    *v = dot(&ad[i * k..(i + 1) * k], &bd[r * k..(r + 1) * k]);
+                    *v = dot(
+                        Isa::host(),
+                        &ad[i * k..(i + 1) * k],
+                        &bd[r * k..(r + 1) * k],
+                    );
                 }
             });
         } else {

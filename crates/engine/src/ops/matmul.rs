@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::binary::broadcast_shape;
 use super::{check_size, float_input, Builder, Op, Vjp};
 use crate::error::{Error, Result};
-use crate::kernels::{matmul, Mat};
+use crate::kernels::gemm::{matmul, Mat};
 use crate::tensor::{strides_of, Tensor, Value};
 
 pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {

@@ -14,7 +14,11 @@ use std::sync::OnceLock;
 use convscope_onnx::NodeProto;
 
 use crate::error::{Error, Result};
+use crate::kernels::epilogue;
+pub use crate::kernels::epilogue::Clamp;
+use crate::runtime::cpu::Isa;
 use crate::tensor::{Tensor, Value};
+pub use conv::{set_winograd, winograd_enabled};
 
 pub(crate) mod activation;
 pub(crate) mod binary;
@@ -60,86 +64,6 @@ impl Vjp<'_> {
     }
 }
 
-/// A clamping activation `min(max(x, lo), hi)`: ReLU is `lo = 0, hi = ∞`, ReLU6 is `Clip(0, 6)`.
-///
-/// Its derivative can be read from the output alone (1 strictly between the bounds, else 0),
-/// which is what lets a convolution apply it in the same sweep and keep only the activated value.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Clamp {
-    /// Lower bound (may be -∞).
-    pub lo: f32,
-    /// Upper bound (may be +∞).
-    pub hi: f32,
-}
-
-impl Clamp {
-    /// Whether the derivative at output (or input) value `v` is 1.
-    #[inline(always)]
-    pub fn passes(&self, v: f32) -> bool {
-        (v > self.lo) & (v < self.hi)
-    }
-
-    /// Zeroes `g[i]` wherever `x[i]` is not strictly between the bounds.
-    pub fn mask(&self, g: &mut [f32], x: &[f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if crate::runtime::cpu::Isa::host().avx512f() {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { self.mask_avx512(g, x) };
-        }
-        self.mask_generic(g, x)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn mask_avx512(&self, g: &mut [f32], x: &[f32]) {
-        self.mask_generic(g, x)
-    }
-
-    #[inline(always)]
-    fn mask_generic(&self, g: &mut [f32], x: &[f32]) {
-        for (gv, &xv) in g.iter_mut().zip(x) {
-            *gv = if self.passes(xv) { *gv } else { 0.0 };
-        }
-    }
-
-    /// Applies the clamp to every value (NaN becomes `lo`, as `Relu`'s `max` does).
-    #[inline]
-    pub fn apply(&self, v: &mut [f32]) {
-        bias_act(v, None, Some(*self))
-    }
-}
-
-/// `v[i] = act(v[i] + bias)`: a convolution's epilogue, 16 values per step on AVX-512 (the
-/// crate is compiled for baseline x86-64, where these loops would take 4 per step).
-pub(crate) fn bias_act(v: &mut [f32], bias: Option<f32>, act: Option<Clamp>) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::runtime::cpu::Isa::host().avx512f() {
-        // SAFETY: the CPU has AVX-512F (checked just above).
-        return unsafe { bias_act_avx512(v, bias, act) };
-    }
-    bias_act_generic(v, bias, act)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn bias_act_avx512(v: &mut [f32], bias: Option<f32>, act: Option<Clamp>) {
-    bias_act_generic(v, bias, act)
-}
-
-#[inline(always)]
-fn bias_act_generic(v: &mut [f32], bias: Option<f32>, act: Option<Clamp>) {
-    if let Some(b) = bias {
-        v.iter_mut().for_each(|x| *x += b);
-    }
-    match act {
-        None => {}
-        Some(Clamp { lo, hi }) if hi == f32::INFINITY => {
-            v.iter_mut().for_each(|x| *x = x.max(lo));
-        }
-        Some(Clamp { lo, hi }) => v.iter_mut().for_each(|x| *x = x.max(lo).min(hi)),
-    }
-}
-
 /// `g ← g` where `lo < y < hi`, else 0 (and, when `guided`, negative gradients become 0 too):
 /// the backward pass of a [`Clamp`] read from its output `y`.
 ///
@@ -156,7 +80,7 @@ pub(crate) fn mask_between(g: &mut Tensor, y: &Tensor, c: Clamp, guided: bool) {
                 *gv = if keep { *gv } else { 0.0 };
             }
         } else {
-            c.mask(g, y);
+            epilogue::mask(Isa::host(), c, g, y);
         }
     });
 }

@@ -1,7 +1,7 @@
 //! The instruction sets the kernels may use, detected once per process.
 //!
 //! Every kernel that has a vectorised route takes an [`Isa`] and picks its route from it, so the
-//! choice is one value handed down from the run ([`crate::ExecConfig`]) instead of a feature test
+//! choice is one value handed down from the run instead of a feature test
 //! in every kernel and a process-wide flag to override them.
 
 use std::sync::OnceLock;
