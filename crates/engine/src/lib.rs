@@ -36,25 +36,24 @@
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+// The layers, bottom to top; each imports only from the layers below it (checked by
+// tests/layering.rs). See docs/design.md, "Engine layers".
 mod error;
 mod exec;
+mod graph;
 mod kernels;
-mod layers;
 mod model;
 pub mod ops;
+mod plan;
 mod runtime;
-mod slice;
-mod summary;
 mod tensor;
 
 pub use error::{Error, Result, UnsupportedOp};
-pub use exec::{Gradients, ReluRule, Tape};
-pub use layers::{closest, Layer};
-pub use model::{InputSpec, Layout, Model, ValueId};
-pub use ops::{set_winograd, winograd_enabled};
+pub use exec::{FilterSlice, Gradients, ReluRule, SliceTape, Tape};
+pub use graph::{closest, InputSpec, Layer, Layout, ValueId};
+pub use model::{LayerSummary, Model, Summary};
+pub use ops::ExecConfig;
 pub use runtime::alloc::CachingAlloc;
 pub use runtime::cpu::Isa;
 pub use runtime::profile::{set_profiling, set_profiling_per_node, take_profile};
-pub use slice::{FilterSlice, SliceTape};
-pub use summary::{LayerSummary, Summary};
 pub use tensor::{strides_of, IntTensor, Tensor, TensorOf, Value};

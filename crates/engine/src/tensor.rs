@@ -209,6 +209,15 @@ impl Value {
     }
 }
 
+/// Converts an ONNX tensor (an initializer or a `Constant`'s value) to a [`Value`].
+pub(crate) fn value_from_proto(t: &convscope_onnx::TensorProto) -> Result<Value> {
+    let shape = t.shape()?;
+    Ok(match t.values()? {
+        convscope_onnx::TensorValues::Float(v) => Value::Float(Tensor::new(shape, v)?),
+        convscope_onnx::TensorValues::Int(v) => Value::Int(IntTensor::new(shape, v)?),
+    })
+}
+
 impl From<Tensor> for Value {
     fn from(t: Tensor) -> Self {
         Value::Float(t)

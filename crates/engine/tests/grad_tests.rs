@@ -9,7 +9,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use convscope_engine::{Model, ReluRule, Tensor, ValueId};
+use convscope_engine::{ExecConfig, Model, ReluRule, Tensor, ValueId};
 use convscope_onnx::{AttributeProto as A, Dim, GraphBuilder, TensorProto};
 
 // ---------------------------------------------------------------------------------------------
@@ -2749,7 +2749,7 @@ fn run_time_conv_weights_are_never_cached() {
             &["y"],
             vec![A::ints("pads", &[1, 1, 1, 1])],
         );
-    let model = net.build().unwrap();
+    let mut model = net.build().unwrap();
     let y = model.resolve("y").unwrap();
     let mut rng = Rng::new(seed_of("runtime weights"));
     let inputs = [
@@ -2760,12 +2760,14 @@ fn run_time_conv_weights_are_never_cached() {
         .iter()
         .map(|x| model.run_float(x, &[y]).unwrap().remove(0))
         .collect();
-    convscope_engine::set_winograd(false);
+    model.set_config(ExecConfig {
+        winograd: false,
+        ..ExecConfig::default()
+    });
     let im2col: Vec<Tensor> = inputs
         .iter()
         .map(|x| model.run_float(x, &[y]).unwrap().remove(0))
         .collect();
-    convscope_engine::set_winograd(true);
     for (a, b) in winograd.iter().zip(&im2col) {
         let scale = b.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
         for (u, v) in a.data().iter().zip(b.data()) {

@@ -1,23 +1,27 @@
 //! Conv and ConvTranspose (2-D, NCHW), with groups, strides, dilations, pads and auto_pad.
 //!
-//! 3×3 stride-1 convolutions large enough to gain run as Winograd F(4×4, 3×3) (`winograd.rs`);
-//! the rest is im2col (none for 1×1) + a matrix product: on AVX-512 the panel kernel
-//! (`panel.rs`: packed weights, epilogue in registers, tasks split over columns and, on small
-//! maps, output channels), elsewhere the `gemm` crate over column tiles, one single-threaded
-//! GEMM per tile (design.md, "Convolution kernels"). The input gradient of a
+//! 3×3 stride-1 convolutions large enough to gain run as Winograd F(4×4, 3×3)
+//! (`kernels/winograd`); the rest is im2col (none for 1×1) + a matrix product: on AVX-512 the
+//! panel kernel (`kernels/panel.rs`: packed weights, epilogue in registers, tasks split over
+//! columns and, on small maps, output channels), elsewhere the `gemm` crate over column tiles,
+//! one single-threaded GEMM per tile (design.md, "Convolution kernels"). The input gradient of a
 //! stride-1 convolution is itself a convolution with flipped, transposed weights and reuses the
 //! forward kernel; other cases use GEMM + col2im. Depthwise convolutions use direct loops over
-//! 16 channels at a time (`depthwise.rs`). A ReLU/Clip after a convolution can run in its epilogue
-//! ([`Op::forward_activated`]), and its mask in the next convolution's input gradient
-//! ([`Op::backward_masked`]).
+//! 16 channels at a time (`kernels/depthwise`). The route is chosen here, per call, from the
+//! geometry and the run's [`ExecConfig`].
+//!
+//! The fused forms the planner may choose are methods of [`Conv`]: a ReLU/Clip in the epilogue
+//! ([`Conv::forward_activated`]) and its mask in the next convolution's input gradient
+//! ([`Conv::backward_masked`]), a residual `Add` ([`Conv::forward_residual`]), a 1×1
+//! convolution formed inside the depthwise one that reads it
+//! ([`Conv::forward_after_pointwise`]), a whole inverted-residual block
+//! ([`Conv::forward_block`]).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use super::{check_size, float_input, BlockLayer, BlockParts, BuildCtx, Builder, Clamp, Op, Vjp};
+use super::{check_size, float_input, BuildCtx, Builder, Clamp, ExecConfig, Op, OpKind, Vjp};
 use crate::error::{Error, Result};
 use crate::kernels::depthwise;
 use crate::kernels::epilogue::{self, Epilogue};
@@ -29,28 +33,6 @@ use crate::kernels::winograd::{self, transform_weights, TransformedWeights, Weig
 use crate::runtime::cpu::Isa;
 use crate::runtime::pool::{for_each_chunk_mut, for_each_range, for_each_task, SharedOut};
 use crate::tensor::{Tensor, Value};
-
-static WINOGRAD: AtomicBool = AtomicBool::new(true);
-
-/// Turns the Winograd path for 3×3 convolutions on or off, for the whole process (on by
-/// default).
-///
-/// Off, every convolution uses im2col + GEMM: about 4× the multiply-adds for 3×3 layers but the
-/// rounding of a plain dot product. The `conv_micro` example times both.
-///
-/// ```
-/// convscope_engine::set_winograd(false);
-/// assert!(!convscope_engine::winograd_enabled());
-/// convscope_engine::set_winograd(true);
-/// ```
-pub fn set_winograd(on: bool) {
-    WINOGRAD.store(on, Ordering::Relaxed);
-}
-
-/// Whether [`set_winograd`] left the path on.
-pub fn winograd_enabled() -> bool {
-    WINOGRAD.load(Ordering::Relaxed)
-}
 
 pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
     reg.insert("Conv", |ctx| {
@@ -299,18 +281,18 @@ impl WeightCache {
 
 /// Whether `d` runs on the Winograd route: a convolution it computes and gains on, with the
 /// route switched on.
-fn on_winograd(d: &Dims) -> bool {
-    winograd_enabled() && winograd::applies(d)
+fn on_winograd(config: &ExecConfig, d: &Dims) -> bool {
+    config.winograd && winograd::applies(d)
 }
 
-/// `y = conv(x, w) + b` for NCHW `x` and `w` of shape `[M, C/g, kh, kw]`, on `isa`.
+/// `y = conv(x, w) + b` for NCHW `x` and `w` of shape `[M, C/g, kh, kw]`, as `config` says.
 ///
 /// `cache` keeps the Winograd transform of constant weights between calls; `act` is applied to
 /// each output block right after it is computed; `mask = (src, clamp)` zeroes the outputs whose
 /// `src` value (same shape as the output) is outside the clamp's open interval.
 #[allow(clippy::too_many_arguments)]
 fn conv_forward(
-    isa: Isa,
+    config: &ExecConfig,
     x: &Tensor,
     w: &Tensor,
     b: Option<&Tensor>,
@@ -334,8 +316,9 @@ fn conv_forward(
         mask: mask.map(|(t, c)| (t.data(), c)),
         residual: None,
     };
+    let isa = config.isa;
     let len = d.output_len();
-    if on_winograd(d) {
+    if on_winograd(config, d) {
         let layout = WeightLayout::of(isa, d.m);
         let fresh;
         let u = match cache {
@@ -496,7 +479,7 @@ fn gemm_forward(isa: Isa, x: &Tensor, w: &Tensor, d: &Dims, epi: Epilogue) -> Te
 /// (1×1 and im2col convolutions; `None` on the other routes, and when `residual` is not of
 /// the output's shape): a residual `Add` fused into the convolution before it.
 fn conv_forward_residual(
-    isa: Isa,
+    config: &ExecConfig,
     x: &Tensor,
     w: &Tensor,
     b: Option<&Tensor>,
@@ -504,11 +487,12 @@ fn conv_forward_residual(
     cache: Option<&WeightCache>,
     residual: &Tensor,
 ) -> Option<Tensor> {
+    let isa = config.isa;
     let on_panels = panel::available(isa)
         && d.mg() >= panel::PANEL
         && d.k() > 0
         && !d.depthwise()
-        && !on_winograd(d);
+        && !on_winograd(config, d);
     if !on_panels || residual.shape() != d.output_shape() || b.is_some_and(|b| b.len() != d.m) {
         return None;
     }
@@ -644,7 +628,7 @@ thread_local! {
 /// With `mask` = `(x, clamp)`, the gradient is zeroed wherever `x` is outside the clamp's open
 /// interval (inside the flipped convolution's epilogue when it runs, else in a final pass).
 fn conv_input_grad(
-    isa: Isa,
+    config: &ExecConfig,
     dy: &Tensor,
     w: &Tensor,
     d: &Dims,
@@ -668,21 +652,21 @@ fn conv_input_grad(
     if !d.depthwise() {
         if let (Some((wf, cache)), Some(td)) = (flipped, d.transposed()) {
             // A 1×1 convolution's col2im is a copy: the flipped route builds nothing either.
-            let no_columns = on_winograd(&td) || td.pointwise();
+            let no_columns = on_winograd(config, &td) || td.pointwise();
             if d.c >= d.m || no_columns {
-                return conv_forward(isa, dy, wf, None, &td, cache, None, mask);
+                return conv_forward(config, dy, wf, None, &td, cache, None, mask);
             }
         }
     }
     let mut dx = vec![0.0f32; d.n * d.c * plane_in];
     let masked = |mut dx: Vec<f32>| {
         if let Some((x, clamp)) = mask {
-            epilogue::mask(isa, clamp, &mut dx, x.data());
+            epilogue::mask(config.isa, clamp, &mut dx, x.data());
         }
         Tensor::from_parts(vec![d.n, d.c, ih, iw], dx)
     };
     if d.depthwise() {
-        depthwise::input_grad(isa, dy.data(), w.data(), &mut dx, d);
+        depthwise::input_grad(config.isa, dy.data(), w.data(), &mut dx, d);
         return Ok(masked(dx));
     }
     let (cg, mg, k) = (d.cg(), d.mg(), d.k());
@@ -758,6 +742,27 @@ fn flip_transpose(w: &Tensor) -> Tensor {
     Tensor::from_parts(vec![c, m, kh, kw], out)
 }
 
+/// A layer of a fused block: the convolution, its inputs (the one the block forms itself
+/// absent) and the clamp after it, if any.
+pub(crate) type BlockLayer<'a> = (&'a Conv, &'a [Option<&'a Value>], Option<Clamp>);
+
+/// The nodes of an inverted-residual block (MobileNetV2, EfficientNet) that
+/// [`Conv::forward_block`] runs as one: an optional 1×1 expansion, the depthwise convolution
+/// (whose op receives this), a 1×1 projection reading only its output, and an optional
+/// residual addend after the projection.
+pub(crate) struct BlockParts<'a> {
+    /// The expansion, when its output only feeds the depthwise layer.
+    pub expand: Option<BlockLayer<'a>>,
+    /// The depthwise layer's inputs (input 0 absent when the expansion is fused).
+    pub inputs: &'a [Option<&'a Value>],
+    /// The clamp after the depthwise layer.
+    pub act: Option<Clamp>,
+    /// The projection (input 0 absent).
+    pub project: BlockLayer<'a>,
+    /// The other operand of an `Add` that only reads the projection's output.
+    pub residual: Option<&'a Tensor>,
+}
+
 /// A layer of a block that is an ungrouped 1×1 convolution with constant weights.
 struct PointwiseLayer<'a> {
     conv: &'a Conv,
@@ -769,8 +774,7 @@ struct PointwiseLayer<'a> {
 
 impl<'a> PointwiseLayer<'a> {
     /// `layer` on an input of shape `x`, if it is such a convolution.
-    fn of(&(op, inputs, act): &BlockLayer<'a>, x: &[usize]) -> Option<PointwiseLayer<'a>> {
-        let conv = op.as_any()?.downcast_ref::<Conv>()?;
+    fn of(&(conv, inputs, act): &BlockLayer<'a>, x: &[usize]) -> Option<PointwiseLayer<'a>> {
         let w = float_input(inputs, 1).ok()?;
         let b = bias_input(inputs).ok()?;
         let d = conv_dims_for(&conv.attrs, x, w).ok()?;
@@ -784,7 +788,7 @@ impl<'a> PointwiseLayer<'a> {
 
     /// The shape of its output.
     fn output_shape(&self) -> [usize; 4] {
-        [self.d.n, self.d.m, self.d.h.output, self.d.w.output]
+        self.d.output_shape()
     }
 
     /// The layer as the depthwise kernels form it, on input `x`.
@@ -799,10 +803,24 @@ impl<'a> PointwiseLayer<'a> {
     }
 }
 
-/// Output columns from which a depthwise layer runs with its block ([`Op::forward_block`]).
+/// What a convolution can be in a fused block, from its attributes and constant weights alone
+/// (the kernels still check the shapes of each call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BlockRole {
+    /// An ungrouped 1×1, stride-1, unpadded convolution: an expansion or a projection.
+    Pointwise,
+    /// One filter per channel (weights `[m, 1, kh, kw]`, `group = m`).
+    Depthwise,
+    /// Neither, or weights computed at run time.
+    Other,
+}
+
+/// Output columns from which a depthwise layer runs with its block ([`Conv::forward_block`]).
 const BLOCK_MIN_COLUMNS: usize = 56;
 
-struct Conv {
+/// `Conv` (2-D, NCHW), with groups, strides, dilations, pads and auto_pad; its fused forms are
+/// its own methods (see the module).
+pub struct Conv {
     attrs: ConvAttrs,
     /// Whether the weights are a constant of the model (then their derived forms are cached).
     constant_weights: bool,
@@ -814,12 +832,34 @@ struct Conv {
 }
 
 impl Conv {
+    /// What this convolution can be in a fused block, given its weights (`None` when they are
+    /// not a constant of the model).
+    pub(crate) fn block_role(&self, weights: Option<&Tensor>) -> BlockRole {
+        let Some(w) = weights.filter(|_| self.constant_weights) else {
+            return BlockRole::Other;
+        };
+        let a = &self.attrs;
+        let unpadded = match a.auto_pad {
+            AutoPad::NotSet => a.pads == [0; 4],
+            // A 1×1 kernel at stride 1 gets no padding from these.
+            AutoPad::Valid | AutoPad::SameUpper | AutoPad::SameLower => true,
+        };
+        match *w.shape() {
+            [_, cg, 1, 1] if cg > 0 && a.group == 1 && a.strides == [1, 1] && unpadded => {
+                BlockRole::Pointwise
+            }
+            [m, 1, _, _] if a.group == m => BlockRole::Depthwise,
+            _ => BlockRole::Other,
+        }
+    }
+
     /// The Winograd weight cache, for constant weights only.
     fn cache(&self) -> Option<&WeightCache> {
         self.constant_weights.then_some(&self.packed)
     }
 
-    /// The input gradient, masked by `mask` read from the input (see [`Op::backward_masked`]).
+    /// The input gradient, masked by `mask` read from the input (see
+    /// [`Conv::backward_masked`]).
     fn input_grads(&self, v: &Vjp, mask: Option<Clamp>) -> Result<Vec<Option<Tensor>>> {
         let (x, w) = (v.input(0)?, v.input(1)?);
         let d = conv_dims(&self.attrs, x, w)?;
@@ -839,14 +879,7 @@ impl Conv {
                 }
             };
             let mask = mask.map(|c| (x, c));
-            grads[0] = Some(conv_input_grad(
-                Isa::host(),
-                v.grad(0)?,
-                w,
-                &d,
-                flipped,
-                mask,
-            )?);
+            grads[0] = Some(conv_input_grad(v.config, v.grad(0)?, w, &d, flipped, mask)?);
         }
         if v.needs.iter().skip(1).any(|&n| n) {
             return Err(Error::NotDifferentiable(
@@ -855,64 +888,57 @@ impl Conv {
         }
         Ok(grads)
     }
-}
 
-impl Op for Conv {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    /// The forward pass with `act` applied to each output block while it is still in cache,
+    /// so the pre-activation value is never written out.
+    pub(crate) fn forward_activated(
+        &self,
+        config: &ExecConfig,
+        inputs: &[Option<&Value>],
+        act: Clamp,
+    ) -> Result<Value> {
         let (x, w) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
         let b = bias_input(inputs)?;
         let d = conv_dims(&self.attrs, x, w)?;
-        Ok(vec![conv_forward(
-            Isa::host(),
-            x,
-            w,
-            b,
-            &d,
-            self.cache(),
-            None,
-            None,
-        )?
-        .into()])
+        Ok(conv_forward(config, x, w, b, &d, self.cache(), Some(act), None)?.into())
     }
 
-    fn forward_activated(&self, inputs: &[Option<&Value>], act: Clamp) -> Option<Result<Value>> {
-        let run = || -> Result<Value> {
-            let (x, w) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
-            let b = bias_input(inputs)?;
-            let d = conv_dims(&self.attrs, x, w)?;
-            Ok(conv_forward(Isa::host(), x, w, b, &d, self.cache(), Some(act), None)?.into())
-        };
-        Some(run())
-    }
-
-    fn forward_residual(
+    /// `forward(inputs) + residual` (a residual `Add` after the convolution), the sum formed
+    /// while each output block is in cache. `None` when the convolution has no such form for
+    /// these inputs (the caller then runs the two nodes apart); errors in the inputs also give
+    /// `None`, so that the unfused pass reports them.
+    pub(crate) fn forward_residual(
         &self,
+        config: &ExecConfig,
         inputs: &[Option<&Value>],
         residual: &Tensor,
     ) -> Option<Result<Value>> {
         let (x, w) = (float_input(inputs, 0).ok()?, float_input(inputs, 1).ok()?);
         let b = bias_input(inputs).ok()?;
         let d = conv_dims(&self.attrs, x, w).ok()?;
-        conv_forward_residual(Isa::host(), x, w, b, &d, self.cache(), residual)
-            .map(|t| Ok(t.into()))
+        conv_forward_residual(config, x, w, b, &d, self.cache(), residual).map(|t| Ok(t.into()))
     }
 
-    fn forward_after_pointwise(
+    /// For a depthwise convolution whose input is the output of `pointwise` (a 1×1
+    /// convolution with inputs `pointwise_inputs`, clamped by `pointwise_act`) that nothing
+    /// else reads: both layers in one sweep, the 1×1 output never formed whole. `inputs` are
+    /// this node's own, input 0 absent. `None` when the two have no such form (the caller then
+    /// runs them apart); errors in the inputs also give `None`, so that the unfused pass
+    /// reports them.
+    pub(crate) fn forward_after_pointwise(
         &self,
-        pointwise: &dyn Op,
-        pointwise_inputs: &[Option<&Value>],
-        pointwise_act: Option<Clamp>,
+        config: &ExecConfig,
+        pointwise: BlockLayer,
         inputs: &[Option<&Value>],
         act: Option<Clamp>,
     ) -> Option<Result<Value>> {
-        let x = float_input(pointwise_inputs, 0).ok()?;
-        let layer = (pointwise, pointwise_inputs, pointwise_act);
-        let pw = PointwiseLayer::of(&layer, x.shape())?;
+        let isa = config.isa;
+        let x = float_input(pointwise.1, 0).ok()?;
+        let pw = PointwiseLayer::of(&pointwise, x.shape())?;
         let w2 = float_input(inputs, 1).ok()?;
         let b2 = bias_input(inputs).ok()?;
         let d2 = conv_dims_for(&self.attrs, &pw.output_shape(), w2).ok()?;
         // Only constant weights (their packed forms are cached), on the panel kernel.
-        let isa = Isa::host();
         let fits = self.constant_weights
             && panel::available(isa)
             && d2.depthwise()
@@ -920,10 +946,9 @@ impl Op for Conv {
         if !fits {
             return None;
         }
-        let len = d2.n * d2.m * d2.h.output * d2.w.output;
+        let len = d2.output_len();
         let mut out: Vec<f32> = Vec::with_capacity(len);
-        let kk = d2.h.kernel * d2.w.kernel;
-        let lanes = self.packed.lanes(w2, d2.c, kk);
+        let lanes = self.packed.lanes(w2, d2.c, d2.taps());
         let pointwise = pw.formed(x);
         let epi = Epilogue {
             bias: b2.map(Tensor::data),
@@ -941,16 +966,23 @@ impl Op for Conv {
         );
         // SAFETY: `forward_after_pointwise` writes every one of the `len` values.
         unsafe { out.set_len(len) };
-        Some(Ok(Tensor::from_parts(
-            vec![d2.n, d2.m, d2.h.output, d2.w.output],
-            out,
-        )
-        .into()))
+        Some(Ok(
+            Tensor::from_parts(d2.output_shape().to_vec(), out).into()
+        ))
     }
 
-    fn forward_block(&self, parts: &BlockParts) -> Option<Result<Value>> {
+    /// For a depthwise convolution: the layers of an inverted-residual block around it in
+    /// one sweep (see [`BlockParts`]), the depthwise output (and the expansion's) never formed
+    /// whole. `None` when the ops or shapes have no such form (the caller then runs them
+    /// apart or in the pairs above); errors in the inputs also give `None`, so that the
+    /// unfused pass reports them.
+    pub(crate) fn forward_block(
+        &self,
+        config: &ExecConfig,
+        parts: &BlockParts,
+    ) -> Option<Result<Value>> {
+        let isa = config.isa;
         // Only constant weights (their packed forms are cached), on the panel kernel.
-        let isa = Isa::host();
         if !self.constant_weights || !panel::available(isa) {
             return None;
         }
@@ -979,13 +1011,13 @@ impl Op for Conv {
             && b2.is_none_or(|b| b.len() == d2.m)
             && parts
                 .residual
-                .is_none_or(|r| r.shape() == [d3.n, d3.m, oh, ow]);
+                .is_none_or(|r| r.shape() == d3.output_shape());
         if !fits {
             return None;
         }
-        let len = d3.n * d3.m * oh * ow;
+        let len = d3.output_len();
         let mut out: Vec<f32> = Vec::with_capacity(len);
-        let lanes = self.packed.lanes(w2, d2.c, d2.h.kernel * d2.w.kernel);
+        let lanes = self.packed.lanes(w2, d2.c, d2.taps());
         let pointwise = expand.map(|e| e.formed(x));
         let source = match &pointwise {
             Some(pw) => depthwise::block::Source::Pointwise(pw),
@@ -1014,19 +1046,58 @@ impl Op for Conv {
         );
         // SAFETY: `block::forward` writes every one of the `len` values.
         unsafe { out.set_len(len) };
-        Some(Ok(Tensor::from_parts(vec![d3.n, d3.m, oh, ow], out).into()))
+        Some(Ok(
+            Tensor::from_parts(d3.output_shape().to_vec(), out).into()
+        ))
     }
 
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
+    /// Like [`Op::backward`], with the gradient of input 0 already multiplied by the derivative
+    /// of `act` read from input 0 itself (1 where `lo < x < hi`, else 0). The executor asks for
+    /// it when input 0 is the output of a clamp fused into the convolution before it and this
+    /// node is its only reader; the clamp's own backward pass is then skipped.
+    pub(crate) fn backward_masked(&self, v: &Vjp, act: Clamp) -> Result<Vec<Option<Tensor>>> {
+        self.input_grads(v, Some(act))
+    }
+
+    /// The same convolution applied to `items` images stacked along the channel axis
+    /// (`[1, items·C, H, W]`), each with its own single filter (weights `[items, C, kh, kw]`,
+    /// bias `[items]`). `None` when the convolution cannot be sliced that way (grouped).
+    pub(crate) fn one_filter_per_item(&self, items: usize) -> Option<Conv> {
+        // Grouped convolutions would need their input channels sliced too.
+        (self.attrs.group == 1 && items > 0).then(|| Conv {
+            attrs: ConvAttrs {
+                group: items,
+                ..self.attrs.clone()
+            },
+            // The stacked weights are new on every call.
+            constant_weights: false,
+            flipped: OnceLock::new(),
+            packed: WeightCache::default(),
+            packed_flipped: WeightCache::default(),
+        })
+    }
+}
+
+impl Op for Conv {
+    fn forward(&self, config: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+        let (x, w) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
+        let b = bias_input(inputs)?;
+        let d = conv_dims(&self.attrs, x, w)?;
+        Ok(vec![conv_forward(
+            config,
+            x,
+            w,
+            b,
+            &d,
+            self.cache(),
+            None,
+            None,
+        )?
+        .into()])
     }
 
     fn backward(&self, v: &Vjp) -> Result<Vec<Option<Tensor>>> {
         self.input_grads(v, None)
-    }
-
-    fn backward_masked(&self, v: &Vjp, act: Clamp) -> Option<Result<Vec<Option<Tensor>>>> {
-        Some(self.input_grads(v, Some(act)))
     }
 
     fn flops(&self, inputs: &[Option<&Value>], _outputs: &[&Value]) -> u64 {
@@ -1036,21 +1107,8 @@ impl Op for Conv {
         }
     }
 
-    fn one_filter_per_item(&self, items: usize) -> Option<Box<dyn Op>> {
-        // Grouped convolutions would need their input channels sliced too.
-        (self.attrs.group == 1 && items > 0).then(|| {
-            Box::new(Conv {
-                attrs: ConvAttrs {
-                    group: items,
-                    ..self.attrs.clone()
-                },
-                // The stacked weights are new on every call.
-                constant_weights: false,
-                flipped: OnceLock::new(),
-                packed: WeightCache::default(),
-                packed_flipped: WeightCache::default(),
-            }) as Box<dyn Op>
-        })
+    fn kind(&self) -> OpKind<'_> {
+        OpKind::Conv(self)
     }
 }
 
@@ -1174,10 +1232,10 @@ impl ConvTranspose {
 }
 
 impl Op for ConvTranspose {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, config: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let (x, w) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
         let d = self.dims(x, w)?;
-        let mut y = conv_input_grad(Isa::host(), x, w, &d, None, None)?;
+        let mut y = conv_input_grad(config, x, w, &d, None, None)?;
         if let Some(b) = inputs.get(2).copied().flatten() {
             let b = b.as_float("bias")?;
             if b.len() != d.c {
@@ -1207,7 +1265,7 @@ impl Op for ConvTranspose {
         let mut grads: Vec<Option<Tensor>> = v.inputs.iter().map(|_| None).collect();
         if v.needs[0] {
             grads[0] = Some(conv_forward(
-                Isa::host(),
+                v.config,
                 v.grad(0)?,
                 w,
                 None,
@@ -1269,11 +1327,16 @@ mod tests {
             let b = Tensor::new(vec![ws[0]], values(ws[0], 11)).unwrap();
             let d = conv_dims(&attrs, &x, &w).unwrap();
             let run = |isa: Isa| {
-                let y = conv_forward(isa, &x, &w, Some(&b), &d, None, Some(clamp), None).unwrap();
+                let config = ExecConfig {
+                    isa,
+                    ..ExecConfig::default()
+                };
+                let y =
+                    conv_forward(&config, &x, &w, Some(&b), &d, None, Some(clamp), None).unwrap();
                 let dy = Tensor::new(y.shape().to_vec(), values(y.len(), 3)).unwrap();
                 let flipped = (d.groups == 1).then(|| flip_transpose(&w));
                 let dx = conv_input_grad(
-                    isa,
+                    &config,
                     &dy,
                     &w,
                     &d,

@@ -3,10 +3,9 @@
 use std::collections::HashMap;
 
 use super::binary::broadcast_map;
-use super::{check_size, float_input, Builder, Op, Vjp};
+use super::{check_size, float_input, Builder, ExecConfig, Op, Vjp};
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{dot, matmul, Mat};
-use crate::runtime::cpu::Isa;
 use crate::tensor::{Tensor, Value};
 
 pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
@@ -62,7 +61,7 @@ impl Gemm {
 }
 
 impl Op for Gemm {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, config: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let (a, b) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
         let (m, k, n, am, bm) = self.views(a, b)?;
         let mut out = vec![0.0f32; m * n];
@@ -76,11 +75,7 @@ impl Op for Gemm {
                 let first = c * 64;
                 for (j, v) in o.iter_mut().enumerate() {
                     let (i, r) = ((first + j) / n, (first + j) % n);
-                    *v = dot(
-                        Isa::host(),
-                        &ad[i * k..(i + 1) * k],
-                        &bd[r * k..(r + 1) * k],
-                    );
+                    *v = dot(config.isa, &ad[i * k..(i + 1) * k], &bd[r * k..(r + 1) * k]);
                 }
             });
         } else {

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{float_input, only_first, Builder, Op, Vjp};
+use super::{float_input, only_first, Builder, ExecConfig, Op, Vjp};
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, Value};
 
@@ -57,7 +57,7 @@ fn channels_and_plane(x: &Tensor) -> Result<(usize, usize)> {
 }
 
 impl Op for BatchNorm {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let x = float_input(inputs, 0)?;
         let (c, plane) = channels_and_plane(x)?;
         let aff = self.affine(inputs, c)?;

@@ -5,11 +5,12 @@
 
 use std::collections::HashMap;
 
-use super::{check_size, float_input, only_first, BuildCtx, Builder, Clamp, Op, Vjp};
+use super::{
+    check_size, float_input, only_first, BuildCtx, Builder, Clamp, ExecConfig, Op, OpKind, Vjp,
+};
 use crate::error::{Error, Result};
 use crate::kernels::geometry::{same_pads, Axis};
 use crate::kernels::pooling::{lane_sum, max2x2_backward, max_plain, plain_windows};
-use crate::runtime::cpu::Isa;
 use crate::tensor::{Tensor, Value};
 
 pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
@@ -135,7 +136,8 @@ impl PoolAttrs {
     }
 }
 
-struct Pool {
+/// `MaxPool` or `AveragePool` (2-D, NCHW).
+pub struct Pool {
     kind: Kind,
     attrs: PoolAttrs,
 }
@@ -175,7 +177,7 @@ impl Pool {
 }
 
 impl Op for Pool {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let x = float_input(inputs, 0)?;
         let (planes, h, w) = self.geometry(x)?;
         let (pin, pout) = (h.input * w.input, h.output * w.output);
@@ -235,7 +237,21 @@ impl Op for Pool {
         self.input_grad(v, None)
     }
 
-    fn backward_masked(&self, v: &Vjp, act: Clamp) -> Option<Result<Vec<Option<Tensor>>>> {
+    fn kind(&self) -> OpKind<'_> {
+        OpKind::Pool(self)
+    }
+}
+
+impl Pool {
+    /// Like [`Op::backward`], with the gradient of input 0 already multiplied by the derivative
+    /// of the clamp `act` read from input 0 itself (1 where `lo < x < hi`, else 0): the
+    /// backward pass of a clamp fused into the convolution before this pool, done here.
+    /// `None` when the pool has no such form for these inputs (2×2 max pooling only).
+    pub(crate) fn backward_masked(
+        &self,
+        v: &Vjp,
+        act: Clamp,
+    ) -> Option<Result<Vec<Option<Tensor>>>> {
         // Max pooling picks one input per window, so masking by the input equals masking by
         // the chosen maximum; implemented for the branch-free 2×2 windows only.
         let x = v.input(0).ok()?;
@@ -247,9 +263,7 @@ impl Op for Pool {
             && w.kernel == 2;
         plain2.then(|| self.input_grad(v, Some(act)))
     }
-}
 
-impl Pool {
     /// The input gradient; `mask` (2×2 max pooling only) zeroes it where the input is outside
     /// the clamp's open interval.
     fn input_grad(&self, v: &Vjp, mask: Option<Clamp>) -> Result<Vec<Option<Tensor>>> {
@@ -272,7 +286,7 @@ impl Pool {
                 let xp = &x.data()[plane * pin..(plane + 1) * pin];
                 let dyp = &dy.data()[plane * pout..(plane + 1) * pout];
                 let yp = &y.data()[plane * pout..(plane + 1) * pout];
-                max2x2_backward(Isa::host(), xp, yp, dyp, g, &h, &w, mask);
+                max2x2_backward(v.config.isa, xp, yp, dyp, g, &h, &w, mask);
             });
             // SAFETY: `max2x2_backward` wrote every element of every plane.
             unsafe { dx.set_len(x.len()) };
@@ -333,7 +347,7 @@ struct GlobalPool {
 }
 
 impl Op for GlobalPool {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let x = float_input(inputs, 0)?;
         if x.rank() < 3 {
             return Err(Error::Shape(format!(

@@ -1,130 +1,23 @@
-//! A loaded ONNX model: nodes in execution order, constants folded, the input described, and the
-//! graph's feature-producing steps grouped into named layers.
+//! Loading: an ONNX graph checked op by op, its nodes sorted so every input is produced before
+//! it is read, its ops built, and every node whose inputs are all constants folded away.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 
-use convscope_onnx::{Dim, ModelProto, NodeProto, TensorProto, TensorValues};
+use convscope_onnx::{ModelProto, NodeProto};
 
+use super::input::describe_input;
+use super::layers::build_layers;
+use super::{node_error, Graph, Node, Source, ValueId, ValueInfo};
 use crate::error::{Error, Result, UnsupportedOp};
-use crate::layers::{build_layers, Layer};
-use crate::ops::{registry, BuildCtx, Op};
-use crate::tensor::{IntTensor, Tensor, Value};
-
-/// Index of a value (an edge of the graph).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ValueId(pub usize);
-
-/// Memory layout of the image input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Layout {
-    /// Batch, channels, height, width (PyTorch exports).
-    Nchw,
-    /// Batch, height, width, channels (Keras exports through tf2onnx).
-    Nhwc,
-}
-
-/// What the model expects as input.
-#[derive(Clone, Debug, PartialEq)]
-pub struct InputSpec {
-    /// ONNX name of the input.
-    pub name: String,
-    /// Channel order of the 4-D input.
-    pub layout: Layout,
-    /// Number of channels.
-    pub channels: usize,
-    /// Declared height, if fixed.
-    pub height: Option<usize>,
-    /// Declared width, if fixed.
-    pub width: Option<usize>,
-    /// Declared batch size, if fixed.
-    pub batch: Option<usize>,
-}
-
-impl InputSpec {
-    /// Shape of a batch of `n` images of `h`×`w` in this layout.
-    pub fn shape(&self, n: usize, h: usize, w: usize) -> Vec<usize> {
-        match self.layout {
-            Layout::Nchw => vec![n, self.channels, h, w],
-            Layout::Nhwc => vec![n, h, w, self.channels],
-        }
-    }
-
-    /// `(height, width)` of an input tensor of this layout.
-    pub fn spatial(&self, shape: &[usize]) -> (usize, usize) {
-        match self.layout {
-            Layout::Nchw => (shape[2], shape[3]),
-            Layout::Nhwc => (shape[1], shape[2]),
-        }
-    }
-}
-
-pub(crate) enum Source {
-    Input,
-    Const(Value),
-    Node(usize),
-}
-
-pub(crate) struct ValueInfo {
-    pub name: String,
-    pub source: Source,
-    /// Whether the value depends on the model input (and so may carry a gradient).
-    pub varies: bool,
-}
-
-pub(crate) struct Node {
-    pub name: String,
-    pub op_type: String,
-    pub inputs: Vec<Option<ValueId>>,
-    pub outputs: Vec<ValueId>,
-    pub op: Box<dyn Op>,
-}
-
-/// A model ready to run and differentiate.
-pub struct Model {
-    pub(crate) values: Vec<ValueInfo>,
-    pub(crate) nodes: Vec<Node>,
-    pub(crate) by_name: HashMap<String, ValueId>,
-    pub(crate) input: ValueId,
-    pub(crate) outputs: Vec<ValueId>,
-    pub(crate) consumers: Vec<Vec<usize>>,
-    input_spec: InputSpec,
-    layers: Vec<Layer>,
-    producer: String,
-    opset: i64,
-}
-
-/// Converts an ONNX tensor to a [`Value`].
-pub(crate) fn value_from_proto(t: &TensorProto) -> Result<Value> {
-    let shape = t.shape()?;
-    Ok(match t.values()? {
-        TensorValues::Float(v) => Value::Float(Tensor::new(shape, v)?),
-        TensorValues::Int(v) => Value::Int(IntTensor::new(shape, v)?),
-    })
-}
+use crate::ops::{registry, BuildCtx, ExecConfig};
+use crate::tensor::{value_from_proto, Value};
 
 /// Refuses folded constants larger than this many elements (keeps loading bounded).
 const MAX_FOLD_ELEMENTS: usize = 1 << 26;
 
-impl Model {
-    /// Loads an ONNX file (weights inside it or in external-data files beside it).
-    ///
-    /// ```no_run
-    /// let model = convscope_engine::Model::load("model.onnx".as_ref())?;
-    /// println!("{} layers", model.layers().len());
-    /// # Ok::<(), convscope_engine::Error>(())
-    /// ```
-    pub fn load(path: &Path) -> Result<Model> {
-        Model::from_proto(ModelProto::load(path)?)
-    }
-
-    /// Decodes and prepares a model held in memory (external data is not resolved).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
-        Model::from_proto(ModelProto::decode(bytes)?)
-    }
-
+impl Graph {
     /// Prepares a decoded model: checks every op, sorts the nodes, folds constants.
-    pub fn from_proto(proto: ModelProto) -> Result<Model> {
+    pub fn from_proto(proto: ModelProto) -> Result<Graph> {
         let opset = proto
             .opset_import
             .iter()
@@ -235,8 +128,9 @@ impl Model {
                     .iter()
                     .all(|i| i.is_none_or(|id| matches!(values[id.0].source, Source::Const(_))));
             if foldable {
+                // Folded once, at load, on this machine's routes.
                 let outs = op
-                    .forward(&consts)
+                    .forward(&ExecConfig::default(), &consts)
                     .map_err(|e| node_error(&display, &n.op_type, e))?;
                 if outs
                     .iter()
@@ -290,7 +184,7 @@ impl Model {
             }
         }
         let input_spec = describe_input(input_info, &nodes, &consumers[input.0])?;
-        let mut model = Model {
+        let mut graph = Graph {
             values,
             nodes,
             by_name,
@@ -304,142 +198,8 @@ impl Model {
                 .to_string(),
             opset,
         };
-        model.layers = build_layers(&model);
-        Ok(model)
-    }
-
-    /// The model's image input.
-    pub fn input_spec(&self) -> &InputSpec {
-        &self.input_spec
-    }
-
-    /// Named layers in execution order.
-    pub fn layers(&self) -> &[Layer] {
-        &self.layers
-    }
-
-    /// The program that wrote the file (e.g. `tf2onnx 1.17.0`).
-    pub fn producer(&self) -> &str {
-        &self.producer
-    }
-
-    /// The `ai.onnx` opset version.
-    pub fn opset(&self) -> i64 {
-        self.opset
-    }
-
-    /// The graph outputs.
-    pub fn outputs(&self) -> &[ValueId] {
-        &self.outputs
-    }
-
-    /// The op type and inputs of the node that produces `id`; `None` for the model input and
-    /// constants.
-    pub fn producer_of(&self, id: ValueId) -> Option<(&str, &[Option<ValueId>])> {
-        match self.values.get(id.0)?.source {
-            Source::Node(n) => Some((
-                self.nodes[n].op_type.as_str(),
-                self.nodes[n].inputs.as_slice(),
-            )),
-            _ => None,
-        }
-    }
-
-    /// The ONNX name of a value.
-    pub fn value_name(&self, id: ValueId) -> &str {
-        &self.values[id.0].name
-    }
-
-    /// Number of learned parameters (elements of float initializers and folded constants).
-    pub fn parameter_count(&self) -> usize {
-        self.values
-            .iter()
-            .map(|v| match &v.source {
-                Source::Const(Value::Float(t)) if t.len() > 1 => t.len(),
-                _ => 0,
-            })
-            .sum()
-    }
-
-    /// The layer with this friendly name, if any.
-    pub fn layer(&self, name: &str) -> Option<&Layer> {
-        self.layers.iter().find(|l| l.name == name)
-    }
-
-    /// Resolves a friendly layer name, a raw ONNX value name or a node name to a value.
-    ///
-    /// Unknown names give [`Error::UnknownName`] with the closest existing names.
-    pub fn resolve(&self, name: &str) -> Result<ValueId> {
-        if let Some(l) = self.layer(name) {
-            return Ok(l.value);
-        }
-        if let Some(&id) = self.by_name.get(name) {
-            return Ok(id);
-        }
-        if let Some(n) = self.nodes.iter().find(|n| n.name == name) {
-            return Ok(n.outputs[0]);
-        }
-        let candidates = self
-            .layers
-            .iter()
-            .map(|l| l.name.as_str())
-            .chain(self.values.iter().map(|v| v.name.as_str()));
-        Err(Error::UnknownName {
-            name: name.to_string(),
-            closest: crate::layers::closest(name, candidates, 5),
-        })
-    }
-
-    /// Checks that `x` can be fed to the model, with a one-line explanation when not.
-    pub fn check_input(&self, x: &Tensor) -> Result<()> {
-        let s = &self.input_spec;
-        let want = s.shape(0, 0, 0);
-        if x.rank() != 4 {
-            return Err(Error::Input(format!(
-                "'{}' takes a 4-D {} tensor, got shape {:?}",
-                s.name,
-                layout_name(s.layout),
-                x.shape()
-            )));
-        }
-        let ch_axis = want.iter().position(|&d| d == s.channels).unwrap_or(1);
-        if x.shape()[ch_axis] != s.channels {
-            return Err(Error::Input(format!(
-                "'{}' takes {} channels ({}), got shape {:?}",
-                s.name,
-                s.channels,
-                layout_name(s.layout),
-                x.shape()
-            )));
-        }
-        if let Some(b) = s.batch.filter(|&b| b != x.shape()[0]) {
-            if b != 1 {
-                return Err(Error::Input(format!(
-                    "'{}' has a fixed batch of {b}, got {}",
-                    s.name,
-                    x.shape()[0]
-                )));
-            }
-        }
-        if x.is_empty() {
-            return Err(Error::Input(format!("empty input tensor {:?}", x.shape())));
-        }
-        Ok(())
-    }
-}
-
-fn layout_name(l: Layout) -> &'static str {
-    match l {
-        Layout::Nchw => "NCHW",
-        Layout::Nhwc => "NHWC",
-    }
-}
-
-pub(crate) fn node_error(node: &str, op: &str, e: Error) -> Error {
-    Error::Node {
-        node: node.to_string(),
-        op: op.to_string(),
-        source: Box::new(e),
+        graph.layers = build_layers(&graph);
+        Ok(graph)
     }
 }
 
@@ -526,63 +286,4 @@ fn topo_order(nodes: &[NodeProto], known: &HashMap<String, ValueId>) -> Result<V
         return Err(Error::InvalidModel("the graph has a cycle".into()));
     }
     Ok(order)
-}
-
-fn describe_input(
-    info: &convscope_onnx::ValueInfo,
-    nodes: &[Node],
-    consumers: &[usize],
-) -> Result<InputSpec> {
-    let dims: Vec<Option<usize>> = match &info.shape {
-        Some(d) => d
-            .iter()
-            .map(|d| {
-                // Declared sizes beyond 65536 are corrupt; treat them as unknown.
-                if let Dim::Value(v) = d {
-                    (1..=1 << 16).contains(v).then_some(*v as usize)
-                } else {
-                    None
-                }
-            })
-            .collect(),
-        None => vec![None; 4],
-    };
-    if dims.len() != 4 {
-        return Err(Error::InvalidModel(format!(
-            "input '{}' has rank {}; convscope handles image models with a 4-D input",
-            info.name,
-            dims.len()
-        )));
-    }
-    let small = |d: Option<usize>| matches!(d, Some(1..=4));
-    // A leading Transpose [0,3,1,2] is what tf2onnx emits for NHWC Keras models.
-    let transposed = consumers.iter().any(|&c| {
-        // The perm is checked with a probe shape: NHWC→NCHW maps [1,2,3,4] to [1,4,2,3].
-        let probe = Value::Float(Tensor::zeros(&[1, 2, 3, 4]));
-        nodes[c].op_type == "Transpose"
-            && matches!(nodes[c].op.forward(&[Some(&probe)]), Ok(v) if v[0].shape() == [1, 4, 2, 3])
-    });
-    let layout = if transposed || (small(dims[3]) && !small(dims[1])) {
-        Layout::Nhwc
-    } else {
-        Layout::Nchw
-    };
-    let (c, h, w) = match layout {
-        Layout::Nchw => (dims[1], dims[2], dims[3]),
-        Layout::Nhwc => (dims[3], dims[1], dims[2]),
-    };
-    let channels = c.ok_or_else(|| {
-        Error::InvalidModel(format!(
-            "input '{}' does not declare its channel count",
-            info.name
-        ))
-    })?;
-    Ok(InputSpec {
-        name: info.name.clone(),
-        layout,
-        channels,
-        height: h,
-        width: w,
-        batch: dims[0],
-    })
 }

@@ -2,8 +2,9 @@
 
 use std::fmt;
 
+use super::Model;
 use crate::error::Result;
-use crate::model::{Layout, Model};
+use crate::graph::Layout;
 use crate::tensor::Tensor;
 
 /// One row of a [`Summary`].
