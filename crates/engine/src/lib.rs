@@ -33,11 +33,21 @@
 //! assert_eq!(grads.input.data()[12], 9.0);
 //! # Ok::<(), convscope_engine::Error>(())
 //! ```
+//!
+//! Runs compute as the model's [`ExecConfig`] says (by default: this CPU's instruction set,
+//! Winograd on for 3×3 convolutions), a value set per model ([`Model::with_config`]), never
+//! a process-wide switch.
+//!
+//! The engine is built in layers, each importing only from the ones below it: runtime
+//! (threads, allocator, CPU), kernels, tensor, ops, graph, plan (fusion decided once per
+//! model and input shape), exec (passes, tape, slicing) and model (docs/design.md, "Engine
+//! layers").
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
-// The layers, bottom to top; each imports only from the layers below it (checked by
-// tests/layering.rs). See docs/design.md, "Engine layers".
+// The layers, bottom to top: error, runtime, kernels, tensor, ops, graph, plan, exec, model;
+// each imports only from the layers below it (checked by tests/layering.rs). See
+// docs/design.md, "Engine layers".
 mod error;
 mod exec;
 mod graph;

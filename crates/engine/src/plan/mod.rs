@@ -119,6 +119,26 @@ impl Fused {
             .expect("every form takes a node");
         graph.nodes[last].outputs[0]
     }
+
+    /// The clamp nodes the form runs.
+    fn acts(&self) -> Vec<Act> {
+        match self {
+            Fused::Block {
+                expand,
+                dw_act,
+                proj_act,
+                ..
+            } => [expand.and_then(|e| e.1), *dw_act, *proj_act]
+                .into_iter()
+                .flatten()
+                .collect(),
+            Fused::PointwiseDepthwise { pw_act, dw_act, .. } => {
+                [*pw_act, *dw_act].into_iter().flatten().collect()
+            }
+            Fused::Activation(a) => vec![*a],
+            Fused::Residual(_) => Vec::new(),
+        }
+    }
 }
 
 /// A fused form and whether it has declined the plan's shapes.
@@ -213,28 +233,6 @@ impl Plan {
             nodes,
             last_use,
             clamps,
-        }
-    }
-}
-
-impl Fused {
-    /// The clamp nodes the form runs.
-    fn acts(&self) -> Vec<Act> {
-        match self {
-            Fused::Block {
-                expand,
-                dw_act,
-                proj_act,
-                ..
-            } => [expand.and_then(|e| e.1), *dw_act, *proj_act]
-                .into_iter()
-                .flatten()
-                .collect(),
-            Fused::PointwiseDepthwise { pw_act, dw_act, .. } => {
-                [*pw_act, *dw_act].into_iter().flatten().collect()
-            }
-            Fused::Activation(a) => vec![*a],
-            Fused::Residual(_) => Vec::new(),
         }
     }
 }
