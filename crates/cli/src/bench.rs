@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use convscope_engine::{Model, Tensor};
+use convscope::lower::engine::{Model, Tensor};
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {
@@ -42,13 +42,13 @@ fn noise(shape: &[usize], seed: u64) -> Tensor {
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn time(runs: usize, mut f: impl FnMut() -> Result<u64>) -> Result<(f64, u64)> {
     let flops = f()?;
     // The profile covers the timed runs only (a first call allocates and packs weights).
-    let _ = convscope_engine::take_profile();
+    let _ = convscope::lower::engine::take_profile();
     let mut t = Vec::with_capacity(runs);
     for _ in 0..runs {
         let start = Instant::now();
@@ -63,7 +63,10 @@ fn report(name: &str, (ms, flops): (f64, u64)) {
         "convscope {name:<26} median_ms={ms:.2} gflops={:.1}",
         flops as f64 / ms / 1e6
     );
-    for (op, total, calls) in convscope_engine::take_profile().into_iter().take(80) {
+    for (op, total, calls) in convscope::lower::engine::take_profile()
+        .into_iter()
+        .take(80)
+    {
         println!(
             "    {op:<28} {:>9.1} ms total  {calls:>5} calls",
             total.as_secs_f64() * 1e3
@@ -77,7 +80,7 @@ fn report(name: &str, (ms, flops): (f64, u64)) {
 fn time_inference(
     model: &Model,
     x: &Tensor,
-    out: &[convscope_engine::ValueId],
+    out: &[convscope::lower::engine::ValueId],
     runs: usize,
 ) -> Result<(f64, u64)> {
     let flops = model.forward(x, out)?.flops();
@@ -88,13 +91,16 @@ fn time_inference(
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
+    if args.runs == 0 {
+        anyhow::bail!("--runs must be at least 1");
+    }
     let want = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
     println!(
         "# threads={} runs={}",
         rayon::current_num_threads(),
         args.runs
     );
-    convscope_engine::set_profiling(args.profile);
+    convscope::lower::engine::set_profiling(args.profile);
     let vgg_path = args.models.join("vgg16_tumor.onnx");
     if [
         "vgg16_forward_240",

@@ -1,18 +1,18 @@
 //! `convscope cam` and `convscope saliency`: where in the image the evidence for a class is.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
-use convscope_engine::Model;
-use convscope_image::{heatmap_rgb, superimpose, upsample_bilinear, Colormap, RgbImageF32};
-use convscope_methods::cam::{method_names, run_cams, CamConfig, CamRun};
-use convscope_methods::input::{prepare_input, PreparedInput};
-use convscope_methods::saliency::{compute_saliency, saliency_method_names, SaliencyConfig};
-use serde_json::json;
+use convscope::cam::method_names;
+use convscope::output::{OutputDir, Sink};
+use convscope::prelude::*;
+use convscope::saliency::{saliency_method_names, SaliencyIndex};
+use convscope::TargetRef;
 
-use crate::common::{file_stem, InputArgs, Staged};
+use crate::args::{finite, open_model, with_labels, InputArgs, RunArgs};
 
 #[derive(Args)]
 pub(crate) struct CamArgs {
@@ -22,7 +22,8 @@ pub(crate) struct CamArgs {
     pub input: PathBuf,
     #[command(flatten)]
     pub input_args: InputArgs,
-    /// Target classes: indices or label names (comma-separated). Default: the top --top classes.
+    /// Targets: class indices or label names, comma-separated; `a+b` sums classes into one
+    /// target. Default: the top --top classes.
     #[arg(long = "class")]
     pub class: Option<String>,
     /// Explain the K most probable classes (when --class is not given).
@@ -34,11 +35,11 @@ pub(crate) struct CamArgs {
     /// Layer: `auto` (the last spatial feature map before the classifier) or any layer name.
     #[arg(long, default_value = "auto")]
     pub layer: String,
-    /// Method: gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, scorecam, ablationcam.
-    #[arg(long, default_value = "gradcam")]
+    /// The class activation map method.
+    #[arg(long, default_value = "gradcam", value_parser = cam_methods(), ignore_case = true)]
     pub method: String,
     /// Heatmap weight in the overlay (heatmap·alpha + image, rescaled).
-    #[arg(long, default_value_t = 0.4)]
+    #[arg(long, default_value_t = 0.4, value_parser = finite)]
     pub alpha: f32,
     /// Heatmap colormap.
     #[arg(long, default_value = "jet")]
@@ -49,166 +50,118 @@ pub(crate) struct CamArgs {
     /// Output folder.
     #[arg(long, default_value = "convscope-out/cam")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
-/// Reads a label file: one name per line.
-pub(crate) fn read_labels(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read labels {}", path.display()))?;
-    Ok(text.lines().map(|l| l.trim().to_string()).collect())
+/// `--method` choices of `cam`, from the methods' registry.
+fn cam_methods() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(method_names())
 }
 
-/// Resolves `--class` items (indices or label names).
-fn parse_classes(spec: &str, labels: Option<&[String]>) -> Result<Vec<usize>> {
+/// `--method` choices of `saliency`, from the methods' registry, and `all`.
+fn saliency_methods() -> clap::builder::PossibleValuesParser {
+    let mut names = saliency_method_names();
+    names.push("all");
+    clap::builder::PossibleValuesParser::new(names)
+}
+
+/// Resolves `--class` items: indices, label names, and `a+b` sums of either.
+fn parse_targets(spec: &str, labels: Option<&Labels>) -> Result<Vec<TargetRef>> {
+    let class = |item: &str| -> Result<usize> {
+        if let Ok(i) = item.parse::<usize>() {
+            return Ok(i);
+        }
+        match labels {
+            Some(l) => Ok(l.index_of(item)?),
+            None => {
+                bail!("'{item}' is not a class index (pass --labels FILE to use class names)")
+            }
+        }
+    };
     spec.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|item| {
-            if let Ok(i) = item.parse::<usize>() {
-                return Ok(i);
-            }
-            let Some(labels) = labels else {
-                bail!("'{item}' is not a class index (pass --labels FILE to use class names)")
-            };
-            if let Some(i) = labels.iter().position(|l| l.eq_ignore_ascii_case(item)) {
-                return Ok(i);
-            }
-            let close = convscope_engine::closest(item, labels.iter().map(String::as_str), 5);
-            bail!("no class named '{item}'; closest: {}", close.join(", "))
+        .map(|item| -> Result<TargetRef> {
+            let parts: Vec<usize> = item
+                .split('+')
+                .map(|p| class(p.trim()))
+                .collect::<Result<_>>()?;
+            Ok(match parts.as_slice() {
+                [c] => Arc::new(Class(*c)),
+                _ => Arc::new(Classes(parts)),
+            })
         })
         .collect()
 }
 
-fn label_of(labels: Option<&[String]>, c: usize) -> String {
-    labels
-        .and_then(|l| l.get(c))
-        .cloned()
-        .unwrap_or_else(|| format!("class {c}"))
-}
-
-/// The picture the map is laid over: the original image, or the crop the model saw.
-fn backdrop(prepared: &PreparedInput, cropped: bool) -> &RgbImageF32 {
-    if cropped {
-        &prepared.display
-    } else {
-        &prepared.original
-    }
-}
-
-/// Upsamples a map already scaled to 0..1 to `img`'s size and colours it.
-fn heat_for(
-    map01: &[f32],
-    h: usize,
-    w: usize,
-    img: &RgbImageF32,
-    colormap: Colormap,
-) -> Result<convscope_image::RgbImage> {
-    let up = upsample_bilinear(map01, h, w, img.height, img.width)?;
-    Ok(heatmap_rgb(&up, img.height, img.width, colormap)?)
-}
-
-pub(crate) fn print_predictions(run: &CamRun, labels: Option<&[String]>) {
-    println!("top predictions:");
-    for (c, p) in run.prediction.top(5.min(run.prediction.classes())) {
-        println!("  {c:>5}  {:<30} {p:.4}", label_of(labels, c));
-    }
-}
-
 pub(crate) fn run(args: CamArgs) -> Result<()> {
     let start = Instant::now();
-    let model = crate::load(&args.model)?;
-    let labels = args.labels.as_deref().map(read_labels).transpose()?;
-    let prepared = prepare_input(&model, &args.input, &args.input_args.config())?;
+    let style = OverlayStyle {
+        alpha: args.alpha,
+        colormap: args.colormap,
+    };
+    style.validate()?;
+    let method = args.method.to_ascii_lowercase();
+    let model = open_model(&args.model, &args.run, args.input_args.config())?;
+    let model = with_labels(model, args.labels.as_ref())?;
+    let input = model.input(&args.input)?;
     let targets = match &args.class {
-        Some(spec) => parse_classes(spec, labels.as_deref())?,
+        Some(spec) => parse_targets(spec, model.labels())?,
         None => Vec::new(),
     };
-    if !method_names().contains(&args.method.as_str()) {
-        bail!(
-            "unknown method '{}'; methods: {}",
-            args.method,
-            method_names().join(", ")
-        );
-    }
-    let cfg = CamConfig {
-        method: args.method.clone(),
+    let config = CamConfig {
+        method,
         layer: (args.layer != "auto").then(|| args.layer.clone()),
         targets,
         top: args.top.max(1),
         ..CamConfig::default()
     };
     // Open the output folder before the work, so an unwritable folder fails fast.
-    let mut out = Staged::new(&args.out)?;
-    let run = run_cams(&model, &prepared.tensor, &cfg)?;
-    print_predictions(&run, labels.as_deref());
+    let mut out = OutputDir::create(&args.out)?;
+    let set = model.cam(&input, &config)?;
+    if let Some(w) = set.label_warning(model.labels()) {
+        eprintln!("warning: {w}");
+    }
+    if !set.top.is_empty() {
+        println!("top predictions:");
+        for (c, label, p) in &set.top {
+            println!("  {c:>5}  {label:<30} {p:.4}");
+        }
+    }
     println!(
         "layer: {}{}",
-        run.layer_label,
+        set.layer,
         if args.layer == "auto" {
             " (chosen automatically: last spatial feature map)"
         } else {
             ""
         }
     );
-    let img = backdrop(&prepared, args.input_args.crop);
-    let mut entries = Vec::new();
-    for cam in &run.cams {
-        let label = label_of(labels.as_deref(), cam.target);
-        let stem = format!(
-            "{}_{}_{}",
-            args.method.replace('+', "p"),
-            cam.target,
-            file_stem(&label)
-        );
-        if cam.all_zero {
-            eprintln!("note: the {} map for {label} is zero everywhere: no positive evidence at this layer", args.method);
+    let index = set.write(&mut out, &style, args.npy)?;
+    for (map, entry) in set.maps.iter().zip(&index.targets) {
+        if map.all_zero() {
+            eprintln!(
+                "note: the {} map for {} is zero everywhere: no positive evidence at this layer",
+                set.method,
+                map.label()
+            );
         }
-        let (ih, iw) = (prepared.display.height, prepared.display.width);
-        let norm = cam.normalized(ih, iw);
-        let heat_small = heatmap_rgb(&norm, ih, iw, args.colormap)?;
-        let peak01 = cam.normalized(cam.height, cam.width);
-        let heat_full = heat_for(&peak01, cam.height, cam.width, img, args.colormap)?;
-        let over = superimpose(img, &heat_full, args.alpha)?;
-        let mut files = vec![format!("{stem}_heatmap.png"), format!("{stem}_overlay.png")];
-        out.write_png(&files[0], &heat_small)?;
-        out.write_png(&files[1], &over)?;
-        if args.npy {
-            files.push(format!("{stem}_raw.npy"));
-            out.write_npy(&files[2], &[cam.height, cam.width], &cam.raw)?;
-            files.push(format!("{stem}_normalized.npy"));
-            out.write_npy(&files[3], &[ih, iw], &norm)?;
-        }
-        let p = run.prediction.probs.get(cam.target).copied().unwrap_or(0.0);
         println!(
-            "{:>5}  {label:<30} score {:.4}  p {p:.4}  peak {:?} of {}x{}  -> {}",
-            cam.target,
-            cam.score,
-            cam.peak(),
-            cam.height,
-            cam.width,
-            files[1]
+            "{:>5}  {:<30} score {:.4}  p {:.4}  peak {:?} of {}  -> {}",
+            map.target(),
+            map.label(),
+            map.score(),
+            map.probability().unwrap_or(0.0),
+            map.peak(),
+            map.size(),
+            entry.files[1]
         );
-        entries.push(json!({
-            "class": cam.target, "label": label, "score": cam.score, "probability": p,
-            "all_zero": cam.all_zero, "peak": [cam.peak().0, cam.peak().1], "files": files,
-        }));
     }
-    let index = json!({
-        "model": args.model.display().to_string(), "input": args.input.display().to_string(),
-        "method": run.method, "layer": run.layer_label, "layer_value": model.value_name(run.layer),
-        "layer_shape": [run.cams.first().map_or(0, |c| c.height), run.cams.first().map_or(0, |c| c.width)],
-        "score_is_logit": run.classifier.score_is_logit(),
-        "top": run.prediction.top(5.min(run.prediction.classes())).iter().map(|(c, p)| json!({"class": c, "label": label_of(labels.as_deref(), *c), "probability": p})).collect::<Vec<_>>(),
-        "targets": entries,
-    });
-    out.write(
-        "index.json",
-        serde_json::to_string_pretty(&index)?.as_bytes(),
-    )?;
     let dir = out.commit()?;
     eprintln!(
         "wrote {} map(s) to {} in {:.2} s",
-        run.cams.len(),
+        set.maps.len(),
         dir.display(),
         start.elapsed().as_secs_f64()
     );
@@ -223,10 +176,9 @@ pub(crate) struct SaliencyArgs {
     pub input: PathBuf,
     #[command(flatten)]
     pub input_args: InputArgs,
-    /// Methods (comma-separated or `all`): gradient, smoothgrad, integrated-gradients,
-    /// guided-backprop, guided-gradcam.
-    #[arg(long, default_value = "gradient")]
-    pub method: String,
+    /// Saliency methods, comma-separated, or `all`.
+    #[arg(long, default_value = "gradient", value_delimiter = ',', value_parser = saliency_methods(), ignore_case = true)]
+    pub method: Vec<String>,
     /// Target class index (default: the most probable class).
     #[arg(long = "class")]
     pub class: Option<usize>,
@@ -237,7 +189,7 @@ pub(crate) struct SaliencyArgs {
     #[arg(long, default_value_t = 25)]
     pub samples: usize,
     /// SmoothGrad noise, as a fraction of the input range.
-    #[arg(long, default_value_t = 0.15)]
+    #[arg(long, default_value_t = 0.15, value_parser = finite)]
     pub noise: f32,
     /// Integrated Gradients steps.
     #[arg(long, default_value_t = 32)]
@@ -257,56 +209,66 @@ pub(crate) struct SaliencyArgs {
     /// Output folder.
     #[arg(long, default_value = "convscope-out/saliency")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 pub(crate) fn run_saliency(args: SaliencyArgs) -> Result<()> {
     let start = Instant::now();
-    let model: Model = crate::load(&args.model)?;
-    let labels = args.labels.as_deref().map(read_labels).transpose()?;
-    let prepared = prepare_input(&model, &args.input, &args.input_args.config())?;
-    let names: Vec<&str> = if args.method == "all" {
-        saliency_method_names().to_vec()
-    } else {
-        args.method
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
+    let names: Vec<String> = if args.method.iter().any(|m| m == "all") {
+        saliency_method_names()
+            .iter()
+            .map(|s| s.to_string())
             .collect()
+    } else {
+        args.method.iter().map(|m| m.to_ascii_lowercase()).collect()
     };
-    if let Some(bad) = names.iter().find(|n| !saliency_method_names().contains(n)) {
-        bail!(
-            "unknown saliency method '{bad}'; methods: {}",
-            saliency_method_names().join(", ")
-        );
-    }
-    let cfg = SaliencyConfig {
-        target: args.class,
+    let base = SaliencyConfig {
+        target: args.class.map(|c| Arc::new(Class(c)) as TargetRef),
         samples: args.samples,
         noise: args.noise,
         steps: args.steps,
         seed: args.seed,
-        layer: args
-            .layer
-            .as_deref()
-            .map(|l| model.resolve(l))
-            .transpose()?,
+        layer: args.layer.clone(),
         ..SaliencyConfig::default()
     };
-    let mut out = Staged::new(&args.out)?;
-    out.write_png("input.png", &prepared.display.to_rgb8())?;
-    let mut entries = Vec::new();
-    for name in names {
-        let s = compute_saliency(&model, &prepared.tensor, name, &cfg)?;
-        let label = label_of(labels.as_deref(), s.target);
-        let img = heatmap_rgb(&s.normalized(), s.height, s.width, args.colormap)?;
-        let mut files = vec![format!("{name}_{}.png", s.target)];
-        out.write_png(&files[0], &img)?;
+    for name in &names {
+        SaliencyConfig {
+            method: name.clone(),
+            ..base.clone()
+        }
+        .validate()?;
+    }
+    let model = open_model(&args.model, &args.run, args.input_args.config())?;
+    let model = with_labels(model, args.labels.as_ref())?;
+    let input = model.input(&args.input)?;
+    if let Some(labels) = model.labels() {
+        if let Some(w) = model
+            .predict(&input)
+            .ok()
+            .and_then(|p| labels.check_count(p.classes()))
+        {
+            eprintln!("warning: {w}");
+        }
+    }
+    let mut out = OutputDir::create(&args.out)?;
+    out.put_picture("input.png", &input.display().to_picture())?;
+    let mut maps = Vec::new();
+    for name in &names {
+        let config = SaliencyConfig {
+            method: name.clone(),
+            ..base.clone()
+        };
+        let s = model.saliency(&input, &config)?;
+        let stem = s.file_stem();
+        let mut files = vec![format!("{stem}.png")];
+        out.put_picture(&files[0], &s.picture(args.colormap)?)?;
         if args.npy {
-            files.push(format!("{name}_{}.npy", s.target));
-            out.write_npy(&files[1], s.raw.shape(), s.raw.data())?;
+            files.push(format!("{stem}.npy"));
+            out.put_npy(&files[1], s.raw().shape(), s.raw().data())?;
         }
         let extra = s
-            .completeness
+            .completeness()
             .map(|c| {
                 format!(
                     "  completeness: Σattr {:.4} vs Δscore {:.4}",
@@ -315,21 +277,24 @@ pub(crate) fn run_saliency(args: SaliencyArgs) -> Result<()> {
             })
             .unwrap_or_default();
         println!(
-            "{name:<22} class {} ({label}) score {:.4} -> {}{extra}",
-            s.target, s.score, files[0]
+            "{name:<22} class {} ({}) score {:.4} -> {}{extra}",
+            s.target(),
+            s.label(),
+            s.score(),
+            files[0]
         );
-        entries.push(json!({"method": name, "class": s.target, "label": label, "score": s.score, "files": files,
-            "completeness": s.completeness.map(|c| json!({"attribution_sum": c.attribution_sum, "score_difference": c.score_difference}))}));
+        maps.push(s.index(files));
     }
-    let index = json!({"model": args.model.display().to_string(), "input": args.input.display().to_string(), "maps": entries});
-    out.write(
-        "index.json",
-        serde_json::to_string_pretty(&index)?.as_bytes(),
-    )?;
+    let index = SaliencyIndex {
+        model: model.source().to_string(),
+        input: input.source().to_string(),
+        maps,
+    };
+    out.put_json("index.json", &index)?;
     let dir = out.commit()?;
     eprintln!(
         "wrote {} to {} in {:.2} s",
-        entries.len(),
+        index.maps.len(),
         dir.display(),
         start.elapsed().as_secs_f64()
     );

@@ -1,16 +1,16 @@
 //! `convscope filters`: the input pattern each filter of a layer responds to most.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, Result};
 use clap::{Args, ValueEnum};
-use convscope_image::{tile_images, Normalize};
-use convscope_methods::filters::{check_layer, visualize_filters, FiltersConfig, Optimizer};
-use convscope_methods::select::select_layers;
-use serde_json::json;
+use convscope::output::{OutputDir, Sink};
+use convscope::prelude::*;
+use convscope::text::file_stem;
+use convscope::{Optimizer, Preprocess};
 
-use crate::common::{file_stem, parse_indices, progress, Staged};
+use crate::args::{finite, open_model, parse_size, Bar, RunArgs};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub(crate) enum OptimizerArg {
@@ -34,23 +34,23 @@ pub(crate) struct FiltersArgs {
     #[arg(long, default_value_t = 40)]
     pub steps: usize,
     /// Step size (learning rate with --optimizer adam).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = finite)]
     pub step: f32,
     /// Image size in pixels (W or WxH).
-    #[arg(long, value_parser = crate::parse_size, default_value = "150")]
-    pub size: (usize, usize),
+    #[arg(long, value_parser = parse_size, default_value = "150")]
+    pub size: Size,
     /// Seed of the starting noise and random transformations.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// The model's pixel normalisation: unit, imagenet, caffe, tf, raw.
     #[arg(long, default_value = "unit")]
-    pub preprocess: Normalize,
+    pub preprocess: Preprocess,
     /// Output: a .png path for the grid alone, or a folder for the grid plus one PNG per filter.
     #[arg(long, default_value = "convscope-out/filters")]
     pub out: PathBuf,
     /// Grid columns x rows (default: as square as fits).
-    #[arg(long, value_parser = crate::parse_size)]
-    pub grid: Option<(usize, usize)>,
+    #[arg(long, value_parser = parse_size)]
+    pub grid: Option<Size>,
     /// Pixels between grid cells.
     #[arg(long, default_value_t = 5)]
     pub margin: usize,
@@ -67,73 +67,53 @@ pub(crate) struct FiltersArgs {
     #[arg(long, default_value_t = 0)]
     pub jitter: usize,
     /// Random scaling by up to this fraction per step (e.g. 0.1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = finite)]
     pub scale: f32,
     /// Random rotation by up to this many degrees per step.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = finite)]
     pub rotate: f32,
     /// Total-variation penalty weight.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = finite)]
     pub tv: f32,
     /// L2 penalty weight.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = finite)]
     pub l2: f32,
     /// Optimise at several scales, small to large.
     #[arg(long, default_value_t = 1)]
     pub octaves: usize,
     /// Size ratio between octaves.
-    #[arg(long, default_value_t = 1.4)]
+    #[arg(long, default_value_t = 1.4, value_parser = finite)]
     pub octave_scale: f32,
     /// Filters optimised together per batch (default: from a memory budget).
     #[arg(long)]
     pub chunk: Option<usize>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// The folder a file path lives in (`.` for a bare name).
+fn parent_of(p: &Path) -> PathBuf {
+    p.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
+fn name_of(p: &Path, option: &str) -> Result<String> {
+    p.file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .ok_or_else(|| anyhow!("{option} {} has no file name", p.display()))
 }
 
 pub(crate) fn run(args: FiltersArgs) -> Result<()> {
     let start = Instant::now();
-    let model = crate::load(&args.model)?;
-    let sel = select_layers(&model, &args.layer)?;
-    let [target] = sel.as_slice() else {
-        bail!(
-            "--layer takes one layer, '{}' selects {}",
-            args.layer,
-            sel.len()
-        )
-    };
-    let channels = check_layer(
-        &model,
-        target.value,
-        &target.label,
-        &[],
-        (args.size.0.max(32), args.size.1.max(32)),
-    )?;
-    let filters = parse_indices(
-        &args.filters.replace("all", &format!("0..{channels}")),
-        channels,
-        "filter",
-    )
-    .map_err(|e| anyhow::anyhow!("{e} in '{}' ({} filters)", target.label, channels))?;
-    let (cols, rows) = match args.grid {
-        Some((rows, cols)) => (cols, rows),
-        None => {
-            let cols = (filters.len() as f64).sqrt().ceil() as usize;
-            (cols, filters.len().div_ceil(cols))
-        }
-    };
-    if cols * rows < filters.len() {
-        bail!(
-            "a {cols}x{rows} grid holds {} filters, {} were asked for",
-            cols * rows,
-            filters.len()
-        );
-    }
-    let cfg = FiltersConfig {
-        filters: filters.clone(),
+    let config = FiltersConfig {
+        filters: FilterSet::Spec(args.filters.clone()),
         steps: args.steps,
         step: args.step,
         size: args.size,
         seed: args.seed,
-        normalize: args.preprocess,
+        preprocess: args.preprocess,
         optimizer: match args.optimizer {
             OptimizerArg::Sgd => Optimizer::NormalizedAscent,
             OptimizerArg::Adam => Optimizer::Adam,
@@ -147,88 +127,54 @@ pub(crate) fn run(args: FiltersArgs) -> Result<()> {
         octave_scale: args.octave_scale,
         chunk: args.chunk,
     };
-    let bar = progress((filters.len() * args.steps * args.octaves) as u64, "ascent");
-    let patterns = visualize_filters(&model, target.value, &cfg, &mut |done| {
-        bar.set_position(done as u64)
-    })?;
-    bar.finish_and_clear();
-
-    let cells: Vec<_> = patterns.iter().map(|p| p.image.to_rgb8()).collect();
-    let labels: Vec<String> = patterns.iter().map(|p| p.filter.to_string()).collect();
-    let grid = tile_images(
-        &cells,
-        cols,
-        rows,
-        args.margin,
-        [0, 0, 0],
-        args.labels.then_some(labels.as_slice()),
-    )?;
-    let stem = file_stem(&target.label);
+    config.validate()?;
+    let tiles = TileStyle {
+        grid: args.grid.map(|g| (g.width, g.height)),
+        margin: args.margin,
+        labels: args.labels,
+    };
+    let model = open_model(&args.model, &args.run, InputConfig::default())?;
+    let grid = model.filters_with_progress(&args.layer, &config, &Bar::new())?;
+    let picture = grid.picture(&tiles)?;
+    let stem = file_stem(&grid.layer);
     let is_png = args
         .out
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    let rising = patterns.iter().filter(|p| p.end() > p.start()).count();
-    let mean_end = patterns.iter().map(|p| p.end() as f64).sum::<f64>() / patterns.len() as f64;
     // Stage every file first (images and JSON), then move them all into place, so a failure
     // anywhere leaves nothing behind.
-    let parent_of = |p: &std::path::Path| {
-        p.parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."))
-            .to_path_buf()
-    };
-    let name_of = |p: &std::path::Path| p.file_name().map(|n| n.to_string_lossy().to_string());
-    let (mut out, written) = if is_png {
-        let mut out = Staged::new(&parent_of(&args.out))?;
-        let name = name_of(&args.out)
-            .ok_or_else(|| anyhow::anyhow!("--out {} has no file name", args.out.display()))?;
-        out.write_png(&name, &grid)?;
-        (out, args.out.clone())
+    let (mut sets, written) = if is_png {
+        let mut out = OutputDir::beside(parent_of(&args.out))?;
+        out.put_picture(&name_of(&args.out, "--out")?, &picture)?;
+        (vec![out], args.out.clone())
     } else {
-        let mut out = Staged::new(&args.out)?;
-        out.write_png(&format!("{stem}_grid.png"), &grid)?;
-        for (p, img) in patterns.iter().zip(&cells) {
-            out.write_png(&format!("{stem}_filter{:03}.png", p.filter), img)?;
+        let mut out = OutputDir::create(&args.out)?;
+        out.put_picture(&format!("{stem}_grid.png"), &picture)?;
+        for (p, tile) in grid.patterns.iter().zip(grid.tiles()) {
+            out.put_picture(&format!("{stem}_filter{:03}.png", p.filter), &tile)?;
         }
-        (out, args.out.join(format!("{stem}_grid.png")))
+        (vec![out], args.out.join(format!("{stem}_grid.png")))
     };
-    let json_out = match &args.json {
-        Some(json_path) => {
-            let items: Vec<_> = patterns
-                .iter()
-                .map(|p| json!({"filter": p.filter, "start": p.start(), "end": p.end(), "curve": p.curve, "rose": p.end() > p.start()}))
-                .collect();
-            let doc = json!({
-                "model": args.model.display().to_string(), "layer": target.label, "value": model.value_name(target.value),
-                "size": [args.size.1, args.size.0], "steps": args.steps, "step": args.step, "seed": args.seed,
-                "filters": items, "rising": rising, "mean_end": mean_end,
-            });
-            let name = name_of(json_path).ok_or_else(|| {
-                anyhow::anyhow!("--json {} has no file name", json_path.display())
-            })?;
-            let bytes = serde_json::to_string_pretty(&doc)?;
-            if parent_of(json_path) == parent_of(&written) {
-                out.write(&name, bytes.as_bytes())?;
-                None
-            } else {
-                let mut j = Staged::new(&parent_of(json_path))?;
-                j.write(&name, bytes.as_bytes())?;
-                Some(j)
-            }
+    if let Some(json_path) = &args.json {
+        let name = name_of(json_path, "--json")?;
+        let folder = parent_of(json_path);
+        let curves = grid.curves();
+        if folder == parent_of(&written) {
+            sets[0].put_json(&name, &curves)?;
+        } else {
+            let mut j = OutputDir::beside(&folder)?;
+            j.put_json(&name, &curves)?;
+            sets.push(j);
         }
-        None => None,
-    };
-    out.commit()?;
-    if let Some(j) = json_out {
-        j.commit()?;
     }
+    OutputDir::commit_all(sets)?;
     eprintln!(
-        "{} filters of {}: objective rose for {rising}, mean final {mean_end:.3}; grid {}x{} px written to {} in {:.1} s",
-        patterns.len(),
-        target.label,
-        grid.width(),
-        grid.height(),
+        "{} filters of {}: objective rose for {}, mean final {:.3}; grid {} px written to {} in {:.1} s",
+        grid.patterns.len(),
+        grid.layer,
+        grid.rising(),
+        grid.mean_end(),
+        picture.size(),
         written.display(),
         start.elapsed().as_secs_f64()
     );

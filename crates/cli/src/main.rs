@@ -1,22 +1,28 @@
 //! `convscope`: see what a trained convolutional network has learned.
+//!
+//! Argument parsing over the `convscope` library: every command loads a [`convscope::Model`],
+//! asks it for one finished result and writes that into an output folder that appears all at
+//! once.
 
 mod activations;
+mod alloc;
+mod args;
 mod bench;
 mod cam;
-mod common;
 mod filters;
 mod report;
+mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use convscope_engine::{Layout, Model};
 
-/// Large tensors are reused between passes instead of being returned to the kernel.
+/// Large tensors are reused between passes instead of being returned to the kernel; live
+/// memory has a ceiling and running out of memory ends in one error line, not an abort.
 #[global_allocator]
-static ALLOC: convscope_engine::CachingAlloc = convscope_engine::CachingAlloc;
+static ALLOC: alloc::GuardedAlloc = alloc::GuardedAlloc;
 
 #[derive(Parser)]
 #[command(
@@ -39,8 +45,10 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Input size WxH for models that do not declare one (default: declared, else 224x224).
-        #[arg(long, value_parser = parse_size)]
-        size: Option<(usize, usize)>,
+        #[arg(long, value_parser = args::parse_size)]
+        size: Option<convscope::Size>,
+        #[command(flatten)]
+        run: args::RunArgs,
     },
     /// Show every channel of every layer for one input image, as grids, statistics and .npy.
     Activations(activations::ActivationsArgs),
@@ -58,50 +66,46 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// Parses `W`, `WxH`.
-pub(crate) fn parse_size(s: &str) -> Result<(usize, usize), String> {
-    let parse = |v: &str| {
-        v.trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0 && n <= 16384)
+fn summary(
+    model: PathBuf,
+    json: bool,
+    size: Option<convscope::Size>,
+    run: args::RunArgs,
+) -> Result<()> {
+    let input = convscope::InputConfig {
+        size,
+        ..convscope::InputConfig::default()
     };
-    let (w, h) = match s.split_once(['x', 'X']) {
-        Some((w, h)) => (parse(w), parse(h)),
-        None => (parse(s), parse(s)),
-    };
-    match (w, h) {
-        (Some(w), Some(h)) => Ok((h, w)),
-        _ => Err(format!(
-            "'{s}' is not a size; use W or WxH, e.g. 150 or 224x224"
-        )),
-    }
-}
-
-pub(crate) fn load(path: &std::path::Path) -> Result<Model> {
-    Model::load(path).with_context(|| format!("cannot load {}", path.display()))
-}
-
-fn summary(model: PathBuf, json: bool, size: Option<(usize, usize)>) -> Result<()> {
-    let m = load(&model)?;
-    let s = m
-        .summary(size)
-        .context("cannot run the model to get its shapes")?;
+    let m = args::open_model(&model, &run, input)?;
     if json {
-        let layers: Vec<_> = s
-            .layers
-            .iter()
-            .map(|l| serde_json::json!({"index": l.index, "name": l.name, "ops": l.ops, "value": l.value, "shape": l.shape, "params": l.params}))
-            .collect();
-        let out = serde_json::json!({
-            "input": {"name": s.input, "shape": s.input_shape, "layout": match s.layout { Layout::Nchw => "NCHW", Layout::Nhwc => "NHWC" }, "declared_size": s.declared_size},
-            "producer": s.producer, "opset": s.opset, "layers": layers, "total_params": s.total_params,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!("{}", serde_json::to_string_pretty(&m.summary()?)?);
     } else {
-        println!("{s}");
+        println!("{}", m.summary_text()?);
     }
     Ok(())
+}
+
+/// The error and its causes on one line, each message once (an error that prints its source
+/// in its own message is not followed by that source again).
+fn error_line(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn main() -> ExitCode {
@@ -109,25 +113,40 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => {
-            // One line, as for every other error (clap adds usage hints on further lines).
+            // One line, as for every other error: clap's first line, plus the valid values and
+            // a close match when it lists them on further lines (its usage hints are dropped).
             let text = e.render().to_string();
-            eprintln!(
-                "{}",
-                text.lines().next().unwrap_or("error: invalid arguments")
-            );
+            let mut line = text
+                .lines()
+                .next()
+                .unwrap_or("error: invalid arguments")
+                .to_string();
+            for extra in text.lines().skip(1).map(str::trim) {
+                if extra.starts_with("[possible values:") || extra.starts_with("tip: a similar") {
+                    line.push(' ');
+                    line.push_str(extra);
+                }
+            }
+            eprintln!("{line}");
             return ExitCode::from(2);
         }
     };
+    signals::install();
     // CONVSCOPE_PROFILE=1 prints where the engine spent its time, per op and direction;
     // CONVSCOPE_PROFILE=nodes per node (also for `bench --profile`).
     let profile_env = std::env::var_os("CONVSCOPE_PROFILE");
     let profile = profile_env
         .as_ref()
         .is_some_and(|v| v == "1" || v == "nodes");
-    convscope_engine::set_profiling(profile);
-    convscope_engine::set_profiling_per_node(profile_env.is_some_and(|v| v == "nodes"));
+    convscope::lower::engine::set_profiling(profile);
+    convscope::lower::engine::set_profiling_per_node(profile_env.is_some_and(|v| v == "nodes"));
     let result = match cli.command {
-        Command::Summary { model, json, size } => summary(model, json, size),
+        Command::Summary {
+            model,
+            json,
+            size,
+            run,
+        } => summary(model, json, size, run),
         Command::Activations(args) => activations::run(args),
         Command::Filters(args) => filters::run(args),
         Command::Cam(args) => cam::run(args),
@@ -137,7 +156,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
     };
     if profile {
-        for (op, total, calls) in convscope_engine::take_profile() {
+        for (op, total, calls) in convscope::lower::engine::take_profile() {
             eprintln!(
                 "profile: {op:<28} {:>9.1} ms  {calls:>6} calls",
                 total.as_secs_f64() * 1e3
@@ -147,7 +166,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_line(&e));
             ExitCode::from(2)
         }
     }

@@ -48,30 +48,6 @@ fn blank_channels(v: &[f32], plane: usize) -> usize {
         .count()
 }
 
-fn strs(v: &Json) -> Vec<String> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("{v} is not an array"))
-        .iter()
-        .map(|s| s.as_str().expect("string").to_string())
-        .collect()
-}
-
-fn usizes(v: &Json) -> Vec<usize> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("{v} is not an array"))
-        .iter()
-        .map(|x| x.as_u64().expect("integer") as usize)
-        .collect()
-}
-
-fn f32s(v: &Json) -> Vec<f32> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("{v} is not an array"))
-        .iter()
-        .map(|x| x.as_f64().expect("number") as f32)
-        .collect()
-}
-
 fn png_size(path: &Path) -> (u32, u32) {
     image::image_dimensions(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -134,7 +110,7 @@ fn activations_match_goldens_and_index_describes_every_layer() {
         "index.json",
         "input.png",
     ];
-    assert_eq!(list(&dir), expected, "files written (and nothing else)");
+    assert_eq!(outputs(&dir), expected, "files written (and nothing else)");
 
     // Every picture, pixel for pixel.
     let errors: Vec<String> = expected
@@ -266,7 +242,7 @@ fn activations_match_goldens_and_index_describes_every_layer() {
     .success();
     let plain = td.path("plain");
     assert_eq!(
-        list(&plain),
+        outputs(&plain),
         [
             "00_conv1.png",
             "01_pool1.png",
@@ -276,7 +252,7 @@ fn activations_match_goldens_and_index_describes_every_layer() {
             "input.png"
         ]
     );
-    for f in list(&plain).iter().filter(|f| f.ends_with(".png")) {
+    for f in outputs(&plain).iter().filter(|f| f.ends_with(".png")) {
         assert_eq!(
             std::fs::read(plain.join(f)).unwrap(),
             std::fs::read(dir.join(f)).unwrap(),
@@ -365,20 +341,6 @@ fn activations_npy_equals_engine_values() {
 // 3. The real VGG16 against onnxruntime's reference values
 // ---------------------------------------------------------------------------------------------
 
-/// The reference script's VGG input: chelsea.png rows 30..270, cols 105..345, /255, NHWC.
-fn vgg_reference_input(chelsea: &Path) -> Vec<f32> {
-    let img = image::open(chelsea).expect("decode chelsea.png").to_rgb8();
-    let mut out = Vec::with_capacity(240 * 240 * 3);
-    for y in 30..270 {
-        for x in 105..345 {
-            for c in 0..3 {
-                out.push(img.get_pixel(x, y)[c] as f32 / 255.0);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn vgg16_activations_match_onnxruntime() {
     let Some(vgg) = shared("models/vgg16_tumor.onnx") else {
@@ -387,9 +349,12 @@ fn vgg16_activations_match_onnxruntime() {
     let Some(chelsea) = shared("images/chelsea.png") else {
         return;
     };
+    // The reference script's VGG input: chelsea.png rows 30..270, cols 105..345, /255, NHWC.
+    let Some(x) = chelsea_crop(30, 270, 105, 345) else {
+        return;
+    };
     let reference = read_json(&reference("vgg16_tumor_forward.json"));
     let td = TestDir::new("vgg");
-    let x = vgg_reference_input(&chelsea);
     // The input is the one the reference was computed from.
     let stats = &reference["input_stats"];
     for (i, (&got, want)) in x.iter().zip(f32s(&stats["first8"])).enumerate() {
@@ -487,7 +452,7 @@ fn vgg16_activations_match_onnxruntime() {
             "png",
         ])
         .success();
-    let files = list(&td.path("png"));
+    let files = outputs(&td.path("png"));
     let grids: Vec<&String> = files
         .iter()
         .filter(|f| f.ends_with(".png") && *f != "input.png")
@@ -1056,7 +1021,7 @@ fn filters_write_grids_patterns_and_curves() {
     assert!(o.stderr.contains("4 filters of conv1"), "{}", o.stderr);
     let dir = td.path("fdir");
     assert_eq!(
-        list(&dir),
+        outputs(&dir),
         [
             "conv1_filter000.png",
             "conv1_filter001.png",
@@ -1222,7 +1187,7 @@ fn cam_top_classes_write_maps_overlays_and_npy() {
     }
     want.push("index.json".into());
     want.sort();
-    assert_eq!(list(&dir), want);
+    assert_eq!(outputs(&dir), want);
     assert!(o.stdout.starts_with("top predictions:"), "{}", o.stdout);
 
     let idx = read_json(&dir.join("index.json"));
@@ -1329,7 +1294,7 @@ fn every_cam_method_runs_on_an_image() {
             "index.json".to_string(),
         ];
         want.sort();
-        assert_eq!(list(&td.path(&out)), want, "{method}");
+        assert_eq!(outputs(&td.path(&out)), want, "{method}");
         let idx = read_json(&td.path(&out).join("index.json"));
         assert_eq!(idx["method"], method);
         assert_eq!(idx["targets"][0]["class"], 0, "{method}");
@@ -1379,7 +1344,7 @@ fn saliency_all_writes_five_maps() {
         .chain(["index.json".to_string(), "input.png".to_string()])
         .collect();
     want.sort();
-    assert_eq!(list(&td.path("sal")), want);
+    assert_eq!(outputs(&td.path("sal")), want);
     assert_eq!(o.stdout.lines().count(), 5, "{}", o.stdout);
     let idx = read_json(&td.path("sal/index.json"));
     let maps = idx["maps"].as_array().expect("maps");

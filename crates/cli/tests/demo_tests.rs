@@ -3,11 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("convscope-demo-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
+use convscope_test_support::TempDir;
 
 /// The `src` of every `<img>` in an HTML page.
 fn image_sources(html: &str) -> Vec<String> {
@@ -30,7 +26,8 @@ fn chromium() -> Option<PathBuf> {
 
 #[test]
 fn demo_writes_a_report_whose_images_render() {
-    let out = temp_dir("report");
+    let dir = TempDir::new("demo-report");
+    let out = dir.path("report");
     let status = Command::new(env!("CARGO_BIN_EXE_convscope"))
         .args(["demo", "--out"])
         .arg(&out)
@@ -78,7 +75,6 @@ fn demo_writes_a_report_whose_images_render() {
         assert!(img.width() > 0 && img.height() > 0);
     }
     check_in_browser(&out.join("index.html"), images.len());
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// Opens the page in headless Chromium and reads back how many images loaded.
@@ -90,7 +86,7 @@ fn check_in_browser(page: &Path, expected: usize) {
         eprintln!("skipping the browser check: Chromium is not installed");
         return;
     };
-    let profile = temp_dir("chromium-profile");
+    let profile = TempDir::new("chromium-profile");
     let out = Command::new(browser)
         .args([
             "--headless",
@@ -104,14 +100,13 @@ fn check_in_browser(page: &Path, expected: usize) {
             "--virtual-time-budget=10000",
             "--dump-dom",
         ])
-        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--user-data-dir={}", profile.root().display()))
         .arg(format!(
             "file://{}",
             page.canonicalize().expect("page exists").display()
         ))
         .output()
         .expect("run chromium");
-    let _ = std::fs::remove_dir_all(&profile);
     let dom = String::from_utf8_lossy(&out.stdout);
     let want = format!("data-images=\"{expected}/{expected}\"");
     assert!(

@@ -32,18 +32,55 @@ pub enum Error {
     #[error("invalid model: {0}")]
     InvalidModel(String),
     /// A failure inside one node, with the node's name and op for context.
-    #[error("node '{node}' ({op}): {source}")]
+    ///
+    /// The message already includes `error`'s, so `error` is deliberately not reported as
+    /// [`std::error::Error::source`]: a chain printer (`anyhow`'s `{:#}`) would print it twice.
+    #[error("node '{node}' ({op}): {error}")]
     Node {
         /// Node name (or its first output when unnamed).
         node: String,
         /// ONNX op type.
         op: String,
         /// What went wrong.
-        source: Box<Error>,
+        error: Box<Error>,
     },
+    /// A weight (initializer or `Constant`) holds NaN or ±infinity; refused at load unless
+    /// [`LoadOptions::allow_nonfinite`](crate::LoadOptions::allow_nonfinite).
+    #[error(
+        "weight '{tensor}' holds {value} at element {index} ({}); a model with non-finite weights is refused (load it with allow_nonfinite to inspect it anyway)",
+        ReadersText(.readers)
+    )]
+    NonFiniteWeight {
+        /// Name of the initializer (or of the `Constant` node's output).
+        tensor: String,
+        /// Row-major index of the first non-finite element.
+        index: usize,
+        /// That element (NaN, `inf` or `-inf`).
+        value: f32,
+        /// The nodes that read it, as `'name' (Op)`.
+        readers: Vec<String>,
+    },
+    /// A shape that is only known by running the model (it depends on the input's values, or
+    /// the op has no shape rule): [`Model::value_shape`](crate::Model::value_shape) and
+    /// [`Model::estimate_forward_bytes`](crate::Model::estimate_forward_bytes) cannot answer,
+    /// though the pass itself may well succeed.
+    #[error("shape not known before running: {0}")]
+    ShapeUnknown(String),
     /// A gradient was requested through an op that has none.
     #[error("cannot differentiate through {0}")]
     NotDifferentiable(String),
+}
+
+impl Error {
+    /// Whether this is (or wraps, through [`Error::Node`]) an [`Error::ShapeUnknown`]: the
+    /// estimate could not be made, which says nothing about whether the pass would work.
+    pub fn is_shape_unknown(&self) -> bool {
+        match self {
+            Error::ShapeUnknown(_) => true,
+            Error::Node { error, .. } => error.is_shape_unknown(),
+            _ => false,
+        }
+    }
 }
 
 /// One unsupported op type and the nodes that use it.
@@ -53,6 +90,28 @@ pub struct UnsupportedOp {
     pub op_type: String,
     /// Names of the nodes using it.
     pub nodes: Vec<String>,
+}
+
+/// How many readers [`Error::NonFiniteWeight`]'s message names.
+const READERS_SHOWN: usize = 5;
+
+/// The readers part of [`Error::NonFiniteWeight`]'s message.
+struct ReadersText<'a>(&'a [String]);
+
+impl fmt::Display for ReadersText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            [] => write!(f, "read by no node"),
+            [one] => write!(f, "read by node {one}"),
+            many => {
+                let shown = many[..many.len().min(READERS_SHOWN)].join(", ");
+                match many.len().checked_sub(READERS_SHOWN) {
+                    Some(more) if more > 0 => write!(f, "read by nodes {shown} and {more} more"),
+                    _ => write!(f, "read by nodes {shown}"),
+                }
+            }
+        }
+    }
 }
 
 struct UnsupportedList<'a>(&'a [UnsupportedOp]);

@@ -59,8 +59,13 @@ mod runtime;
 mod tensor;
 
 pub use error::{Error, Result, UnsupportedOp};
-pub use exec::{FilterSlice, Gradients, ReluRule, SliceTape, Tape};
-pub use graph::{closest, InputSpec, Layer, Layout, ValueId};
+pub use exec::{
+    FilterSlice, Gradients, MemoryEstimate, NonFinite, Pass, ReluRule, SliceTape, Tape,
+};
+pub use graph::{
+    closest, ElemType, InferredValue, InputSpec, Layer, Layout, LoadOptions, ValueId,
+    MAX_INPUT_SIDE,
+};
 pub use model::{LayerSummary, Model, Summary};
 pub use ops::ExecConfig;
 pub use runtime::alloc::CachingAlloc;

@@ -15,13 +15,15 @@ pub enum Error {
         path: PathBuf,
     },
     /// An I/O error while reading or writing a file.
-    #[error("{}: {source}", path.display())]
+    ///
+    /// The message includes `error`'s, so `error` is not also reported as
+    /// [`std::error::Error::source`] (a chain printer would show it twice).
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file being read or written.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file exists but is not an image this crate can decode.
     #[error("{}: not a decodable image (PNG/JPEG/WebP/BMP/TIFF expected): {message}", path.display())]

@@ -1,302 +1,202 @@
-//! A built-in 5×7 bitmap font for titles, labels and colour-bar values.
+//! Text in pictures: titles, labels and colour-bar values, drawn with a real font.
 //!
-//! Printable ASCII (32..=126) only, drawn in a 6×8 cell (one column and one
-//! row of spacing). `×` is drawn as `x`; any other character as `?`.
-//! Glyph rows are 5-bit masks, most significant bit = leftmost column; the
-//! glyphs were drawn by hand for this crate.
+//! The text is rasterised with [`ab_glyph`] from DejaVu Sans Mono 2.37 (Bitstream Vera licence,
+//! DejaVu changes in the public domain; `fonts/LICENSE`), which is compiled into the crate
+//! (`fonts/DejaVuSansMono.ttf`, 343 KB): nothing is read or downloaded at run time. Glyphs are
+//! anti-aliased and legible at any size. A size is the height in pixels of a line of text, from
+//! the font's ascender to its descender ([`text_height`]); the em square is 86% of it.
+//! Characters the font lacks are drawn as `?`.
+//!
+//! ```
+//! use convscope_image::font::{draw_text, text_height, text_width, LABEL_SIZE};
+//! use convscope_image::RgbImage;
+//!
+//! let mut img = RgbImage::from_pixel(120, 24, image::Rgb([255, 255, 255]));
+//! draw_text(&mut img, 2, 2, "conv1 4×6×6", [0, 0, 0], LABEL_SIZE);
+//! assert!(text_width("conv1 4×6×6", LABEL_SIZE) < 118);
+//! assert!(text_height(LABEL_SIZE) < 22);
+//! assert!(img.pixels().any(|p| p.0 == [0, 0, 0]));
+//! ```
 
-use image::{Rgb, RgbImage};
+use std::sync::OnceLock;
 
-/// Glyph width in font pixels (without spacing).
-pub const GLYPH_W: u32 = 5;
-/// Glyph height in font pixels.
-pub const GLYPH_H: u32 = 7;
-/// Horizontal advance per character in font pixels (glyph + 1 spacing).
-pub const ADVANCE: u32 = 6;
+use ab_glyph::{point, Font, FontRef, GlyphId, PxScale, ScaleFont};
+use image::RgbImage;
 
-#[rustfmt::skip]
-const GLYPHS: [[u8; 7]; 95] = [
-    // ' '
-    [0b00000, 0b00000, 0b00000, 0b00000, 0b00000, 0b00000, 0b00000],
-    // '!'
-    [0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b00000, 0b00100],
-    // '"'
-    [0b01010, 0b01010, 0b01010, 0b00000, 0b00000, 0b00000, 0b00000],
-    // '#'
-    [0b01010, 0b01010, 0b11111, 0b01010, 0b11111, 0b01010, 0b01010],
-    // '$'
-    [0b00100, 0b01111, 0b10100, 0b01110, 0b00101, 0b11110, 0b00100],
-    // '%'
-    [0b11000, 0b11001, 0b00010, 0b00100, 0b01000, 0b10011, 0b00011],
-    // '&'
-    [0b01100, 0b10010, 0b10100, 0b01000, 0b10101, 0b10010, 0b01101],
-    // '\''
-    [0b01100, 0b00100, 0b01000, 0b00000, 0b00000, 0b00000, 0b00000],
-    // '('
-    [0b00010, 0b00100, 0b01000, 0b01000, 0b01000, 0b00100, 0b00010],
-    // ')'
-    [0b01000, 0b00100, 0b00010, 0b00010, 0b00010, 0b00100, 0b01000],
-    // '*'
-    [0b00000, 0b00100, 0b10101, 0b01110, 0b10101, 0b00100, 0b00000],
-    // '+'
-    [0b00000, 0b00100, 0b00100, 0b11111, 0b00100, 0b00100, 0b00000],
-    // ','
-    [0b00000, 0b00000, 0b00000, 0b00000, 0b01100, 0b00100, 0b01000],
-    // '-'
-    [0b00000, 0b00000, 0b00000, 0b11111, 0b00000, 0b00000, 0b00000],
-    // '.'
-    [0b00000, 0b00000, 0b00000, 0b00000, 0b00000, 0b01100, 0b01100],
-    // '/'
-    [0b00000, 0b00001, 0b00010, 0b00100, 0b01000, 0b10000, 0b00000],
-    // '0'
-    [0b01110, 0b10001, 0b10011, 0b10101, 0b11001, 0b10001, 0b01110],
-    // '1'
-    [0b00100, 0b01100, 0b00100, 0b00100, 0b00100, 0b00100, 0b01110],
-    // '2'
-    [0b01110, 0b10001, 0b00001, 0b00010, 0b00100, 0b01000, 0b11111],
-    // '3'
-    [0b11111, 0b00010, 0b00100, 0b00010, 0b00001, 0b10001, 0b01110],
-    // '4'
-    [0b00010, 0b00110, 0b01010, 0b10010, 0b11111, 0b00010, 0b00010],
-    // '5'
-    [0b11111, 0b10000, 0b11110, 0b00001, 0b00001, 0b10001, 0b01110],
-    // '6'
-    [0b00110, 0b01000, 0b10000, 0b11110, 0b10001, 0b10001, 0b01110],
-    // '7'
-    [0b11111, 0b00001, 0b00010, 0b00100, 0b01000, 0b01000, 0b01000],
-    // '8'
-    [0b01110, 0b10001, 0b10001, 0b01110, 0b10001, 0b10001, 0b01110],
-    // '9'
-    [0b01110, 0b10001, 0b10001, 0b01111, 0b00001, 0b00010, 0b01100],
-    // ':'
-    [0b00000, 0b01100, 0b01100, 0b00000, 0b01100, 0b01100, 0b00000],
-    // ';'
-    [0b00000, 0b01100, 0b01100, 0b00000, 0b01100, 0b00100, 0b01000],
-    // '<'
-    [0b00010, 0b00100, 0b01000, 0b10000, 0b01000, 0b00100, 0b00010],
-    // '='
-    [0b00000, 0b00000, 0b11111, 0b00000, 0b11111, 0b00000, 0b00000],
-    // '>'
-    [0b01000, 0b00100, 0b00010, 0b00001, 0b00010, 0b00100, 0b01000],
-    // '?'
-    [0b01110, 0b10001, 0b00001, 0b00010, 0b00100, 0b00000, 0b00100],
-    // '@'
-    [0b01110, 0b10001, 0b00001, 0b01101, 0b10101, 0b10101, 0b01110],
-    // 'A'
-    [0b01110, 0b10001, 0b10001, 0b10001, 0b11111, 0b10001, 0b10001],
-    // 'B'
-    [0b11110, 0b10001, 0b10001, 0b11110, 0b10001, 0b10001, 0b11110],
-    // 'C'
-    [0b01110, 0b10001, 0b10000, 0b10000, 0b10000, 0b10001, 0b01110],
-    // 'D'
-    [0b11100, 0b10010, 0b10001, 0b10001, 0b10001, 0b10010, 0b11100],
-    // 'E'
-    [0b11111, 0b10000, 0b10000, 0b11110, 0b10000, 0b10000, 0b11111],
-    // 'F'
-    [0b11111, 0b10000, 0b10000, 0b11110, 0b10000, 0b10000, 0b10000],
-    // 'G'
-    [0b01110, 0b10001, 0b10000, 0b10111, 0b10001, 0b10001, 0b01111],
-    // 'H'
-    [0b10001, 0b10001, 0b10001, 0b11111, 0b10001, 0b10001, 0b10001],
-    // 'I'
-    [0b01110, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b01110],
-    // 'J'
-    [0b00111, 0b00010, 0b00010, 0b00010, 0b00010, 0b10010, 0b01100],
-    // 'K'
-    [0b10001, 0b10010, 0b10100, 0b11000, 0b10100, 0b10010, 0b10001],
-    // 'L'
-    [0b10000, 0b10000, 0b10000, 0b10000, 0b10000, 0b10000, 0b11111],
-    // 'M'
-    [0b10001, 0b11011, 0b10101, 0b10101, 0b10001, 0b10001, 0b10001],
-    // 'N'
-    [0b10001, 0b10001, 0b11001, 0b10101, 0b10011, 0b10001, 0b10001],
-    // 'O'
-    [0b01110, 0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b01110],
-    // 'P'
-    [0b11110, 0b10001, 0b10001, 0b11110, 0b10000, 0b10000, 0b10000],
-    // 'Q'
-    [0b01110, 0b10001, 0b10001, 0b10001, 0b10101, 0b10010, 0b01101],
-    // 'R'
-    [0b11110, 0b10001, 0b10001, 0b11110, 0b10100, 0b10010, 0b10001],
-    // 'S'
-    [0b01111, 0b10000, 0b10000, 0b01110, 0b00001, 0b00001, 0b11110],
-    // 'T'
-    [0b11111, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100],
-    // 'U'
-    [0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b01110],
-    // 'V'
-    [0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b01010, 0b00100],
-    // 'W'
-    [0b10001, 0b10001, 0b10001, 0b10101, 0b10101, 0b10101, 0b01010],
-    // 'X'
-    [0b10001, 0b10001, 0b01010, 0b00100, 0b01010, 0b10001, 0b10001],
-    // 'Y'
-    [0b10001, 0b10001, 0b10001, 0b01010, 0b00100, 0b00100, 0b00100],
-    // 'Z'
-    [0b11111, 0b00001, 0b00010, 0b00100, 0b01000, 0b10000, 0b11111],
-    // '['
-    [0b01110, 0b01000, 0b01000, 0b01000, 0b01000, 0b01000, 0b01110],
-    // '\\'
-    [0b00000, 0b10000, 0b01000, 0b00100, 0b00010, 0b00001, 0b00000],
-    // ']'
-    [0b01110, 0b00010, 0b00010, 0b00010, 0b00010, 0b00010, 0b01110],
-    // '^'
-    [0b00100, 0b01010, 0b10001, 0b00000, 0b00000, 0b00000, 0b00000],
-    // '_'
-    [0b00000, 0b00000, 0b00000, 0b00000, 0b00000, 0b00000, 0b11111],
-    // '`'
-    [0b01000, 0b00100, 0b00010, 0b00000, 0b00000, 0b00000, 0b00000],
-    // 'a'
-    [0b00000, 0b00000, 0b01110, 0b00001, 0b01111, 0b10001, 0b01111],
-    // 'b'
-    [0b10000, 0b10000, 0b10110, 0b11001, 0b10001, 0b10001, 0b11110],
-    // 'c'
-    [0b00000, 0b00000, 0b01110, 0b10000, 0b10000, 0b10001, 0b01110],
-    // 'd'
-    [0b00001, 0b00001, 0b01101, 0b10011, 0b10001, 0b10001, 0b01111],
-    // 'e'
-    [0b00000, 0b00000, 0b01110, 0b10001, 0b11111, 0b10000, 0b01110],
-    // 'f'
-    [0b00110, 0b01001, 0b01000, 0b11100, 0b01000, 0b01000, 0b01000],
-    // 'g'
-    [0b00000, 0b01111, 0b10001, 0b10001, 0b01111, 0b00001, 0b01110],
-    // 'h'
-    [0b10000, 0b10000, 0b10110, 0b11001, 0b10001, 0b10001, 0b10001],
-    // 'i'
-    [0b00100, 0b00000, 0b01100, 0b00100, 0b00100, 0b00100, 0b01110],
-    // 'j'
-    [0b00010, 0b00000, 0b00110, 0b00010, 0b00010, 0b10010, 0b01100],
-    // 'k'
-    [0b10000, 0b10000, 0b10010, 0b10100, 0b11000, 0b10100, 0b10010],
-    // 'l'
-    [0b01100, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b01110],
-    // 'm'
-    [0b00000, 0b00000, 0b11010, 0b10101, 0b10101, 0b10001, 0b10001],
-    // 'n'
-    [0b00000, 0b00000, 0b10110, 0b11001, 0b10001, 0b10001, 0b10001],
-    // 'o'
-    [0b00000, 0b00000, 0b01110, 0b10001, 0b10001, 0b10001, 0b01110],
-    // 'p'
-    [0b00000, 0b00000, 0b11110, 0b10001, 0b11110, 0b10000, 0b10000],
-    // 'q'
-    [0b00000, 0b00000, 0b01101, 0b10011, 0b01111, 0b00001, 0b00001],
-    // 'r'
-    [0b00000, 0b00000, 0b10110, 0b11001, 0b10000, 0b10000, 0b10000],
-    // 's'
-    [0b00000, 0b00000, 0b01110, 0b10000, 0b01110, 0b00001, 0b11110],
-    // 't'
-    [0b01000, 0b01000, 0b11100, 0b01000, 0b01000, 0b01001, 0b00110],
-    // 'u'
-    [0b00000, 0b00000, 0b10001, 0b10001, 0b10001, 0b10011, 0b01101],
-    // 'v'
-    [0b00000, 0b00000, 0b10001, 0b10001, 0b10001, 0b01010, 0b00100],
-    // 'w'
-    [0b00000, 0b00000, 0b10001, 0b10001, 0b10101, 0b10101, 0b01010],
-    // 'x'
-    [0b00000, 0b00000, 0b10001, 0b01010, 0b00100, 0b01010, 0b10001],
-    // 'y'
-    [0b00000, 0b00000, 0b10001, 0b10001, 0b01111, 0b00001, 0b01110],
-    // 'z'
-    [0b00000, 0b00000, 0b11111, 0b00010, 0b00100, 0b01000, 0b11111],
-    // '{'
-    [0b00010, 0b00100, 0b00100, 0b01000, 0b00100, 0b00100, 0b00010],
-    // '|'
-    [0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100],
-    // '}'
-    [0b01000, 0b00100, 0b00100, 0b00010, 0b00100, 0b00100, 0b01000],
-    // '~'
-    [0b00000, 0b00000, 0b01000, 0b10101, 0b00010, 0b00000, 0b00000],
-];
+/// Size of small text (grid cell labels, colour-bar values, narrow titles): a 13-pixel line,
+/// 6.7 pixels per character, capitals 8 pixels tall.
+pub const LABEL_SIZE: f32 = 13.0;
 
-fn glyph(c: char) -> &'static [u8; 7] {
-    let c = if c == '\u{d7}' { 'x' } else { c };
-    let code = c as u32;
-    if (32..=126).contains(&code) {
-        &GLYPHS[(code - 32) as usize]
-    } else {
-        &GLYPHS[(b'?' - 32) as usize]
+/// Size of large text (grid titles, the values of large colour bars): a 22-pixel line,
+/// 11.4 pixels per character, capitals 14 pixels tall.
+pub const TITLE_SIZE: f32 = 22.0;
+
+/// The bundled font file (DejaVu Sans Mono 2.37, from Debian's `fonts-dejavu-core`).
+const FONT_DATA: &[u8] = include_bytes!("../fonts/DejaVuSansMono.ttf");
+
+/// The parsed bundled font.
+fn font() -> &'static FontRef<'static> {
+    static FONT: OnceLock<FontRef<'static>> = OnceLock::new();
+    FONT.get_or_init(|| {
+        // The file is part of the crate, not input; the unit tests parse it.
+        FontRef::try_from_slice(FONT_DATA).expect("the bundled font is a valid TrueType file")
+    })
+}
+
+/// The glyph drawn for `c`: its own, or `?` when the font has none.
+fn glyph_id(c: char) -> GlyphId {
+    let f = font();
+    match f.glyph_id(c) {
+        GlyphId(0) => f.glyph_id('?'),
+        id => id,
     }
 }
 
-/// Width in pixels of `text` drawn at `scale` (no trailing spacing).
-pub fn text_width(text: &str, scale: u32) -> u32 {
-    let n = text.chars().count() as u32;
-    if n == 0 {
-        0
-    } else {
-        (n * ADVANCE - 1) * scale.max(1)
-    }
+/// Sizes below one pixel draw nothing useful; non-finite sizes are treated as one pixel.
+fn px(size: f32) -> PxScale {
+    PxScale::from(if size.is_finite() { size.max(1.0) } else { 1.0 })
 }
 
-/// Height in pixels of a line of text drawn at `scale`.
-pub fn text_height(scale: u32) -> u32 {
-    GLYPH_H * scale.max(1)
+/// Horizontal advance of every glyph of `text` at `size`, kerning included, in pixels.
+fn advances(text: &str, size: f32) -> impl Iterator<Item = f32> + '_ {
+    let f = font().as_scaled(px(size));
+    let mut previous: Option<GlyphId> = None;
+    text.chars().map(move |c| {
+        let id = glyph_id(c);
+        let kern = previous.map_or(0.0, |p| f.kern(p, id));
+        previous = Some(id);
+        kern + f.h_advance(id)
+    })
 }
 
-/// Draws `text` with its top-left corner at `(x, y)`; every font pixel
-/// becomes a `scale×scale` square of `color`. Pixels falling outside the image
-/// are skipped. A `scale` of 0 is treated as 1.
-pub fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, color: [u8; 3], scale: u32) {
-    let s = scale.max(1);
-    let (w, h) = img.dimensions();
-    for (i, c) in text.chars().enumerate() {
-        let gx = x as u64 + i as u64 * (ADVANCE * s) as u64;
-        if gx >= w as u64 {
+/// Width in pixels of `text` drawn at `size`.
+pub fn text_width(text: &str, size: f32) -> u32 {
+    advances(text, size).sum::<f32>().ceil() as u32
+}
+
+/// Height in pixels of a line of text drawn at `size` (ascender to descender).
+pub fn text_height(size: f32) -> u32 {
+    let f = font().as_scaled(px(size));
+    // The line is `size` pixels by construction; the slack absorbs float rounding.
+    (f.ascent() - f.descent() - 0.01).ceil() as u32
+}
+
+/// Draws `text` in `color` with the top-left corner of its line box at `(x, y)`, blending the
+/// glyphs' anti-aliased edges into the pixels below. Parts falling outside the image are
+/// skipped.
+pub fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, color: [u8; 3], size: f32) {
+    let f = font();
+    let scale = px(size);
+    let scaled = f.as_scaled(scale);
+    let (w, h) = (i64::from(img.width()), i64::from(img.height()));
+    // Whole-pixel baseline and pen positions keep every copy of a glyph identical.
+    let baseline = y as f32 + scaled.ascent().round();
+    let mut pen = x as f32;
+    for (c, advance) in text.chars().zip(advances(text, size)) {
+        if pen >= w as f32 {
             break;
         }
-        for (row, bits) in glyph(c).iter().enumerate() {
-            for col in 0..GLYPH_W {
-                if bits & (1 << (GLYPH_W - 1 - col)) == 0 {
-                    continue;
-                }
-                for dy in 0..s {
-                    for dx in 0..s {
-                        let px = gx + (col * s + dx) as u64;
-                        let py = y as u64 + (row as u32 * s + dy) as u64;
-                        if px < w as u64 && py < h as u64 {
-                            img.put_pixel(px as u32, py as u32, Rgb(color));
-                        }
+        let glyph = glyph_id(c).with_scale_and_position(scale, point(pen.round(), baseline));
+        if let Some(outline) = f.outline_glyph(glyph) {
+            let bounds = outline.px_bounds();
+            let (left, top) = (bounds.min.x as i64, bounds.min.y as i64);
+            outline.draw(|gx, gy, coverage| {
+                let (px, py) = (left + i64::from(gx), top + i64::from(gy));
+                if (0..w).contains(&px) && (0..h).contains(&py) {
+                    let alpha = coverage.clamp(0.0, 1.0);
+                    let p = img.get_pixel_mut(px as u32, py as u32);
+                    for (channel, &target) in p.0.iter_mut().zip(&color) {
+                        let old = f32::from(*channel);
+                        *channel = (old + (f32::from(target) - old) * alpha).round() as u8;
                     }
                 }
-            }
+            });
         }
+        pen += advance;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::Rgb;
 
-    #[test]
-    fn widths() {
-        assert_eq!(text_width("", 2), 0);
-        assert_eq!(text_width("a", 1), 5);
-        assert_eq!(text_width("ab", 2), 22);
-        assert_eq!(text_height(3), 21);
-    }
-
-    #[test]
-    fn draws_and_clips() {
-        let mut img = RgbImage::new(8, 8);
-        draw_text(&mut img, 0, 0, "I", [255, 0, 0], 1);
-        // 'I' top row is 01110.
-        assert_eq!(img.get_pixel(0, 0).0, [0, 0, 0]);
-        assert_eq!(img.get_pixel(1, 0).0, [255, 0, 0]);
-        assert_eq!(img.get_pixel(2, 3).0, [255, 0, 0]);
-        // Off-image text and odd characters do not panic.
-        draw_text(&mut img, 6, 6, "W\u{d7}\u{e9}\u{1F600}", [1, 2, 3], 4);
-        draw_text(&mut img, 100, 100, "x", [1, 2, 3], 1);
-    }
-
-    #[test]
-    fn every_glyph_fits_in_five_columns() {
-        for g in GLYPHS.iter() {
-            assert!(g.iter().all(|&r| r < 32));
+    /// The bounding box `(x0, y0, x1, y1)` (end exclusive) of pixels that differ from white.
+    fn ink(img: &RgbImage) -> Option<(u32, u32, u32, u32)> {
+        let mut b: Option<(u32, u32, u32, u32)> = None;
+        for (x, y, p) in img.enumerate_pixels() {
+            if p.0 != [255, 255, 255] {
+                let (x0, y0, x1, y1) = b.unwrap_or((x, y, x + 1, y + 1));
+                b = Some((x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1)));
+            }
         }
-        // Space is blank, everything else draws something.
-        assert!(GLYPHS[0].iter().all(|&r| r == 0));
-        assert!(GLYPHS[1..].iter().all(|g| g.iter().any(|&r| r != 0)));
-        assert_eq!(glyph('\u{d7}'), glyph('x'));
-        assert_eq!(glyph('\u{e9}'), glyph('?'));
+        b
+    }
+
+    #[test]
+    fn the_bundled_font_is_monospaced_and_scales() {
+        assert_eq!(text_width("", LABEL_SIZE), 0);
+        // A 100-pixel line has an 86-pixel em; DejaVu Sans Mono advances 0.6 em.
+        let one = text_width("m", 100.0);
+        assert!((50..=54).contains(&one), "advance {one}");
+        assert_eq!(text_width("iiii", 100.0), text_width("WWWW", 100.0));
+        assert!(text_width("abc", TITLE_SIZE) > text_width("abc", LABEL_SIZE));
+        assert_eq!(text_height(LABEL_SIZE), 13);
+        assert_eq!(text_height(TITLE_SIZE), 22);
+        assert!(text_height(TITLE_SIZE) > text_height(LABEL_SIZE));
+        // Odd sizes do not break anything.
+        assert_eq!(text_width("a", f32::NAN), text_width("a", 1.0));
+        assert_eq!(text_height(0.0), text_height(1.0));
+    }
+
+    #[test]
+    fn text_is_drawn_inside_its_line_box() {
+        for size in [6.0, LABEL_SIZE, TITLE_SIZE, 48.0] {
+            let mut img = RgbImage::from_pixel(400, 100, Rgb([255, 255, 255]));
+            let text = "Ag|j×0";
+            draw_text(&mut img, 10, 5, text, [0, 0, 0], size);
+            let (x0, y0, x1, y1) = ink(&img).expect("something is drawn");
+            assert!(
+                x0 >= 10 && x1 <= 10 + text_width(text, size) + 1,
+                "size {size}"
+            );
+            assert!(y0 >= 5 && y1 <= 5 + text_height(size) + 1, "size {size}");
+            // Strokes are dark at readable sizes (unhinted, so a thin stem may straddle two
+            // pixels and reach the full colour in neither).
+            let darkest = img.pixels().map(|p| p.0[0]).min().unwrap();
+            if size >= LABEL_SIZE {
+                assert!(darkest < 60, "size {size}: darkest {darkest}");
+            }
+        }
+    }
+
+    #[test]
+    fn missing_glyphs_are_question_marks_and_clipping_is_safe() {
+        let draw = |text: &str| {
+            let mut img = RgbImage::from_pixel(40, 20, Rgb([255, 255, 255]));
+            draw_text(&mut img, 1, 1, text, [0, 0, 0], LABEL_SIZE);
+            img
+        };
+        // U+E000 is a private-use character no font of this kind has.
+        assert_eq!(draw("\u{E000}"), draw("?"));
+        assert_ne!(draw("x"), draw("?"));
+        let mut img = RgbImage::new(8, 8);
+        draw_text(&mut img, 6, 6, "W\u{d7}\u{e9}\u{1F600}", [1, 2, 3], 40.0);
+        draw_text(&mut img, 100, 100, "x", [1, 2, 3], 12.0);
+        draw_text(&mut img, u32::MAX, u32::MAX, "x", [1, 2, 3], 12.0);
+        draw_text(&mut RgbImage::new(0, 0), 0, 0, "x", [1, 2, 3], 12.0);
+    }
+
+    #[test]
+    fn coverage_blends_with_the_background() {
+        let mut img = RgbImage::from_pixel(60, 30, Rgb([200, 0, 0]));
+        draw_text(&mut img, 2, 2, "O", [0, 0, 200], TITLE_SIZE);
+        // Edge pixels mix the two colours; none has a channel outside both.
+        let mixed = img
+            .pixels()
+            .filter(|p| p.0[0] > 0 && p.0[0] < 200 && p.0[2] > 0 && p.0[2] < 200)
+            .count();
+        assert!(mixed > 4, "{mixed} anti-aliased pixels");
+        assert!(img.pixels().all(|p| p.0[1] == 0));
     }
 }

@@ -4,7 +4,7 @@ use image::{Rgb, RgbImage};
 
 use crate::channel::standardize_channel;
 use crate::colormap::Colormap;
-use crate::font::{draw_text, text_height, text_width};
+use crate::font::{draw_text, text_height, text_width, LABEL_SIZE, TITLE_SIZE};
 use crate::resize::nearest_indices;
 use crate::{Error, Planar, Result};
 
@@ -90,9 +90,10 @@ fn check_canvas(w: usize, h: usize) -> Result<(u32, u32)> {
 /// integer factor `k = max(1, ceil(cell_min / max(H, W)))` with nearest
 /// neighbour, coloured with `cfg.colormap`, and placed left to right,
 /// `cfg.per_row` per row, with `cfg.separator`-pixel lines between cells (not
-/// around the grid). If `cfg.title` is set, a title bar (built-in font, scale
-/// 2, or 1 when the grid is narrow) is drawn above; the canvas is widened if
-/// the title is wider than the grid, and the grid centred.
+/// around the grid). If `cfg.title` is set, a title bar (bundled font,
+/// [`TITLE_SIZE`], or [`LABEL_SIZE`] when the grid is narrow) is drawn above;
+/// the canvas is widened if the title is wider than the grid, and the grid
+/// centred.
 ///
 /// # Errors
 /// [`Error::Shape`] if `maps` is inconsistent or has no channels or an empty
@@ -118,16 +119,16 @@ pub fn channel_grid(maps: &Planar, cfg: &GridConfig) -> Result<RgbImage> {
     let grid_h = span(rows, ch, sep).ok_or_else(too_big)?;
 
     let title = cfg.title.as_deref().filter(|t| !t.is_empty());
-    let (mut scale, mut pad) = (2u32, 6usize);
+    let (mut size, mut pad) = (TITLE_SIZE, 6usize);
     if let Some(t) = title {
-        if text_width(t, 2) as usize + 2 * pad > grid_w {
-            (scale, pad) = (1, 4);
+        if text_width(t, size) as usize + 2 * pad > grid_w {
+            (size, pad) = (LABEL_SIZE, 4);
         }
     }
     let (title_w, title_h) = match title {
         Some(t) => (
-            text_width(t, scale) as usize + 2 * pad,
-            text_height(scale) as usize + 2 * pad,
+            text_width(t, size) as usize + 2 * pad,
+            text_height(size) as usize + 2 * pad,
         ),
         None => (0, 0),
     };
@@ -137,7 +138,7 @@ pub fn channel_grid(maps: &Planar, cfg: &GridConfig) -> Result<RgbImage> {
     let mut img = RgbImage::from_pixel(cw32, ch32, Rgb(cfg.background));
     if let Some(t) = title {
         let color = contrast_text(cfg.background);
-        draw_text(&mut img, pad as u32, pad as u32, t, color, scale);
+        draw_text(&mut img, pad as u32, pad as u32, t, color, size);
     }
 
     let x0 = (canvas_w - grid_w) / 2;
@@ -186,7 +187,7 @@ pub fn channel_grid(maps: &Planar, cfg: &GridConfig) -> Result<RgbImage> {
 ///
 /// Images fill the grid row by row; unused cells and margins are
 /// `background`. With `labels`, `labels[i]` is drawn in a small dark box at
-/// the top-left corner of cell `i` (white built-in font, scale 1).
+/// the top-left corner of cell `i` (white, [`LABEL_SIZE`]).
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] if `cols` or `rows` is 0, there are more
@@ -250,16 +251,16 @@ pub fn tile_images(
         let y = (row * sh + row * margin) as u32;
         image::imageops::replace(&mut out, im, x as i64, y as i64);
         if let Some(label) = labels.map(|l| l[i].as_str()).filter(|l| !l.is_empty()) {
-            let tw = text_width(label, 1);
+            let tw = text_width(label, LABEL_SIZE);
             fill_rect(
                 &mut out,
                 x,
                 y,
                 (tw + 3).min(sw as u32),
-                (text_height(1) + 3).min(sh as u32),
+                (text_height(LABEL_SIZE) + 3).min(sh as u32),
                 [0, 0, 0],
             );
-            draw_text(&mut out, x + 2, y + 2, label, [255, 255, 255], 1);
+            draw_text(&mut out, x + 2, y + 2, label, [255, 255, 255], LABEL_SIZE);
         }
     }
     Ok(out)
@@ -345,8 +346,9 @@ pub fn channel_large(
         }
     };
 
-    let scale: u32 = if target >= 240 { 2 } else { 1 };
-    let s = scale as usize;
+    // Large views get doubled margins and large text.
+    let s: usize = if target >= 240 { 2 } else { 1 };
+    let size = if s == 2 { TITLE_SIZE } else { LABEL_SIZE };
     let margin = 8 * s;
     let gap = 6 * s;
     let bar_w = 10 * s;
@@ -358,10 +360,10 @@ pub fn channel_large(
     ];
     let label_w = labels
         .iter()
-        .map(|l| text_width(l, scale) as usize)
+        .map(|l| text_width(l, size) as usize)
         .max()
         .unwrap_or(0);
-    let th = text_height(scale) as usize;
+    let th = text_height(size) as usize;
     let canvas_w = margin + out_w + gap + bar_w + label_gap + label_w + margin;
     let canvas_h = margin + out_h.max(3 * th) + margin;
     let (cw, chh) = check_canvas(canvas_w, canvas_h)?;
@@ -421,7 +423,7 @@ pub fn channel_large(
         (by + out_h).saturating_sub(th),
     ];
     for (label, ty) in labels.iter().zip(text_ys) {
-        draw_text(&mut img, tx, ty as u32, label, [0, 0, 0], scale);
+        draw_text(&mut img, tx, ty as u32, label, [0, 0, 0], size);
     }
     Ok(img)
 }
@@ -465,7 +467,8 @@ mod tests {
         };
         let img = channel_grid(&maps, &cfg).unwrap();
         assert!(img.width() as usize > 48);
-        assert_eq!(img.height(), 48 + 7 + 8);
+        // The title is set small (it is wider than the grid) with a 4-pixel pad.
+        assert_eq!(img.height(), 48 + text_height(LABEL_SIZE) + 8);
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! * [`grid`]: activation grids, filter-pattern tiles and a single large
 //!   channel with a colour bar.
 //! * [`mod@overlay`]: Grad-CAM upsampling, heatmaps and blending.
-//! * [`font`]: a built-in 5×7 bitmap font for titles and labels.
+//! * [`font`]: text in pictures (titles, labels), rasterised from the bundled DejaVu Sans
+//!   Mono with `ab_glyph`.
 //! * [`save`]: atomic file writes, PNG saving and a small NumPy `.npy` reader
 //!   and writer.
 //!
@@ -61,7 +62,7 @@ pub use colormap::Colormap;
 pub use error::{Error, Result};
 pub use grid::{channel_grid, channel_large, tile_images, GridConfig};
 pub use load::{from_dynamic, from_rgb8, load_rgb};
-pub use overlay::{gradcam_overlay, heatmap_rgb, overlay, superimpose, upsample_bilinear};
+pub use overlay::{heatmap_rgb, superimpose, upsample_bilinear};
 pub use preprocess::{denormalize, normalize, normalize_scale, Normalize};
 pub use resize::{
     center_crop, resize, resize_rgb8_like_pillow, resize_shorter_and_center_crop,

@@ -108,7 +108,7 @@ fn io_error(path: &Path, e: std::io::Error) -> Error {
     } else {
         Error::Io {
             path: path.to_path_buf(),
-            source: e,
+            error: e,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Grad-CAM helpers: upsampling a coarse map, colouring it, blending it over
-//! the input image.
+//! the input image as the walk-through does ([`superimpose`]). The normalisation of a map
+//! lives with the map (`convscope_methods::cam::Cam::normalized`), so there is one way to
+//! scale it.
 
 use image::RgbImage;
 
@@ -88,84 +90,6 @@ pub fn heatmap_rgb(map01: &[f32], h: usize, w: usize, colormap: Colormap) -> Res
     Ok(RgbImage::from_raw(w32, h32, raw).expect("length checked"))
 }
 
-/// Blends a heatmap over an image:
-/// `out = round(clamp(heat * alpha + image * (1 - alpha), 0, 255))` per
-/// sample, with `alpha` clamped to `0..=1` (the convex blend of
-/// pytorch-grad-cam's `show_cam_on_image(..., image_weight = 1 - alpha)`,
-/// minus its divide-by-max step, which is a no-op for a convex blend of
-/// in-range values). Typical `alpha` is 0.4.
-///
-/// Note: *Deep Learning with Python* instead saves `heat * 0.4 + img`
-/// (not convex: brighter, then clipped to 255 by `save_img`'s conversion);
-/// this crate deliberately uses the convex blend, which never saturates.
-///
-/// # Errors
-/// [`Error::Shape`] if the two images differ in size or `image` is
-/// inconsistent.
-pub fn overlay(image: &RgbImageF32, heat: &RgbImage, alpha: f32) -> Result<RgbImage> {
-    if image.data.len() != image.width * image.height * 3 {
-        return Err(Error::Shape("inconsistent RgbImageF32".into()));
-    }
-    if (heat.width() as usize, heat.height() as usize) != (image.width, image.height) {
-        return Err(Error::Shape(format!(
-            "heatmap is {}x{} but image is {}x{}",
-            heat.width(),
-            heat.height(),
-            image.width,
-            image.height
-        )));
-    }
-    let a = if alpha.is_nan() {
-        0.0
-    } else {
-        alpha.clamp(0.0, 1.0)
-    };
-    let raw: Vec<u8> = heat
-        .as_raw()
-        .iter()
-        .zip(&image.data)
-        .map(|(&hv, &iv)| f32_to_u8(hv as f32 * a + iv * (1.0 - a)))
-        .collect();
-    Ok(RgbImage::from_raw(heat.width(), heat.height(), raw).expect("length checked"))
-}
-
-/// Convenience for Grad-CAM: min-max normalises a coarse `h×w` CAM to `0..1`
-/// (a constant or empty map becomes all zeros; NaN → 0), upsamples it
-/// bilinearly to the image size, colours it and blends it with [`overlay`].
-/// Returns `(heatmap, blended)`.
-///
-/// # Errors
-/// As [`upsample_bilinear`] and [`overlay`].
-pub fn gradcam_overlay(
-    image: &RgbImageF32,
-    cam: &[f32],
-    h: usize,
-    w: usize,
-    colormap: Colormap,
-    alpha: f32,
-) -> Result<(RgbImage, RgbImage)> {
-    check_map(cam.len(), h, w)?;
-    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-    for &v in cam.iter().filter(|v| v.is_finite()) {
-        lo = lo.min(v);
-        hi = hi.max(v);
-    }
-    let norm: Vec<f32> = cam
-        .iter()
-        .map(|&v| {
-            if v.is_finite() && hi > lo {
-                (v - lo) / (hi - lo)
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    let up = upsample_bilinear(&norm, h, w, image.height, image.width)?;
-    let heat = heatmap_rgb(&up, image.height, image.width, colormap)?;
-    let blended = overlay(image, &heat, alpha)?;
-    Ok((heat, blended))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,37 +119,12 @@ mod tests {
     }
 
     #[test]
-    fn heatmap_and_overlay() {
+    fn heatmap_colours_each_value() {
         let heat = heatmap_rgb(&[0.0, 1.0], 1, 2, Colormap::Jet).unwrap();
         assert_eq!(heat.get_pixel(0, 0).0, Colormap::Jet.map(0.0));
         assert_eq!(heat.get_pixel(1, 0).0, Colormap::Jet.map(1.0));
-        let img = RgbImageF32 {
-            width: 2,
-            height: 1,
-            data: vec![100.0; 6],
-        };
-        let o = overlay(&img, &heat, 0.5).unwrap();
-        let j = Colormap::Jet.map(0.0);
-        assert_eq!(
-            o.get_pixel(0, 0).0,
-            [50, 50, ((j[2] as f32 * 0.5) + 50.0).round() as u8]
-        );
-        assert_eq!(
-            overlay(&img, &heat, 0.0).unwrap().get_pixel(1, 0).0,
-            [100, 100, 100]
-        );
-        assert!(overlay(&img, &solid(1, 1, [0; 3]), 0.5).is_err());
-    }
-
-    #[test]
-    fn gradcam_convenience() {
-        let img = RgbImageF32::zeros(8, 6);
-        let (heat, blended) =
-            gradcam_overlay(&img, &[0.0, 1.0, 2.0, 3.0], 2, 2, Colormap::Jet, 1.0).unwrap();
-        assert_eq!(heat.dimensions(), (8, 6));
-        assert_eq!(heat, blended);
-        assert_eq!(heat.get_pixel(0, 0).0, Colormap::Jet.map(0.0));
-        assert_eq!(heat.get_pixel(7, 5).0, Colormap::Jet.map(1.0));
+        assert!(heatmap_rgb(&[0.0], 1, 2, Colormap::Jet).is_err());
+        let _ = solid(1, 1, [0; 3]);
     }
 }
 

@@ -47,6 +47,41 @@ pub const CAFFE_MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
 impl Normalize {
     const VALID: &'static str = "unit, imagenet, caffe, tf, raw";
 
+    /// Checks that the mode is a usable map: for [`Normalize::Custom`], every `mean` must be
+    /// finite and every `std` finite and positive (a zero std divides by zero, a NaN one makes
+    /// every input NaN). The built-in modes always pass.
+    ///
+    /// ```
+    /// use convscope_image::Normalize;
+    /// let bad = Normalize::Custom { mean: [0.5; 3], std: [0.2, 0.0, 0.2] };
+    /// let msg = bad.validate().unwrap_err().to_string();
+    /// assert!(msg.contains("std must be a finite number > 0 for every channel, got 0 for channel 1"));
+    /// assert!(Normalize::Imagenet.validate().is_ok());
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the field (`mean` or `std`), the value and the channel.
+    pub fn validate(&self) -> Result<()> {
+        let Normalize::Custom { mean, std } = self else {
+            return Ok(());
+        };
+        if let Some((c, m)) = mean.iter().enumerate().find(|(_, m)| !m.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "mean must be a finite number for every channel, got {m} for channel {c}"
+            )));
+        }
+        if let Some((c, s)) = std
+            .iter()
+            .enumerate()
+            .find(|(_, s)| !(s.is_finite() && **s > 0.0))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "std must be a finite number > 0 for every channel, got {s} for channel {c}"
+            )));
+        }
+        Ok(())
+    }
+
     /// The name accepted by [`FromStr`] (`"custom"` for [`Normalize::Custom`]).
     pub fn name(&self) -> &'static str {
         match self {
@@ -236,6 +271,47 @@ mod tests {
             std: IMAGENET_STD,
         };
         assert_eq!(normalize(&img(), &custom), p);
+    }
+
+    #[test]
+    fn custom_statistics_must_be_usable() {
+        let custom = |mean: [f32; 3], std: [f32; 3]| Normalize::Custom { mean, std };
+        for (n, words) in [
+            (
+                custom([0.5; 3], [0.2, 0.0, 0.2]),
+                "std must be a finite number > 0 for every channel, got 0 for channel 1",
+            ),
+            (
+                custom([0.5; 3], [f32::NAN, 0.2, 0.2]),
+                "got NaN for channel 0",
+            ),
+            (custom([0.5; 3], [0.2, 0.2, -0.1]), "got -0.1 for channel 2"),
+            (
+                custom([0.5; 3], [0.2, f32::INFINITY, 0.2]),
+                "got inf for channel 1",
+            ),
+            (
+                custom([0.5, f32::NAN, 0.5], [0.2; 3]),
+                "mean must be a finite number for every channel, got NaN for channel 1",
+            ),
+            (
+                custom([f32::NEG_INFINITY, 0.5, 0.5], [0.2; 3]),
+                "got -inf for channel 0",
+            ),
+        ] {
+            let msg = n.validate().unwrap_err().to_string();
+            assert!(msg.contains(words), "{msg}");
+        }
+        for ok in [
+            Normalize::Unit,
+            Normalize::Imagenet,
+            Normalize::Caffe,
+            Normalize::Tf,
+            Normalize::Raw,
+            custom([0.0, -1.0, 2.0], [1e-6, 1.0, 1e6]),
+        ] {
+            assert!(ok.validate().is_ok(), "{ok}");
+        }
     }
 
     #[test]

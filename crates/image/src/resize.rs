@@ -24,7 +24,9 @@
 //!   8-bit fixed-point path (22-bit coefficients, rounding and clamping to
 //!   `0..=255` after each pass), matching Pillow on `"RGB"` images.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 use std::str::FromStr;
 
 use crate::types::f32_to_u8;
@@ -122,15 +124,26 @@ struct Coeffs {
 }
 
 fn precompute_coeffs(in_size: usize, out_size: usize, filter: ResizeFilter) -> Coeffs {
+    precompute_coeffs_window(in_size, out_size, 0..out_size, filter)
+}
+
+/// [`precompute_coeffs`] for the output pixels in `window` only (entry `i` is output pixel
+/// `window.start + i`): the same numbers, without the memory for the pixels outside it.
+fn precompute_coeffs_window(
+    in_size: usize,
+    out_size: usize,
+    window: Range<usize>,
+    filter: ResizeFilter,
+) -> Coeffs {
     // Pillow passes the box as floats: `(float)(in1 - in0)`.
     let scale = (in_size as f32) as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = filter.support() * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
     let inv_filterscale = 1.0 / filterscale;
-    let mut k = vec![0.0f64; out_size * ksize];
-    let mut bounds = Vec::with_capacity(out_size);
-    for xx in 0..out_size {
+    let mut k = vec![0.0f64; window.len() * ksize];
+    let mut bounds = Vec::with_capacity(window.len());
+    for (row, xx) in window.enumerate() {
         let center = (xx as f64 + 0.5) * scale;
         // C `(int)` truncates toward zero, like Rust's `as`.
         let xmin = ((center - support + 0.5) as i64).max(0);
@@ -138,7 +151,7 @@ fn precompute_coeffs(in_size: usize, out_size: usize, filter: ResizeFilter) -> C
         let n = (xmax - xmin).max(0) as usize;
         let n = n.min(ksize);
         let xmin = xmin as usize;
-        let row = &mut k[xx * ksize..(xx + 1) * ksize];
+        let row = &mut k[row * ksize..(row + 1) * ksize];
         let mut ww = 0.0;
         for (x, slot) in row.iter_mut().enumerate().take(n) {
             let w = filter.eval(((x + xmin) as f64 - center + 0.5) * inv_filterscale);
@@ -153,6 +166,21 @@ fn precompute_coeffs(in_size: usize, out_size: usize, filter: ResizeFilter) -> C
         bounds.push((xmin, n));
     }
     Coeffs { ksize, bounds, k }
+}
+
+impl Coeffs {
+    /// The source range the taps read.
+    fn source_span(&self) -> Range<usize> {
+        let start = self.bounds.iter().map(|b| b.0).min().unwrap_or(0);
+        let end = self.bounds.iter().map(|b| b.0 + b.1).max().unwrap_or(start);
+        start..end.max(start)
+    }
+
+    /// The same taps, for a source that starts at `offset` of the original one.
+    fn shifted(mut self, offset: usize) -> Coeffs {
+        self.bounds.iter_mut().for_each(|b| b.0 -= offset);
+        self
+    }
 }
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
@@ -276,41 +304,152 @@ fn horizontal_first(in_w: usize, in_h: usize, w: usize, h: usize) -> bool {
 /// Pillow's nearest-neighbour source indices (`ImagingScaleAffine`).
 /// `None` marks positions outside the source (filled with 0 by Pillow).
 pub(crate) fn nearest_indices(in_size: usize, out_size: usize) -> Vec<Option<usize>> {
+    nearest_indices_window(in_size, out_size, 0..out_size)
+}
+
+/// [`nearest_indices`] for the output positions in `window` only. The position is still
+/// accumulated from the first output pixel on, as Pillow does, so every index is the same.
+fn nearest_indices_window(
+    in_size: usize,
+    out_size: usize,
+    window: Range<usize>,
+) -> Vec<Option<usize>> {
     let a = (in_size as f32) as f64 / out_size as f64;
     let mut pos = a * 0.5;
-    let mut idx = Vec::with_capacity(out_size);
-    for _ in 0..out_size {
-        let i = if pos < 0.0 { -1 } else { pos as i64 };
-        idx.push(if i >= 0 && (i as usize) < in_size {
-            Some(i as usize)
-        } else {
-            None
-        });
+    let mut idx = Vec::with_capacity(window.len());
+    for o in 0..window.end {
+        if o >= window.start {
+            let i = if pos < 0.0 { -1 } else { pos as i64 };
+            idx.push(if i >= 0 && (i as usize) < in_size {
+                Some(i as usize)
+            } else {
+                None
+            });
+        }
         pos += a;
     }
     idx
 }
 
+/// The `window` of the nearest-neighbour resize of `src` (`in_w×in_h`) to `w×h`.
 fn resize_nearest<T: Copy + Default>(
     src: &[T],
     in_w: usize,
     in_h: usize,
-    w: usize,
-    h: usize,
+    (w, h): (usize, usize),
+    window: &Window,
 ) -> Vec<T> {
-    let xs = nearest_indices(in_w, w);
-    let ys = nearest_indices(in_h, h);
-    let mut out = vec![T::default(); w * h * 3];
+    let xs = nearest_indices_window(in_w, w, window.columns());
+    let ys = nearest_indices_window(in_h, h, window.rows());
+    let mut out = vec![T::default(); window.width * window.height * 3];
     for (y, yi) in ys.iter().enumerate() {
         let Some(yi) = *yi else { continue };
         for (x, xi) in xs.iter().enumerate() {
             let Some(xi) = *xi else { continue };
             let s = (yi * in_w + xi) * 3;
-            let o = (y * w + x) * 3;
+            let o = (y * window.width + x) * 3;
             out[o..o + 3].copy_from_slice(&src[s..s + 3]);
         }
     }
     out
+}
+
+/// A rectangle of output pixels: columns `left..left + width`, rows `top..top + height`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Window {
+    left: usize,
+    top: usize,
+    width: usize,
+    height: usize,
+}
+
+impl Window {
+    fn whole(w: usize, h: usize) -> Window {
+        Window {
+            left: 0,
+            top: 0,
+            width: w,
+            height: h,
+        }
+    }
+    fn columns(&self) -> Range<usize> {
+        self.left..self.left + self.width
+    }
+    fn rows(&self) -> Range<usize> {
+        self.top..self.top + self.height
+    }
+}
+
+/// Columns `cols` of every row of an interleaved RGB image `in_w` wide.
+fn column_band(src: &[f32], in_w: usize, cols: Range<usize>) -> Cow<'_, [f32]> {
+    if cols == (0..in_w) {
+        return Cow::Borrowed(src);
+    }
+    Cow::Owned(
+        src.chunks_exact(in_w * 3)
+            .flat_map(|row| &row[cols.start * 3..cols.end * 3])
+            .copied()
+            .collect(),
+    )
+}
+
+/// The pixels of `window` of `resize(img, w, h, filter)`, computed without forming the others:
+/// each pass only computes the output pixels the window needs, from the source rows or
+/// columns their taps read. Every output pixel goes through exactly the arithmetic of the
+/// whole resize (same taps, same weights, same order, same `f32` intermediate), so the result
+/// is bit for bit the crop of the whole resize.
+///
+/// `window` must lie inside `w×h`, and neither size nor the image may be empty.
+fn resize_window_f32(
+    img: &RgbImageF32,
+    (w, h): (usize, usize),
+    window: &Window,
+    filter: ResizeFilter,
+) -> Vec<f32> {
+    let (in_w, in_h) = (img.width, img.height);
+    if filter == ResizeFilter::Nearest {
+        return resize_nearest(&img.data, in_w, in_h, (w, h), window);
+    }
+    let x_taps = || precompute_coeffs_window(in_w, w, window.columns(), filter);
+    let y_taps = || precompute_coeffs_window(in_h, h, window.rows(), filter);
+    let row_len = in_w * 3;
+    match (w != in_w, h != in_h, horizontal_first(in_w, in_h, w, h)) {
+        (false, false, _) => {
+            // Same size: the window of the image itself.
+            let band = &img.data[window.top * row_len..(window.top + window.height) * row_len];
+            column_band(band, in_w, window.columns()).into_owned()
+        }
+        (true, false, _) => {
+            let band = &img.data[window.top * row_len..(window.top + window.height) * row_len];
+            horizontal_f32(band, in_w, window.height, window.width, &x_taps())
+        }
+        (false, true, _) => {
+            let band = column_band(&img.data, in_w, window.columns());
+            vertical_f32(&band, window.width, window.height, &y_taps())
+        }
+        (_, _, true) => {
+            // Horizontal first, over only the source rows the vertical taps read.
+            let y = y_taps();
+            let rows = y.source_span();
+            let band = &img.data[rows.start * row_len..rows.end * row_len];
+            let across = horizontal_f32(band, in_w, rows.len(), window.width, &x_taps());
+            vertical_f32(&across, window.width, window.height, &y.shifted(rows.start))
+        }
+        (_, _, false) => {
+            // Vertical first, over only the source columns the horizontal taps read.
+            let x = x_taps();
+            let cols = x.source_span();
+            let band = column_band(&img.data, in_w, cols.clone());
+            let down = vertical_f32(&band, cols.len(), window.height, &y_taps());
+            horizontal_f32(
+                &down,
+                cols.len(),
+                window.height,
+                window.width,
+                &x.shifted(cols.start),
+            )
+        }
+    }
 }
 
 /// Resizes to `w×h` exactly like Pillow's `Image.resize((w, h), filter)` on a
@@ -330,30 +469,10 @@ pub fn resize(img: &RgbImageF32, w: usize, h: usize, filter: ResizeFilter) -> Rg
     if w == 0 || h == 0 || img.width == 0 || img.height == 0 {
         return RgbImageF32::zeros(w, h);
     }
-    if filter == ResizeFilter::Nearest {
-        let data = resize_nearest(&img.data, img.width, img.height, w, h);
-        return RgbImageF32 {
-            width: w,
-            height: h,
-            data,
-        };
-    }
-    let (in_w, in_h) = (img.width, img.height);
-    let horiz = |src: &[f32], rows: usize| {
-        horizontal_f32(src, in_w, rows, w, &precompute_coeffs(in_w, w, filter))
-    };
-    let vert =
-        |src: &[f32], cols: usize| vertical_f32(src, cols, h, &precompute_coeffs(in_h, h, filter));
-    let data = match (w != in_w, h != in_h, horizontal_first(in_w, in_h, w, h)) {
-        (true, false, _) => horiz(&img.data, in_h),
-        (false, true, _) => vert(&img.data, in_w),
-        (_, _, true) => vert(&horiz(&img.data, in_h), w),
-        (_, _, false) => horiz(&vert(&img.data, in_w), h),
-    };
     RgbImageF32 {
         width: w,
         height: h,
-        data,
+        data: resize_window_f32(img, (w, h), &Window::whole(w, h), filter),
     }
 }
 
@@ -421,7 +540,7 @@ fn resize_u8_raw(
         return vec![0; w * h * 3];
     }
     if filter == ResizeFilter::Nearest {
-        return resize_nearest(src, in_w, in_h, w, h);
+        return resize_nearest(src, in_w, in_h, (w, h), &Window::whole(w, h));
     }
     let horiz = |src: &[u8], rows: usize| {
         horizontal_u8(src, in_w, rows, w, &precompute_coeffs(in_w, w, filter))
@@ -458,6 +577,21 @@ fn round_half_even(v: f64) -> usize {
     r.max(0.0) as usize
 }
 
+/// torchvision's centred `crop_w×crop_h` window of a `w×h` image (see [`center_crop`]).
+fn center_window(w: usize, h: usize, crop_w: usize, crop_h: usize) -> Result<Window> {
+    if crop_w == 0 || crop_h == 0 || crop_w > w || crop_h > h {
+        return Err(Error::InvalidArgument(format!(
+            "cannot center-crop {crop_w}x{crop_h} from a {w}x{h} image"
+        )));
+    }
+    Ok(Window {
+        left: round_half_even((w - crop_w) as f64 / 2.0),
+        top: round_half_even((h - crop_h) as f64 / 2.0),
+        width: crop_w,
+        height: crop_h,
+    })
+}
+
 /// Crops the centred `crop_w×crop_h` window, with torchvision's offsets
 /// `top = round((H - crop_h) / 2)`, `left = round((W - crop_w) / 2)` (Python
 /// `round`, half to even).
@@ -465,14 +599,7 @@ fn round_half_even(v: f64) -> usize {
 /// # Errors
 /// [`Error::InvalidArgument`] if the crop is larger than the image or empty.
 pub fn center_crop(img: &RgbImageF32, crop_w: usize, crop_h: usize) -> Result<RgbImageF32> {
-    if crop_w == 0 || crop_h == 0 || crop_w > img.width || crop_h > img.height {
-        return Err(Error::InvalidArgument(format!(
-            "cannot center-crop {crop_w}x{crop_h} from a {}x{} image",
-            img.width, img.height
-        )));
-    }
-    let top = round_half_even((img.height - crop_h) as f64 / 2.0);
-    let left = round_half_even((img.width - crop_w) as f64 / 2.0);
+    let Window { left, top, .. } = center_window(img.width, img.height, crop_w, crop_h)?;
     let mut data = Vec::with_capacity(crop_w * crop_h * 3);
     for y in top..top + crop_h {
         let s = (y * img.width + left) * 3;
@@ -490,6 +617,12 @@ pub fn center_crop(img: &RgbImageF32, crop_w: usize, crop_h: usize) -> Result<Rg
 /// The shorter side becomes `shorter` and the longer side
 /// `int(shorter * long / short)` (truncated, like torchvision), resized with
 /// [`resize`] (float math); then [`center_crop`].
+///
+/// Only the cropped window of the resized image is computed (from the source
+/// rows and columns it reads), with exactly the arithmetic of the whole resize,
+/// so the result is identical to resizing and then cropping, in memory
+/// proportional to the crop and the source: a 20000×1 image asked for a
+/// 224×224 crop used to form a 4,480,000×224 image (12 GB) first.
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] if the image or `shorter` is empty, or the crop
@@ -512,14 +645,28 @@ pub fn resize_shorter_and_center_crop(
     } else {
         (img.height, img.width)
     };
-    let new_long = ((shorter * long) as f64 / short as f64) as usize;
+    let product = shorter.checked_mul(long).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "cannot resize a {}x{} image to shorter side {shorter}: the longer side overflows",
+            img.width, img.height
+        ))
+    })?;
+    let new_long = (product as f64 / short as f64) as usize;
     let (nw, nh) = if img.width <= img.height {
         (shorter, new_long)
     } else {
         (new_long, shorter)
     };
-    let resized = resize(img, nw, nh, filter);
-    center_crop(&resized, crop_w, crop_h)
+    check_len(img);
+    let window = center_window(nw, nh, crop_w, crop_h)?;
+    if (nw, nh) == (img.width, img.height) {
+        return center_crop(img, crop_w, crop_h);
+    }
+    Ok(RgbImageF32 {
+        width: crop_w,
+        height: crop_h,
+        data: resize_window_f32(img, (nw, nh), &window, filter),
+    })
 }
 
 #[cfg(test)]
@@ -694,6 +841,108 @@ mod tests {
         assert_eq!(round_half_even(2.5), 2);
         assert_eq!(round_half_even(3.5), 4);
         assert_eq!(round_half_even(1.0), 1);
+    }
+
+    /// A source with detail in every pixel (so a misplaced tap changes values).
+    fn busy(w: usize, h: usize) -> RgbImageF32 {
+        let data = (0..w * h * 3)
+            .map(|i| ((i * 7919 % 1013) as f32 * 0.25).sin() * 120.0 + 128.0)
+            .collect();
+        RgbImageF32::new(w, h, data).unwrap()
+    }
+
+    /// Every window of every kind of resize (growing and shrinking, one axis or both, both
+    /// pass orders, nearest) equals the same window cropped from the whole resize, bit for bit.
+    #[test]
+    fn a_window_of_the_resize_is_the_crop_of_the_whole_resize() {
+        let filters = [
+            ResizeFilter::Nearest,
+            ResizeFilter::Bilinear,
+            ResizeFilter::Bicubic,
+        ];
+        // (source, target): both grow, both shrink, one axis only, and vertical-first.
+        let cases = [
+            ((13, 9), (40, 31)),
+            ((61, 47), (17, 12)),
+            ((30, 20), (45, 20)),
+            ((30, 20), (30, 7)),
+            ((600, 400), (590, 37)),
+            ((20, 200), (33, 25)),
+            ((1, 7), (5, 35)),
+        ];
+        for &((iw, ih), (w, h)) in &cases {
+            let img = busy(iw, ih);
+            for f in filters {
+                let whole = resize(&img, w, h, f);
+                for (left, top, cw, ch) in [
+                    (0, 0, w, h),
+                    (0, 0, 1, 1),
+                    (w - 1, h - 1, 1, 1),
+                    (w / 3, h / 4, w - w / 3, h / 2),
+                    (w / 2, 0, w - w / 2, h),
+                ] {
+                    let cw = cw.max(1);
+                    let window = Window {
+                        left,
+                        top,
+                        width: cw,
+                        height: ch,
+                    };
+                    let got = resize_window_f32(&img, (w, h), &window, f);
+                    let mut want = Vec::new();
+                    for y in top..top + ch {
+                        want.extend_from_slice(
+                            &whole.data[(y * w + left) * 3..(y * w + left + cw) * 3],
+                        );
+                    }
+                    assert!(
+                        got.iter()
+                            .zip(&want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits())
+                            && got.len() == want.len(),
+                        "{f} {iw}x{ih} -> {w}x{h}, window {window:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Resize-then-crop, written out, equals the cropping resize for shapes with odd and even
+    /// margins (the half-to-even offsets) and both orientations.
+    #[test]
+    fn crop_first_equals_resize_then_crop() {
+        for ((iw, ih), shorter, (cw, ch)) in [
+            ((451, 300), 256, (224, 224)),
+            ((300, 451), 256, (224, 224)),
+            ((97, 50), 31, (31, 20)),
+            ((50, 97), 30, (11, 57)),
+            ((64, 64), 64, (63, 62)),
+        ] {
+            let img = busy(iw, ih);
+            for f in [
+                ResizeFilter::Nearest,
+                ResizeFilter::Bilinear,
+                ResizeFilter::Bicubic,
+            ] {
+                let (short, long) = (iw.min(ih), iw.max(ih));
+                let new_long = ((shorter * long) as f64 / short as f64) as usize;
+                let (nw, nh) = if iw <= ih {
+                    (shorter, new_long)
+                } else {
+                    (new_long, shorter)
+                };
+                let want = center_crop(&resize(&img, nw, nh, f), cw, ch).unwrap();
+                let got = resize_shorter_and_center_crop(&img, shorter, cw, ch, f).unwrap();
+                assert_eq!((got.width, got.height), (cw, ch));
+                assert!(
+                    got.data
+                        .iter()
+                        .zip(&want.data)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{f} {iw}x{ih} shorter {shorter} crop {cw}x{ch}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -9,9 +9,9 @@ use image::RgbImage;
 use crate::{Error, Result};
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
+    move |error| Error::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -217,7 +217,7 @@ fn parse_npy_f32(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), St
         "True" => {
             return Err("fortran_order=True is not supported (save a C-contiguous array)".into())
         }
-        other => return Err(format!("bad fortran_order value {other}")),
+        other => return Err(format!("bad fortran_order value {}", excerpt(other))),
     }
     let descr_s = descr.trim_matches(|c| c == '\'' || c == '"');
     let (dtype, big_endian) = match descr_s {
@@ -233,7 +233,8 @@ fn parse_npy_f32(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), St
         "|i1" | "<i1" | ">i1" => (Dtype::I1, false),
         other => {
             return Err(format!(
-                "unsupported dtype {other} (supported: f4, f8, i8, i4, u1, i1)"
+                "unsupported dtype {} (supported: f4, f8, i8, i4, u1, i1)",
+                excerpt(other)
             ));
         }
     };
@@ -308,11 +309,26 @@ fn dict_value(header: &str, key: &str) -> Option<String> {
     Some(value.to_string())
 }
 
+/// Header text quoted in an error message: control characters escaped (a hostile header
+/// must not break the one-line message) and long text cut to its first 40 characters.
+fn excerpt(text: &str) -> String {
+    const MAX: usize = 40;
+    let mut out: String = text
+        .chars()
+        .take(MAX)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().nth(MAX).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 fn parse_shape(src: &str) -> std::result::Result<Vec<usize>, String> {
     let inner = src
         .strip_prefix('(')
         .and_then(|s| s.strip_suffix(')'))
-        .ok_or_else(|| format!("bad shape {src}"))?;
+        .ok_or_else(|| format!("bad shape {}", excerpt(src)))?;
     inner
         .split(',')
         .map(str::trim)
@@ -320,7 +336,7 @@ fn parse_shape(src: &str) -> std::result::Result<Vec<usize>, String> {
         .map(|s| {
             s.trim_end_matches('L')
                 .parse::<usize>()
-                .map_err(|_| format!("bad shape {src}"))
+                .map_err(|_| format!("bad shape {}", excerpt(src)))
         })
         .collect()
 }

@@ -1,10 +1,10 @@
 //! `.npy` interoperability with NumPy itself. Skipped (with a message) when
 //! `python3` with `numpy` is not available.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use convscope_image::{read_npy_f32, save_npy_f32};
+use convscope_test_support::TempDir;
 
 fn numpy_available() -> bool {
     Command::new("python3")
@@ -14,18 +14,14 @@ fn numpy_available() -> bool {
         .unwrap_or(false)
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("convscope-image-npy-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
 #[test]
 fn numpy_reads_our_files_and_we_read_numpys() {
     if !numpy_available() {
         eprintln!("skipping: python3 with numpy not available");
         return;
     }
+    let dir = TempDir::new("npy-numpy");
+    let tmp = |name: &str| dir.path(name);
     let ours = tmp("ours.npy");
     let data: Vec<f32> = (0..2 * 3 * 5).map(|i| i as f32 * 0.25 - 1.0).collect();
     save_npy_f32(&ours, &[2, 3, 5], &data).unwrap();
@@ -92,5 +88,4 @@ fn numpy_reads_our_files_and_we_read_numpys() {
         std::fs::read(&ours).unwrap(),
         std::fs::read(tmp("np_same.npy")).unwrap()
     );
-    std::fs::remove_dir_all(ours.parent().unwrap()).ok();
 }

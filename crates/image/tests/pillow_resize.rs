@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use convscope_image::{load_rgb, resize, resize_u8_like_pillow, ResizeFilter, RgbImageF32};
+use convscope_test_support::shared;
 use serde_json::Value;
 
 fn manifest() -> PathBuf {
@@ -11,26 +12,18 @@ fn manifest() -> PathBuf {
 }
 
 /// The shared test image, or `None` (after a skip message) when it is absent
-/// outside CI. In CI (`CI=true`) a missing image is a hard failure.
+/// outside CI. In CI (`CI=true`) a missing image is a hard failure (see [`shared`]).
 fn chelsea() -> Option<RgbImageF32> {
     let reference: Value = serde_json::from_str(
         &std::fs::read_to_string(manifest().join("tests/data/pillow_resize.json")).unwrap(),
     )
     .unwrap();
+    // `source` is relative to the workspace root: `../shared/<rel>`.
     let rel = reference["source"].as_str().unwrap();
-    // `source` is relative to the workspace root, two levels above this crate.
-    let path = manifest().join("../..").join(rel);
-    if !path.exists() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!(
-                "test image {} is missing (expected shared/ beside the workspace root); \
-                 it is required in CI",
-                path.display()
-            );
-        }
-        eprintln!("skipping Pillow comparison: {} not found", path.display());
-        return None;
-    }
+    let in_shared = rel
+        .strip_prefix("../shared/")
+        .expect("the Pillow reference image lives in ../shared");
+    let path = shared(in_shared)?;
     let img = load_rgb(&path).unwrap();
     let size = &reference["source_size"];
     assert_eq!(

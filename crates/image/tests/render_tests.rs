@@ -6,73 +6,17 @@
 //! new pictures. On a mismatch the actual output is written to
 //! `tests/output/<name>.png` for inspection.
 
-use std::path::PathBuf;
-
-use convscope_image::font::draw_text;
-use convscope_image::overlay::gradcam_overlay;
+use convscope_image::font::{draw_text, text_height, text_width, LABEL_SIZE, TITLE_SIZE};
 use convscope_image::{
     channel_grid, channel_large, tile_images, Colormap, GridConfig, Planar, RgbImage, RgbImageF32,
 };
+use convscope_test_support::Goldens;
 use image::Rgb;
 
-fn dir(sub: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join(sub)
-}
-
+/// Compares `img` with `tests/golden/<name>.png`; see [`Goldens`].
+#[track_caller]
 fn check_golden(name: &str, img: &RgbImage) {
-    let golden = dir("golden").join(format!("{name}.png"));
-    if std::env::var("CONVSCOPE_UPDATE_GOLDENS").as_deref() == Ok("1") {
-        std::fs::create_dir_all(dir("golden")).unwrap();
-        convscope_image::save_png(img, &golden).unwrap();
-        eprintln!("updated golden {}", golden.display());
-        return;
-    }
-    let write_actual = || {
-        std::fs::create_dir_all(dir("output")).unwrap();
-        let out = dir("output").join(format!("{name}.png"));
-        convscope_image::save_png(img, &out).unwrap();
-        out
-    };
-    let expected = match image::open(&golden) {
-        Ok(g) => g.to_rgb8(),
-        Err(e) => {
-            let out = write_actual();
-            panic!(
-                "golden {} unreadable ({e}); actual output written to {}. \
-                 Create goldens with CONVSCOPE_UPDATE_GOLDENS=1 cargo test -p convscope-image",
-                golden.display(),
-                out.display()
-            );
-        }
-    };
-    if expected.dimensions() != img.dimensions() {
-        let out = write_actual();
-        panic!(
-            "{name}: size {:?} differs from golden {:?}; actual output written to {}",
-            img.dimensions(),
-            expected.dimensions(),
-            out.display()
-        );
-    }
-    let diffs: Vec<(u32, u32)> = img
-        .enumerate_pixels()
-        .filter(|(x, y, p)| expected.get_pixel(*x, *y) != *p)
-        .map(|(x, y, _)| (x, y))
-        .collect();
-    if !diffs.is_empty() {
-        let out = write_actual();
-        let (x, y) = diffs[0];
-        panic!(
-            "{name}: {} pixels differ from golden (first at ({x},{y}): {:?} vs golden {:?}); \
-             actual output written to {}",
-            diffs.len(),
-            img.get_pixel(x, y).0,
-            expected.get_pixel(x, y).0,
-            out.display()
-        );
-    }
+    Goldens::of_crate(env!("CARGO_MANIFEST_DIR")).assert_image(&format!("{name}.png"), img);
 }
 
 /// Ten 6×8 synthetic activation channels with different structure.
@@ -195,19 +139,40 @@ fn golden_gradcam_overlay() {
         let p = i / 3;
         *v = [((p % 48) * 5) as f32, ((p / 48) * 7) as f32, 90.0][i % 3];
     }
+    // A map already scaled to 0..1 at 3×4, upsampled, coloured and superimposed as every
+    // convscope overlay is (`heatmap·0.4 + image`, rescaled to 0..255).
     let cam = [0.0, 0.1, 0.2, 0.1, 0.3, 1.0, 0.6, 0.2, 0.1, 0.4, 0.3, 0.0];
-    let (heat, blended) = gradcam_overlay(&base, &cam, 3, 4, Colormap::Jet, 0.4).unwrap();
+    let up = convscope_image::upsample_bilinear(&cam, 3, 4, 32, 48).unwrap();
+    let heat = convscope_image::heatmap_rgb(&up, 32, 48, Colormap::Jet).unwrap();
+    let blended = convscope_image::superimpose(&base, &heat, 0.4).unwrap();
     let both = tile_images(&[heat, blended], 2, 1, 4, [255, 255, 255], None).unwrap();
     check_golden("gradcam_overlay", &both);
 }
 
+/// Printable ASCII and the few other characters the pictures use, at three sizes.
 #[test]
 fn golden_font_sheet() {
-    let mut img = RgbImage::from_pixel(2 + 32 * 12, 2 + 3 * 18, Rgb([255, 255, 255]));
-    let chars: Vec<char> = (32u8..=126).map(|b| b as char).collect();
-    for (row, chunk) in chars.chunks(32).enumerate() {
-        let line: String = chunk.iter().collect();
-        draw_text(&mut img, 2, 2 + row as u32 * 18, &line, [0, 0, 0], 2);
+    let mut lines: Vec<String> = (32u8..=126)
+        .map(|b| b as char)
+        .collect::<Vec<_>>()
+        .chunks(32)
+        .map(|c| c.iter().collect())
+        .collect();
+    lines.push("64\u{d7}240\u{d7}240  \u{2212}0.5  \u{e9}\u{b5}\u{3c3}  1.50e-5".into());
+    let sizes = [8.0, LABEL_SIZE, TITLE_SIZE];
+    let width = 4 + sizes
+        .iter()
+        .map(|&s| text_width(&lines[0], s))
+        .max()
+        .unwrap();
+    let height: u32 = 4 + sizes.iter().map(|&s| (text_height(s) + 2) * 4).sum::<u32>();
+    let mut img = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
+    let mut y = 2;
+    for size in sizes {
+        for line in &lines {
+            draw_text(&mut img, 2, y, line, [0, 0, 0], size);
+            y += text_height(size) + 2;
+        }
     }
     check_golden("font_sheet", &img);
 }

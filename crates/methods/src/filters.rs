@@ -6,11 +6,17 @@
 //! deprocess with `(x − mean)/(std + 1e-5)·0.1 + 0.5`, clipped, ·255. The image lives in pixel
 //! space and goes through the model's own preprocessing, so any model works.
 
-use convscope_engine::{FilterSlice, Layout, Model, Tensor, ValueId};
+use convscope_engine::{FilterSlice, Layout, Model, Pass, Tensor, ValueId, MAX_INPUT_SIDE};
 use convscope_image::{normalize_scale, Normalize, RgbImageF32};
 
 use crate::error::{Error, Result};
+use crate::input::pixel_normalization;
 use crate::transform::{Rng, Warp};
+
+/// Most ascent steps accepted (per octave).
+pub const MAX_STEPS: usize = 1_000_000;
+/// Most octaves accepted (at the default ratio of 1.4, the 16th octave is 150× smaller).
+pub const MAX_OCTAVES: usize = 16;
 
 /// How the image is updated from its gradient.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -78,6 +84,94 @@ impl Default for FiltersConfig {
     }
 }
 
+impl FiltersConfig {
+    /// Checks every option on its own, before any model is touched: one line naming the
+    /// option as the command line spells it.
+    ///
+    /// * `steps` in `1..=`[`MAX_STEPS`], `octaves` in `1..=`[`MAX_OCTAVES`], `chunk` ≥ 1;
+    /// * `size` in `1..=`[`MAX_INPUT_SIDE`] per side, `jitter` at most that;
+    /// * `step` a finite number > 0; `octave-scale` a finite number ≥ 1 (each octave is
+    ///   `octave-scale` times larger than the one before);
+    /// * `scale` finite in `0..1` (factors are drawn from `[1 − scale, 1 + scale]`), `rotate`,
+    ///   `tv` and `l2` finite and ≥ 0;
+    /// * usable normalisation statistics ([`Normalize::validate`]).
+    ///
+    /// ```
+    /// use convscope_methods::filters::FiltersConfig;
+    /// let cfg = FiltersConfig { octaves: 3, octave_scale: 0.0, ..FiltersConfig::default() };
+    /// let msg = cfg.validate().unwrap_err().to_string();
+    /// assert_eq!(msg, "octave-scale must be a finite number >= 1, got 0");
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::Config(msg));
+        let finite = |name: &str, v: f32, ok: bool, rule: &str| -> Result<()> {
+            if v.is_finite() && ok {
+                Ok(())
+            } else {
+                Err(Error::Config(format!(
+                    "{name} must be a finite number {rule}, got {v}"
+                )))
+            }
+        };
+        if !(1..=MAX_STEPS).contains(&self.steps) {
+            return bad(format!("steps must be 1..={MAX_STEPS}, got {}", self.steps));
+        }
+        if !(1..=MAX_OCTAVES).contains(&self.octaves) {
+            return bad(format!(
+                "octaves must be 1..={MAX_OCTAVES}, got {}",
+                self.octaves
+            ));
+        }
+        let (h, w) = self.size;
+        if !(1..=MAX_INPUT_SIDE).contains(&h) || !(1..=MAX_INPUT_SIDE).contains(&w) {
+            return bad(format!(
+                "size must be 1..={MAX_INPUT_SIDE} pixels per side, got {w}x{h}"
+            ));
+        }
+        if self.jitter > MAX_INPUT_SIDE {
+            return bad(format!(
+                "jitter must be at most {MAX_INPUT_SIDE} pixels, got {}",
+                self.jitter
+            ));
+        }
+        if self.chunk == Some(0) {
+            return bad("chunk must be at least 1".into());
+        }
+        finite("step", self.step, self.step > 0.0, "> 0")?;
+        finite(
+            "octave-scale",
+            self.octave_scale,
+            self.octave_scale >= 1.0,
+            ">= 1",
+        )?;
+        finite(
+            "scale",
+            self.scale,
+            (0.0..1.0).contains(&self.scale),
+            "in 0..1",
+        )?;
+        finite("rotate", self.rotate, self.rotate >= 0.0, ">= 0")?;
+        finite("tv", self.tv, self.tv >= 0.0, ">= 0")?;
+        finite("l2", self.l2, self.l2 >= 0.0, ">= 0")?;
+        self.normalize.validate()?;
+        Ok(())
+    }
+
+    /// `(height, width)` of each octave, smallest first, the last one `size` (at least 8
+    /// pixels a side). Call after [`FiltersConfig::validate`].
+    fn octave_sizes(&self) -> Vec<(usize, usize)> {
+        (0..self.octaves)
+            .map(|o| {
+                // `octaves ≤ MAX_OCTAVES`, so the exponent fits; `f ≥ 1` (possibly infinite,
+                // which makes an octave of the 8-pixel minimum).
+                let f = self.octave_scale.powi((self.octaves - 1 - o) as i32);
+                let side = |s: usize| ((s as f32 / f).round() as usize).clamp(8, s.max(8));
+                (side(self.size.0), side(self.size.1))
+            })
+            .collect()
+    }
+}
+
 /// The pattern found for one filter.
 #[derive(Clone, Debug)]
 pub struct FilterPattern {
@@ -101,6 +195,11 @@ impl FilterPattern {
 }
 
 /// Checks that `layer` is a spatial feature map and every filter exists; returns the channel count.
+///
+/// The layer's shape at `probe_size` is worked out from the model's shapes alone
+/// ([`Model::infer_value`]), so nothing of the probe's size is allocated and a size beyond the
+/// engine's limits is refused at once, naming the node that would exceed them. Only when a
+/// shape depends on the input's values is the model run on a probe.
 pub fn check_layer(
     model: &Model,
     layer: ValueId,
@@ -109,14 +208,21 @@ pub fn check_layer(
     probe_size: (usize, usize),
 ) -> Result<usize> {
     let spec = model.input_spec();
-    let x = Tensor::full(&spec.shape(1, probe_size.0, probe_size.1), 0.5);
-    let v = model.run(&x, &[layer])?.remove(0);
-    let channels = match *v.shape() {
-        [_, c, h, w] if v.is_float() && (h > 1 || w > 1) => c,
+    let input_shape = spec.shape(1, probe_size.0, probe_size.1);
+    let (shape, is_float) = match model.infer_value(&input_shape, layer) {
+        Ok(v) => (v.shape, v.is_float),
+        Err(e) if e.is_shape_unknown() => {
+            let x = Tensor::full(&input_shape, 0.5);
+            let v = model.run(&x, &[layer])?.remove(0);
+            (v.shape().to_vec(), v.is_float())
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let channels = match *shape {
+        [_, c, h, w] if is_float && (h > 1 || w > 1) => c,
         _ => {
             return Err(Error::Layer(format!(
-                "layer '{label}' has no spatial feature map (output shape {:?}); pick a convolution or pooling layer",
-                v.shape()
+                "layer '{label}' has no spatial feature map (output shape {shape:?}); pick a convolution or pooling layer"
             )))
         }
     };
@@ -288,6 +394,16 @@ fn auto_chunk(
     Ok(total.max(1).div_ceil(total.max(1).div_ceil(most)))
 }
 
+/// Refuses, from the shapes alone, an ascent pass on a batch of `input_shape` whose values
+/// would exceed the engine's limit of one tensor. A pass whose shapes cannot be known without
+/// running it is let through (it reports its own errors).
+fn check_pass(model: &Model, layer: ValueId, input_shape: Vec<usize>) -> Result<()> {
+    match model.estimate_forward_bytes(&input_shape, &[layer], Pass::Gradient) {
+        Err(e) if !e.is_shape_unknown() => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// One ascent step's forward (and, with `with_grad`, backward) pass: for image `i`, the mean of
 /// channel `filters[i]` of `layer` and its gradient with respect to the model input.
 ///
@@ -355,27 +471,20 @@ pub fn visualize_filters(
             "filter visualisation needs a 1- or 3-channel model, this one takes {c}"
         )));
     }
-    if cfg.steps == 0 || cfg.octaves == 0 {
-        return Err(Error::Config(
-            "--steps and --octaves must be at least 1".into(),
-        ));
-    }
-    let (mul, add, bgr) = normalize_scale(&cfg.normalize);
+    cfg.validate()?;
+    // A UINT8 model takes the pixels as they are (see `pixel_normalization`).
+    let (mul, add, bgr) = normalize_scale(&pixel_normalization(spec, &cfg.normalize)?);
     let map = PixelMap {
         mul,
         add,
         bgr,
         layout: spec.layout,
     };
-    let sizes: Vec<(usize, usize)> = (0..cfg.octaves)
-        .map(|o| {
-            let f = cfg.octave_scale.powi((cfg.octaves - 1 - o) as i32);
-            (
-                ((cfg.size.0 as f32 / f).round() as usize).max(8),
-                ((cfg.size.1 as f32 / f).round() as usize).max(8),
-            )
-        })
-        .collect();
+    let sizes = cfg.octave_sizes();
+    let (h_max, w_max) = *sizes.last().expect("at least one octave");
+    // Refused from the shapes alone when one image already exceeds the engine's limits,
+    // before the sizing pass below runs at full size.
+    check_pass(model, layer, spec.shape(1, h_max, w_max))?;
     let chunk = match cfg.chunk {
         Some(k) => k.max(1),
         None => auto_chunk(
@@ -388,6 +497,11 @@ pub fn visualize_filters(
             cfg.filters.len(),
         )?,
     };
+    check_pass(
+        model,
+        layer,
+        spec.shape(chunk.min(cfg.filters.len().max(1)), h_max, w_max),
+    )?;
     // Only each image's own channel of the layer is computed when the layer allows it.
     let slice = model.filter_slice(layer);
     let mut results = Vec::with_capacity(cfg.filters.len());

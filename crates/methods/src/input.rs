@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use convscope_engine::{InputSpec, Layout, Model, Tensor};
+use convscope_engine::{ElemType, InputSpec, Layout, Model, Tensor, MAX_INPUT_SIDE};
 use convscope_image::{
     load_rgb, normalize, read_npy_f32, resize, resize_shorter_and_center_crop, Normalize, Planar,
     ResizeFilter, RgbImageF32,
@@ -34,6 +34,105 @@ impl Default for InputConfig {
     }
 }
 
+impl InputConfig {
+    /// Checks the options on their own (before any model or file is touched): a `size` of
+    /// `1..=`[`MAX_INPUT_SIDE`] pixels per side, and usable normalisation statistics
+    /// ([`Normalize::validate`]). Errors name the option (`size`, `mean`, `std`).
+    ///
+    /// ```
+    /// use convscope_methods::input::InputConfig;
+    /// let cfg = InputConfig { size: Some((0, 224)), ..InputConfig::default() };
+    /// assert!(cfg.validate().unwrap_err().to_string().starts_with("size must be"));
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        if let Some((h, w)) = self.size {
+            if !(1..=MAX_INPUT_SIDE).contains(&h) || !(1..=MAX_INPUT_SIDE).contains(&w) {
+                return Err(Error::Config(format!(
+                    "size must be 1..={MAX_INPUT_SIDE} pixels per side, got {w}x{h}"
+                )));
+            }
+        }
+        self.normalize.validate()?;
+        Ok(())
+    }
+}
+
+/// The pixel → model-input map actually used for `spec`'s input, given the one asked for.
+///
+/// * A float input (or one of undeclared type) takes `requested`, once
+///   [`Normalize::validate`] accepts it.
+/// * A UINT8 input takes raw pixel values `0..=255` (the model normalises them itself, usually
+///   after a `Cast` to float): [`Normalize::Unit`], the default, and [`Normalize::Raw`] both
+///   mean raw pixels, and any other mode is refused, since it would contradict the model.
+/// * Any other integer type (INT64, INT8, BOOL...) is refused: there is no standard meaning for
+///   an image in those types.
+///
+/// ```
+/// # use convscope_engine::{ElemType, InputSpec, Layout};
+/// use convscope_image::Normalize;
+/// use convscope_methods::input::pixel_normalization;
+/// # let spec = |elem_type| InputSpec { name: "x".into(), layout: Layout::Nchw, channels: 3,
+/// #     height: None, width: None, batch: None, elem_type, declared_dims: vec![None; 4] };
+/// let u8_input = spec(ElemType::Uint8);
+/// assert_eq!(pixel_normalization(&u8_input, &Normalize::Unit)?, Normalize::Raw);
+/// assert!(pixel_normalization(&u8_input, &Normalize::Imagenet).is_err());
+/// assert_eq!(pixel_normalization(&spec(ElemType::Float), &Normalize::Tf)?, Normalize::Tf);
+/// # Ok::<(), convscope_methods::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Config`] for a refused mode or input type, naming the input and its type.
+pub fn pixel_normalization(spec: &InputSpec, requested: &Normalize) -> Result<Normalize> {
+    requested.validate()?;
+    match spec.elem_type {
+        ElemType::Float => Ok(*requested),
+        ElemType::Uint8 => match requested {
+            Normalize::Unit | Normalize::Raw => Ok(Normalize::Raw),
+            other => Err(Error::Config(format!(
+                "input '{}' is UINT8: the model takes raw 0..255 pixels and normalises them itself, \
+                 so normalisation '{}' does not apply (leave it at unit or raw)",
+                spec.name,
+                other.name()
+            ))),
+        },
+        ElemType::Other(_) => Err(Error::Config(format!(
+            "input '{}' is {}: convscope feeds images as float or UINT8 pixels and cannot tell \
+             what {} values would mean",
+            spec.name,
+            spec.elem_type.name(),
+            spec.elem_type.name()
+        ))),
+    }
+}
+
+/// The first sample of `img` that is not a finite number, as an error naming its pixel.
+fn check_finite_pixels(img: &RgbImageF32) -> Result<()> {
+    match img.data.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => {
+            let (pixel, channel) = (i / 3, i % 3);
+            Err(Error::Input(format!(
+                "the image's pixel ({}, {}) holds {} in channel {channel}; pixels must be finite (--allow-nonfinite runs it anyway)",
+                pixel % img.width.max(1),
+                pixel / img.width.max(1),
+                img.data[i]
+            )))
+        }
+    }
+}
+
+/// Row-major index `i` of `shape` as per-axis indices.
+fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut idx = vec![0; shape.len()];
+    for (k, &d) in shape.iter().enumerate().rev() {
+        if d > 0 {
+            idx[k] = i % d;
+            i /= d;
+        }
+    }
+    idx
+}
+
 /// A model input and the pictures that go with it.
 #[derive(Clone, Debug)]
 pub struct PreparedInput {
@@ -46,13 +145,34 @@ pub struct PreparedInput {
 }
 
 /// The `(height, width)` the model runs at: `cfg.size`, else the declared size.
+///
+/// # Errors
+/// [`Error::Config`] when neither gives a size: the model declares none, or declares one
+/// outside `1..=`[`MAX_INPUT_SIDE`] (the message then says what it declares).
 pub fn target_size(spec: &InputSpec, size: Option<(usize, usize)>) -> Result<(usize, usize)> {
-    size.or(spec.height.zip(spec.width)).ok_or_else(|| {
-        Error::Config(format!(
-            "the model does not declare an input size for '{}'; pass --size WxH",
-            spec.name
-        ))
-    })
+    if let Some(s) = size.or(spec.height.zip(spec.width)) {
+        return Ok(s);
+    }
+    let (h_axis, w_axis) = match spec.layout {
+        Layout::Nchw => (2, 3),
+        Layout::Nhwc => (1, 2),
+    };
+    let declared = |axis: usize| spec.declared_dims.get(axis).copied().flatten();
+    let show = |v: Option<i64>| v.map_or("?".to_string(), |v| v.to_string());
+    let (h, w) = (declared(h_axis), declared(w_axis));
+    let unusable = |v: Option<i64>| v.is_some_and(|v| !(1..=MAX_INPUT_SIDE as i64).contains(&v));
+    if unusable(h) || unusable(w) {
+        return Err(Error::Config(format!(
+            "the model declares input '{}' as {}x{} (width x height), outside the 1..={MAX_INPUT_SIDE} pixels per side convscope accepts; pass --size WxH to choose a size",
+            spec.name,
+            show(w),
+            show(h)
+        )));
+    }
+    Err(Error::Config(format!(
+        "the model does not declare an input size for '{}'; pass --size WxH",
+        spec.name
+    )))
 }
 
 /// Converts CHW planes to a batch of one in `layout`.
@@ -126,15 +246,27 @@ fn match_channels(p: Planar, channels: usize) -> Result<Planar> {
 ///
 /// Images are resized (or resized and centre-cropped) to the target size and normalised; a
 /// `.npy` file is taken as already preprocessed, in the model's layout, with or without the batch
-/// axis.
+/// axis. NaN and infinity (in a `.npy` file, or in a float image) are refused naming the element;
+/// see [`prepare_input_with`] to let them through.
 pub fn prepare_input(model: &Model, path: &Path, cfg: &InputConfig) -> Result<PreparedInput> {
+    prepare_input_with(model, path, cfg, false)
+}
+
+/// [`prepare_input`] that lets NaN and infinity through when `allow_nonfinite` (for debugging a
+/// model on such an input, e.g. with [`Model::first_nonfinite`]).
+pub fn prepare_input_with(
+    model: &Model,
+    path: &Path,
+    cfg: &InputConfig,
+    allow_nonfinite: bool,
+) -> Result<PreparedInput> {
     if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
     {
-        return prepare_npy(model, path, cfg);
+        return prepare_npy(model, path, cfg, allow_nonfinite);
     }
-    prepare_image(model, load_rgb(path)?, cfg)
+    prepare_image_with(model, load_rgb(path)?, cfg, allow_nonfinite)
 }
 
 /// Prepares an image already in memory (pixels 0..255) for `model`: resize or resize and crop,
@@ -144,14 +276,36 @@ pub fn prepare_image(
     original: RgbImageF32,
     cfg: &InputConfig,
 ) -> Result<PreparedInput> {
+    prepare_image_with(model, original, cfg, false)
+}
+
+/// [`prepare_image`] that lets non-finite pixels through when `allow_nonfinite`.
+pub fn prepare_image_with(
+    model: &Model,
+    original: RgbImageF32,
+    cfg: &InputConfig,
+    allow_nonfinite: bool,
+) -> Result<PreparedInput> {
     let spec = model.input_spec();
+    cfg.validate()?;
+    let map = pixel_normalization(spec, &cfg.normalize)?;
     let (h, w) = target_size(spec, cfg.size)?;
-    let display = if cfg.center_crop {
+    if !allow_nonfinite {
+        check_finite_pixels(&original)?;
+    }
+    let mut display = if cfg.center_crop {
         resize_shorter_and_center_crop(&original, h.min(w), w, h, cfg.filter)?
     } else {
         resize(&original, w, h, cfg.filter)
     };
-    let planar = match_channels(normalize(&display, &cfg.normalize), spec.channels)?;
+    if spec.elem_type == ElemType::Uint8 {
+        // What a UINT8 tensor can hold: resampling leaves fractions and bicubic overshoots.
+        display
+            .data
+            .iter_mut()
+            .for_each(|v| *v = v.round().clamp(0.0, 255.0));
+    }
+    let planar = match_channels(normalize(&display, &map), spec.channels)?;
     Ok(PreparedInput {
         tensor: planar_to_tensor(&planar, spec.layout),
         display,
@@ -159,8 +313,15 @@ pub fn prepare_image(
     })
 }
 
-fn prepare_npy(model: &Model, path: &Path, cfg: &InputConfig) -> Result<PreparedInput> {
+fn prepare_npy(
+    model: &Model,
+    path: &Path,
+    cfg: &InputConfig,
+    allow_nonfinite: bool,
+) -> Result<PreparedInput> {
     let spec = model.input_spec();
+    // The statistics also turn the tensor back into a picture (`display`).
+    let map = pixel_normalization(spec, &cfg.normalize)?;
     let (shape, data) = read_npy_f32(path)?;
     let shape4 = match shape.len() {
         4 => shape.clone(),
@@ -183,9 +344,31 @@ fn prepare_npy(model: &Model, path: &Path, cfg: &InputConfig) -> Result<Prepared
             tensor.shape()[0]
         )));
     }
+    if let Some((i, v)) = tensor.first_nonfinite().filter(|_| !allow_nonfinite) {
+        return Err(Error::Input(format!(
+            "{}: element {i} (index {:?} of shape {shape:?}) is {v}; model inputs must be finite (--allow-nonfinite runs it anyway)",
+            path.display(),
+            unravel(i, &shape)
+        )));
+    }
+    if spec.elem_type == ElemType::Uint8 {
+        if let Some(i) = tensor
+            .data()
+            .iter()
+            .position(|v| !(v.fract() == 0.0 && (0.0..=255.0).contains(v)))
+        {
+            return Err(Error::Input(format!(
+                "{}: element {i} (index {:?} of shape {shape:?}) is {}; input '{}' is UINT8 and takes whole numbers 0..=255",
+                path.display(),
+                unravel(i, &shape),
+                tensor.data()[i],
+                spec.name
+            )));
+        }
+    }
     let planar = tensor_to_planar(&tensor, spec.layout, 0);
     let display = if planar.channels == 3 {
-        convscope_image::denormalize(&planar, &cfg.normalize)?
+        convscope_image::denormalize(&planar, &map)?
     } else {
         let n = planar.height * planar.width;
         let grey: Vec<f32> = (0..n).flat_map(|i| [planar.data[i]; 3]).collect();

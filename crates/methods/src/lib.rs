@@ -36,12 +36,14 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod activations;
+mod batch;
 pub mod cam;
 mod error;
 pub mod filters;
 pub mod input;
 pub mod saliency;
 pub mod select;
+pub mod target;
 pub mod transform;
 
 pub use error::{Error, Result};

@@ -15,15 +15,17 @@
 
 use convscope_engine::{Layout, Model, ReluRule, Tape, Tensor, ValueId};
 
-use crate::cam::{self, check_class, find_classifier, first_output, ClassifierOutput, GradCam};
+use crate::batch::{fits, in_batches};
+use crate::cam::{self, find_classifier, first_output, resolve_target, target_seed, GradCam};
 use crate::error::{Error, Result};
+use crate::target::{Class, TargetRef, TargetSource};
 use crate::transform::Rng;
 
 /// Options of the saliency methods.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct SaliencyConfig {
-    /// Target class; `None` explains the most probable class.
-    pub target: Option<usize>,
+    /// What to explain; `None` explains the most probable class.
+    pub target: Option<TargetRef>,
     /// SmoothGrad: number of noisy samples.
     pub samples: usize,
     /// SmoothGrad: noise standard deviation as a fraction of the input's range (max − min).
@@ -58,6 +60,44 @@ impl Default for SaliencyConfig {
     }
 }
 
+impl SaliencyConfig {
+    /// Checks every option on its own: `noise` a finite number ≥ 0, `samples`, `steps` and
+    /// `batch-size` at least 1, and a finite `baseline`. Errors name the option as the command
+    /// line spells it.
+    ///
+    /// ```
+    /// use convscope_methods::saliency::SaliencyConfig;
+    /// let cfg = SaliencyConfig { noise: f32::NAN, ..SaliencyConfig::default() };
+    /// assert_eq!(
+    ///     cfg.validate().unwrap_err().to_string(),
+    ///     "noise must be a finite number >= 0, got NaN"
+    /// );
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        if !(self.noise.is_finite() && self.noise >= 0.0) {
+            return Err(Error::Config(format!(
+                "noise must be a finite number >= 0, got {}",
+                self.noise
+            )));
+        }
+        for (name, v) in [
+            ("samples", self.samples),
+            ("steps", self.steps),
+            ("batch-size", self.batch_size),
+        ] {
+            if v == 0 {
+                return Err(Error::Config(format!("{name} must be at least 1, got 0")));
+            }
+        }
+        if let Some((i, v)) = self.baseline.as_ref().and_then(Tensor::first_nonfinite) {
+            return Err(Error::Config(format!(
+                "baseline element {i} is {v}; the baseline must be finite"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Integrated Gradients' completeness check: the attributions should add up to the score
 /// difference between the input and the baseline.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -79,8 +119,10 @@ impl Completeness {
 /// A saliency map.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Saliency {
-    /// The explained class.
-    pub target: usize,
+    /// The explained target's name ([`crate::target::Target::name`], e.g. the class index).
+    pub target: String,
+    /// The explained class, when the target is one class.
+    pub class: Option<usize>,
     /// Its score for the input (pre-softmax logit when available).
     pub score: f32,
     /// `height × width` magnitudes (≥ 0): the largest `|raw|` over the input channels.
@@ -107,15 +149,21 @@ impl Saliency {
     }
 }
 
+/// A saliency method's entry point.
+type SaliencyFn = fn(&Model, &Tensor, &SaliencyConfig) -> Result<Saliency>;
+
+/// The registry: every method's name and function, the one list of names.
+const REGISTRY: &[(&str, SaliencyFn)] = &[
+    ("gradient", vanilla_gradient),
+    ("smoothgrad", smooth_grad),
+    ("integrated-gradients", integrated_gradients),
+    ("guided-backprop", guided_backprop),
+    ("guided-gradcam", guided_gradcam),
+];
+
 /// Registry names of the saliency methods, for [`compute_saliency`].
-pub fn saliency_method_names() -> &'static [&'static str] {
-    &[
-        "gradient",
-        "smoothgrad",
-        "integrated-gradients",
-        "guided-backprop",
-        "guided-gradcam",
-    ]
+pub fn saliency_method_names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|(name, _)| *name).collect()
 }
 
 /// Runs the saliency method called `name` (see [`saliency_method_names`]).
@@ -125,17 +173,14 @@ pub fn compute_saliency(
     name: &str,
     cfg: &SaliencyConfig,
 ) -> Result<Saliency> {
-    match name.to_ascii_lowercase().as_str() {
-        "gradient" => vanilla_gradient(model, input, cfg),
-        "smoothgrad" => smooth_grad(model, input, cfg),
-        "integrated-gradients" => integrated_gradients(model, input, cfg),
-        "guided-backprop" => guided_backprop(model, input, cfg),
-        "guided-gradcam" => guided_gradcam(model, input, cfg),
-        _ => Err(Error::Config(format!(
+    let lower = name.to_ascii_lowercase();
+    let (_, run) = REGISTRY.iter().find(|(n, _)| *n == lower).ok_or_else(|| {
+        Error::Config(format!(
             "unknown saliency method '{name}'; valid methods: {}",
             saliency_method_names().join(", ")
-        ))),
-    }
+        ))
+    })?;
+    run(model, input, cfg)
 }
 
 /// Memory the tapes of one batched pass may take (forward values and their gradients).
@@ -147,10 +192,13 @@ struct Setup<'m> {
     head: Explained,
 }
 
-/// The class being explained.
+/// What is being explained, resolved against one pass.
 struct Explained {
-    cls: ClassifierOutput,
-    target: usize,
+    target: TargetRef,
+    /// The value the target reads.
+    output: ValueId,
+    /// Numbers in that value per image.
+    output_len: usize,
     score: f32,
 }
 
@@ -160,27 +208,48 @@ fn setup<'m>(
     cfg: &SaliencyConfig,
     extra: &[ValueId],
 ) -> Result<Setup<'m>> {
+    cfg.validate()?;
+    if let Some((i, v)) = input.first_nonfinite() {
+        return Err(Error::Input(format!(
+            "input element {i} is {v}; saliency needs a finite input"
+        )));
+    }
     if input.shape().first() != Some(&1) {
         return Err(Error::Input(format!(
             "saliency takes one image, got input shape {:?}",
             input.shape()
         )));
     }
-    let mut targets = vec![first_output(model)?];
-    targets.extend_from_slice(extra);
-    let tape = model.forward(input, &targets)?;
-    let cls = find_classifier(model, &tape)?;
-    let target = match cfg.target {
-        Some(t) => {
-            check_class(t, cls.classes)?;
-            t
-        }
-        None => cam::prediction(&tape, &cls)?.top(1)[0].0,
+    let mut wanted = vec![first_output(model)?];
+    wanted.extend_from_slice(extra);
+    if let Some(TargetSource::Value(name)) = cfg.target.as_ref().map(|t| t.source()) {
+        wanted.push(model.resolve(&name)?);
+    }
+    let tape = model.forward(input, &wanted)?;
+    let classifier = match (&cfg.target, find_classifier(model, &tape)) {
+        (_, Ok(c)) => Some(c),
+        (Some(t), Err(_)) if t.source() != TargetSource::ClassScores => None,
+        (_, Err(e)) => return Err(e),
     };
-    let score = tape.value(cls.score)?.data()[target];
+    let target: TargetRef = match &cfg.target {
+        Some(t) => t.clone(),
+        None => {
+            let cls = classifier
+                .as_ref()
+                .expect("a missing classifier returned above");
+            std::sync::Arc::new(Class(cam::prediction(&tape, cls)?.top(1)[0].0))
+        }
+    };
+    let (output, output_len, score) =
+        resolve_target(model, &tape, classifier.as_ref(), target.as_ref())?;
     Ok(Setup {
         tape,
-        head: Explained { cls, target, score },
+        head: Explained {
+            target,
+            output,
+            output_len,
+            score,
+        },
     })
 }
 
@@ -188,11 +257,10 @@ impl Setup<'_> {
     /// d score / d input with the given ReLU rule.
     fn gradient(&self, rule: ReluRule) -> Result<Tensor> {
         let h = &self.head;
-        let mut seed = Tensor::zeros(self.tape.value(h.cls.score)?.shape());
-        seed.data_mut()[h.target] = 1.0;
+        let seed = target_seed(h.target.as_ref(), self.tape.value(h.output)?);
         Ok(self
             .tape
-            .backward_with(vec![(h.cls.score, seed)], &[], rule)?
+            .backward_with(vec![(h.output, seed)], &[], rule)?
             .input)
     }
 
@@ -214,7 +282,8 @@ impl Explained {
     fn finish(&self, model: &Model, raw: Tensor, completeness: Option<Completeness>) -> Saliency {
         let (map, height, width) = magnitude_map(&raw, model.input_spec().layout);
         Saliency {
-            target: self.target,
+            target: self.target.name(),
+            class: self.target.class(),
             score: self.score,
             map,
             height,
@@ -271,13 +340,14 @@ pub fn guided_gradcam(model: &Model, input: &Tensor, cfg: &SaliencyConfig) -> Re
         Some(l) => l,
         None => cam::auto_layer_in(model, &s.tape)?.value,
     };
+    let classifier = find_classifier(model, &s.tape).ok();
     let cams = cam::cams_from_tape(
         model,
         input,
         &s.tape,
-        &s.head.cls,
+        classifier.as_ref(),
         layer,
-        &[s.head.target],
+        std::slice::from_ref(&s.head.target),
         &GradCam,
         1,
     )?;
@@ -320,16 +390,9 @@ pub fn smooth_grad(model: &Model, input: &Tensor, cfg: &SaliencyConfig) -> Resul
     };
     let n = cfg.samples;
     let (s, chunk) = s.into_batched(cfg.batch_size);
-    let (acc, _) = accumulate_gradients(
-        model,
-        &s.cls,
-        s.target,
-        input.shape(),
-        n,
-        chunk,
-        &fill,
-        &|_| 1.0 / n as f64,
-    )?;
+    let (acc, _) = accumulate_gradients(model, &s, input.shape(), n, chunk, &fill, &|_| {
+        1.0 / n as f64
+    })?;
     let raw = Tensor::new(
         input.shape().to_vec(),
         acc.into_iter().map(|v| v as f32).collect(),
@@ -385,16 +448,8 @@ pub fn integrated_gradients(
         }
     };
     let (s, chunk) = s.into_batched(cfg.batch_size);
-    let (acc, scores) = accumulate_gradients(
-        model,
-        &s.cls,
-        s.target,
-        input.shape(),
-        steps + 1,
-        chunk,
-        &fill,
-        &weight,
-    )?;
+    let (acc, scores) =
+        accumulate_gradients(model, &s, input.shape(), steps + 1, chunk, &fill, &weight)?;
     let attr: Vec<f32> = acc
         .iter()
         .zip(x)
@@ -417,13 +472,10 @@ fn gaussian(rng: &mut Rng) -> f32 {
 }
 
 /// `Σ_i weight(i) · dScore/dx` over `n` inputs built by `fill(i, item)`, and each input's
-/// score, in batches of `chunk` (one forward and one backward pass per batch). A graph that
-/// only takes one image (e.g. a Reshape to `[1, -1]`) falls back to one image at a time.
-#[allow(clippy::too_many_arguments)]
+/// score, in batches of `chunk` (one forward and one backward pass per batch).
 fn accumulate_gradients(
     model: &Model,
-    cls: &ClassifierOutput,
-    target: usize,
+    head: &Explained,
     input_shape: &[usize],
     n: usize,
     chunk: usize,
@@ -431,57 +483,46 @@ fn accumulate_gradients(
     weight: &dyn Fn(usize) -> f64,
 ) -> Result<(Vec<f64>, Vec<f32>)> {
     let item: usize = input_shape[1..].iter().product();
-    let k = cls.classes;
+    let len = head.output_len;
     let mut acc = vec![0.0f64; item];
     let mut scores = Vec::with_capacity(n);
-    let mut chunk = chunk.max(1);
-    let mut start = 0;
-    while start < n {
-        let m = chunk.min(n - start);
-        let mut data = vec![0.0f32; m * item];
-        for (i, buf) in data.chunks_mut(item).enumerate() {
-            fill(start + i, buf);
-        }
-        let mut shape = input_shape.to_vec();
-        shape[0] = m;
-        let batch = Tensor::new(shape, data)?;
-        let attempt = (|| -> Result<Option<(Tensor, Vec<f32>)>> {
-            let tape = model.forward(&batch, &[cls.score])?;
-            let sv = tape.value(cls.score)?;
-            if sv.len() != m * k || (m > 1 && sv.shape().first() != Some(&m)) {
+    in_batches(
+        input_shape,
+        n,
+        chunk,
+        fill,
+        &mut |start, batch| {
+            let m = batch.shape()[0];
+            let tape = model.forward(batch, &[head.output])?;
+            let values = tape.value(head.output)?;
+            if !fits(values, m, len) {
                 return Ok(None);
             }
-            let mut seed = Tensor::zeros(sv.shape());
-            let sc = (0..m).map(|i| sv.data()[i * k + target]).collect();
-            (0..m).for_each(|i| seed.data_mut()[i * k + target] = 1.0);
-            Ok(Some((
-                tape.backward(vec![(cls.score, seed)], &[])?.input,
-                sc,
-            )))
-        })();
-        match attempt {
-            Ok(Some((g, sc))) => {
-                for (i, gi) in g.data().chunks(item).enumerate() {
-                    let wi = weight(start + i);
-                    acc.iter_mut()
-                        .zip(gi)
-                        .for_each(|(a, &v)| *a += wi * v as f64);
-                }
-                scores.extend(sc);
+            let mut seed = Tensor::zeros(values.shape());
+            for (row, grad) in values
+                .data()
+                .chunks(len)
+                .zip(seed.data_mut().chunks_mut(len))
+            {
+                head.target.gradient(row, grad);
             }
-            Ok(None) | Err(_) if m > 1 => {
-                chunk = 1;
-                continue;
+            let batch_scores: Vec<f32> = values
+                .data()
+                .chunks(len)
+                .map(|row| head.target.score(row))
+                .collect();
+            let g = tape.backward(vec![(head.output, seed)], &[])?.input;
+            for (i, gi) in g.data().chunks(item).enumerate() {
+                let wi = weight(start + i);
+                acc.iter_mut()
+                    .zip(gi)
+                    .for_each(|(a, &v)| *a += wi * v as f64);
             }
-            Ok(None) => {
-                return Err(Error::Config(format!(
-                    "the class scores do not hold {k} values for one image"
-                )));
-            }
-            Err(e) => return Err(e),
-        }
-        start += m;
-    }
+            scores.extend(batch_scores);
+            Ok(Some(()))
+        },
+        &|| format!("the target value does not hold {len} values for one image"),
+    )?;
     Ok((acc, scores))
 }
 

@@ -2,7 +2,6 @@
 //! cases, a model-randomisation sanity check, Integrated Gradients' completeness, and the real
 //! EfficientNet-Lite0 against pytorch-grad-cam's maps.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use convscope_engine::{Model, Tensor};
@@ -14,8 +13,12 @@ use convscope_methods::saliency::{
     compute_saliency, integrated_gradients, saliency_method_names, smooth_grad, vanilla_gradient,
     SaliencyConfig,
 };
+use convscope_methods::target::{classes, Class};
 use convscope_methods::transform::Rng;
 use convscope_onnx::{AttributeProto as A, Dim, GraphBuilder, TensorProto};
+use convscope_test_support::{
+    argmax, chelsea_crop, hwc_to_chw, pearson_f32, reference_json, shared, spearman,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Toy models
@@ -113,19 +116,6 @@ fn square(col: usize) -> Tensor {
     x
 }
 
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
-            if x > bv {
-                (i, x)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0
-}
-
 // ---------------------------------------------------------------------------------------------
 // Known answers
 // ---------------------------------------------------------------------------------------------
@@ -135,12 +125,13 @@ fn every_method_finds_the_square_and_follows_it() {
     let model = toy(Head::Logits);
     let layer = model.layer("pool").expect("pool layer").value;
     assert_eq!(auto_layer(&model, &square(1)).unwrap().name, "pool");
-    for &name in method_names() {
+    for name in method_names() {
         let m = method(name).unwrap();
         for (col, left) in [(1usize, true), (10, false)] {
-            let cams = compute_cams(&model, &square(col), layer, &[0], m.as_ref()).unwrap();
+            let cams =
+                compute_cams(&model, &square(col), layer, &classes(&[0]), m.as_ref()).unwrap();
             let cam = &cams[0];
-            assert_eq!((cam.height, cam.width, cam.target), (8, 8, 0));
+            assert_eq!((cam.height, cam.width, cam.class), (8, 8, Some(0)));
             assert!(!cam.all_zero, "{name}: empty map");
             let up = cam.normalized(S, S);
             assert!(up.iter().all(|v| (0.0..=1.0).contains(v)), "{name}: {up:?}");
@@ -165,10 +156,16 @@ fn gradient_methods_agree_on_a_pooling_head() {
     let layer = model.layer("pool").unwrap().value;
     let x = square(3);
     let get = |n: &str| {
-        compute_cams(&model, &x, layer, &[0], method(n).unwrap().as_ref())
-            .unwrap()
-            .remove(0)
-            .raw
+        compute_cams(
+            &model,
+            &x,
+            layer,
+            &classes(&[0]),
+            method(n).unwrap().as_ref(),
+        )
+        .unwrap()
+        .remove(0)
+        .raw
     };
     let g = get("gradcam");
     for other in ["xgradcam", "hirescam"] {
@@ -200,8 +197,8 @@ fn softmax_models_are_explained_through_their_logits() {
     assert_eq!(soft.value_name(cls.score), "z");
     let layer = |m: &Model| m.layer("pool").unwrap().value;
     let g = method("gradcam").unwrap();
-    let a = compute_cams(&plain, &x, layer(&plain), &[0, 1], g.as_ref()).unwrap();
-    let b = compute_cams(&soft, &x, layer(&soft), &[0, 1], g.as_ref()).unwrap();
+    let a = compute_cams(&plain, &x, layer(&plain), &classes(&[0, 1]), g.as_ref()).unwrap();
+    let b = compute_cams(&soft, &x, layer(&soft), &classes(&[0, 1]), g.as_ref()).unwrap();
     assert_eq!(a, b);
 }
 
@@ -214,7 +211,7 @@ fn single_image_graphs_fall_back_to_one_image_per_pass() {
         let run = |h| {
             let model = toy(h);
             let layer = model.layer("pool").unwrap().value;
-            compute_cams(&model, &x, layer, &[0, 1], m.as_ref()).unwrap()
+            compute_cams(&model, &x, layer, &classes(&[0, 1]), m.as_ref()).unwrap()
         };
         let (a, b) = (run(Head::Logits), run(Head::FixedReshape));
         for (ca, cb) in a.iter().zip(&b) {
@@ -235,9 +232,9 @@ fn extra_passes_are_shared_by_the_targets_of_a_call() {
     let x = square(6);
     for name in ["scorecam", "ablationcam"] {
         let m = method(name).unwrap();
-        let both = compute_cams(&model, &x, layer, &[0, 1], m.as_ref()).unwrap();
+        let both = compute_cams(&model, &x, layer, &classes(&[0, 1]), m.as_ref()).unwrap();
         for (i, t) in [0usize, 1].into_iter().enumerate() {
-            let one = compute_cams(&model, &x, layer, &[t], m.as_ref()).unwrap();
+            let one = compute_cams(&model, &x, layer, &classes(&[t]), m.as_ref()).unwrap();
             assert_eq!(both[i], one[0], "{name} class {t}");
         }
     }
@@ -254,11 +251,24 @@ fn run_cams_explains_the_top_classes_from_one_config() {
     let run = run_cams(&model, &square(1), &cfg).unwrap();
     assert_eq!(run.method, "gradcam++");
     assert_eq!(run.layer_label, "pool");
-    let top: Vec<usize> = run.prediction.top(2).into_iter().map(|(c, _)| c).collect();
-    assert_eq!(run.cams.iter().map(|c| c.target).collect::<Vec<_>>(), top);
+    let top: Vec<usize> = run
+        .prediction
+        .as_ref()
+        .unwrap()
+        .top(2)
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
+    assert_eq!(
+        run.cams
+            .iter()
+            .map(|c| c.class.unwrap())
+            .collect::<Vec<_>>(),
+        top
+    );
     let cfg = CamConfig {
         layer: Some("conv".into()),
-        targets: vec![0],
+        targets: classes(&[0]),
         ..CamConfig::default()
     };
     let run = run_cams(&model, &square(1), &cfg).unwrap();
@@ -277,7 +287,7 @@ fn class_out_of_range_is_an_error_naming_the_class_count() {
         &model,
         &square(1),
         layer,
-        &[3],
+        &classes(&[3]),
         method("gradcam").unwrap().as_ref(),
     )
     .unwrap_err()
@@ -287,7 +297,7 @@ fn class_out_of_range_is_an_error_naming_the_class_count() {
         "{e}"
     );
     let cfg = SaliencyConfig {
-        target: Some(7),
+        target: Some(std::sync::Arc::new(Class(7))),
         ..SaliencyConfig::default()
     };
     let e = vanilla_gradient(&model, &square(1), &cfg)
@@ -305,7 +315,7 @@ fn a_class_without_positive_evidence_gives_an_all_zero_map() {
             &model,
             &square(1),
             layer,
-            &[2],
+            &classes(&[2]),
             method(name).unwrap().as_ref(),
         )
         .unwrap()
@@ -324,7 +334,7 @@ fn layers_and_models_without_maps_are_rejected() {
         &model,
         &square(1),
         gap,
-        &[0],
+        &classes(&[0]),
         method("gradcam").unwrap().as_ref(),
     )
     .unwrap_err()
@@ -361,7 +371,7 @@ fn layers_and_models_without_maps_are_rejected() {
         &model,
         &Tensor::zeros(&[2, 1, S, S]),
         layer,
-        &[0],
+        &classes(&[0]),
         method("gradcam").unwrap().as_ref(),
     )
     .unwrap_err()
@@ -431,46 +441,6 @@ fn layered(top: Option<(&[f32], &[f32])>, seed: u64) -> Model {
     Model::from_proto(g.build(13)).unwrap()
 }
 
-/// Spearman rank correlation (average ranks for ties; 0 when either side is constant).
-fn spearman(a: &[f32], b: &[f32]) -> f64 {
-    fn ranks(v: &[f32]) -> Vec<f64> {
-        let mut idx: Vec<usize> = (0..v.len()).collect();
-        idx.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
-        let mut r = vec![0.0; v.len()];
-        let mut i = 0;
-        while i < idx.len() {
-            let mut j = i;
-            while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
-                j += 1;
-            }
-            for &k in &idx[i..=j] {
-                r[k] = (i + j) as f64 / 2.0;
-            }
-            i = j + 1;
-        }
-        r
-    }
-    pearson64(&ranks(a), &ranks(b))
-}
-
-fn pearson64(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
-    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-    if va == 0.0 || vb == 0.0 {
-        0.0
-    } else {
-        cov / (va * vb).sqrt()
-    }
-}
-
-fn pearson(a: &[f32], b: &[f32]) -> f64 {
-    let f = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-    pearson64(&f(a), &f(b))
-}
-
 #[test]
 fn randomising_the_top_layers_changes_the_gradcam_map() {
     // The "trained" top: mix channel k reads filter k's centre tap; class 0 reads the bright
@@ -488,7 +458,7 @@ fn randomising_the_top_layers_changes_the_gradcam_map() {
     let g = method("gradcam").unwrap();
     let cam_of = |m: &Model| {
         let layer = m.layer("mix").unwrap().value;
-        compute_cams(m, &x, layer, &[0], g.as_ref())
+        compute_cams(m, &x, layer, &classes(&[0]), g.as_ref())
             .unwrap()
             .remove(0)
             .normalized(S, S)
@@ -520,7 +490,7 @@ fn integrated_gradients_are_complete() {
     let x = square(3);
     for target in [0, 1] {
         let cfg = SaliencyConfig {
-            target: Some(target),
+            target: Some(std::sync::Arc::new(Class(target))),
             steps: 64,
             batch_size: 10,
             ..SaliencyConfig::default()
@@ -540,7 +510,7 @@ fn integrated_gradients_are_complete() {
     }
     // The same with one image per pass.
     let cfg = SaliencyConfig {
-        target: Some(0),
+        target: Some(std::sync::Arc::new(Class(0))),
         steps: 8,
         ..SaliencyConfig::default()
     };
@@ -556,7 +526,7 @@ fn smoothgrad_is_seeded_and_independent_of_the_batch_size() {
     let model = toy(Head::Logits);
     let x = square(3);
     let cfg = SaliencyConfig {
-        target: Some(0),
+        target: Some(std::sync::Arc::new(Class(0))),
         samples: 12,
         batch_size: 5,
         seed: 3,
@@ -584,14 +554,14 @@ fn every_saliency_method_runs_and_points_at_the_square() {
     let model = toy(Head::Softmax);
     let x = square(1);
     let cfg = SaliencyConfig {
-        target: Some(0),
+        target: Some(std::sync::Arc::new(Class(0))),
         samples: 8,
         steps: 16,
         ..SaliencyConfig::default()
     };
-    for &name in saliency_method_names() {
+    for name in saliency_method_names() {
         let s = compute_saliency(&model, &x, name, &cfg).unwrap();
-        assert_eq!((s.target, s.map.len()), (0, S * S), "{name}");
+        assert_eq!((s.class, s.map.len()), (Some(0), S * S), "{name}");
         assert!(s.map.iter().all(|v| v.is_finite() && *v >= 0.0), "{name}");
         let n = s.normalized();
         assert!(
@@ -616,47 +586,17 @@ fn every_saliency_method_runs_and_points_at_the_square() {
 // Real models
 // ---------------------------------------------------------------------------------------------
 
-/// Path of a file in the shared folder beside the repository; missing files fail the test when
-/// `CI=true` and skip it elsewhere.
-fn shared(rel: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")).join(rel);
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("required test input {} is missing (CI=true)", p.display());
-    }
-    eprintln!("skipping: {} not found", p.display());
-    None
-}
-
 /// The reference scripts' EfficientNet input: chelsea.png rows 38..262, cols 113..337,
 /// `((u8 / 255) − mean) / std` in f32, NCHW (bit-exact with `refcommon.eff_input`).
 fn effnet_input() -> Option<Tensor> {
-    let path = shared("images/chelsea.png")?;
-    let img = convscope_image::image::open(path)
-        .expect("decode chelsea.png")
-        .to_rgb8();
+    let mut chw = hwc_to_chw(&chelsea_crop(38, 262, 113, 337)?, 224, 224, 3);
     let (mean, std) = ([0.485f32, 0.456, 0.406], [0.229f32, 0.224, 0.225]);
-    let mut chw = vec![0.0f32; 3 * 224 * 224];
-    for y in 0..224 {
-        for x in 0..224 {
-            let px = img.get_pixel((113 + x) as u32, (38 + y) as u32);
-            for c in 0..3 {
-                chw[(c * 224 + y) * 224 + x] = (px[c] as f32 / 255.0 - mean[c]) / std[c];
-            }
+    for (c, plane) in chw.chunks_mut(224 * 224).enumerate() {
+        for v in plane {
+            *v = (*v - mean[c]) / std[c];
         }
     }
     Some(Tensor::new(vec![1, 3, 224, 224], chw).unwrap())
-}
-
-fn reference() -> serde_json::Value {
-    let p = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/data/reference/gradcam_efficientnet_lite0.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(p).expect("reference JSON is committed"))
-        .expect("valid JSON")
 }
 
 #[test]
@@ -688,7 +628,7 @@ fn efficientnet_sees_the_cat_and_gradcam_points_at_it() {
     );
     let g = method("gradcam").unwrap();
     let t0 = Instant::now();
-    let cam = compute_cams(&model, &x, layer.value, &[285], g.as_ref())
+    let cam = compute_cams(&model, &x, layer.value, &classes(&[285]), g.as_ref())
         .unwrap()
         .remove(0);
     let t1 = t0.elapsed();
@@ -697,7 +637,7 @@ fn efficientnet_sees_the_cat_and_gradcam_points_at_it() {
         &model,
         &x,
         layer.value,
-        &[281, 282, 285, 287, 552],
+        &classes(&[281, 282, 285, 287, 552]),
         g.as_ref(),
     )
     .unwrap();
@@ -736,14 +676,14 @@ fn vgg16_ends_in_softmax_and_is_explained_through_its_logits() {
         &model,
         &x,
         layer.value,
-        &[0, 3],
+        &classes(&[0, 3]),
         method("gradcam").unwrap().as_ref(),
     )
     .unwrap();
     assert_eq!((cams[0].height, cams[0].width), (7, 7));
     // Guided Grad-CAM in the NHWC layout.
     let cfg = SaliencyConfig {
-        target: Some(0),
+        target: Some(std::sync::Arc::new(Class(0))),
         layer: Some(layer.value),
         ..SaliencyConfig::default()
     };
@@ -761,7 +701,7 @@ fn compare_with_pytorch_grad_cam(methods: &[&str]) {
     };
     let Some(x) = effnet_input() else { return };
     let model = Model::load(&path).unwrap();
-    let reference = reference();
+    let reference = reference_json("gradcam_efficientnet_lite0.json");
     let first8: Vec<f32> = reference["input_stats"]["first8"]
         .as_array()
         .unwrap()
@@ -783,8 +723,14 @@ fn compare_with_pytorch_grad_cam(methods: &[&str]) {
             .map(|r| r["target"].as_u64().unwrap() as usize)
             .collect();
         let t0 = Instant::now();
-        let cams =
-            compute_cams(&model, &x, layer, &targets, method(name).unwrap().as_ref()).unwrap();
+        let cams = compute_cams(
+            &model,
+            &x,
+            layer,
+            &classes(&targets),
+            method(name).unwrap().as_ref(),
+        )
+        .unwrap();
         let dt = t0.elapsed();
         for (cam, rec) in cams.iter().zip(recs) {
             let want: Vec<f32> = rec["cam"]
@@ -793,7 +739,7 @@ fn compare_with_pytorch_grad_cam(methods: &[&str]) {
                 .iter()
                 .map(|v| v.as_f64().unwrap() as f32)
                 .collect();
-            let r = pearson(&cam.raw, &want);
+            let r = pearson_f32(&cam.raw, &want);
             let max = want.iter().copied().fold(0.0f32, f32::max);
             let diff = cam
                 .raw
@@ -840,4 +786,78 @@ fn efficientnet_cams_match_pytorch_grad_cam() {
 #[ignore]
 fn efficientnet_scorecam_matches_pytorch_grad_cam() {
     compare_with_pytorch_grad_cam(&["scorecam"]);
+}
+
+#[test]
+fn targets_beyond_one_class_explain_any_scalar() {
+    use convscope_methods::target::{Classes, OutputElement, TargetRef};
+    use std::sync::Arc;
+    let model = toy(Head::Logits);
+    let x = square(4);
+    let layer = model.layer("pool").unwrap().value;
+    // Grad-CAM of an element of the output value itself equals Grad-CAM of that class.
+    let element: TargetRef = Arc::new(OutputElement {
+        value: "y".into(),
+        index: 0,
+    });
+    for name in ["gradcam", "scorecam", "ablationcam", "layercam"] {
+        let m = method(name).unwrap();
+        let by_class = compute_cams(&model, &x, layer, &classes(&[0]), m.as_ref()).unwrap();
+        let by_value = compute_cams(
+            &model,
+            &x,
+            layer,
+            std::slice::from_ref(&element),
+            m.as_ref(),
+        )
+        .unwrap();
+        assert_eq!(by_class[0].raw, by_value[0].raw, "{name}");
+        assert_eq!(by_value[0].class, None);
+        assert_eq!(by_value[0].target, "y[0]");
+    }
+    // HiRes-CAM is linear in the gradient (no ReLU of weights, the map before its ReLU is
+    // Σ g·A): the map of classes {0, 1} is relu(m0 + m1) where m0 and m1 are the maps before
+    // the ReLU. Class 0 and class 1 see disjoint evidence (bright square, dark background), so
+    // each map is its own pre-ReLU map where it is positive.
+    let m = method("hirescam").unwrap();
+    let both: TargetRef = Arc::new(Classes(vec![0, 1]));
+    let sum = compute_cams(&model, &x, layer, &[both], m.as_ref()).unwrap();
+    let single = compute_cams(&model, &x, layer, &classes(&[0, 1]), m.as_ref()).unwrap();
+    assert_eq!(sum[0].target, "0+1");
+    let s: f32 = sum[0].raw.iter().sum();
+    let parts: f32 = single.iter().flat_map(|c| c.raw.iter()).sum();
+    assert!(
+        (s - parts).abs() <= 1e-4 * parts.abs().max(1.0),
+        "{s} vs {parts}"
+    );
+    // A hidden value as the target: one unit of the pooled map, explained at the conv layer.
+    let conv = model.layer("conv").unwrap().value;
+    let unit: TargetRef = Arc::new(OutputElement {
+        value: "p".into(),
+        index: 2 * 8 + 3,
+    });
+    let cams = compute_cams(
+        &model,
+        &x,
+        conv,
+        &[unit],
+        method("gradcam").unwrap().as_ref(),
+    );
+    let cams = cams.unwrap();
+    assert!(cams[0].score > 0.0);
+    // Out-of-range elements name the value and its size.
+    let bad: TargetRef = Arc::new(OutputElement {
+        value: "y".into(),
+        index: 3,
+    });
+    let e = compute_cams(
+        &model,
+        &x,
+        layer,
+        &[bad],
+        method("gradcam").unwrap().as_ref(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("'y' holds 3 values"), "{e}");
 }

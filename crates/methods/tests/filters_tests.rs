@@ -3,6 +3,7 @@
 use convscope_engine::Model;
 use convscope_methods::filters::{visualize_filters, FiltersConfig, Optimizer};
 use convscope_onnx::{AttributeProto, Dim, GraphBuilder, TensorProto};
+use convscope_test_support::pearson;
 
 /// Two 5×5 filters over RGB with stride 5 on a 10×10 image (a 2×2 map): filter 0 is a diagonal
 /// red-minus-blue pattern, filter 1 a horizontal green stripe pattern.
@@ -40,15 +41,6 @@ fn model() -> Model {
     )
     .node("Relu", "relu", &["c"], &["y"], vec![]);
     Model::from_proto(g.build(13)).expect("valid model")
-}
-
-fn pearson(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
-    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-    cov / (va * vb).sqrt()
 }
 
 /// The pattern tiled over the 10×10 image, in the image's HWC order.

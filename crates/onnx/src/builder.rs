@@ -43,6 +43,20 @@ impl GraphBuilder {
         self
     }
 
+    /// Adds a graph input of element type `elem_type` (a [`data_type`] constant), e.g. a
+    /// UINT8 image input that the graph casts to float itself.
+    ///
+    /// ```
+    /// use convscope_onnx::{data_type, Dim, GraphBuilder};
+    /// let mut g = GraphBuilder::new("u8");
+    /// g.typed_input("pixels", data_type::UINT8, &[Dim::Value(1), Dim::Value(3)]);
+    /// assert_eq!(g.build(13).graph.input[0].elem_type, data_type::UINT8);
+    /// ```
+    pub fn typed_input(&mut self, name: &str, elem_type: i32, dims: &[Dim]) -> &mut Self {
+        self.graph.input.push(ValueInfo::new(name, elem_type, dims));
+        self
+    }
+
     /// Adds a FLOAT graph output.
     pub fn output(&mut self, name: &str, dims: &[Dim]) -> &mut Self {
         self.graph

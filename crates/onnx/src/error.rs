@@ -27,12 +27,15 @@ pub enum Error {
     NotOnnx(String),
 
     /// A file could not be read.
-    #[error("cannot read {}", path.display())]
+    ///
+    /// The message includes `error`'s, so `error` is not also reported as
+    /// [`std::error::Error::source`] (a chain printer would show it twice).
+    #[error("cannot read {}: {error}", path.display())]
     Io {
         /// The file that could not be read.
         path: PathBuf,
         /// The underlying I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// A tensor's external data reference is invalid or its file cannot be read.

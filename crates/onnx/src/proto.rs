@@ -359,11 +359,13 @@ impl ModelProto {
     ///
     /// [`Error::Io`] when the model file cannot be read, the errors of
     /// [`ModelProto::decode`], and [`Error::ExternalData`] when an external reference is
-    /// absolute, contains `..`, points past the end of its file, or cannot be read.
+    /// absolute, contains `..`, leads outside the model's folder through a symlink (every
+    /// location is resolved, symlinks included, and must stay inside the resolved folder), is
+    /// not a regular file, points past the end of its file, or cannot be read.
     pub fn load(path: &Path) -> Result<ModelProto> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        let bytes = std::fs::read(path).map_err(|error| Error::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let mut model = Self::decode(&bytes)?;
         drop(bytes);

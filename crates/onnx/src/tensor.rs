@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::proto::TensorProto;
@@ -309,6 +309,42 @@ impl TensorProto {
         Ok(values)
     }
 
+    /// The first element that is NaN or infinite once converted to `f32` (the precision the
+    /// engine computes in; a DOUBLE beyond `f32::MAX` counts as infinite), as its row-major
+    /// index and converted value. `None` for integer tensors, for finite data, and for data
+    /// that is not loaded or not decodable (which [`TensorProto::values`] reports).
+    ///
+    /// Reads the stored bytes in place, without decoding the tensor into a new buffer.
+    ///
+    /// ```
+    /// use convscope_onnx::TensorProto;
+    /// let t = TensorProto::from_f32("w", &[3], &[1.0, f32::NAN, f32::INFINITY]);
+    /// let (index, value) = t.first_nonfinite().unwrap();
+    /// assert_eq!(index, 1);
+    /// assert!(value.is_nan());
+    /// assert_eq!(TensorProto::from_f32("w", &[1], &[2.0]).first_nonfinite(), None);
+    /// ```
+    pub fn first_nonfinite(&self) -> Option<(usize, f32)> {
+        let Some(Layout::Float { size, raw, .. }) = layout(self.data_type) else {
+            return None;
+        };
+        let first = |values: &mut dyn Iterator<Item = f32>| {
+            values.enumerate().find(|(_, v)| !v.is_finite())
+        };
+        if !self.raw_data.is_empty() {
+            return first(&mut self.raw_data.chunks_exact(size).map(raw));
+        }
+        match self.data_type {
+            data_type::FLOAT => first(&mut self.float_data.iter().copied()),
+            data_type::DOUBLE => first(&mut self.double_data.iter().map(|&v| v as f32)),
+            data_type::FLOAT16 => first(&mut self.int32_data.iter().map(|&v| f16_to_f32(v as u16))),
+            data_type::BFLOAT16 => {
+                first(&mut self.int32_data.iter().map(|&v| bf16_to_f32(v as u16)))
+            }
+            _ => None,
+        }
+    }
+
     /// Checked before converting, so a bogus dims product never drives an allocation.
     fn check_raw_len(&self, count: usize, size: usize) -> Result<()> {
         let expected = count.checked_mul(size);
@@ -380,13 +416,16 @@ impl TensorProto {
         }
         let location = location.ok_or_else(|| fail("no `location` key".into()))?;
         check_location(location).map_err(fail)?;
-        let path = base_dir.join(location);
+        let path = resolve_inside(base_dir, location).map_err(fail)?;
         let describe = |e: std::io::Error| fail(format!("cannot read {}: {e}", path.display()));
         // Checked before opening: opening a FIFO or device planted next to a model would block
         // or stream forever.
         let meta = std::fs::metadata(&path).map_err(describe)?;
         if !meta.is_file() {
-            return Err(fail(format!("{} is not a regular file", path.display())));
+            return Err(fail(format!(
+                "location {location:?} is not a regular file ({})",
+                path.display()
+            )));
         }
         let file_len = meta.len();
         let mut file = File::open(&path).map_err(describe)?;
@@ -413,6 +452,43 @@ impl TensorProto {
         self.data_location = 0;
         Ok(())
     }
+}
+
+/// The real path of `location` inside `base_dir`, with every symlink resolved, when it stays
+/// inside the (equally resolved) model folder.
+///
+/// [`check_location`] only judges the text of the location; a symlink planted beside the model
+/// (`link.bin -> /etc/passwd`) or a symlinked folder on the way (`dirlink/x.bin`) would still lead
+/// elsewhere. Symlinks that stay inside the folder are fine. The file is then opened by its
+/// resolved path, so no symlink is followed after this check.
+fn resolve_inside(base_dir: &Path, location: &str) -> std::result::Result<PathBuf, String> {
+    // `Path::new("model.onnx").parent()` is the empty path: the current folder.
+    let base_dir = if base_dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        base_dir
+    };
+    let base = base_dir.canonicalize().map_err(|e| {
+        format!(
+            "cannot resolve the model's folder {}: {e}",
+            base_dir.display()
+        )
+    })?;
+    let joined = base_dir.join(location);
+    let real = joined.canonicalize().map_err(|e| {
+        format!(
+            "location {location:?}: cannot read {}: {e}",
+            joined.display()
+        )
+    })?;
+    if !real.starts_with(&base) {
+        return Err(format!(
+            "location {location:?} leads outside the model's folder {} (it resolves to {}, through a symlink)",
+            base.display(),
+            real.display()
+        ));
+    }
+    Ok(real)
 }
 
 /// External data must stay inside the model's directory: a model downloaded from the internet
@@ -701,6 +777,70 @@ mod tests {
             ..tensor(FLOAT, &[1])
         };
         assert!(matches!(external.values(), Err(Error::ExternalData { .. })));
+    }
+
+    #[test]
+    fn first_nonfinite_reads_every_float_encoding() {
+        let nan16 = 0x7e00u16;
+        let inf_bf16 = 0x7f80u16;
+        let cases: Vec<(TensorProto, Option<usize>)> = vec![
+            (
+                TensorProto::from_f32("a", &[3], &[1.0, 2.0, f32::NEG_INFINITY]),
+                Some(2),
+            ),
+            (TensorProto::from_f32("a", &[2], &[1.0, 2.0]), None),
+            (
+                TensorProto {
+                    float_data: vec![0.0, f32::NAN],
+                    ..tensor(FLOAT, &[2])
+                },
+                Some(1),
+            ),
+            (
+                TensorProto {
+                    // Finite as a double, infinite as the f32 the engine computes in.
+                    double_data: vec![1.0, 1e300],
+                    ..tensor(DOUBLE, &[2])
+                },
+                Some(1),
+            ),
+            (
+                TensorProto {
+                    raw_data: [f64::NAN, 0.0]
+                        .iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect(),
+                    ..tensor(DOUBLE, &[2])
+                },
+                Some(0),
+            ),
+            (
+                TensorProto {
+                    int32_data: vec![0x3c00, i32::from(nan16)],
+                    ..tensor(FLOAT16, &[2])
+                },
+                Some(1),
+            ),
+            (
+                TensorProto {
+                    raw_data: [0x3f80u16, inf_bf16]
+                        .iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect(),
+                    ..tensor(BFLOAT16, &[2])
+                },
+                Some(1),
+            ),
+            (
+                TensorProto::from_i64("i", &[2], &[i64::MAX, i64::MIN]),
+                None,
+            ),
+        ];
+        for (t, want) in cases {
+            let got = t.first_nonfinite();
+            assert_eq!(got.map(|g| g.0), want, "{}", data_type::name(t.data_type));
+            assert!(got.is_none_or(|(_, v)| !v.is_finite()));
+        }
     }
 
     #[test]

@@ -1,59 +1,35 @@
 //! Helpers for running the real `convscope` binary in a scratch folder, ripgrep-style, plus the
 //! tiny models, inputs and golden-image checks the integration tests share.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use convscope_onnx::{AttributeProto as A, Dim, GraphBuilder, ModelProto, TensorProto};
+pub use convscope_test_support::json::{f32s, read_json, strs, usizes};
+pub use convscope_test_support::{chelsea_crop, reference, shared, Goldens, TempDir};
 
 // ---------------------------------------------------------------------------------------------
 // Scratch folders and running the binary
 // ---------------------------------------------------------------------------------------------
 
-static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+/// A scratch folder ([`TempDir`], removed on drop) that also writes models and `.npy` inputs
+/// and runs the binary inside itself.
+pub struct TestDir(TempDir);
 
-/// A fresh, empty folder under the system temp dir, removed (with its contents) on drop.
-pub struct TestDir {
-    root: PathBuf,
+impl std::ops::Deref for TestDir {
+    type Target = TempDir;
+
+    fn deref(&self) -> &TempDir {
+        &self.0
+    }
 }
 
 impl TestDir {
-    /// A new folder whose name includes `name`, the process id and a counter (unique even when
-    /// tests run in parallel or several test binaries run at once).
+    /// A new, empty folder whose name includes `name`.
     pub fn new(name: &str) -> TestDir {
-        let n = NEXT_DIR.fetch_add(1, Ordering::SeqCst);
-        let root = std::env::temp_dir().join(format!(
-            "convscope-cli-test-{name}-{}-{n}",
-            std::process::id()
-        ));
-        if root.exists() {
-            std::fs::remove_dir_all(&root).expect("remove stale test dir");
-        }
-        std::fs::create_dir_all(&root).expect("create test dir");
-        TestDir { root }
-    }
-
-    /// The folder itself.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// A path inside the folder (not created).
-    pub fn path(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
-    }
-
-    /// Writes `bytes` to `rel` inside the folder and returns the full path.
-    pub fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.path(rel);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).expect("create parent");
-        }
-        std::fs::write(&p, bytes).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
-        p
+        TestDir(TempDir::new(&format!("cli-{name}")))
     }
 
     /// Writes an ONNX model to `rel`.
@@ -72,13 +48,7 @@ impl TestDir {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        run_in(&self.root, args)
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
+        run_in(self.root(), args)
     }
 }
 
@@ -167,39 +137,29 @@ pub fn list(dir: &Path) -> Vec<String> {
     v
 }
 
-/// Reads and parses a JSON file.
-pub fn read_json(path: &Path) -> serde_json::Value {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Shared inputs (real models and images)
-// ---------------------------------------------------------------------------------------------
-
-/// Path of a file under the workspace's sibling `shared/` folder.
-///
-/// Missing files fail the test when `CI=true` and skip it (returning `None`) elsewhere.
-pub fn shared(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared")
-        .join(rel);
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("required test input {} is missing (CI=true)", p.display());
-    }
-    eprintln!("skipping: {} not found", p.display());
-    None
-}
-
-/// Path of a file in the repository's `tests/data/reference/`.
-pub fn reference(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/data/reference")
-        .join(name)
+/// The files a run wrote into an output folder it owns: every entry of `dir` but the
+/// `.convscope-files` manifest, after checking that the manifest lists exactly those entries
+/// (so the next run in the folder replaces this run's whole set).
+pub fn outputs(dir: &Path) -> Vec<String> {
+    let all = list(dir);
+    let manifest: Vec<String> = serde_json::from_slice(
+        &std::fs::read(dir.join(".convscope-files"))
+            .unwrap_or_else(|e| panic!("{} has no .convscope-files: {e}", dir.display())),
+    )
+    .expect("the manifest is a JSON list of names");
+    let mut listed = manifest.clone();
+    listed.sort();
+    let rest: Vec<String> = all
+        .into_iter()
+        .filter(|f| f != ".convscope-files")
+        .collect();
+    assert_eq!(
+        listed,
+        rest,
+        "the manifest of {} lists what is there",
+        dir.display()
+    );
+    rest
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -423,76 +383,9 @@ pub fn unsupported_model() -> ModelProto {
 // Golden images
 // ---------------------------------------------------------------------------------------------
 
-/// Compares the PNG at `actual` pixel for pixel with `tests/golden/<name>`.
-///
-/// With `CONVSCOPE_UPDATE_GOLDENS=1` the golden is (re)written instead. On a mismatch the actual
-/// image is copied to `tests/output/<name>` and the error describes the difference; the caller
-/// collects errors so that one run reports (and saves) every mismatching image.
+/// Compares the PNG at `actual` pixel for pixel with `tests/golden/<name>` (see
+/// [`Goldens::check_file`]; `CONVSCOPE_UPDATE_GOLDENS=1` rewrites the golden). Returns the
+/// difference as an error, so a test can collect (and save) every mismatching image of a run.
 pub fn check_golden(actual: &Path, name: &str) -> Result<(), String> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let golden = manifest.join("tests/golden").join(name);
-    let bytes = std::fs::read(actual).map_err(|e| format!("{name}: cannot read output: {e}"))?;
-    if std::env::var("CONVSCOPE_UPDATE_GOLDENS").is_ok_and(|v| v == "1") {
-        std::fs::create_dir_all(golden.parent().expect("golden dir")).expect("create golden dir");
-        std::fs::write(&golden, &bytes).expect("write golden");
-        eprintln!("updated golden {}", golden.display());
-        return Ok(());
-    }
-    let got = image::load_from_memory(&bytes)
-        .map_err(|e| format!("{name}: output is not a readable PNG: {e}"))?
-        .to_rgb8();
-    let save_actual = || {
-        let out = manifest.join("tests/output").join(name);
-        std::fs::create_dir_all(out.parent().expect("output dir")).expect("create output dir");
-        std::fs::write(&out, &bytes).expect("write actual image");
-        out
-    };
-    let want = match image::open(&golden) {
-        Ok(img) => img.to_rgb8(),
-        Err(e) => {
-            let out = save_actual();
-            return Err(format!(
-                "{name}: no readable golden at {} ({e}); actual image written to {}. \
-                 Run with CONVSCOPE_UPDATE_GOLDENS=1 to create it (see tests/golden/README.md)",
-                golden.display(),
-                out.display()
-            ));
-        }
-    };
-    if got.dimensions() != want.dimensions() {
-        let out = save_actual();
-        return Err(format!(
-            "{name}: size {}x{} differs from the golden's {}x{}; actual image written to {}",
-            got.width(),
-            got.height(),
-            want.width(),
-            want.height(),
-            out.display()
-        ));
-    }
-    let mut diff = 0usize;
-    let mut first = None;
-    let mut worst = 0u8;
-    for (x, y, p) in got.enumerate_pixels() {
-        let q = want.get_pixel(x, y);
-        if p != q {
-            diff += 1;
-            first.get_or_insert((x, y, p.0, q.0));
-            for c in 0..3 {
-                worst = worst.max(p.0[c].abs_diff(q.0[c]));
-            }
-        }
-    }
-    if diff == 0 {
-        return Ok(());
-    }
-    let out = save_actual();
-    let (x, y, p, q) = first.expect("a differing pixel");
-    Err(format!(
-        "{name}: {diff} of {} pixels differ (largest channel difference {worst}); first at \
-         ({x},{y}): got {p:?}, golden {q:?}. Actual image written to {}; compare it with {}",
-        got.width() * got.height(),
-        out.display(),
-        golden.display()
-    ))
+    Goldens::of_crate(env!("CARGO_MANIFEST_DIR")).check_file(actual, name)
 }

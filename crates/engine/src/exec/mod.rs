@@ -1,5 +1,7 @@
 //! The exec layer: running a plan. The forward pass over the plan's steps (here), the tape and
-//! its backward pass ([`tape`]), and one filter per batch item ([`mod@slice`]).
+//! its backward pass ([`tape`]), one filter per batch item ([`mod@slice`]), the memory a pass
+//! will take, worked out from shapes and the plan ([`estimate`]), and the node-by-node search
+//! for the first NaN or infinity ([`nonfinite`]).
 //!
 //! The executor decides nothing about fusion: each step carries its fused forms, and the pass
 //! runs the first that its kernels accept (see `plan`).
@@ -15,15 +17,19 @@ use crate::runtime::pool::on_pool;
 use crate::runtime::profile;
 use crate::tensor::{Tensor, Value};
 
+pub(crate) mod estimate;
+pub(crate) mod nonfinite;
 pub(crate) mod slice;
 pub(crate) mod tape;
 
+pub use estimate::{MemoryEstimate, Pass};
+pub use nonfinite::NonFinite;
 pub use slice::{FilterSlice, SliceTape};
 pub use tape::{Gradients, ReluRule, Tape};
 
 /// What a forward pass leaves: every value still held (all of them in a taped pass), the
 /// flop count (taped passes only), and which nodes ran inside the node before them.
-pub(crate) struct Pass {
+pub(crate) struct Executed {
     pub store: Vec<Option<Value>>,
     pub flops: u64,
     pub fused: Vec<bool>,
@@ -37,7 +43,7 @@ pub(crate) fn execute(
     config: &ExecConfig,
     leaves: Vec<(ValueId, Value)>,
     keep: bool,
-) -> Result<Pass> {
+) -> Result<Executed> {
     on_pool(|| execute_here(graph, plan, config, leaves, keep))
 }
 
@@ -47,7 +53,7 @@ fn execute_here(
     config: &ExecConfig,
     leaves: Vec<(ValueId, Value)>,
     keep: bool,
-) -> Result<Pass> {
+) -> Result<Executed> {
     let mut store: Vec<Option<Value>> = vec![None; graph.values.len()];
     for (id, v) in leaves {
         store[id.0] = Some(v);
@@ -126,7 +132,7 @@ fn execute_here(
         }
         free_inputs(graph, plan, ni, pos, &mut store);
     }
-    Ok(Pass {
+    Ok(Executed {
         store,
         flops,
         fused,

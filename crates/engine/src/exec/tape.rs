@@ -51,7 +51,7 @@ impl<'m> Tape<'m> {
         graph: &'m Graph,
         plan: Arc<Plan>,
         config: ExecConfig,
-        pass: super::Pass,
+        pass: super::Executed,
     ) -> Tape<'m> {
         Tape {
             graph,

@@ -1,11 +1,59 @@
-//! The model's image input: its layout, channels and declared size, as read from the graph.
+//! The model's image input: its layout, channels and declared size, as read from the graph,
+//! and what it declares beyond that: the element type, and the dimensions exactly as written
+//! (also the ones too large to use).
 
-use convscope_onnx::Dim;
+use convscope_onnx::{data_type, Dim};
 
 use super::Node;
 use crate::error::{Error, Result};
 use crate::ops::ExecConfig;
 use crate::tensor::{Tensor, Value};
+
+/// Largest input height or width taken from a file's declaration (larger ones are treated as
+/// undeclared, see [`InputSpec::declared_dims`]).
+pub const MAX_INPUT_SIDE: usize = 1 << 16;
+
+/// The element type a model declares for its input.
+///
+/// The engine always computes in `f32` and feeds the input tensor as given; the type tells
+/// input preparation what the values should be (see `convscope_methods::input`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElemType {
+    /// FLOAT, DOUBLE, FLOAT16 or BFLOAT16, or no type declared.
+    Float,
+    /// UINT8: raw pixel values `0..=255` (the graph casts them to float itself).
+    Uint8,
+    /// Any other type, by its ONNX `TensorProto.DataType` code (INT64, INT32, INT8, BOOL...).
+    Other(i32),
+}
+
+impl ElemType {
+    /// The type of an ONNX `elem_type` code.
+    pub fn from_onnx(code: i32) -> ElemType {
+        match code {
+            0 | data_type::FLOAT | data_type::DOUBLE | data_type::FLOAT16 | data_type::BFLOAT16 => {
+                ElemType::Float
+            }
+            data_type::UINT8 => ElemType::Uint8,
+            other => ElemType::Other(other),
+        }
+    }
+
+    /// Upper-case ONNX name, e.g. `"UINT8"` (`"FLOAT"` for every float type).
+    ///
+    /// ```
+    /// use convscope_engine::ElemType;
+    /// assert_eq!(ElemType::from_onnx(7).name(), "INT64");
+    /// assert_eq!(ElemType::Uint8.name(), "UINT8");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        match self {
+            ElemType::Float => "FLOAT",
+            ElemType::Uint8 => "UINT8",
+            ElemType::Other(code) => data_type::name(*code),
+        }
+    }
+}
 
 /// Memory layout of the image input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +79,12 @@ pub struct InputSpec {
     pub width: Option<usize>,
     /// Declared batch size, if fixed.
     pub batch: Option<usize>,
+    /// The declared element type (what the values mean; the tensor is `f32` in any case).
+    pub elem_type: ElemType,
+    /// The dimensions exactly as the file declares them, in the file's order (`None` where
+    /// symbolic or unknown). Unlike `height` and `width`, sizes outside
+    /// `1..=`[`MAX_INPUT_SIDE`] are kept here, so a refusal can say what the model declared.
+    pub declared_dims: Vec<Option<i64>>,
 }
 
 impl InputSpec {
@@ -108,7 +162,9 @@ pub(super) fn describe_input(
             .map(|d| {
                 // Declared sizes beyond 65536 are corrupt; treat them as unknown.
                 if let Dim::Value(v) = d {
-                    (1..=1 << 16).contains(v).then_some(*v as usize)
+                    (1..=MAX_INPUT_SIDE as i64)
+                        .contains(v)
+                        .then_some(*v as usize)
                 } else {
                     None
                 }
@@ -153,5 +209,22 @@ pub(super) fn describe_input(
         height: h,
         width: w,
         batch: dims[0],
+        elem_type: ElemType::from_onnx(info.elem_type),
+        declared_dims: declared_dims(info),
     })
+}
+
+/// The input's dimensions as declared: `Some(v)` for a fixed size (whatever its value),
+/// `None` for a symbolic or unknown one; four unknowns when not even the rank is declared.
+fn declared_dims(info: &convscope_onnx::ValueInfo) -> Vec<Option<i64>> {
+    match &info.shape {
+        Some(d) => d
+            .iter()
+            .map(|d| match d {
+                Dim::Value(v) => Some(*v),
+                _ => None,
+            })
+            .collect(),
+        None => vec![None; 4],
+    }
 }

@@ -7,6 +7,7 @@ use convscope_onnx::{ModelProto, NodeProto};
 
 use super::input::describe_input;
 use super::layers::build_layers;
+use super::load_options::{check_finite_weights, LoadOptions};
 use super::{node_error, Graph, Node, Source, ValueId, ValueInfo};
 use crate::error::{Error, Result, UnsupportedOp};
 use crate::ops::{registry, BuildCtx, ExecConfig};
@@ -16,8 +17,12 @@ use crate::tensor::{value_from_proto, Value};
 const MAX_FOLD_ELEMENTS: usize = 1 << 26;
 
 impl Graph {
-    /// Prepares a decoded model: checks every op, sorts the nodes, folds constants.
-    pub fn from_proto(proto: ModelProto) -> Result<Graph> {
+    /// Prepares a decoded model: checks every op (and, unless `options` allow them, that no
+    /// weight holds NaN or infinity), sorts the nodes, folds constants.
+    pub fn from_proto(proto: ModelProto, options: &LoadOptions) -> Result<Graph> {
+        if !options.allow_nonfinite {
+            check_finite_weights(&proto.graph)?;
+        }
         let opset = proto
             .opset_import
             .iter()
@@ -164,6 +169,7 @@ impl Graph {
                 inputs,
                 outputs,
                 op,
+                attrs: n.attribute.clone(),
             });
         }
         let outputs = graph

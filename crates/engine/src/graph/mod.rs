@@ -11,12 +11,16 @@ use crate::error::{Error, Result};
 use crate::ops::Op;
 use crate::tensor::{Tensor, Value};
 
+pub(crate) mod infer;
 mod input;
 pub(crate) mod layers;
 mod load;
+mod load_options;
 
-pub use input::{InputSpec, Layout};
+pub use infer::InferredValue;
+pub use input::{ElemType, InputSpec, Layout, MAX_INPUT_SIDE};
 pub use layers::{closest, Layer};
+pub use load_options::LoadOptions;
 
 /// Index of a value (an edge of the graph).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,6 +51,8 @@ pub(crate) struct Node {
     pub inputs: Vec<Option<ValueId>>,
     pub outputs: Vec<ValueId>,
     pub op: Box<dyn Op>,
+    /// The node's ONNX attributes, for shape inference without running the op ([`infer`]).
+    pub attrs: Vec<convscope_onnx::AttributeProto>,
 }
 
 /// A loaded ONNX graph (see the module).
@@ -174,6 +180,6 @@ pub(crate) fn node_error(node: &str, op: &str, e: Error) -> Error {
     Error::Node {
         node: node.to_string(),
         op: op.to_string(),
-        source: Box::new(e),
+        error: Box::new(e),
     }
 }

@@ -9,11 +9,12 @@ use convscope_onnx::ModelProto;
 
 use crate::error::{Error, Result};
 use crate::exec::{self, FilterSlice, Tape};
-use crate::graph::{Graph, InputSpec, Layer, ValueId};
+use crate::graph::{Graph, InputSpec, Layer, LoadOptions, ValueId};
 use crate::ops::ExecConfig;
 use crate::plan::{Plan, PlanKey};
 use crate::tensor::{Tensor, Value};
 
+mod inspect;
 mod summary;
 
 pub use summary::{LayerSummary, Summary};
@@ -54,9 +55,40 @@ impl Model {
     }
 
     /// Prepares a decoded model: checks every op, sorts the nodes, folds constants.
+    ///
+    /// Weights that hold NaN or infinity are refused ([`Error::NonFiniteWeight`]; see
+    /// [`Model::from_proto_with`] to load them anyway).
     pub fn from_proto(proto: ModelProto) -> Result<Model> {
+        Model::from_proto_with(proto, &LoadOptions::default())
+    }
+
+    /// [`Model::load`] with options.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Model::load`]; [`Error::NonFiniteWeight`] unless
+    /// [`LoadOptions::allow_nonfinite`].
+    pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Model> {
+        Model::from_proto_with(ModelProto::load(path)?, options)
+    }
+
+    /// [`Model::from_bytes`] with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Model::load_with`].
+    pub fn from_bytes_with(bytes: &[u8], options: &LoadOptions) -> Result<Model> {
+        Model::from_proto_with(ModelProto::decode(bytes)?, options)
+    }
+
+    /// [`Model::from_proto`] with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Model::load_with`].
+    pub fn from_proto_with(proto: ModelProto, options: &LoadOptions) -> Result<Model> {
         Ok(Model {
-            graph: Graph::from_proto(proto)?,
+            graph: Graph::from_proto(proto, options)?,
             config: ExecConfig::default(),
             plans: Mutex::new(PlanCache::default()),
         })
@@ -160,12 +192,24 @@ impl Model {
         leaves: &[(ValueId, Value)],
         keep: bool,
     ) -> Arc<Plan> {
+        let shapes = leaves
+            .iter()
+            .map(|(id, v)| (*id, v.shape().to_vec()))
+            .collect();
+        self.plan_for_shapes(targets, shapes, keep)
+    }
+
+    /// [`Model::plan`] from the leaves' shapes alone (what the memory estimate knows; the
+    /// pass it estimates then finds the same plan).
+    pub(crate) fn plan_for_shapes(
+        &self,
+        targets: &[ValueId],
+        leaves: Vec<(ValueId, Vec<usize>)>,
+        keep: bool,
+    ) -> Arc<Plan> {
         let key = PlanKey {
             targets: targets.to_vec(),
-            leaves: leaves
-                .iter()
-                .map(|(id, v)| (*id, v.shape().to_vec()))
-                .collect(),
+            leaves,
             keep,
             config: self.config,
         };
@@ -179,7 +223,7 @@ impl Model {
                 made.remove(&old);
             }
         }
-        let ids: Vec<ValueId> = leaves.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<ValueId> = key.leaves.iter().map(|(id, _)| *id).collect();
         let plan = Arc::new(Plan::new(&self.graph, targets, &ids, keep));
         order.push(key.clone());
         made.insert(key, Arc::clone(&plan));

@@ -4,7 +4,7 @@ use std::fmt;
 
 use super::Model;
 use crate::error::Result;
-use crate::graph::Layout;
+use crate::graph::{Layout, MAX_INPUT_SIDE};
 use crate::tensor::Tensor;
 
 /// One row of a [`Summary`].
@@ -35,6 +35,9 @@ pub struct Summary {
     pub layout: Layout,
     /// Whether the spatial size was declared by the file (otherwise a default was used).
     pub declared_size: bool,
+    /// A spatial size the file declares but convscope cannot use (a side beyond
+    /// [`MAX_INPUT_SIDE`]), as `(height, width)`; `None` otherwise.
+    pub unusable_size: Option<(i64, i64)>,
     /// Producer and version.
     pub producer: String,
     /// `ai.onnx` opset.
@@ -69,11 +72,21 @@ impl Model {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let (h_axis, w_axis) = match spec.layout {
+            Layout::Nchw => (2, 3),
+            Layout::Nhwc => (1, 2),
+        };
+        let dim = |a: usize| spec.declared_dims.get(a).copied().flatten();
+        let unusable_size = match (dim(h_axis), dim(w_axis)) {
+            (Some(h), Some(w)) if declared.is_none() => Some((h, w)),
+            _ => None,
+        };
         Ok(Summary {
             input: spec.name.clone(),
             input_shape: shape,
             layout: spec.layout,
             declared_size: declared.is_some(),
+            unusable_size,
             producer: self.producer().to_string(),
             opset: self.opset(),
             layers,
@@ -92,6 +105,24 @@ fn group_digits(n: usize) -> String {
         out.push(c);
     }
     out
+}
+
+/// Widest a text column of the table grows; longer entries are printed whole and only push
+/// their own row out of line.
+///
+/// Without a cap, one 70,000-character node name (or the `Relu+Relu+…` ops of a 200,000-node
+/// chain) became a format width beyond what `std::fmt` accepts (65,535), and printing panicked
+/// with "formatting width out of range".
+const MAX_COLUMN: usize = 48;
+
+/// Width of a column holding `texts` (in characters, as `std::fmt` pads), at least `min` and
+/// at most [`MAX_COLUMN`].
+fn column_width<'a>(texts: impl Iterator<Item = &'a str>, min: usize) -> usize {
+    texts
+        .map(|t| t.chars().count())
+        .max()
+        .unwrap_or(min)
+        .clamp(min, MAX_COLUMN)
 }
 
 impl fmt::Display for Summary {
@@ -115,26 +146,17 @@ impl fmt::Display for Summary {
             "Input: {} {:?} {layout}{}",
             self.input,
             self.input_shape,
-            if self.declared_size {
-                ""
-            } else {
-                " (size not declared; shapes shown at this size)"
+            match (self.declared_size, self.unusable_size) {
+                (true, _) => String::new(),
+                (false, Some((h, w))) => format!(
+                    " (declares {w}x{h}, beyond the {} pixels per side convscope runs; shapes shown at this size)",
+                    MAX_INPUT_SIDE
+                ),
+                (false, None) => " (size not declared; shapes shown at this size)".into(),
             }
         )?;
-        let name_w = self
-            .layers
-            .iter()
-            .map(|l| l.name.len())
-            .max()
-            .unwrap_or(5)
-            .max(5);
-        let ops_w = self
-            .layers
-            .iter()
-            .map(|l| l.ops.len())
-            .max()
-            .unwrap_or(2)
-            .max(2);
+        let name_w = column_width(self.layers.iter().map(|l| l.name.as_str()), 5);
+        let ops_w = column_width(self.layers.iter().map(|l| l.ops.as_str()), 2);
         let rule = "─".repeat(name_w + ops_w + 38);
         writeln!(f, "{rule}")?;
         writeln!(

@@ -28,7 +28,8 @@
 //! let model = Model::load("model.onnx".as_ref())?;
 //! let x = prepare_input(&model, "cat.png".as_ref(), &InputConfig::default())?.tensor;
 //! let layer = auto_layer(&model, &x)?;
-//! let cams = compute_cams(&model, &x, layer.value, &[285], method("gradcam")?.as_ref())?;
+//! let targets = convscope_methods::target::classes(&[285]);
+//! let cams = compute_cams(&model, &x, layer.value, &targets, method("gradcam")?.as_ref())?;
 //! let heat = cams[0].normalized(224, 224); // 0..1, ready for convscope_image::heatmap_rgb
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -58,9 +59,11 @@ pub use predict::{find_classifier, predict, prediction, ClassifierOutput, Output
 pub use score_cam::ScoreCam;
 pub use xgrad_cam::XGradCam;
 
-pub(crate) use predict::{check_class, first_output};
+pub(crate) use predict::first_output;
 
+use crate::batch::{fits, in_batches};
 use crate::error::{Error, Result};
+use crate::target::{Target, TargetRef, TargetSource};
 
 /// Batch size of the extra forward passes of Score-CAM and Ablation-CAM.
 pub const DEFAULT_BATCH: usize = 32;
@@ -90,7 +93,7 @@ pub trait CamMethod: Send + Sync {
     }
 }
 
-/// Everything a method sees for one image and one target class.
+/// Everything a method sees for one image and one target.
 pub struct CamContext<'a> {
     /// The model.
     pub model: &'a Model,
@@ -98,10 +101,10 @@ pub struct CamContext<'a> {
     pub input: &'a Tensor,
     /// The layer's value (an NCHW feature map).
     pub layer: ValueId,
-    /// The value holding the class scores (the pre-softmax logits when found).
+    /// The value the target reads (for a class: the pre-softmax logits when found).
     pub output: ValueId,
-    /// Number of classes.
-    pub classes: usize,
+    /// Numbers in that value per image (for a class: the number of classes).
+    pub output_len: usize,
     /// The activations `A` of the single image, `channels × height × width`.
     pub activations: &'a [f32],
     /// Channels of the layer.
@@ -113,8 +116,8 @@ pub struct CamContext<'a> {
     /// dScore/dA for the target, `channels × height × width`; `None` when the method does not
     /// use gradients.
     pub grads: Option<&'a [f32]>,
-    /// The target class.
-    pub target: usize,
+    /// What the map explains.
+    pub target: &'a dyn Target,
     /// The target's score for the unmodified input.
     pub score: f32,
     /// Batch size of extra forward passes (Score-CAM, Ablation-CAM).
@@ -123,9 +126,13 @@ pub struct CamContext<'a> {
     cache: &'a ScoreCache,
 }
 
-/// Class scores (`n × classes`) of batches of modified inputs or activations, by key.
+/// The target values (`n × output_len`) of batches of modified inputs or activations, by key
+/// and value.
 #[derive(Default)]
-struct ScoreCache(Mutex<HashMap<&'static str, Arc<Vec<f32>>>>);
+struct ScoreCache(Mutex<HashMap<ScoreKey, Arc<Vec<f32>>>>);
+
+/// A [`ScoreCache`] entry: the kind of modification and the value read.
+type ScoreKey = (&'static str, ValueId);
 
 impl CamContext<'_> {
     /// Elements of one channel (`height × width`).
@@ -171,9 +178,9 @@ impl CamContext<'_> {
     /// item in the model's input layout, batch axis excluded), in forward passes of
     /// [`CamContext::batch_size`] images.
     ///
-    /// The passes give every class's score; they run once per `key` and are reused for the
-    /// other targets of the same [`compute_cams`] call, so `fill` must not depend on the
-    /// target.
+    /// The passes give the whole target value (every class's score); they run once per `key`
+    /// and are reused for the other targets of the same [`compute_cams`] call, so `fill` must
+    /// not depend on the target.
     pub fn scores_for_inputs(
         &self,
         key: &'static str,
@@ -182,14 +189,9 @@ impl CamContext<'_> {
     ) -> Result<Vec<f32>> {
         let model = self.model;
         self.memo(key, n, &|| {
-            batched_scores(
-                self.input.shape(),
-                n,
-                self.batch_size,
-                fill,
-                self.classes,
-                &|t| Ok(model.run_float(t, &[self.output])?.remove(0)),
-            )
+            self.batched_values(self.input.shape(), n, fill, &|t| {
+                Ok(model.run_float(t, &[self.output])?.remove(0))
+            })
         })
     }
 
@@ -206,96 +208,93 @@ impl CamContext<'_> {
         let model = self.model;
         let shape = [1, self.channels, self.height, self.width];
         self.memo(key, n, &|| {
-            batched_scores(&shape, n, self.batch_size, fill, self.classes, &|t| {
-                let v = model.run_from(&[(self.layer, t.clone())], &[self.output]).map_err(|e| {
-                Error::Layer(format!(
-                    "cannot rerun the model from layer '{}' ({e}); pick a layer that every path to the \
-                     output goes through",
-                    model.value_name(self.layer)
-                ))
-            })?;
+            self.batched_values(&shape, n, fill, &|t| {
+                let v = model
+                    .run_from(&[(self.layer, t.clone())], &[self.output])
+                    .map_err(|e| {
+                        Error::Layer(format!(
+                            "cannot rerun the model from layer '{}' ({e}); pick a layer that every \
+                             path to the output goes through",
+                            model.value_name(self.layer)
+                        ))
+                    })?;
                 Ok(v[0].as_float(model.value_name(self.output))?.clone())
             })
         })
     }
 
-    /// The target's column of the `n × classes` scores stored under `key` (computed first if
-    /// needed).
+    /// The target's score for each of the `n × output_len` values stored under `key` (computed
+    /// first if needed).
     fn memo(
         &self,
         key: &'static str,
         n: usize,
         compute: &dyn Fn() -> Result<Vec<f32>>,
     ) -> Result<Vec<f32>> {
-        let cached = self.cache.0.lock().expect("score cache").get(key).cloned();
+        let slot = (key, self.output);
+        let cached = self
+            .cache
+            .0
+            .lock()
+            .expect("score cache")
+            .get(&slot)
+            .cloned();
         let all = match cached {
-            Some(all) if all.len() == n * self.classes => all,
+            Some(all) if all.len() == n * self.output_len => all,
             _ => {
                 let all = Arc::new(compute()?);
                 self.cache
                     .0
                     .lock()
                     .expect("score cache")
-                    .insert(key, all.clone());
+                    .insert(slot, all.clone());
                 all
             }
         };
-        Ok((0..n)
-            .map(|i| all[i * self.classes + self.target])
+        Ok(all
+            .chunks(self.output_len.max(1))
+            .map(|row| self.target.score(row))
             .collect())
     }
-}
 
-/// Runs `n` items through `run` in batches of `chunk`; returns the `n × classes` scores.
-///
-/// Some graphs only take one image (e.g. a Reshape to the constant shape `[1, -1]`): when a
-/// batch fails or comes back with the wrong shape, the rest runs one item at a time.
-fn batched_scores(
-    item_shape: &[usize],
-    n: usize,
-    chunk: usize,
-    fill: &dyn Fn(usize, &mut [f32]),
-    classes: usize,
-    run: &dyn Fn(&Tensor) -> Result<Tensor>,
-) -> Result<Vec<f32>> {
-    let item: usize = item_shape[1..].iter().product();
-    let mut chunk = chunk.max(1);
-    let mut out = Vec::with_capacity(n * classes);
-    let mut start = 0;
-    while start < n {
-        let m = chunk.min(n - start);
-        let mut data = vec![0.0f32; m * item];
-        for (i, buf) in data.chunks_mut(item).enumerate() {
-            fill(start + i, buf);
-        }
-        let mut shape = item_shape.to_vec();
-        shape[0] = m;
-        let result = run(&Tensor::new(shape, data)?);
-        let fits = |t: &Tensor| t.len() == m * classes && (m == 1 || t.shape().first() == Some(&m));
-        match result {
-            Ok(t) if fits(&t) => out.extend_from_slice(t.data()),
-            Ok(_) | Err(_) if m > 1 => {
-                chunk = 1;
-                continue;
-            }
-            Ok(t) => {
-                return Err(Error::Config(format!(
-                    "the class scores have shape {:?}, expected {classes} values",
-                    t.shape()
-                )))
-            }
-            Err(e) => return Err(e),
-        }
-        start += m;
+    /// Runs `n` items through `run` in batches of [`CamContext::batch_size`]; returns the
+    /// `n × output_len` target values.
+    fn batched_values(
+        &self,
+        item_shape: &[usize],
+        n: usize,
+        fill: &dyn Fn(usize, &mut [f32]),
+        run: &dyn Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<Vec<f32>> {
+        let len = self.output_len;
+        let mut out = Vec::with_capacity(n * len);
+        in_batches(
+            item_shape,
+            n,
+            self.batch_size,
+            fill,
+            &mut |_, batch| {
+                let m = batch.shape()[0];
+                let t = run(batch)?;
+                if !fits(&t, m, len) {
+                    return Ok(None);
+                }
+                out.extend_from_slice(t.data());
+                Ok(Some(()))
+            },
+            &|| format!("the target value does not hold {len} values for one image"),
+        )?;
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// One class activation map.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cam {
-    /// The target class.
-    pub target: usize,
+    /// The target's name ([`Target::name`], e.g. the class index).
+    pub target: String,
+    /// The class, when the target is one class ([`Target::class`]).
+    pub class: Option<usize>,
     /// The target's score (pre-softmax logit when available) for the input.
     pub score: f32,
     /// The map at the layer's resolution, `height × width` row-major, after ReLU (≥ 0, finite).
@@ -309,7 +308,7 @@ pub struct Cam {
 }
 
 impl Cam {
-    fn new(target: usize, score: f32, mut raw: Vec<f32>, height: usize, width: usize) -> Cam {
+    fn new(target: &dyn Target, score: f32, mut raw: Vec<f32>, height: usize, width: usize) -> Cam {
         raw.iter_mut().for_each(|v| {
             if !v.is_finite() || *v < 0.0 {
                 *v = 0.0;
@@ -317,7 +316,8 @@ impl Cam {
         });
         let all_zero = raw.iter().all(|&v| v == 0.0);
         Cam {
-            target,
+            target: target.name(),
+            class: target.class(),
             score,
             raw,
             height,
@@ -368,38 +368,41 @@ pub(crate) fn argmax(v: &[f32]) -> usize {
         .0
 }
 
+/// Builds one method.
+type MakeMethod = fn() -> Box<dyn CamMethod>;
+
+/// The registry: every method's name and constructor, in the order of pytorch-grad-cam's
+/// README. The one list of method names ([`method_names`], [`method`] and the command line's
+/// choices all read it).
+const REGISTRY: &[(&str, MakeMethod)] = &[
+    ("gradcam", || Box::new(GradCam)),
+    ("gradcam++", || Box::new(GradCamPlusPlus)),
+    ("xgradcam", || Box::new(XGradCam)),
+    ("layercam", || Box::new(LayerCam)),
+    ("hirescam", || Box::new(HiResCam)),
+    ("eigencam", || Box::new(EigenCam)),
+    ("scorecam", || Box::new(ScoreCam)),
+    ("ablationcam", || Box::new(AblationCam)),
+];
+
 /// The registry names of the methods, in the order of pytorch-grad-cam's README.
-pub fn method_names() -> &'static [&'static str] {
-    &[
-        "gradcam",
-        "gradcam++",
-        "xgradcam",
-        "layercam",
-        "hirescam",
-        "eigencam",
-        "scorecam",
-        "ablationcam",
-    ]
+pub fn method_names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|(name, _)| *name).collect()
 }
 
 /// The method called `name` (case-insensitive; see [`method_names`]).
 pub fn method(name: &str) -> Result<Box<dyn CamMethod>> {
-    Ok(match name.to_ascii_lowercase().as_str() {
-        "gradcam" => Box::new(GradCam),
-        "gradcam++" => Box::new(GradCamPlusPlus),
-        "xgradcam" => Box::new(XGradCam),
-        "layercam" => Box::new(LayerCam),
-        "hirescam" => Box::new(HiResCam),
-        "eigencam" => Box::new(EigenCam),
-        "scorecam" => Box::new(ScoreCam),
-        "ablationcam" => Box::new(AblationCam),
-        _ => {
-            return Err(Error::Config(format!(
+    let lower = name.to_ascii_lowercase();
+    REGISTRY
+        .iter()
+        .find(|(n, _)| *n == lower)
+        .map(|(_, make)| make())
+        .ok_or_else(|| {
+            Error::Config(format!(
                 "unknown CAM method '{name}'; valid methods: {}",
                 method_names().join(", ")
-            )))
-        }
-    })
+            ))
+        })
 }
 
 /// The last layer with a spatial feature map (height and width > 1) for `input`: the usual
@@ -429,14 +432,14 @@ pub(crate) fn auto_layer_in(model: &Model, tape: &Tape<'_>) -> Result<Layer> {
 }
 
 /// Options of [`run_cams`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct CamConfig {
     /// Method name (see [`method_names`]).
     pub method: String,
     /// Layer (friendly layer name or ONNX value/node name); `None` picks [`auto_layer`].
     pub layer: Option<String>,
-    /// Target classes; empty means the `top` most probable classes.
-    pub targets: Vec<usize>,
+    /// What to explain; empty means the `top` most probable classes.
+    pub targets: Vec<TargetRef>,
     /// How many top classes to explain when `targets` is empty.
     pub top: usize,
     /// Batch size of the extra forward passes of Score-CAM and Ablation-CAM.
@@ -464,11 +467,12 @@ pub struct CamRun {
     pub layer: ValueId,
     /// The layer's friendly name, or the name it was given by.
     pub layer_label: String,
-    /// The model's prediction for the input.
-    pub prediction: Prediction,
-    /// Which value the class scores were read from.
-    pub classifier: ClassifierOutput,
-    /// One map per target class, in the order of the targets.
+    /// The model's prediction for the input (`None` when the model is not a classifier and
+    /// every target names its own value).
+    pub prediction: Option<Prediction>,
+    /// Which value the class scores were read from (`None` as for the prediction).
+    pub classifier: Option<ClassifierOutput>,
+    /// One map per target, in the order of the targets.
     pub cams: Vec<Cam>,
 }
 
@@ -477,6 +481,9 @@ pub struct CamRun {
 pub fn run_cams(model: &Model, input: &Tensor, cfg: &CamConfig) -> Result<CamRun> {
     let method = method(&cfg.method)?;
     let output = first_output(model)?;
+    let mut wanted = vec![output];
+    let sources = target_values(model, &cfg.targets)?;
+    wanted.extend(sources.iter().flatten());
     let (tape, layer, label) = match &cfg.layer {
         Some(name) => {
             let id = model.resolve(name)?;
@@ -485,30 +492,37 @@ pub fn run_cams(model: &Model, input: &Tensor, cfg: &CamConfig) -> Result<CamRun
                 .iter()
                 .find(|l| l.value == id)
                 .map_or(name.clone(), |l| l.name.clone());
-            (model.forward(input, &[output, id])?, id, label)
+            wanted.push(id);
+            (model.forward(input, &wanted)?, id, label)
         }
         None => {
-            let tape = model.forward(input, &[output])?;
+            let tape = model.forward(input, &wanted)?;
             let l = auto_layer_in(model, &tape)?;
             (tape, l.value, l.name)
         }
     };
-    let classifier = find_classifier(model, &tape)?;
-    let prediction = prediction(&tape, &classifier)?;
-    let targets: Vec<usize> = if cfg.targets.is_empty() {
-        prediction
-            .top(cfg.top.max(1))
-            .into_iter()
-            .map(|(c, _)| c)
-            .collect()
-    } else {
-        cfg.targets.clone()
+    let needs_classifier = cfg.targets.is_empty() || sources.iter().any(Option::is_none);
+    let classifier = match find_classifier(model, &tape) {
+        Ok(c) => Some(c),
+        Err(e) if needs_classifier => return Err(e),
+        Err(_) => None,
+    };
+    let prediction = classifier
+        .as_ref()
+        .map(|c| prediction(&tape, c))
+        .transpose()?;
+    let targets: Vec<TargetRef> = match (&prediction, cfg.targets.is_empty()) {
+        (Some(p), true) => {
+            let top: Vec<usize> = p.top(cfg.top.max(1)).into_iter().map(|(c, _)| c).collect();
+            crate::target::classes(&top)
+        }
+        _ => cfg.targets.clone(),
     };
     let cams = cams_from_tape(
         model,
         input,
         &tape,
-        &classifier,
+        classifier.as_ref(),
         layer,
         &targets,
         method.as_ref(),
@@ -524,7 +538,19 @@ pub fn run_cams(model: &Model, input: &Tensor, cfg: &CamConfig) -> Result<CamRun
     })
 }
 
-/// Class activation maps of `layer` for each class in `targets`, from one forward pass.
+/// The graph value each target reads: `Some(id)` for a [`TargetSource::Value`], `None` for
+/// the class scores.
+fn target_values(model: &Model, targets: &[TargetRef]) -> Result<Vec<Option<ValueId>>> {
+    targets
+        .iter()
+        .map(|t| match t.source() {
+            TargetSource::ClassScores => Ok(None),
+            TargetSource::Value(name) => Ok(Some(model.resolve(&name)?)),
+        })
+        .collect()
+}
+
+/// Class activation maps of `layer` for each target, from one forward pass.
 ///
 /// `input` is one image in the model's layout; `layer` must be an NCHW feature map with more
 /// than one position. Errors name the number of classes when a target is out of range.
@@ -532,16 +558,18 @@ pub fn compute_cams(
     model: &Model,
     input: &Tensor,
     layer: ValueId,
-    targets: &[usize],
+    targets: &[TargetRef],
     method: &dyn CamMethod,
 ) -> Result<Vec<Cam>> {
-    let tape = model.forward(input, &[first_output(model)?, layer])?;
-    let classifier = find_classifier(model, &tape)?;
+    let mut wanted = vec![first_output(model)?, layer];
+    wanted.extend(target_values(model, targets)?.into_iter().flatten());
+    let tape = model.forward(input, &wanted)?;
+    let classifier = find_classifier(model, &tape).ok();
     cams_from_tape(
         model,
         input,
         &tape,
-        &classifier,
+        classifier.as_ref(),
         layer,
         targets,
         method,
@@ -572,15 +600,52 @@ pub(crate) fn feature_map<'t>(
     }
 }
 
-/// Maps from a pass that computed the layer and the classifier output.
+/// The value a target reads in a pass, checked against the target: `(value, numbers per
+/// image, score)`.
+pub(crate) fn resolve_target(
+    model: &Model,
+    tape: &Tape<'_>,
+    classifier: Option<&ClassifierOutput>,
+    target: &dyn Target,
+) -> Result<(ValueId, usize, f32)> {
+    let id = match target.source() {
+        TargetSource::ClassScores => {
+            classifier
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "target {} needs class scores, but the model has no classifier output",
+                        target.name()
+                    ))
+                })?
+                .score
+        }
+        TargetSource::Value(name) => model.resolve(&name)?,
+    };
+    let v = tape.value(id)?;
+    let n = v.shape().first().copied().unwrap_or(1).max(1);
+    let len = v.len() / n;
+    target.check(len)?;
+    Ok((id, len, target.score(&v.data()[..len])))
+}
+
+/// The seed of a backward pass from `target`: d score / d value for item 0 of `values`.
+pub(crate) fn target_seed(target: &dyn Target, values: &Tensor) -> Tensor {
+    let mut seed = Tensor::zeros(values.shape());
+    let n = values.shape().first().copied().unwrap_or(1).max(1);
+    let len = values.len() / n;
+    target.gradient(&values.data()[..len], &mut seed.data_mut()[..len]);
+    seed
+}
+
+/// Maps from a pass that computed the layer and the values the targets read.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn cams_from_tape(
     model: &Model,
     input: &Tensor,
     tape: &Tape<'_>,
-    classifier: &ClassifierOutput,
+    classifier: Option<&ClassifierOutput>,
     layer: ValueId,
-    targets: &[usize],
+    targets: &[TargetRef],
     method: &dyn CamMethod,
     batch_size: usize,
 ) -> Result<Vec<Cam>> {
@@ -590,18 +655,17 @@ pub(crate) fn cams_from_tape(
             input.shape()
         )));
     }
-    for &t in targets {
-        check_class(t, classifier.classes)?;
-    }
+    let resolved: Vec<(ValueId, usize, f32)> = targets
+        .iter()
+        .map(|t| resolve_target(model, tape, classifier, t.as_ref()))
+        .collect::<Result<_>>()?;
     let (channels, height, width, activations) = feature_map(model, tape, layer)?;
-    let scores = tape.value(classifier.score)?;
     let cache = ScoreCache::default();
     let mut cams = Vec::with_capacity(targets.len());
-    for &target in targets {
+    for (target, &(output, output_len, score)) in targets.iter().zip(&resolved) {
         let grads = if method.uses_gradients() {
-            let mut seed = Tensor::zeros(scores.shape());
-            seed.data_mut()[target] = 1.0;
-            let mut g = tape.backward_to(vec![(classifier.score, seed)], &[layer])?;
+            let seed = target_seed(target.as_ref(), tape.value(output)?);
+            let mut g = tape.backward_to(vec![(output, seed)], &[layer])?;
             Some(
                 g.remove(&layer)
                     .expect("backward_to returns every wrt value"),
@@ -613,20 +677,20 @@ pub(crate) fn cams_from_tape(
             model,
             input,
             layer,
-            output: classifier.score,
-            classes: classifier.classes,
+            output,
+            output_len,
             activations,
             channels,
             height,
             width,
             grads: grads.as_ref().map(Tensor::data),
-            target,
-            score: scores.data()[target],
+            target: target.as_ref(),
+            score,
             batch_size: batch_size.max(1),
             cache: &cache,
         };
         let raw = method.cam_image(&ctx)?;
-        cams.push(Cam::new(target, ctx.score, raw, height, width));
+        cams.push(Cam::new(target.as_ref(), score, raw, height, width));
     }
     Ok(cams)
 }
@@ -637,7 +701,7 @@ mod tests {
 
     #[test]
     fn registry_knows_every_name() {
-        for &n in method_names() {
+        for n in method_names() {
             assert_eq!(method(n).unwrap().name(), n);
         }
         let e = method("gradcam+++").err().unwrap().to_string();
@@ -646,10 +710,11 @@ mod tests {
 
     #[test]
     fn zero_map_normalizes_to_zero() {
-        let c = Cam::new(0, 1.0, vec![0.0, -1.0, f32::NAN, 0.0], 2, 2);
+        let t = crate::target::Class(0);
+        let c = Cam::new(&t, 1.0, vec![0.0, -1.0, f32::NAN, 0.0], 2, 2);
         assert!(c.all_zero);
         assert!(c.normalized(5, 3).iter().all(|&v| v == 0.0));
-        let c = Cam::new(0, 1.0, vec![0.0, 1.0, 2.0, 4.0], 2, 2);
+        let c = Cam::new(&t, 1.0, vec![0.0, 1.0, 2.0, 4.0], 2, 2);
         let n = c.normalized(4, 4);
         assert!(n.iter().all(|v| (0.0..=1.0).contains(v)));
         assert!((n.iter().copied().fold(0.0, f32::max) - 1.0).abs() < 1e-5);

@@ -156,16 +156,6 @@ pub(crate) fn softmax(x: &[f32]) -> Vec<f32> {
     e.iter().map(|v| (v / s) as f32).collect()
 }
 
-/// Checks a class index against the number of classes.
-pub(crate) fn check_class(class: usize, classes: usize) -> Result<()> {
-    if class >= classes {
-        return Err(Error::Config(format!(
-            "class index {class} is out of range: the model has {classes} classes (0..{classes})"
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

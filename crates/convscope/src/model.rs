@@ -1,0 +1,565 @@
+//! The model: loading, input options, and every visualization as one method call.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use convscope_engine::{Layer, LoadOptions, Pass, Tensor, ValueId};
+use convscope_methods::cam::{find_classifier, prediction, run_cams, Prediction};
+use convscope_methods::select::{select_layers, Selected};
+use convscope_methods::target::Target;
+
+use crate::activations::{Activations, ActivationsConfig};
+use crate::budget::{self, MemoryLimit};
+use crate::cam::{CamConfig, CamMap, CamSet};
+use crate::error::{Error, Result};
+use crate::filters::{FilterGrid, FiltersConfig};
+use crate::input::{Input, InputConfig, ToInput};
+use crate::labels::Labels;
+use crate::picture::{Image, Region};
+use crate::progress::{NoProgress, Progress};
+use crate::saliency::{SaliencyConfig, SaliencyMap};
+use crate::size::Size;
+use crate::summary::SummaryDoc;
+
+/// A convolutional network, ready to show what it has learned.
+///
+/// Holds the loaded graph, how images become its input ([`InputConfig`]), optional class
+/// names and the memory limit every job is checked against.
+///
+/// ```
+/// use convscope::prelude::*;
+///
+/// let model = Model::demo()?; // the embedded demo CNN: no files needed
+/// let scene = convscope::demo_scene().image;
+/// let top = model.predict(&scene)?;
+/// assert_eq!(top.classes(), 4);
+/// let cam = model.gradcam(&scene, Class(top.best()))?;
+/// let overlay = cam.overlay(&scene)?;
+/// assert_eq!(overlay.size(), scene.size());
+/// # Ok::<(), convscope::Error>(())
+/// ```
+pub struct Model {
+    engine: convscope_engine::Model,
+    source: String,
+    input: InputConfig,
+    labels: Option<Labels>,
+    memory: MemoryLimit,
+    allow_nonfinite: bool,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("source", &self.source)
+            .field("layers", &self.engine.layers().len())
+            .field("input", &self.input)
+            .field("memory_limit", &self.memory)
+            .finish()
+    }
+}
+
+impl Model {
+    /// Loads an ONNX file. Weights holding NaN or infinity are refused (see
+    /// [`Model::load_with`]).
+    pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        Model::load_with(path, &LoadOptions::default())
+    }
+
+    /// Loads an ONNX file with options (e.g. `allow_nonfinite` for a model whose weights hold
+    /// NaN); the model then also lets non-finite values through ([`Model::allow_nonfinite`]).
+    pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
+        let path = path.as_ref();
+        let engine = convscope_engine::Model::load_with(path, options)?;
+        Ok(Model::from_engine(engine, path.display().to_string())
+            .allow_nonfinite(options.allow_nonfinite))
+    }
+
+    /// Loads an ONNX model from bytes; `name` says where it came from in captions.
+    pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Model> {
+        let engine = convscope_engine::Model::from_bytes(bytes)?;
+        Ok(Model::from_engine(engine, name.to_string()))
+    }
+
+    /// Wraps an engine model.
+    pub fn from_engine(engine: convscope_engine::Model, source: String) -> Model {
+        Model {
+            engine,
+            source,
+            input: InputConfig::default(),
+            labels: None,
+            memory: MemoryLimit::from_available(),
+            allow_nonfinite: false,
+        }
+    }
+
+    /// The embedded demo model: a small CNN that convscope trained on generated pictures of
+    /// circles, squares, triangles and stripes, with its class names and preprocessing.
+    pub fn demo() -> Result<Model> {
+        let engine = convscope_engine::Model::from_bytes(convscope_demo::demo_model_bytes())?;
+        let mut m = Model::from_engine(engine, "demo".into());
+        m.labels = Some(Labels::new(convscope_demo::CLASSES));
+        // The network is fully convolutional; it runs on the whole demo scene.
+        m.input.size = Some(Size::square(convscope_demo::DEMO_SCENE_SIZE));
+        Ok(m)
+    }
+
+    /// The engine model underneath, for work the facade does not cover.
+    pub fn engine(&self) -> &convscope_engine::Model {
+        &self.engine
+    }
+
+    /// Where the model came from (its path, or `demo`).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The named layers, in execution order.
+    pub fn layers(&self) -> &[Layer] {
+        self.engine.layers()
+    }
+
+    /// How images become this model's input.
+    pub fn input_config(&self) -> &InputConfig {
+        &self.input
+    }
+
+    /// Sets how images become this model's input.
+    pub fn with_input(mut self, config: InputConfig) -> Model {
+        self.input = config;
+        self
+    }
+
+    /// Sets how images become this model's input, in place.
+    pub fn set_input(&mut self, config: InputConfig) {
+        self.input = config;
+    }
+
+    /// The class names, when known.
+    pub fn labels(&self) -> Option<&Labels> {
+        self.labels.as_ref()
+    }
+
+    /// Sets the class names.
+    pub fn with_labels(mut self, labels: Labels) -> Model {
+        self.labels = Some(labels);
+        self
+    }
+
+    /// The memory limit jobs are checked against.
+    pub fn memory_limit(&self) -> MemoryLimit {
+        self.memory
+    }
+
+    /// Sets the memory limit.
+    pub fn with_memory_limit(mut self, limit: MemoryLimit) -> Model {
+        self.memory = limit;
+        self
+    }
+
+    /// Lets NaN and infinity through instead of stopping with an error naming where they
+    /// first appear (for people debugging such a model).
+    pub fn allow_nonfinite(mut self, allow: bool) -> Model {
+        self.allow_nonfinite = allow;
+        self
+    }
+
+    pub(crate) fn allows_nonfinite(&self) -> bool {
+        self.allow_nonfinite
+    }
+
+    /// The input size jobs run at: the configured size, else the declared one.
+    pub fn input_size(&self) -> Result<Size> {
+        let spec = self.engine.input_spec();
+        self.input
+            .size
+            .or_else(|| spec.height.zip(spec.width).map(Size::from_hw))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "the model does not declare an input size for '{}'; pass --size WxH",
+                    spec.name
+                ))
+            })
+    }
+
+    /// Prepares `x` (an [`Image`], a path, a tensor, or an [`Input`]) as this model's input.
+    pub fn input(&self, x: impl ToInput) -> Result<Input> {
+        Ok(x.to_input(self)?.into_owned())
+    }
+
+    /// A Keras-style summary: every layer with its ops, output shape and parameters.
+    pub fn summary(&self) -> Result<SummaryDoc> {
+        self.summary_at(self.input.size)
+    }
+
+    /// [`Model::summary`] at a given input size (`None`: the declared size, else 224×224).
+    pub fn summary_at(&self, size: Option<Size>) -> Result<SummaryDoc> {
+        Ok(SummaryDoc::new(&self.engine.summary(size.map(Size::hw))?))
+    }
+
+    /// The plain-text table of [`Model::summary`], as Keras prints it.
+    pub fn summary_text(&self) -> Result<String> {
+        let size = self.input.size.map(Size::hw);
+        Ok(self.engine.summary(size)?.to_string())
+    }
+
+    /// Resolves a layer selection: names, raw ONNX value names, indices, ranges (`0..8`),
+    /// globs (`block3_*`), `all`. Unknown names are refused with the closest names.
+    pub fn select(&self, spec: &str) -> Result<Vec<Selected>> {
+        Ok(select_layers(&self.engine, spec)?)
+    }
+
+    /// Exactly one layer (see [`Model::select`]).
+    pub fn select_one(&self, spec: &str) -> Result<Selected> {
+        let mut sel = self.select(spec)?;
+        if sel.len() != 1 {
+            return Err(Error::Config(format!(
+                "'{spec}' selects {} layers; name one",
+                sel.len()
+            )));
+        }
+        Ok(sel.remove(0))
+    }
+
+    /// The model's prediction for one image: class probabilities, most probable first via
+    /// [`Predictions::top`].
+    pub fn predict(&self, x: impl ToInput) -> Result<Predictions> {
+        let input = x.to_input(self)?;
+        let output = *self
+            .engine
+            .outputs()
+            .first()
+            .ok_or_else(|| Error::Config("the model has no output".into()))?;
+        self.check_pass_memory(&input, &[output], Pass::Tape, 1, "the prediction")?;
+        let tape = self.engine.forward(input.tensor(), &[output])?;
+        let cls = find_classifier(&self.engine, &tape)?;
+        let p = prediction(&tape, &cls)?;
+        self.check_finite(&p.probs, "the class probabilities", input.tensor(), output)?;
+        Ok(Predictions {
+            prediction: p,
+            labels: self.labels.clone(),
+            score_is_logit: cls.score_is_logit(),
+        })
+    }
+
+    /// Every channel of the selected layers for one image, with statistics.
+    pub fn activations(&self, x: impl ToInput, config: &ActivationsConfig) -> Result<Activations> {
+        Activations::compute(self, x.to_input(self)?.as_ref(), config)
+    }
+
+    /// Grad-CAM of one target (e.g. [`crate::Class`]) at the automatic layer.
+    pub fn gradcam(&self, x: impl ToInput, target: impl Target + 'static) -> Result<CamMap> {
+        let config = CamConfig {
+            targets: vec![Arc::new(target)],
+            ..CamConfig::default()
+        };
+        let mut set = self.cam(x, &config)?;
+        Ok(set.maps.remove(0))
+    }
+
+    /// Class activation maps of any method, layer and targets (see [`CamConfig`]).
+    pub fn cam(&self, x: impl ToInput, config: &CamConfig) -> Result<CamSet> {
+        let input = x.to_input(self)?;
+        let outputs = self.engine.outputs().to_vec();
+        let what = "the class activation maps";
+        self.check_pass_memory(&input, &outputs, Pass::Gradient, 1, what)?;
+        if matches!(
+            config.method.to_ascii_lowercase().as_str(),
+            "scorecam" | "ablationcam"
+        ) {
+            // Batches of masked inputs run as inference passes.
+            self.check_pass_memory(&input, &outputs, Pass::Inference, config.batch_size, what)?;
+        }
+        let run = run_cams(&self.engine, input.tensor(), config)?;
+        for cam in &run.cams {
+            if !self.allow_nonfinite && !cam.score.is_finite() {
+                return Err(self.nonfinite_error(
+                    &format!("the score of target {}", cam.target),
+                    input.tensor(),
+                ));
+            }
+        }
+        Ok(CamSet::new(self, &input, run))
+    }
+
+    /// A saliency map (`gradient`, `smoothgrad`, `integrated-gradients`, `guided-backprop`,
+    /// `guided-gradcam`).
+    pub fn saliency(&self, x: impl ToInput, config: &SaliencyConfig) -> Result<SaliencyMap> {
+        let input = x.to_input(self)?;
+        let outputs = self.engine.outputs().to_vec();
+        self.check_pass_memory(&input, &outputs, Pass::Gradient, 1, "the saliency map")?;
+        let map = SaliencyMap::compute(self, &input, config)?;
+        if !self.allow_nonfinite {
+            if let Some(i) = map.raw().data().iter().position(|v| !v.is_finite()) {
+                return Err(self.nonfinite_error(
+                    &format!("the {} attribution (element {i})", config.method),
+                    input.tensor(),
+                ));
+            }
+        }
+        Ok(map)
+    }
+
+    /// The input pattern each filter of `layer` responds to most (gradient ascent in input
+    /// space; the walk-through's method by default).
+    pub fn filters(&self, layer: &str, config: &FiltersConfig) -> Result<FilterGrid> {
+        self.filters_with_progress(layer, config, &NoProgress)
+    }
+
+    /// [`Model::filters`], reporting its steps to `progress`.
+    pub fn filters_with_progress(
+        &self,
+        layer: &str,
+        config: &FiltersConfig,
+        progress: &dyn Progress,
+    ) -> Result<FilterGrid> {
+        FilterGrid::compute(self, layer, config, progress)
+    }
+
+    /// Refuses a pass of a batch of `batch` copies of `input` up to `wanted` whose estimated
+    /// memory exceeds the limit.
+    pub(crate) fn check_pass_memory(
+        &self,
+        input: &Input,
+        wanted: &[ValueId],
+        pass: Pass,
+        batch: usize,
+        what: &str,
+    ) -> Result<()> {
+        let size = Size::from_hw(self.engine.input_spec().spatial(input.tensor().shape()));
+        let what = if batch > 1 {
+            format!("{what} at {size} (batches of {batch})")
+        } else {
+            format!("{what} at {size}")
+        };
+        self.check_memory(size, batch, wanted, pass, &what, "use a smaller --size")
+    }
+
+    /// Refuses a job ([`Model::estimate_bytes`]) that exceeds the memory limit or holds a value
+    /// beyond the engine's size limit, naming `what` and the way out (`hint`).
+    pub(crate) fn check_memory(
+        &self,
+        size: Size,
+        batch: usize,
+        wanted: &[ValueId],
+        pass: Pass,
+        what: &str,
+        hint: &str,
+    ) -> Result<()> {
+        match self.estimate_bytes(size, batch, wanted, pass) {
+            Ok(Some(need)) => self.memory.check(need, what, hint),
+            Ok(None) => Ok(()),
+            Err(Error::Engine(e)) => Err(Error::Config(format!("{what}: {e}; {hint}"))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Refuses an image whose decoding and resizing would exceed the limit.
+    pub(crate) fn check_image_memory(&self, size: Size) -> Result<()> {
+        // The float copy of the image and at most one resampled copy of the same size.
+        let need = budget::f32_bytes(size.area().saturating_mul(3)).saturating_mul(2);
+        self.memory
+            .check(need, &format!("an image of {size}"), "use a smaller image")
+    }
+
+    /// The bytes a pass of `batch` images of `size` up to `wanted` needs at its peak, with the
+    /// kernels' per-model caches (four times the weights: Winograd's transformed weights are
+    /// 36/9 of a 3×3 layer's). Shapes are inferred without running the model
+    /// ([`convscope_engine::Model::estimate_forward_bytes`]); where a shape depends on
+    /// computed values, a probe pass at a small size is scaled by area instead. `Ok(None)`
+    /// when neither works (the job then runs unchecked, behind the allocator's ceiling); an
+    /// error when a value would exceed the engine's size limit.
+    ///
+    /// ```
+    /// use convscope::prelude::*;
+    /// use convscope::lower::engine::Pass;
+    ///
+    /// let model = Model::demo()?;
+    /// let values: Vec<_> = model.layers().iter().map(|l| l.value).collect();
+    /// let small = model.estimate_bytes(Size::square(256), 1, &values, Pass::Tape)?.unwrap();
+    /// let large = model.estimate_bytes(Size::square(512), 1, &values, Pass::Tape)?.unwrap();
+    /// assert!(large > 3 * (small - 16 * model.engine().parameter_count() as u64));
+    /// # Ok::<(), convscope::Error>(())
+    /// ```
+    pub fn estimate_bytes(
+        &self,
+        size: Size,
+        batch: usize,
+        wanted: &[ValueId],
+        pass: Pass,
+    ) -> Result<Option<u64>> {
+        let caches = 4 * 4 * self.engine.parameter_count() as u64;
+        let spec = self.engine.input_spec();
+        let shape = spec.shape(batch.max(1), size.height, size.width);
+        match self.engine.estimate_forward_bytes(&shape, wanted, pass) {
+            Ok(e) => Ok(Some(e.peak_bytes.saturating_add(caches))),
+            Err(e) if e.is_shape_unknown() => Ok(self
+                .probe_bytes(size, wanted, pass)
+                .map(|b| b.saturating_mul(batch.max(1) as u64).saturating_add(caches))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// [`Model::estimate_bytes`] of a taped pass of one image.
+    pub fn estimate_pass_bytes(&self, size: Size, wanted: &[ValueId]) -> Result<Option<u64>> {
+        self.estimate_bytes(size, 1, wanted, Pass::Tape)
+    }
+
+    /// A probe pass at a small size (longer side 64, both at least 32) up to `wanted`, its
+    /// tape's bytes scaled by area (twice for a gradient pass). `None` for small inputs or when
+    /// the probe cannot run.
+    fn probe_bytes(&self, size: Size, wanted: &[ValueId], pass: Pass) -> Option<u64> {
+        const PROBE: usize = 64;
+        if size.width.max(size.height) <= 2 * PROBE {
+            return None;
+        }
+        let scale = PROBE as f64 / size.width.max(size.height) as f64;
+        let side = |v: usize| ((v as f64 * scale).ceil() as usize).clamp(32.min(v), v);
+        let probe = Size::new(side(size.width), side(size.height));
+        let spec = self.engine.input_spec();
+        let x = Tensor::zeros(&spec.shape(1, probe.height, probe.width));
+        let bytes = match self.engine.forward(&x, wanted) {
+            Ok(tape) => tape.memory_bytes() as u64,
+            // A head that only takes the declared size: measure what runs at the probe size.
+            Err(_) => wanted
+                .iter()
+                .filter_map(|&v| self.engine.forward(&x, &[v]).ok())
+                .map(|t| t.memory_bytes() as u64)
+                .max()?,
+        };
+        let factor = if pass == Pass::Gradient { 2.0 } else { 1.0 };
+        Some((factor * bytes as f64 * size.area() as f64 / probe.area() as f64) as u64)
+    }
+
+    /// Checks values that will be shown; on NaN or infinity, finds where it first appears.
+    pub(crate) fn check_finite(
+        &self,
+        values: &[f32],
+        what: &str,
+        input: &Tensor,
+        _value: ValueId,
+    ) -> Result<()> {
+        if self.allow_nonfinite || values.iter().all(|v| v.is_finite()) {
+            return Ok(());
+        }
+        Err(self.nonfinite_error(what, input))
+    }
+
+    /// The error for a non-finite shown value: names the first node whose output holds NaN or
+    /// infinity for this input (a second, unfused pass, only on this failure path).
+    pub(crate) fn nonfinite_error(&self, what: &str, input: &Tensor) -> Error {
+        let origin = match self.engine.first_nonfinite(input) {
+            Ok(Some(found)) => format!("; {found}"),
+            _ => String::new(),
+        };
+        Error::NonFinite(format!(
+            "{what} holds NaN or infinity{origin}; pass --allow-nonfinite to show it anyway"
+        ))
+    }
+}
+
+/// A classifier's prediction for one image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Predictions {
+    prediction: Prediction,
+    labels: Option<Labels>,
+    score_is_logit: bool,
+}
+
+impl Predictions {
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.prediction.classes()
+    }
+
+    /// Class probabilities (the model's own when it ends in a Softmax, else the softmax of its
+    /// logits).
+    pub fn probabilities(&self) -> &[f32] {
+        &self.prediction.probs
+    }
+
+    /// Pre-softmax scores, when available.
+    pub fn logits(&self) -> Option<&[f32]> {
+        self.prediction.logits.as_deref()
+    }
+
+    /// The most probable class.
+    pub fn best(&self) -> usize {
+        self.prediction.top(1)[0].0
+    }
+
+    /// The `k` most probable classes as `(class, label, probability)`.
+    pub fn top(&self, k: usize) -> Vec<(usize, String, f32)> {
+        self.prediction
+            .top(k)
+            .into_iter()
+            .map(|(c, p)| (c, crate::labels::name_of(self.labels.as_ref(), c), p))
+            .collect()
+    }
+
+    /// Whether the class scores that maps explain are pre-softmax logits.
+    pub fn score_is_logit(&self) -> bool {
+        self.score_is_logit
+    }
+
+    /// The underlying prediction.
+    pub fn prediction(&self) -> &Prediction {
+        &self.prediction
+    }
+}
+
+/// The embedded demo scene: one shape of each class of [`Model::demo`].
+#[derive(Clone, Debug)]
+pub struct DemoScene {
+    /// The picture (160×160).
+    pub image: Image,
+    /// Each class's name and the box of its shape, in class order.
+    pub shapes: Vec<(String, Region)>,
+}
+
+impl DemoScene {
+    /// Where each shape is, e.g. `circle at x 10..50, y 20..60; ...`.
+    pub fn caption(&self) -> String {
+        let parts: Vec<String> = self
+            .shapes
+            .iter()
+            .map(|(c, r)| {
+                format!(
+                    "{c} at x {}..{}, y {}..{}",
+                    r.x,
+                    r.x + r.width,
+                    r.y,
+                    r.y + r.height
+                )
+            })
+            .collect();
+        parts.join("; ")
+    }
+}
+
+/// The embedded demo scene (see [`DemoScene`]).
+///
+/// ```
+/// let scene = convscope::demo_scene();
+/// assert_eq!(scene.shapes.len(), 4);
+/// assert!(scene.caption().starts_with("circle at x "));
+/// ```
+pub fn demo_scene() -> DemoScene {
+    let (pixels, w, h, boxes) = convscope_demo::demo_scene();
+    let image = Image::from_rgb8(Size::new(w, h), &pixels).expect("the scene has w·h·3 bytes");
+    let shapes = boxes
+        .iter()
+        .zip(convscope_demo::CLASSES)
+        .map(|(b, c)| {
+            (
+                c.to_string(),
+                Region {
+                    x: b.x0,
+                    y: b.y0,
+                    width: b.x1 - b.x0,
+                    height: b.y1 - b.y0,
+                },
+            )
+        })
+        .collect();
+    DemoScene { image, shapes }
+}
