@@ -634,3 +634,53 @@ fn short_labels_files_get_a_warning_with_the_counts() {
     );
     assert!(o.stdout.contains("class 2"), "{}", o.stdout);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Concurrency: runs writing into the same folder at once
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn concurrent_runs_into_one_folder_leave_one_runs_set() {
+    let td = TestDir::new("concurrent");
+    features(&td);
+    let layers = ["conv1", "pool1", "conv2", "0..2", "all", "conv2,conv1"];
+    let children: Vec<_> = layers
+        .iter()
+        .map(|l| {
+            Command::new(env!("CARGO_BIN_EXE_convscope"))
+                .args([
+                    "activations",
+                    "features.onnx",
+                    "input.npy",
+                    "--npy",
+                    "--layers",
+                    l,
+                    "--out",
+                    "out",
+                ])
+                .current_dir(td.root())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start convscope")
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // Whatever the order, the folder holds exactly one run's files, and its index describes
+    // them.
+    let files = outputs(&td.path("out"));
+    let index = read_json(&td.path("out/index.json"));
+    let mut described: Vec<String> =
+        vec!["index.html".into(), "index.json".into(), "input.png".into()];
+    for layer in index["layers"].as_array().unwrap() {
+        for f in layer["files"].as_array().unwrap() {
+            described.push(f.as_str().unwrap().to_string());
+        }
+    }
+    described.sort();
+    assert_eq!(files, described);
+    assert!(staging_left(&td.path("out")).is_empty());
+}

@@ -47,9 +47,11 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod activations;
+pub mod atlas;
 pub mod budget;
 pub mod cam;
 pub mod error;
+pub mod examples;
 pub mod filters;
 mod html;
 pub mod input;

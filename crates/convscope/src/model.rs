@@ -299,6 +299,28 @@ impl Model {
         Ok(map)
     }
 
+    /// For every channel of `config.layers`, the images of `dir` (recursively) that excite it
+    /// most and least (see [`crate::examples`]); [`crate::examples::ExamplesRun`] adds
+    /// checkpoints and progress.
+    ///
+    /// ```no_run
+    /// use convscope::prelude::*;
+    /// use convscope::examples::ExamplesConfig;
+    ///
+    /// let model = Model::load("efficientnet_lite0.onnx")?.with_input(InputConfig::imagenet());
+    /// let cfg = ExamplesConfig { layers: "_conv_head".into(), ..ExamplesConfig::default() };
+    /// let index = model.examples("photos/", &cfg)?;
+    /// println!("channel 7 likes {} most", index.layers[0].units[7].top[0].image);
+    /// # Ok::<(), convscope::Error>(())
+    /// ```
+    pub fn examples(
+        &self,
+        dir: impl AsRef<Path>,
+        config: &crate::examples::ExamplesConfig,
+    ) -> Result<crate::examples::ExamplesIndex> {
+        crate::examples::ExamplesRun::new(self, dir.as_ref(), config, None)?.run(&NoProgress)
+    }
+
     /// The input pattern each filter of `layer` responds to most (gradient ascent in input
     /// space; the walk-through's method by default).
     pub fn filters(&self, layer: &str, config: &FiltersConfig) -> Result<FilterGrid> {

@@ -184,6 +184,12 @@ impl OutputDir {
     /// Commits several folders as one: every destination of every folder is checked before the
     /// first file moves.
     pub fn commit_all(mut sets: Vec<OutputDir>) -> Result<()> {
+        // Two runs committing into the same folder at once take turns (an advisory lock on the
+        // folder itself, so no lock file appears in it): the folder ends as one run's set.
+        let mut folders: Vec<PathBuf> = sets.iter().map(|s| s.dir.clone()).collect();
+        folders.sort();
+        folders.dedup();
+        let _locks: Vec<std::fs::File> = folders.iter().filter_map(|d| lock_folder(d)).collect();
         for set in &sets {
             set.check_destinations()?;
         }
@@ -293,6 +299,14 @@ pub fn remove_live_staging() -> usize {
     live.iter()
         .filter(|p| std::fs::remove_dir_all(p).is_ok())
         .count()
+}
+
+/// An exclusive advisory lock on `dir`, held until the returned handle is dropped; `None`
+/// where folders cannot be locked (then commits are not serialised).
+fn lock_folder(dir: &Path) -> Option<std::fs::File> {
+    let handle = std::fs::File::open(dir).ok()?;
+    handle.lock().ok()?;
+    Some(handle)
 }
 
 /// A plain file name: no separators, not `.`/`..`, not empty.

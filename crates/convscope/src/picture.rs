@@ -103,7 +103,7 @@ impl Image {
 }
 
 /// A rectangle of pixels: top-left corner and size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Region {
     /// Left column.
     pub x: usize,
