@@ -12,6 +12,7 @@ mod cam;
 mod examples;
 mod filters;
 mod report;
+mod serve;
 mod signals;
 
 use std::path::PathBuf;
@@ -72,6 +73,8 @@ enum Command {
     Atlas(examples::AtlasArgs),
     /// Measure engine speed on a model (median ms and GFLOP/s).
     Bench(bench::BenchArgs),
+    /// Explore a model in the browser: layers, channels, filter patterns, predictions, Grad-CAM.
+    Serve(serve::ServeArgs),
 }
 
 fn summary(
@@ -165,6 +168,7 @@ fn main() -> ExitCode {
         Command::Merge(args) => examples::run_merge(args),
         Command::Atlas(args) => examples::run_atlas(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     if profile {
         for (op, total, calls) in convscope::lower::engine::take_profile() {
