@@ -1,6 +1,6 @@
 //! Times single convolutions (forward and input gradient) in isolation:
 //! `cargo run --release -p convscope-engine --example conv_micro`.
-use convscope_engine::{Model, Tensor};
+use convscope_engine::{ExecConfig, Model, Tensor};
 use convscope_onnx::{AttributeProto, Dim, GraphBuilder, TensorProto};
 use std::time::Instant;
 
@@ -74,7 +74,7 @@ fn main() {
                 AttributeProto::int("group", g as i64),
             ],
         );
-        let model = Model::from_proto(gb.build(13)).unwrap();
+        let mut model = Model::from_proto(gb.build(13)).unwrap();
         let y = model.resolve("y").unwrap();
         let x = Tensor::full(&[n, c, hw, hw], 0.5);
         let out = hw.div_ceil(s);
@@ -87,7 +87,10 @@ fn main() {
             .unwrap_or(if only.is_some() { 40 } else { 7 });
         for run in 0..2 * reps {
             let path = run % 2;
-            convscope_engine::set_winograd(path == 0);
+            model.set_config(ExecConfig {
+                winograd: path == 0,
+                ..ExecConfig::default()
+            });
             let t = Instant::now();
             let tape = model.forward(&x, &[y]).unwrap();
             best_f[path] = best_f[path].min(t.elapsed().as_secs_f64());

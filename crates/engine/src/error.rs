@@ -48,7 +48,7 @@ pub enum Error {
     /// [`LoadOptions::allow_nonfinite`](crate::LoadOptions::allow_nonfinite).
     #[error(
         "weight '{tensor}' holds {value} at element {index} ({}); a model with non-finite weights is refused (load it with allow_nonfinite to inspect it anyway)",
-        crate::load::readers_text(.readers)
+        ReadersText(.readers)
     )]
     NonFiniteWeight {
         /// Name of the initializer (or of the `Constant` node's output).
@@ -90,6 +90,28 @@ pub struct UnsupportedOp {
     pub op_type: String,
     /// Names of the nodes using it.
     pub nodes: Vec<String>,
+}
+
+/// How many readers [`Error::NonFiniteWeight`]'s message names.
+const READERS_SHOWN: usize = 5;
+
+/// The readers part of [`Error::NonFiniteWeight`]'s message.
+struct ReadersText<'a>(&'a [String]);
+
+impl fmt::Display for ReadersText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            [] => write!(f, "read by no node"),
+            [one] => write!(f, "read by node {one}"),
+            many => {
+                let shown = many[..many.len().min(READERS_SHOWN)].join(", ");
+                match many.len().checked_sub(READERS_SHOWN) {
+                    Some(more) if more > 0 => write!(f, "read by nodes {shown} and {more} more"),
+                    _ => write!(f, "read by nodes {shown}"),
+                }
+            }
+        }
+    }
 }
 
 struct UnsupportedList<'a>(&'a [UnsupportedOp]);

@@ -33,40 +33,42 @@
 //! assert_eq!(grads.input.data()[12], 9.0);
 //! # Ok::<(), convscope_engine::Error>(())
 //! ```
+//!
+//! Runs compute as the model's [`ExecConfig`] says (by default: this CPU's instruction set,
+//! Winograd on for 3×3 convolutions), a value set per model ([`Model::with_config`]), never
+//! a process-wide switch.
+//!
+//! The engine is built in layers, each importing only from the ones below it: runtime
+//! (threads, allocator, CPU), kernels, tensor, ops, graph, plan (fusion decided once per
+//! model and input shape), exec (passes, tape, slicing) and model (docs/design.md, "Engine
+//! layers").
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
-mod alloc;
-mod depthwise;
+// The layers, bottom to top: error, runtime, kernels, tensor, ops, graph, plan, exec, model;
+// each imports only from the layers below it (checked by tests/layering.rs). See
+// docs/design.md, "Engine layers".
 mod error;
 mod exec;
-mod infer;
-mod input;
+mod graph;
 mod kernels;
-mod layers;
-mod load;
 mod model;
-mod nonfinite;
 pub mod ops;
-mod panel;
-mod pool;
-mod profile;
-mod slice;
-mod summary;
+mod plan;
+mod runtime;
 mod tensor;
-mod winograd;
 
-pub use alloc::CachingAlloc;
 pub use error::{Error, Result, UnsupportedOp};
-pub use exec::{Gradients, ReluRule, Tape};
-pub use infer::{InferredValue, MemoryEstimate, Pass};
-pub use input::{ElemType, MAX_INPUT_SIDE};
-pub use layers::{closest, Layer};
-pub use load::LoadOptions;
-pub use model::{InputSpec, Layout, Model, ValueId};
-pub use nonfinite::NonFinite;
-pub use profile::{set_profiling, set_profiling_per_node, take_profile};
-pub use slice::{FilterSlice, SliceTape};
-pub use summary::{LayerSummary, Summary};
+pub use exec::{
+    FilterSlice, Gradients, MemoryEstimate, NonFinite, Pass, ReluRule, SliceTape, Tape,
+};
+pub use graph::{
+    closest, ElemType, InferredValue, InputSpec, Layer, Layout, LoadOptions, ValueId,
+    MAX_INPUT_SIDE,
+};
+pub use model::{LayerSummary, Model, Summary};
+pub use ops::ExecConfig;
+pub use runtime::alloc::CachingAlloc;
+pub use runtime::cpu::Isa;
+pub use runtime::profile::{set_profiling, set_profiling_per_node, take_profile};
 pub use tensor::{strides_of, IntTensor, Tensor, TensorOf, Value};
-pub use winograd::{set_winograd, winograd_enabled};

@@ -118,6 +118,40 @@ impl<T: Copy + Default> TensorOf<T> {
     }
 }
 
+/// Elements tested per branch-free block by [`TensorOf::first_nonfinite`].
+const BLOCK: usize = 256;
+
+impl TensorOf<f32> {
+    /// The first element that is NaN or ±infinity, as its row-major index and value.
+    ///
+    /// Blocks of elements are tested without branching (the loop vectorises) and only a block
+    /// that holds one is searched, so a finite tensor costs one read.
+    ///
+    /// ```
+    /// use convscope_engine::Tensor;
+    /// let t = Tensor::new(vec![2, 2], vec![0.0, 1.0, f32::INFINITY, f32::NAN])?;
+    /// assert_eq!(t.first_nonfinite(), Some((2, f32::INFINITY)));
+    /// assert_eq!(Tensor::zeros(&[3]).first_nonfinite(), None);
+    /// # Ok::<(), convscope_engine::Error>(())
+    /// ```
+    pub fn first_nonfinite(&self) -> Option<(usize, f32)> {
+        let data = self.data();
+        data.chunks(BLOCK).enumerate().find_map(|(b, block)| {
+            let any = block.iter().fold(false, |acc, v| acc | !v.is_finite());
+            if !any {
+                return None;
+            }
+            let i = block.iter().position(|v| !v.is_finite())?;
+            Some((b * BLOCK + i, block[i]))
+        })
+    }
+
+    /// How many elements are NaN or ±infinity.
+    pub fn count_nonfinite(&self) -> usize {
+        self.data().iter().filter(|v| !v.is_finite()).count()
+    }
+}
+
 /// Row-major strides of `shape`.
 pub fn strides_of(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
@@ -209,6 +243,15 @@ impl Value {
     }
 }
 
+/// Converts an ONNX tensor (an initializer or a `Constant`'s value) to a [`Value`].
+pub(crate) fn value_from_proto(t: &convscope_onnx::TensorProto) -> Result<Value> {
+    let shape = t.shape()?;
+    Ok(match t.values()? {
+        convscope_onnx::TensorValues::Float(v) => Value::Float(Tensor::new(shape, v)?),
+        convscope_onnx::TensorValues::Int(v) => Value::Int(IntTensor::new(shape, v)?),
+    })
+}
+
 impl From<Tensor> for Value {
     fn from(t: Tensor) -> Self {
         Value::Float(t)
@@ -236,5 +279,26 @@ mod tests {
     #[test]
     fn new_rejects_wrong_count() {
         assert!(Tensor::new(vec![2, 2], vec![0.0; 3]).is_err());
+    }
+
+    #[test]
+    fn first_nonfinite_finds_the_first_in_any_block() {
+        for len in [1, BLOCK - 1, BLOCK, BLOCK + 1, 5 * BLOCK + 3] {
+            for at in [0, len / 2, len - 1] {
+                for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                    let mut v = vec![1.0f32; len];
+                    v[at] = bad;
+                    if at + 1 < len {
+                        v[len - 1] = f32::NAN; // a later one is not reported
+                    }
+                    let t = Tensor::new(vec![len], v).unwrap();
+                    let (i, e) = t.first_nonfinite().unwrap();
+                    assert_eq!(i, at, "len {len}");
+                    assert_eq!(e.to_bits(), bad.to_bits());
+                }
+            }
+            assert_eq!(Tensor::full(&[len], f32::MAX).first_nonfinite(), None);
+        }
+        assert_eq!(Tensor::zeros(&[0]).first_nonfinite(), None);
     }
 }

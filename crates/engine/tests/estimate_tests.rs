@@ -375,3 +375,53 @@ fn data_dependent_shapes_are_reported() {
     let x = Tensor::new(vec![1, 1, 2, 2], vec![2.0, 2.0, 1.0, 1.0]).unwrap();
     assert_eq!(model.run_float(&x, &[y]).unwrap()[0].shape(), [2, 2, 1, 1]);
 }
+
+/// Which convolution outputs the estimate leaves out (those of a convolution run with its
+/// activation) is the plan's decision, read from the plan: a Relu and a Clip with a clamp run
+/// inside their convolution and the tape never holds the convolution's output, while a Clip
+/// whose bounds are no clamp (min above max) runs apart and the tape does hold it. The
+/// estimate of each tape must be exactly what the real tape holds. (Before the estimate read
+/// the plan it matched Conv + Relu/Clip itself, counted the third case as fused, and came out
+/// one convolution output below the real tape.)
+#[test]
+fn the_estimate_counts_the_fusions_the_plan_makes() {
+    for (case, bounds) in [
+        ("relu", None),
+        ("clip 0..6", Some((0.0f32, 6.0f32))),
+        ("clip 1..0", Some((1.0, 0.0))),
+    ] {
+        let mut g = GraphBuilder::new("act");
+        g.input("x", &dims(&[1, 3, 20, 24]))
+            .initializer(w("k", &[8, 3, 3, 3]))
+            .node(
+                "Conv",
+                "conv",
+                &["x", "k"],
+                &["c"],
+                vec![A::ints("pads", &[1, 1, 1, 1])],
+            );
+        match bounds {
+            None => g.node("Relu", "act", &["c"], &["y"], vec![]),
+            Some((lo, hi)) => g
+                .initializer(TensorProto::from_f32("lo", &[], &[lo]))
+                .initializer(TensorProto::from_f32("hi", &[], &[hi]))
+                .node("Clip", "act", &["c", "lo", "hi"], &["y"], vec![]),
+        };
+        g.output("y", &[]);
+        let model = Model::from_proto(g.build(13)).unwrap();
+        let y = model.resolve("y").unwrap();
+        let shape = [1, 3, 20, 24];
+        let est = model
+            .estimate_forward_bytes(&shape, &[y], Pass::Tape)
+            .unwrap();
+        let real = model
+            .forward(&Tensor::zeros(&shape), &[y])
+            .unwrap()
+            .memory_bytes() as u64;
+        let (x, c) = (3 * 20 * 24 * 4, 8 * 20 * 24 * 4);
+        let fused = bounds.is_none_or(|(lo, hi)| lo <= hi);
+        let expected = if fused { x + c } else { x + 2 * c };
+        assert_eq!(real, expected as u64, "{case}: the real tape");
+        assert_eq!(est.peak_bytes, real, "{case}: the estimate");
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{float_input, only_first, BuildCtx, Builder, Clamp, Op, Vjp};
+use super::{float_input, only_first, BuildCtx, Builder, Clamp, ExecConfig, Op, OpKind, Vjp};
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, Value};
 
@@ -86,7 +86,8 @@ fn clip(ctx: &BuildCtx) -> Result<Box<dyn Op>> {
     }))
 }
 
-struct Unary {
+/// An element-wise unary op: an activation (Relu, Clip, Sigmoid, …) or a math function.
+pub struct Unary {
     kind: Kind,
     attr_bounds: Option<(f32, f32)>,
 }
@@ -223,12 +224,9 @@ impl Unary {
 
 const CHUNK: usize = 1 << 14;
 
-impl Op for Unary {
-    fn elementwise(&self) -> bool {
-        true
-    }
-
-    fn as_clamp(&self, inputs: &[Option<&Value>]) -> Option<Clamp> {
+impl Unary {
+    /// For `Relu`, and `Clip` with these (scalar) bounds: the activation as a [`Clamp`].
+    pub(crate) fn clamp(&self, inputs: &[Option<&Value>]) -> Option<Clamp> {
         match self.kind {
             Kind::Relu => Some(Clamp {
                 lo: 0.0,
@@ -242,7 +240,25 @@ impl Op for Unary {
         }
     }
 
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    /// Whether it is `Relu` or `Clip`: the activations a convolution may apply in its epilogue
+    /// (see [`Unary::clamp`]).
+    pub(crate) fn is_relu_or_clip(&self) -> bool {
+        matches!(self.kind, Kind::Relu | Kind::Clip)
+    }
+
+    /// Whether guided backpropagation treats it as a ReLU (`Relu`, `Clip`, `LeakyRelu`): only
+    /// positive gradients pass back through it.
+    pub(crate) fn is_rectifier(&self) -> bool {
+        matches!(self.kind, Kind::Relu | Kind::Clip | Kind::LeakyRelu(_))
+    }
+}
+
+impl Op for Unary {
+    fn kind(&self) -> OpKind<'_> {
+        OpKind::Unary(self)
+    }
+
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let (lo, hi) = self.bounds(inputs)?;
         // Clip also runs on integer shape values in some exports.
         if let (Kind::Clip, Some(Value::Int(t))) = (self.kind, inputs.first().copied().flatten()) {
@@ -304,7 +320,7 @@ impl Op for Unary {
 /// `f` over every element, in parallel blocks; each block's loop is simple enough to vectorise.
 fn map1(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0.0f32; x.len()];
-    crate::pool::for_each_chunk_mut(&mut out, CHUNK, |c, o| {
+    crate::runtime::pool::for_each_chunk_mut(&mut out, CHUNK, |c, o| {
         let x = &x[c * CHUNK..][..o.len()];
         for (o, &i) in o.iter_mut().zip(x) {
             *o = f(i);
@@ -316,7 +332,7 @@ fn map1(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
 /// `f(g, x, y)` over three equally long slices, in parallel blocks.
 fn map3(g: &[f32], x: &[f32], y: &[f32], f: impl Fn(f32, f32, f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0.0f32; g.len()];
-    crate::pool::for_each_chunk_mut(&mut out, CHUNK, |c, o| {
+    crate::runtime::pool::for_each_chunk_mut(&mut out, CHUNK, |c, o| {
         let base = c * CHUNK;
         let n = o.len();
         let (g, x, y) = (&g[base..base + n], &x[base..base + n], &y[base..base + n]);

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{any_input, check_size, Builder, Op, Vjp};
+use super::{any_input, check_size, Builder, ExecConfig, Op, OpKind, Vjp};
 use crate::error::{Error, Result};
 use crate::tensor::{strides_of, Tensor, TensorOf, Value};
 
@@ -221,7 +221,14 @@ impl Binary {
 }
 
 impl Op for Binary {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn kind(&self) -> OpKind<'_> {
+        match self.0 {
+            Kind::Add => OpKind::Add,
+            _ => OpKind::Other,
+        }
+    }
+
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let (a, b) = (any_input(inputs, 0)?, any_input(inputs, 1)?);
         if self.0 == Kind::PRelu {
             // The slope broadcasts to the input, never the other way.

@@ -1,29 +1,38 @@
 //! Conv and ConvTranspose (2-D, NCHW), with groups, strides, dilations, pads and auto_pad.
 //!
-//! 3×3 stride-1 convolutions large enough to gain run as Winograd F(4×4, 3×3) (`winograd.rs`);
-//! the rest is im2col (none for 1×1) + a matrix product: on AVX-512 the panel kernel
-//! (`panel.rs`: packed weights, epilogue in registers, tasks split over columns and, on small
-//! maps, output channels), elsewhere the `gemm` crate over column tiles, one single-threaded
-//! GEMM per tile (design.md, "Convolution kernels"). The input gradient of a
+//! 3×3 stride-1 convolutions large enough to gain run as Winograd F(4×4, 3×3)
+//! (`kernels/winograd`); the rest is im2col (none for 1×1) + a matrix product: on AVX-512 the
+//! panel kernel (`kernels/panel.rs`: packed weights, epilogue in registers, tasks split over
+//! columns and, on small maps, output channels), elsewhere the `gemm` crate over column tiles,
+//! one single-threaded GEMM per tile (design.md, "Convolution kernels"). The input gradient of a
 //! stride-1 convolution is itself a convolution with flipped, transposed weights and reuses the
 //! forward kernel; other cases use GEMM + col2im. Depthwise convolutions use direct loops over
-//! 16 channels at a time (`depthwise.rs`). A ReLU/Clip after a convolution can run in its epilogue
-//! ([`Op::forward_activated`]), and its mask in the next convolution's input gradient
-//! ([`Op::backward_masked`]).
+//! 16 channels at a time (`kernels/depthwise`). The route is chosen here, per call, from the
+//! geometry and the run's [`ExecConfig`].
+//!
+//! The fused forms the planner may choose are methods of [`Conv`]: a ReLU/Clip in the epilogue
+//! ([`Conv::forward_activated`]) and its mask in the next convolution's input gradient
+//! ([`Conv::backward_masked`]), a residual `Add` ([`Conv::forward_residual`]), a 1×1
+//! convolution formed inside the depthwise one that reads it
+//! ([`Conv::forward_after_pointwise`]), a whole inverted-residual block
+//! ([`Conv::forward_block`]).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use super::{
-    bias_act, check_size, float_input, BlockLayer, BlockParts, BuildCtx, Builder, Clamp, Op, Vjp,
-};
-use crate::depthwise;
+use super::{check_size, float_input, BuildCtx, Builder, Clamp, ExecConfig, Op, OpKind, Vjp};
 use crate::error::{Error, Result};
-use crate::kernels::{col2im_channel, im2col_tile, matmul_raw, same_pads, Axis, Mat, SharedOut};
-use crate::panel;
+use crate::kernels::depthwise;
+use crate::kernels::epilogue::{self, Epilogue};
+use crate::kernels::gemm::{matmul_raw, Mat};
+use crate::kernels::geometry::{same_pads, Axis, ConvGeometry};
+use crate::kernels::im2col::{col2im_channel, im2col_tile};
+use crate::kernels::panel;
+use crate::kernels::winograd::{self, transform_weights, TransformedWeights, WeightLayout};
+use crate::runtime::cpu::Isa;
+use crate::runtime::pool::{for_each_chunk_mut, for_each_range, for_each_task, SharedOut};
 use crate::tensor::{Tensor, Value};
-use crate::winograd::{self, transform_weights, Geometry};
 
 pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
     reg.insert("Conv", |ctx| {
@@ -152,46 +161,7 @@ impl ConvAttrs {
 }
 
 /// Validated shapes of a convolution call.
-struct Dims {
-    n: usize,
-    c: usize,
-    m: usize,
-    g: usize,
-    h: Axis,
-    w: Axis,
-}
-
-impl Dims {
-    fn cg(&self) -> usize {
-        self.c / self.g
-    }
-    fn mg(&self) -> usize {
-        self.m / self.g
-    }
-    fn k(&self) -> usize {
-        self.cg() * self.h.kernel * self.w.kernel
-    }
-    fn depthwise(&self) -> bool {
-        self.g == self.c && self.m == self.c
-    }
-    /// A 1×1, stride-1, unpadded convolution: its input planes are already the GEMM operand.
-    fn pointwise(&self) -> bool {
-        let plain =
-            |a: &Axis| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.output == a.input;
-        plain(&self.h) && plain(&self.w)
-    }
-    fn depthwise_geometry(&self) -> depthwise::Geometry {
-        depthwise::Geometry {
-            n: self.n,
-            c: self.c,
-            h: self.h,
-            w: self.w,
-        }
-    }
-    fn macs(&self) -> u64 {
-        (self.n * self.m * self.h.output * self.w.output * self.k()) as u64
-    }
-}
+type Dims = ConvGeometry;
 
 /// A convolution's optional bias, input 2.
 fn bias_input<'a>(inputs: &[Option<&'a Value>]) -> Result<Option<&'a Tensor>> {
@@ -239,7 +209,7 @@ fn conv_dims_for(attrs: &ConvAttrs, x: &[usize], w: &Tensor) -> Result<Dims> {
         n,
         c,
         m,
-        g,
+        groups: g,
         h: attrs.axis(0, ih, kh)?,
         w: attrs.axis(1, iw, kw)?,
     };
@@ -273,16 +243,27 @@ const MIN_TASK_MACS: usize = 1 << 20;
 /// would be safe).
 #[derive(Default)]
 struct WeightCache {
-    winograd: OnceLock<Vec<f32>>,
+    /// The Winograd transform in each [`WeightLayout`] (the one a run reads depends on its
+    /// instruction set, and runs may differ).
+    winograd: [OnceLock<TransformedWeights>; 2],
     panels: OnceLock<Vec<f32>>,
     lanes: OnceLock<Vec<depthwise::Cell>>,
 }
 
 impl WeightCache {
-    /// The Winograd transform of 3×3 weights `[m, c, 3, 3]`.
-    fn winograd(&self, w: &Tensor, m: usize, c: usize) -> &[f32] {
-        self.winograd
-            .get_or_init(|| transform_weights(w.data(), m, c))
+    /// The Winograd transform of 3×3 weights `[m, c, 3, 3]` in `layout`.
+    fn winograd(
+        &self,
+        w: &Tensor,
+        m: usize,
+        c: usize,
+        layout: WeightLayout,
+    ) -> &TransformedWeights {
+        let slot = match layout {
+            WeightLayout::Panels => &self.winograd[0],
+            WeightLayout::Transposed => &self.winograd[1],
+        };
+        slot.get_or_init(|| transform_weights(w.data(), m, c, layout))
     }
 
     /// Depthwise weights in lanes of 16 channels ([`depthwise::pack_lanes`]).
@@ -294,34 +275,24 @@ impl WeightCache {
     /// The weights packed for [`panel::product`], group by group.
     fn panels(&self, w: &Tensor, d: &Dims) -> &[f32] {
         self.panels
-            .get_or_init(|| panel::pack(w.data(), d.g, d.mg(), d.k()))
+            .get_or_init(|| panel::pack(w.data(), d.groups, d.mg(), d.k()))
     }
 }
 
-/// The Winograd geometry of `d` when it is a 3×3, stride-1, undilated, ungrouped convolution
-/// large enough to gain from it.
-fn winograd_geometry(d: &Dims) -> Option<Geometry> {
-    let plain = |a: &Axis| a.kernel == 3 && a.stride == 1 && a.dilation == 1;
-    let geo = Geometry {
-        n: d.n,
-        c: d.c,
-        m: d.m,
-        ih: d.h.input,
-        iw: d.w.input,
-        oh: d.h.output,
-        ow: d.w.output,
-        pad_top: d.h.pad_begin,
-        pad_left: d.w.pad_begin,
-    };
-    (d.g == 1 && plain(&d.h) && plain(&d.w) && geo.worthwhile()).then_some(geo)
+/// Whether `d` runs on the Winograd route: a convolution it computes and gains on, with the
+/// route switched on.
+fn on_winograd(config: &ExecConfig, d: &Dims) -> bool {
+    config.winograd && winograd::applies(d)
 }
 
-/// `y = conv(x, w) + b` for NCHW `x` and `w` of shape `[M, C/g, kh, kw]`.
+/// `y = conv(x, w) + b` for NCHW `x` and `w` of shape `[M, C/g, kh, kw]`, as `config` says.
 ///
 /// `cache` keeps the Winograd transform of constant weights between calls; `act` is applied to
 /// each output block right after it is computed; `mask = (src, clamp)` zeroes the outputs whose
 /// `src` value (same shape as the output) is outside the clamp's open interval.
+#[allow(clippy::too_many_arguments)]
 fn conv_forward(
+    config: &ExecConfig,
     x: &Tensor,
     w: &Tensor,
     b: Option<&Tensor>,
@@ -339,83 +310,91 @@ fn conv_forward(
             )));
         }
     }
-    let (oh, ow) = (d.h.output, d.w.output);
-    let p = oh * ow;
-    if let Some(geo) = winograd_geometry(d) {
+    let epi = Epilogue {
+        bias: b.map(Tensor::data),
+        act,
+        mask: mask.map(|(t, c)| (t.data(), c)),
+        residual: None,
+    };
+    let isa = config.isa;
+    let len = d.output_len();
+    if on_winograd(config, d) {
+        let layout = WeightLayout::of(isa, d.m);
+        let fresh;
         let u = match cache {
-            Some(cache) => Cow::Borrowed(cache.winograd(w, d.m, d.c)),
-            None => Cow::Owned(transform_weights(w.data(), d.m, d.c)),
+            Some(cache) => cache.winograd(w, d.m, d.c, layout),
+            None => {
+                fresh = transform_weights(w.data(), d.m, d.c, layout);
+                &fresh
+            }
         };
-        let len = d.n * d.m * p;
         let mut out: Vec<f32> = Vec::with_capacity(len);
         winograd::conv3x3(
+            isa,
             x.data(),
-            &u,
-            &geo,
+            u,
+            d,
             &mut out.spare_capacity_mut()[..len],
-            b.map(Tensor::data),
-            act,
-            mask.map(|(t, c)| (t.data(), c)),
+            epi,
         );
         // SAFETY: `conv3x3` writes every one of the `len` elements.
         unsafe { out.set_len(len) };
-        return Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out));
+        return Ok(Tensor::from_parts(d.output_shape().to_vec(), out));
     }
-    let (cg, mg, k) = (d.cg(), d.mg(), d.k());
     if d.depthwise() {
-        let len = d.n * d.m * p;
         let mut out: Vec<f32> = Vec::with_capacity(len);
-        let b = b.map(Tensor::data);
-        let kk = d.h.kernel * d.w.kernel;
         let lanes = match cache {
-            Some(cache) => Cow::Borrowed(cache.lanes(w, d.c, kk)),
-            None => Cow::Owned(depthwise::pack_lanes(w.data(), d.c, kk)),
+            Some(cache) => Cow::Borrowed(cache.lanes(w, d.c, d.taps())),
+            None => Cow::Owned(depthwise::pack_lanes(w.data(), d.c, d.taps())),
         };
         depthwise::forward(
+            isa,
             x.data(),
             w.data(),
             &lanes,
-            b,
             &mut out.spare_capacity_mut()[..len],
-            &d.depthwise_geometry(),
-            act,
+            d,
+            epi,
         );
         // SAFETY: `depthwise::forward` writes every one of the `len` values.
         unsafe { out.set_len(len) };
-        if let Some((src, clamp)) = mask {
-            clamp.mask(&mut out, src.data());
-        }
-        return Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out));
+        return Ok(Tensor::from_parts(d.output_shape().to_vec(), out));
     }
-    if k == 0 {
+    if d.k() == 0 {
         // With no input channels the bias is all.
-        let mut out = vec![0.0f32; d.n * d.m * p];
-        if let Some(b) = b {
-            for plane in 0..d.n * d.m {
-                out[plane * p..(plane + 1) * p].fill(b.data()[plane % d.m]);
+        let p = d.plane_out();
+        let mut out = vec![0.0f32; len];
+        let unbiased = Epilogue { bias: None, ..epi };
+        for (plane, row) in out.chunks_mut(p.max(1)).enumerate() {
+            if let Some(b) = epi.bias {
+                row.fill(b[plane % d.m]);
             }
+            unbiased.apply_row(isa, row, plane % d.m, plane * p);
         }
-        if let Some(act) = act {
-            act.apply(&mut out);
-        }
-        if let Some((src, clamp)) = mask {
-            clamp.mask(&mut out, src.data());
-        }
-        return Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out));
+        return Ok(Tensor::from_parts(d.output_shape().to_vec(), out));
     }
     // Every output value is written once by its tile's GEMM (which does not read it), then
-    // gets its bias and activation while the tile is in cache: no zeroing or bias pass over
-    // the whole output first.
-    if panel::available() && mg >= panel::PANEL {
-        return Ok(panel_forward(x, w, b, d, cache, act, mask, None));
+    // gets its epilogue while the tile is in cache: no zeroing or bias pass over the whole
+    // output first.
+    if panel::available(isa) && d.mg() >= panel::PANEL {
+        return Ok(panel_forward(isa, x, w, d, cache, epi));
     }
-    let len = d.n * d.m * p;
+    Ok(gemm_forward(isa, x, w, d, epi))
+}
+
+/// [`conv_forward`]'s portable route (no Winograd, no depthwise, no panel kernel): tiles of
+/// output columns, each one single-threaded GEMM on the input planes (1×1) or an im2col tile,
+/// then the epilogue on each row of the tile while it is in cache.
+fn gemm_forward(isa: Isa, x: &Tensor, w: &Tensor, d: &Dims, epi: Epilogue) -> Tensor {
+    let (cg, mg, k) = (d.cg(), d.mg(), d.k());
+    let p = d.plane_out();
+    let len = d.output_len();
     let mut out: Vec<f32> = Vec::with_capacity(len);
-    let plane_in = d.h.input * d.w.input;
+    let plane_in = d.plane_in();
     let pointwise = d.pointwise();
-    let tile = tile_width(p, d.n * d.g, mg * k);
+    let tile = tile_width(p, d.n * d.groups, mg * k);
     let tiles = p.div_ceil(tile);
-    let tasks = d.n * d.g * tiles;
+    let tasks = d.n * d.groups * tiles;
     let threads = if tasks >= rayon::current_num_threads() {
         1
     } else {
@@ -423,11 +402,11 @@ fn conv_forward(
     };
     let dst = SharedOut(out.as_mut_ptr());
     let (xd, wd) = (x.data(), w.data());
-    crate::pool::for_each_range(tasks, 1, |range| {
+    for_each_range(tasks, 1, |range| {
         let mut col = Vec::new();
         for task in range {
             let col = &mut col;
-            let (img, rest) = (task / (d.g * tiles), task % (d.g * tiles));
+            let (img, rest) = (task / (d.groups * tiles), task % (d.groups * tiles));
             let (gi, t) = (rest / tiles, rest % tiles);
             let p0 = t * tile;
             let cols = tile.min(p - p0);
@@ -463,7 +442,7 @@ fn conv_forward(
                 };
             } else {
                 col.resize(k * cols, 0.0);
-                im2col_tile(x_img, cg, &d.h, &d.w, p0, cols, col);
+                im2col_tile(isa, x_img, cg, &d.h, &d.w, p0, cols, col);
                 // SAFETY: as above, each task owns a disjoint block of `out`.
                 unsafe {
                     matmul_raw(
@@ -478,18 +457,14 @@ fn conv_forward(
                     )
                 };
             }
-            if b.is_some() || act.is_some() || mask.is_some() {
+            if !epi.is_empty() {
                 for r in 0..mg {
                     // SAFETY: row r of this task's block: `cols` values inside `out`, written
                     // by the GEMM above, that only this task touches.
                     let row = unsafe {
                         std::slice::from_raw_parts_mut(dst.get().add(out_off + r * p), cols)
                     };
-                    bias_act(row, b.map(|b| b.data()[gi * mg + r]), act);
-                    if let Some((src, clamp)) = mask {
-                        let at = out_off + r * p;
-                        clamp.mask(row, &src.data()[at..at + cols]);
-                    }
+                    epi.apply_row(isa, row, gi * mg + r, out_off + r * p);
                 }
             }
         }
@@ -497,13 +472,14 @@ fn conv_forward(
     // SAFETY: the tasks cover every (image, group, tile) block, and each block's GEMM wrote all
     // of its `mg × cols` values (k > 0, so the GEMM does run).
     unsafe { out.set_len(len) };
-    Ok(Tensor::from_parts(vec![d.n, d.m, oh, ow], out))
+    Tensor::from_parts(d.output_shape().to_vec(), out)
 }
 
 /// `conv(x, w) + b + residual` in one sweep when the convolution runs on the panel kernel
 /// (1×1 and im2col convolutions; `None` on the other routes, and when `residual` is not of
 /// the output's shape): a residual `Add` fused into the convolution before it.
 fn conv_forward_residual(
+    config: &ExecConfig,
     x: &Tensor,
     w: &Tensor,
     b: Option<&Tensor>,
@@ -511,64 +487,53 @@ fn conv_forward_residual(
     cache: Option<&WeightCache>,
     residual: &Tensor,
 ) -> Option<Tensor> {
-    let (oh, ow) = (d.h.output, d.w.output);
-    let on_panels = panel::available()
+    let isa = config.isa;
+    let on_panels = panel::available(isa)
         && d.mg() >= panel::PANEL
         && d.k() > 0
         && !d.depthwise()
-        && winograd_geometry(d).is_none();
-    if !on_panels || residual.shape() != [d.n, d.m, oh, ow] || b.is_some_and(|b| b.len() != d.m) {
+        && !on_winograd(config, d);
+    if !on_panels || residual.shape() != d.output_shape() || b.is_some_and(|b| b.len() != d.m) {
         return None;
     }
-    Some(panel_forward(x, w, b, d, cache, None, None, Some(residual)))
+    let epi = Epilogue {
+        bias: b.map(Tensor::data),
+        residual: Some(residual.data()),
+        ..Epilogue::default()
+    };
+    Some(panel_forward(isa, x, w, d, cache, epi))
 }
 
-/// [`conv_forward`]'s panel-kernel route (the caller checked that it applies), with an
-/// optional residual added to every output.
-#[allow(clippy::too_many_arguments)]
+/// [`conv_forward`]'s panel-kernel route (the caller checked that it applies).
 fn panel_forward(
+    isa: Isa,
     x: &Tensor,
     w: &Tensor,
-    b: Option<&Tensor>,
     d: &Dims,
     cache: Option<&WeightCache>,
-    act: Option<Clamp>,
-    mask: Option<(&Tensor, Clamp)>,
-    residual: Option<&Tensor>,
+    epi: Epilogue,
 ) -> Tensor {
-    let (oh, ow) = (d.h.output, d.w.output);
-    let len = d.n * d.m * oh * ow;
+    let len = d.output_len();
     let mut out: Vec<f32> = Vec::with_capacity(len);
     let packed = match cache {
         Some(cache) => Cow::Borrowed(cache.panels(w, d)),
-        None => Cow::Owned(panel::pack(w.data(), d.g, d.mg(), d.k())),
+        None => Cow::Owned(panel::pack(w.data(), d.groups, d.mg(), d.k())),
     };
     let dst = SharedOut(out.as_mut_ptr());
-    let (bias, residual) = (b.map(Tensor::data), residual.map(Tensor::data));
-    panel_conv(x.data(), &packed, bias, d, act, mask, residual, dst);
+    panel_conv(isa, x.data(), &packed, d, epi, dst);
     // SAFETY: `panel_conv` writes every (image, channel, position) of the output once.
     unsafe { out.set_len(len) };
-    Tensor::from_parts(vec![d.n, d.m, oh, ow], out)
+    Tensor::from_parts(d.output_shape().to_vec(), out)
 }
 
 /// The non-Winograd, non-depthwise convolution on [`panel::product`]: tasks over images, groups,
 /// blocks of output columns and, when that leaves fewer than two tasks per thread (7×7 and
 /// 14×14 maps), blocks of output channels. A 1×1 convolution reads its input planes in place;
 /// others build one im2col tile per task.
-#[allow(clippy::too_many_arguments)]
-fn panel_conv(
-    x: &[f32],
-    wp: &[f32],
-    bias: Option<&[f32]>,
-    d: &Dims,
-    act: Option<Clamp>,
-    mask: Option<(&Tensor, Clamp)>,
-    residual: Option<&[f32]>,
-    dst: SharedOut,
-) {
+fn panel_conv(isa: Isa, x: &[f32], wp: &[f32], d: &Dims, epi: Epilogue, dst: SharedOut) {
     let (cg, mg, k) = (d.cg(), d.mg(), d.k());
-    let p = d.h.output * d.w.output;
-    let plane_in = d.h.input * d.w.input;
+    let p = d.plane_out();
+    let plane_in = d.plane_in();
     let pointwise = d.pointwise();
     // Columns per task, a multiple of the kernel's 48: with 64 input channels or more, the
     // k × cols block of the input (or im2col tile) within 16 KB, so that it stays in L1 while
@@ -583,7 +548,7 @@ fn panel_conv(
     let chunks = (p / chunk).max(1);
     let cols_max = p - (chunks - 1) * chunk;
     let panels = mg.div_ceil(panel::PANEL);
-    let base = d.n * d.g * chunks;
+    let base = d.n * d.groups * chunks;
     let threads = rayon::current_num_threads().max(1);
     let mut per = panels;
     if base < 2 * threads {
@@ -593,20 +558,19 @@ fn panel_conv(
         }
     }
     let splits = panels.div_ceil(per);
-    let mask = mask.map(|(t, c)| (t.data(), c));
     assert!(
-        mask.is_none_or(|(src, _)| src.len() == d.n * d.m * p),
+        epi.mask.is_none_or(|(src, _)| src.len() == d.output_len()),
         "mask source of the output's size"
     );
     assert!(
-        residual.is_none_or(|r| r.len() == d.n * d.m * p),
+        epi.residual.is_none_or(|r| r.len() == d.output_len()),
         "residual of the output's size"
     );
-    crate::pool::for_each_task(base * splits, |task| {
+    for_each_task(base * splits, |task| {
         IM2COL.with_borrow_mut(|col| {
             let (img, rest) = (
-                task / (d.g * chunks * splits),
-                task % (d.g * chunks * splits),
+                task / (d.groups * chunks * splits),
+                task % (d.groups * chunks * splits),
             );
             let (gi, rest) = (rest / (chunks * splits), rest % (chunks * splits));
             let (ci, si) = (rest / splits, rest % splits);
@@ -621,23 +585,31 @@ fn panel_conv(
                 if col.len() < k * cols {
                     col.resize(k * cols, 0.0);
                 }
-                im2col_tile(x_img, cg, &d.h, &d.w, p0, cols, &mut col[..k * cols]);
+                im2col_tile(isa, x_img, cg, &d.h, &d.w, p0, cols, &mut col[..k * cols]);
                 (col.as_ptr(), cols)
             };
             let first = (img * d.m + gi * mg + r0) * p + p0;
-            let epi = panel::Epilogue {
-                bias: bias.map(|b| &b[gi * mg + r0..][..rows]),
-                act,
-                mask: mask.map(|(src, c)| (src[first..].as_ptr(), c)),
-                residual: residual.map(|r| r[first..].as_ptr()),
-            };
+            let epi = epi.part(gi * mg + r0, first);
             let wp_g = &wp[(gi * panels + si * per) * k * panel::PANEL..];
-            // SAFETY: the panel kernel is available (checked by the caller); `b` holds k rows
-            // of `cols` values at stride `brs` (input planes of this image and group, or the
-            // im2col tile); task (img, gi, ci, si) alone writes rows r0 .. r0 + rows of group
-            // gi, columns p0 .. p0 + cols, of image img's output, and the mask source and the
-            // residual (of the output's size, asserted above) are read at the same places.
-            unsafe { panel::product(wp_g, rows, k, b, brs, cols, dst.get().add(first), p, epi) };
+            // SAFETY: `b` holds k rows of `cols` values at stride `brs` (input planes of this
+            // image and group, or the im2col tile); task (img, gi, ci, si) alone writes rows
+            // r0 .. r0 + rows of group gi, columns p0 .. p0 + cols, of image img's output (the
+            // kernel checks its own requirements, and the epilogue's sources, of the output's
+            // size, are read at the same places).
+            unsafe {
+                panel::product(
+                    isa,
+                    wp_g,
+                    rows,
+                    k,
+                    b,
+                    brs,
+                    cols,
+                    dst.get().add(first),
+                    p,
+                    epi,
+                )
+            };
         })
     });
 }
@@ -656,6 +628,7 @@ thread_local! {
 /// With `mask` = `(x, clamp)`, the gradient is zeroed wherever `x` is outside the clamp's open
 /// interval (inside the flipped convolution's epilogue when it runs, else in a final pass).
 fn conv_input_grad(
+    config: &ExecConfig,
     dy: &Tensor,
     w: &Tensor,
     d: &Dims,
@@ -677,29 +650,29 @@ fn conv_input_grad(
     // convolution runs on the Winograd path, which builds no columns at all. It applies the
     // mask in its own epilogue.
     if !d.depthwise() {
-        if let (Some((wf, cache)), Some(td)) = (flipped, transposed_dims(d)) {
+        if let (Some((wf, cache)), Some(td)) = (flipped, d.transposed()) {
             // A 1×1 convolution's col2im is a copy: the flipped route builds nothing either.
-            let no_columns = winograd_geometry(&td).is_some() || td.pointwise();
+            let no_columns = on_winograd(config, &td) || td.pointwise();
             if d.c >= d.m || no_columns {
-                return conv_forward(dy, wf, None, &td, cache, None, mask);
+                return conv_forward(config, dy, wf, None, &td, cache, None, mask);
             }
         }
     }
     let mut dx = vec![0.0f32; d.n * d.c * plane_in];
     let masked = |mut dx: Vec<f32>| {
         if let Some((x, clamp)) = mask {
-            clamp.mask(&mut dx, x.data());
+            epilogue::mask(config.isa, clamp, &mut dx, x.data());
         }
         Tensor::from_parts(vec![d.n, d.c, ih, iw], dx)
     };
     if d.depthwise() {
-        depthwise::input_grad(dy.data(), w.data(), &mut dx, &d.depthwise_geometry());
+        depthwise::input_grad(config.isa, dy.data(), w.data(), &mut dx, d);
         return Ok(masked(dx));
     }
     let (cg, mg, k) = (d.cg(), d.mg(), d.k());
-    let tasks = d.n * d.g;
+    let tasks = d.n * d.groups;
     let image_grad = |task: usize, dcol: &mut Vec<f32>, dx_g: &mut [f32], threads: usize| {
-        let (img, gi) = (task / d.g, task % d.g);
+        let (img, gi) = (task / d.groups, task % d.groups);
         let dy_g = &dy.data()[(img * d.m + gi * mg) * p..(img * d.m + (gi + 1) * mg) * p];
         let w_g = &w.data()[gi * mg * k..(gi + 1) * mg * k];
         dcol.resize(k * p, 0.0);
@@ -722,7 +695,7 @@ fn conv_input_grad(
                 col2im_channel(dcol, c, &d.h, &d.w, plane);
             }
         } else {
-            crate::pool::for_each_chunk_mut(dx_g, plane_in, |c, plane| {
+            for_each_chunk_mut(dx_g, plane_in, |c, plane| {
                 col2im_channel(dcol, c, &d.h, &d.w, plane)
             });
         }
@@ -731,7 +704,7 @@ fn conv_input_grad(
         // Enough images (×groups) to keep every thread busy with its own GEMM and col2im.
         let len = cg * plane_in;
         let base = SharedOut(dx.as_mut_ptr());
-        crate::pool::for_each_range(tasks, 1, |range| {
+        for_each_range(tasks, 1, |range| {
             let mut dcol = Vec::new();
             for task in range {
                 // SAFETY: image (× group) `task`'s part of `dx`, which holds `tasks` such parts;
@@ -748,33 +721,6 @@ fn conv_input_grad(
         }
     }
     Ok(masked(dx))
-}
-
-/// Geometry of the stride-1 convolution that computes the input gradient, when one exists.
-fn transposed_dims(d: &Dims) -> Option<Dims> {
-    let t = |a: &Axis| -> Option<Axis> {
-        if a.stride != 1 || a.dilation != 1 || a.pad_begin > a.kernel - 1 {
-            return None;
-        }
-        let pb = a.kernel - 1 - a.pad_begin;
-        (a.input + a.kernel > a.output + pb).then_some(Axis {
-            input: a.output,
-            output: a.input,
-            kernel: a.kernel,
-            stride: 1,
-            dilation: 1,
-            pad_begin: pb,
-        })
-    };
-    (d.g == 1).then_some(())?;
-    Some(Dims {
-        n: d.n,
-        c: d.m,
-        m: d.c,
-        g: 1,
-        h: t(&d.h)?,
-        w: t(&d.w)?,
-    })
 }
 
 /// `[M, C, kh, kw]` → `[C, M, kh, kw]` with both kernel axes reversed.
@@ -796,6 +742,27 @@ fn flip_transpose(w: &Tensor) -> Tensor {
     Tensor::from_parts(vec![c, m, kh, kw], out)
 }
 
+/// A layer of a fused block: the convolution, its inputs (the one the block forms itself
+/// absent) and the clamp after it, if any.
+pub(crate) type BlockLayer<'a> = (&'a Conv, &'a [Option<&'a Value>], Option<Clamp>);
+
+/// The nodes of an inverted-residual block (MobileNetV2, EfficientNet) that
+/// [`Conv::forward_block`] runs as one: an optional 1×1 expansion, the depthwise convolution
+/// (whose op receives this), a 1×1 projection reading only its output, and an optional
+/// residual addend after the projection.
+pub(crate) struct BlockParts<'a> {
+    /// The expansion, when its output only feeds the depthwise layer.
+    pub expand: Option<BlockLayer<'a>>,
+    /// The depthwise layer's inputs (input 0 absent when the expansion is fused).
+    pub inputs: &'a [Option<&'a Value>],
+    /// The clamp after the depthwise layer.
+    pub act: Option<Clamp>,
+    /// The projection (input 0 absent).
+    pub project: BlockLayer<'a>,
+    /// The other operand of an `Add` that only reads the projection's output.
+    pub residual: Option<&'a Tensor>,
+}
+
 /// A layer of a block that is an ungrouped 1×1 convolution with constant weights.
 struct PointwiseLayer<'a> {
     conv: &'a Conv,
@@ -807,14 +774,13 @@ struct PointwiseLayer<'a> {
 
 impl<'a> PointwiseLayer<'a> {
     /// `layer` on an input of shape `x`, if it is such a convolution.
-    fn of(&(op, inputs, act): &BlockLayer<'a>, x: &[usize]) -> Option<PointwiseLayer<'a>> {
-        let conv = op.as_any()?.downcast_ref::<Conv>()?;
+    fn of(&(conv, inputs, act): &BlockLayer<'a>, x: &[usize]) -> Option<PointwiseLayer<'a>> {
         let w = float_input(inputs, 1).ok()?;
         let b = bias_input(inputs).ok()?;
         let d = conv_dims_for(&conv.attrs, x, w).ok()?;
         let fits = conv.constant_weights
             && d.pointwise()
-            && d.g == 1
+            && d.groups == 1
             && d.k() > 0
             && b.is_none_or(|b| b.len() == d.m);
         fits.then_some(PointwiseLayer { conv, w, b, d, act })
@@ -822,7 +788,7 @@ impl<'a> PointwiseLayer<'a> {
 
     /// The shape of its output.
     fn output_shape(&self) -> [usize; 4] {
-        [self.d.n, self.d.m, self.d.h.output, self.d.w.output]
+        self.d.output_shape()
     }
 
     /// The layer as the depthwise kernels form it, on input `x`.
@@ -837,10 +803,24 @@ impl<'a> PointwiseLayer<'a> {
     }
 }
 
-/// Output columns from which a depthwise layer runs with its block ([`Op::forward_block`]).
+/// What a convolution can be in a fused block, from its attributes and constant weights alone
+/// (the kernels still check the shapes of each call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BlockRole {
+    /// An ungrouped 1×1, stride-1, unpadded convolution: an expansion or a projection.
+    Pointwise,
+    /// One filter per channel (weights `[m, 1, kh, kw]`, `group = m`).
+    Depthwise,
+    /// Neither, or weights computed at run time.
+    Other,
+}
+
+/// Output columns from which a depthwise layer runs with its block ([`Conv::forward_block`]).
 const BLOCK_MIN_COLUMNS: usize = 56;
 
-struct Conv {
+/// `Conv` (2-D, NCHW), with groups, strides, dilations, pads and auto_pad; its fused forms are
+/// its own methods (see the module).
+pub struct Conv {
     attrs: ConvAttrs,
     /// Whether the weights are a constant of the model (then their derived forms are cached).
     constant_weights: bool,
@@ -852,12 +832,34 @@ struct Conv {
 }
 
 impl Conv {
+    /// What this convolution can be in a fused block, given its weights (`None` when they are
+    /// not a constant of the model).
+    pub(crate) fn block_role(&self, weights: Option<&Tensor>) -> BlockRole {
+        let Some(w) = weights.filter(|_| self.constant_weights) else {
+            return BlockRole::Other;
+        };
+        let a = &self.attrs;
+        let unpadded = match a.auto_pad {
+            AutoPad::NotSet => a.pads == [0; 4],
+            // A 1×1 kernel at stride 1 gets no padding from these.
+            AutoPad::Valid | AutoPad::SameUpper | AutoPad::SameLower => true,
+        };
+        match *w.shape() {
+            [_, cg, 1, 1] if cg > 0 && a.group == 1 && a.strides == [1, 1] && unpadded => {
+                BlockRole::Pointwise
+            }
+            [m, 1, _, _] if a.group == m => BlockRole::Depthwise,
+            _ => BlockRole::Other,
+        }
+    }
+
     /// The Winograd weight cache, for constant weights only.
     fn cache(&self) -> Option<&WeightCache> {
         self.constant_weights.then_some(&self.packed)
     }
 
-    /// The input gradient, masked by `mask` read from the input (see [`Op::backward_masked`]).
+    /// The input gradient, masked by `mask` read from the input (see
+    /// [`Conv::backward_masked`]).
     fn input_grads(&self, v: &Vjp, mask: Option<Clamp>) -> Result<Vec<Option<Tensor>>> {
         let (x, w) = (v.input(0)?, v.input(1)?);
         let d = conv_dims(&self.attrs, x, w)?;
@@ -865,7 +867,7 @@ impl Conv {
         if v.needs[0] {
             // Constant weights are flipped (and transformed) once; others on every call.
             let fresh;
-            let flipped = match (d.g == 1, self.constant_weights) {
+            let flipped = match (d.groups == 1, self.constant_weights) {
                 (false, _) => None,
                 (true, true) => Some((
                     self.flipped.get_or_init(|| flip_transpose(w)),
@@ -877,7 +879,7 @@ impl Conv {
                 }
             };
             let mask = mask.map(|c| (x, c));
-            grads[0] = Some(conv_input_grad(v.grad(0)?, w, &d, flipped, mask)?);
+            grads[0] = Some(conv_input_grad(v.config, v.grad(0)?, w, &d, flipped, mask)?);
         }
         if v.needs.iter().skip(1).any(|&n| n) {
             return Err(Error::NotDifferentiable(
@@ -886,87 +888,102 @@ impl Conv {
         }
         Ok(grads)
     }
-}
 
-impl Op for Conv {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    /// The forward pass with `act` applied to each output block while it is still in cache,
+    /// so the pre-activation value is never written out.
+    pub(crate) fn forward_activated(
+        &self,
+        config: &ExecConfig,
+        inputs: &[Option<&Value>],
+        act: Clamp,
+    ) -> Result<Value> {
         let (x, w) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
         let b = bias_input(inputs)?;
         let d = conv_dims(&self.attrs, x, w)?;
-        Ok(vec![
-            conv_forward(x, w, b, &d, self.cache(), None, None)?.into()
-        ])
+        Ok(conv_forward(config, x, w, b, &d, self.cache(), Some(act), None)?.into())
     }
 
-    fn forward_activated(&self, inputs: &[Option<&Value>], act: Clamp) -> Option<Result<Value>> {
-        let run = || -> Result<Value> {
-            let (x, w) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
-            let b = bias_input(inputs)?;
-            let d = conv_dims(&self.attrs, x, w)?;
-            Ok(conv_forward(x, w, b, &d, self.cache(), Some(act), None)?.into())
-        };
-        Some(run())
-    }
-
-    fn forward_residual(
+    /// `forward(inputs) + residual` (a residual `Add` after the convolution), the sum formed
+    /// while each output block is in cache. `None` when the convolution has no such form for
+    /// these inputs (the caller then runs the two nodes apart); errors in the inputs also give
+    /// `None`, so that the unfused pass reports them.
+    pub(crate) fn forward_residual(
         &self,
+        config: &ExecConfig,
         inputs: &[Option<&Value>],
         residual: &Tensor,
     ) -> Option<Result<Value>> {
         let (x, w) = (float_input(inputs, 0).ok()?, float_input(inputs, 1).ok()?);
         let b = bias_input(inputs).ok()?;
         let d = conv_dims(&self.attrs, x, w).ok()?;
-        conv_forward_residual(x, w, b, &d, self.cache(), residual).map(|t| Ok(t.into()))
+        conv_forward_residual(config, x, w, b, &d, self.cache(), residual).map(|t| Ok(t.into()))
     }
 
-    fn forward_after_pointwise(
+    /// For a depthwise convolution whose input is the output of `pointwise` (a 1×1
+    /// convolution with inputs `pointwise_inputs`, clamped by `pointwise_act`) that nothing
+    /// else reads: both layers in one sweep, the 1×1 output never formed whole. `inputs` are
+    /// this node's own, input 0 absent. `None` when the two have no such form (the caller then
+    /// runs them apart); errors in the inputs also give `None`, so that the unfused pass
+    /// reports them.
+    pub(crate) fn forward_after_pointwise(
         &self,
-        pointwise: &dyn Op,
-        pointwise_inputs: &[Option<&Value>],
-        pointwise_act: Option<Clamp>,
+        config: &ExecConfig,
+        pointwise: BlockLayer,
         inputs: &[Option<&Value>],
         act: Option<Clamp>,
     ) -> Option<Result<Value>> {
-        let x = float_input(pointwise_inputs, 0).ok()?;
-        let layer = (pointwise, pointwise_inputs, pointwise_act);
-        let pw = PointwiseLayer::of(&layer, x.shape())?;
+        let isa = config.isa;
+        let x = float_input(pointwise.1, 0).ok()?;
+        let pw = PointwiseLayer::of(&pointwise, x.shape())?;
         let w2 = float_input(inputs, 1).ok()?;
         let b2 = bias_input(inputs).ok()?;
         let d2 = conv_dims_for(&self.attrs, &pw.output_shape(), w2).ok()?;
         // Only constant weights (their packed forms are cached), on the panel kernel.
         let fits = self.constant_weights
-            && panel::available()
+            && panel::available(isa)
             && d2.depthwise()
             && b2.is_none_or(|b| b.len() == d2.m);
         if !fits {
             return None;
         }
-        let len = d2.n * d2.m * d2.h.output * d2.w.output;
+        let len = d2.output_len();
         let mut out: Vec<f32> = Vec::with_capacity(len);
-        let kk = d2.h.kernel * d2.w.kernel;
-        let lanes = self.packed.lanes(w2, d2.c, kk);
+        let lanes = self.packed.lanes(w2, d2.c, d2.taps());
         let pointwise = pw.formed(x);
+        let epi = Epilogue {
+            bias: b2.map(Tensor::data),
+            act,
+            ..Epilogue::default()
+        };
         depthwise::forward_after_pointwise(
+            isa,
             &pointwise,
             w2.data(),
             lanes,
-            b2.map(Tensor::data),
             &mut out.spare_capacity_mut()[..len],
-            &d2.depthwise_geometry(),
-            act,
+            &d2,
+            epi,
         );
         // SAFETY: `forward_after_pointwise` writes every one of the `len` values.
         unsafe { out.set_len(len) };
-        Some(Ok(Tensor::from_parts(
-            vec![d2.n, d2.m, d2.h.output, d2.w.output],
-            out,
-        )
-        .into()))
+        Some(Ok(
+            Tensor::from_parts(d2.output_shape().to_vec(), out).into()
+        ))
     }
 
-    fn forward_block(&self, parts: &BlockParts) -> Option<Result<Value>> {
+    /// For a depthwise convolution: the layers of an inverted-residual block around it in
+    /// one sweep (see [`BlockParts`]), the depthwise output (and the expansion's) never formed
+    /// whole. `None` when the ops or shapes have no such form (the caller then runs them
+    /// apart or in the pairs above); errors in the inputs also give `None`, so that the
+    /// unfused pass reports them.
+    pub(crate) fn forward_block(
+        &self,
+        config: &ExecConfig,
+        parts: &BlockParts,
+    ) -> Option<Result<Value>> {
+        let isa = config.isa;
         // Only constant weights (their packed forms are cached), on the panel kernel.
-        if !self.constant_weights || !panel::available() {
+        if !self.constant_weights || !panel::available(isa) {
             return None;
         }
         let (expand, x) = match &parts.expand {
@@ -994,13 +1011,13 @@ impl Op for Conv {
             && b2.is_none_or(|b| b.len() == d2.m)
             && parts
                 .residual
-                .is_none_or(|r| r.shape() == [d3.n, d3.m, oh, ow]);
+                .is_none_or(|r| r.shape() == d3.output_shape());
         if !fits {
             return None;
         }
-        let len = d3.n * d3.m * oh * ow;
+        let len = d3.output_len();
         let mut out: Vec<f32> = Vec::with_capacity(len);
-        let lanes = self.packed.lanes(w2, d2.c, d2.h.kernel * d2.w.kernel);
+        let lanes = self.packed.lanes(w2, d2.c, d2.taps());
         let pointwise = expand.map(|e| e.formed(x));
         let source = match &pointwise {
             Some(pw) => depthwise::block::Source::Pointwise(pw),
@@ -1013,30 +1030,74 @@ impl Op for Conv {
             act: proj.act,
             residual: parts.residual.map(Tensor::data),
         };
+        let epi = Epilogue {
+            bias: b2.map(Tensor::data),
+            act: parts.act,
+            ..Epilogue::default()
+        };
         depthwise::block::forward(
+            isa,
             &source,
             lanes,
-            b2.map(Tensor::data),
-            &d2.depthwise_geometry(),
-            parts.act,
+            &d2,
+            epi,
             &projection,
             &mut out.spare_capacity_mut()[..len],
         );
         // SAFETY: `block::forward` writes every one of the `len` values.
         unsafe { out.set_len(len) };
-        Some(Ok(Tensor::from_parts(vec![d3.n, d3.m, oh, ow], out).into()))
+        Some(Ok(
+            Tensor::from_parts(d3.output_shape().to_vec(), out).into()
+        ))
     }
 
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
+    /// Like [`Op::backward`], with the gradient of input 0 already multiplied by the derivative
+    /// of `act` read from input 0 itself (1 where `lo < x < hi`, else 0). The executor asks for
+    /// it when input 0 is the output of a clamp fused into the convolution before it and this
+    /// node is its only reader; the clamp's own backward pass is then skipped.
+    pub(crate) fn backward_masked(&self, v: &Vjp, act: Clamp) -> Result<Vec<Option<Tensor>>> {
+        self.input_grads(v, Some(act))
+    }
+
+    /// The same convolution applied to `items` images stacked along the channel axis
+    /// (`[1, items·C, H, W]`), each with its own single filter (weights `[items, C, kh, kw]`,
+    /// bias `[items]`). `None` when the convolution cannot be sliced that way (grouped).
+    pub(crate) fn one_filter_per_item(&self, items: usize) -> Option<Conv> {
+        // Grouped convolutions would need their input channels sliced too.
+        (self.attrs.group == 1 && items > 0).then(|| Conv {
+            attrs: ConvAttrs {
+                group: items,
+                ..self.attrs.clone()
+            },
+            // The stacked weights are new on every call.
+            constant_weights: false,
+            flipped: OnceLock::new(),
+            packed: WeightCache::default(),
+            packed_flipped: WeightCache::default(),
+        })
+    }
+}
+
+impl Op for Conv {
+    fn forward(&self, config: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+        let (x, w) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
+        let b = bias_input(inputs)?;
+        let d = conv_dims(&self.attrs, x, w)?;
+        Ok(vec![conv_forward(
+            config,
+            x,
+            w,
+            b,
+            &d,
+            self.cache(),
+            None,
+            None,
+        )?
+        .into()])
     }
 
     fn backward(&self, v: &Vjp) -> Result<Vec<Option<Tensor>>> {
         self.input_grads(v, None)
-    }
-
-    fn backward_masked(&self, v: &Vjp, act: Clamp) -> Option<Result<Vec<Option<Tensor>>>> {
-        Some(self.input_grads(v, Some(act)))
     }
 
     fn flops(&self, inputs: &[Option<&Value>], _outputs: &[&Value]) -> u64 {
@@ -1046,21 +1107,8 @@ impl Op for Conv {
         }
     }
 
-    fn one_filter_per_item(&self, items: usize) -> Option<Box<dyn Op>> {
-        // Grouped convolutions would need their input channels sliced too.
-        (self.attrs.group == 1 && items > 0).then(|| {
-            Box::new(Conv {
-                attrs: ConvAttrs {
-                    group: items,
-                    ..self.attrs.clone()
-                },
-                // The stacked weights are new on every call.
-                constant_weights: false,
-                flipped: OnceLock::new(),
-                packed: WeightCache::default(),
-                packed_flipped: WeightCache::default(),
-            }) as Box<dyn Op>
-        })
+    fn kind(&self) -> OpKind<'_> {
+        OpKind::Conv(self)
     }
 }
 
@@ -1174,7 +1222,7 @@ impl ConvTranspose {
             n,
             c,
             m: cin,
-            g,
+            groups: g,
             h: mk(0, h, kh)?,
             w: mk(1, wd, kw)?,
         };
@@ -1184,10 +1232,10 @@ impl ConvTranspose {
 }
 
 impl Op for ConvTranspose {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, config: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let (x, w) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
         let d = self.dims(x, w)?;
-        let mut y = conv_input_grad(x, w, &d, None, None)?;
+        let mut y = conv_input_grad(config, x, w, &d, None, None)?;
         if let Some(b) = inputs.get(2).copied().flatten() {
             let b = b.as_float("bias")?;
             if b.len() != d.c {
@@ -1216,7 +1264,16 @@ impl Op for ConvTranspose {
         }
         let mut grads: Vec<Option<Tensor>> = v.inputs.iter().map(|_| None).collect();
         if v.needs[0] {
-            grads[0] = Some(conv_forward(v.grad(0)?, w, None, &d, None, None, None)?);
+            grads[0] = Some(conv_forward(
+                v.config,
+                v.grad(0)?,
+                w,
+                None,
+                &d,
+                None,
+                None,
+                None,
+            )?);
         }
         Ok(grads)
     }
@@ -1244,12 +1301,14 @@ mod tests {
     /// strided, padded and grouped convolutions with whole and partial panels.
     #[test]
     fn panel_and_gemm_paths_agree() {
-        if !panel::available() {
+        let host = Isa::host();
+        if !panel::available(host) {
             return;
         }
         let clamp = Clamp { lo: 0.0, hi: 0.5 };
         // (x shape, w shape, strides, pads, group)
-        let cases: [([usize; 4], [usize; 4], i64, [i64; 4], usize); 4] = [
+        type Case = ([usize; 4], [usize; 4], i64, [i64; 4], usize);
+        let cases: [Case; 4] = [
             ([2, 12, 7, 7], [20, 12, 1, 1], 1, [0; 4], 1),
             ([1, 5, 11, 9], [16, 5, 3, 3], 2, [1, 0, 1, 1], 1),
             ([1, 8, 6, 6], [24, 4, 3, 3], 1, [1, 1, 1, 1], 2),
@@ -1267,12 +1326,17 @@ mod tests {
             let w = Tensor::new(ws.to_vec(), values(ws.iter().product(), 7 + case)).unwrap();
             let b = Tensor::new(vec![ws[0]], values(ws[0], 11)).unwrap();
             let d = conv_dims(&attrs, &x, &w).unwrap();
-            let run = |gemm: bool| {
-                panel::force_gemm(gemm);
-                let y = conv_forward(&x, &w, Some(&b), &d, None, Some(clamp), None).unwrap();
+            let run = |isa: Isa| {
+                let config = ExecConfig {
+                    isa,
+                    ..ExecConfig::default()
+                };
+                let y =
+                    conv_forward(&config, &x, &w, Some(&b), &d, None, Some(clamp), None).unwrap();
                 let dy = Tensor::new(y.shape().to_vec(), values(y.len(), 3)).unwrap();
-                let flipped = (d.g == 1).then(|| flip_transpose(&w));
+                let flipped = (d.groups == 1).then(|| flip_transpose(&w));
                 let dx = conv_input_grad(
+                    &config,
                     &dy,
                     &w,
                     &d,
@@ -1280,10 +1344,10 @@ mod tests {
                     Some((&x, clamp)),
                 )
                 .unwrap();
-                panel::force_gemm(false);
                 (y, dx)
             };
-            let ((y1, dx1), (y2, dx2)) = (run(false), run(true));
+            // Without AVX-512 (what an AVX2 machine runs) the `gemm` crate does the products.
+            let ((y1, dx1), (y2, dx2)) = (run(host), run(host.without_avx512()));
             for (what, a, b) in [("output", &y1, &y2), ("input gradient", &dx1, &dx2)] {
                 assert_eq!(a.shape(), b.shape());
                 for (i, (p, q)) in a.data().iter().zip(b.data()).enumerate() {

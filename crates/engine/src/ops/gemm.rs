@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 
 use super::binary::broadcast_map;
-use super::{check_size, float_input, Builder, Op, Vjp};
+use super::{check_size, float_input, Builder, ExecConfig, Op, Vjp};
 use crate::error::{Error, Result};
-use crate::kernels::{dot, matmul, Mat};
+use crate::kernels::gemm::{dot, matmul, Mat};
 use crate::tensor::{Tensor, Value};
 
 pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
@@ -61,7 +61,7 @@ impl Gemm {
 }
 
 impl Op for Gemm {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, config: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let (a, b) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
         let (m, k, n, am, bm) = self.views(a, b)?;
         let mut out = vec![0.0f32; m * n];
@@ -70,12 +70,12 @@ impl Op for Gemm {
             // split over the threads. The GEMM ran it on one thread, repacking all of B
             // (EfficientNet-Lite0's 1000 × 1280 head: 0.55 ms, onnxruntime 0.33 ms).
             let (ad, bd) = (a.data(), b.data());
-            crate::pool::for_each_chunk_mut(&mut out, 64, |c, o| {
+            crate::runtime::pool::for_each_chunk_mut(&mut out, 64, |c, o| {
                 // Chunks of 64 outputs; a row of n outputs may end inside one.
                 let first = c * 64;
                 for (j, v) in o.iter_mut().enumerate() {
                     let (i, r) = ((first + j) / n, (first + j) % n);
-                    *v = dot(&ad[i * k..(i + 1) * k], &bd[r * k..(r + 1) * k]);
+                    *v = dot(config.isa, &ad[i * k..(i + 1) * k], &bd[r * k..(r + 1) * k]);
                 }
             });
         } else {

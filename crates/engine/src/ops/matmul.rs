@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 
 use super::binary::broadcast_shape;
-use super::{check_size, float_input, Builder, Op, Vjp};
+use super::{check_size, float_input, Builder, ExecConfig, Op, Vjp};
 use crate::error::{Error, Result};
-use crate::kernels::{matmul, Mat};
+use crate::kernels::gemm::{matmul, Mat};
 use crate::tensor::{strides_of, Tensor, Value};
 
 pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
@@ -85,7 +85,7 @@ fn batch_offset(i: usize, batch: &[usize], own: &[usize]) -> usize {
 struct MatMulOp;
 
 impl Op for MatMulOp {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let (a, b) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
         let p = plan(a.shape(), b.shape())?;
         let nb: usize = p.batch.iter().product();

@@ -7,6 +7,11 @@
 //!
 //! Every op lives in a family module that registers its builders in [`registry`], the way tract's
 //! `onnx/src/ops/mod.rs` does.
+//!
+//! The [`Op`] trait is narrow: forward, backward, cost, and [`OpKind`]. The fused forms the
+//! planner may choose (a convolution with its activation, its residual `Add`, the 1×1
+//! convolution before it, a whole inverted-residual block; a masked input gradient) are methods
+//! of the concrete ops ([`Conv`], [`Pool`], [`Unary`]), reached through [`Op::kind`].
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -14,7 +19,14 @@ use std::sync::OnceLock;
 use convscope_onnx::NodeProto;
 
 use crate::error::{Error, Result};
+use crate::kernels::epilogue;
+pub use crate::kernels::epilogue::Clamp;
+use crate::runtime::cpu::Isa;
+use crate::runtime::pool::for_each_chunk_mut;
 use crate::tensor::{Tensor, Value};
+pub use activation::Unary;
+pub use conv::Conv;
+pub use pool::Pool;
 
 pub(crate) mod activation;
 pub(crate) mod binary;
@@ -29,8 +41,45 @@ pub(crate) mod resize;
 pub(crate) mod shape;
 pub(crate) mod softmax;
 
+/// How a run may compute: the instruction set its kernels use and whether 3×3 convolutions may
+/// take the Winograd route. A value, carried by a model ([`crate::Model::with_config`]) and
+/// handed to every op of a run, so two models (or two tests) in one process can run
+/// differently at the same time.
+///
+/// ```
+/// use convscope_engine::{ExecConfig, Isa};
+/// // What a machine without AVX-512 or AVX2 runs, with im2col + GEMM for every convolution.
+/// let portable = ExecConfig {
+///     isa: Isa::portable(),
+///     winograd: false,
+/// };
+/// assert_ne!(portable, ExecConfig::default());
+/// assert_eq!(ExecConfig::default().isa, Isa::host());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExecConfig {
+    /// The instruction set the kernels may use (default: this CPU's, [`Isa::host`]).
+    pub isa: Isa,
+    /// Whether 3×3, stride-1 convolutions large enough to gain take the Winograd F(4×4, 3×3)
+    /// route (default: on). Off, every convolution is im2col + GEMM: about 4× the
+    /// multiply-adds for 3×3 layers but the rounding of a plain dot product; the `conv_micro`
+    /// example times both.
+    pub winograd: bool,
+}
+
+impl Default for ExecConfig {
+    fn default() -> Self {
+        ExecConfig {
+            isa: Isa::host(),
+            winograd: true,
+        }
+    }
+}
+
 /// Everything a vector-Jacobian product may look at.
 pub struct Vjp<'a> {
+    /// How the run computes.
+    pub config: &'a ExecConfig,
     /// The node's inputs (`None` for omitted optional inputs).
     pub inputs: &'a [Option<&'a Value>],
     /// The node's outputs from the forward pass.
@@ -60,94 +109,14 @@ impl Vjp<'_> {
     }
 }
 
-/// A clamping activation `min(max(x, lo), hi)`: ReLU is `lo = 0, hi = ∞`, ReLU6 is `Clip(0, 6)`.
-///
-/// Its derivative can be read from the output alone (1 strictly between the bounds, else 0),
-/// which is what lets a convolution apply it in the same sweep and keep only the activated value.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Clamp {
-    /// Lower bound (may be -∞).
-    pub lo: f32,
-    /// Upper bound (may be +∞).
-    pub hi: f32,
-}
-
-impl Clamp {
-    /// Whether the derivative at output (or input) value `v` is 1.
-    #[inline(always)]
-    pub fn passes(&self, v: f32) -> bool {
-        (v > self.lo) & (v < self.hi)
-    }
-
-    /// Zeroes `g[i]` wherever `x[i]` is not strictly between the bounds.
-    pub fn mask(&self, g: &mut [f32], x: &[f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { self.mask_avx512(g, x) };
-        }
-        self.mask_generic(g, x)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn mask_avx512(&self, g: &mut [f32], x: &[f32]) {
-        self.mask_generic(g, x)
-    }
-
-    #[inline(always)]
-    fn mask_generic(&self, g: &mut [f32], x: &[f32]) {
-        for (gv, &xv) in g.iter_mut().zip(x) {
-            *gv = if self.passes(xv) { *gv } else { 0.0 };
-        }
-    }
-
-    /// Applies the clamp to every value (NaN becomes `lo`, as `Relu`'s `max` does).
-    #[inline]
-    pub fn apply(&self, v: &mut [f32]) {
-        bias_act(v, None, Some(*self))
-    }
-}
-
-/// `v[i] = act(v[i] + bias)`: a convolution's epilogue, 16 values per step on AVX-512 (the
-/// crate is compiled for baseline x86-64, where these loops would take 4 per step).
-pub(crate) fn bias_act(v: &mut [f32], bias: Option<f32>, act: Option<Clamp>) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F (checked just above).
-        return unsafe { bias_act_avx512(v, bias, act) };
-    }
-    bias_act_generic(v, bias, act)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn bias_act_avx512(v: &mut [f32], bias: Option<f32>, act: Option<Clamp>) {
-    bias_act_generic(v, bias, act)
-}
-
-#[inline(always)]
-fn bias_act_generic(v: &mut [f32], bias: Option<f32>, act: Option<Clamp>) {
-    if let Some(b) = bias {
-        v.iter_mut().for_each(|x| *x += b);
-    }
-    match act {
-        None => {}
-        Some(Clamp { lo, hi }) if hi == f32::INFINITY => {
-            v.iter_mut().for_each(|x| *x = x.max(lo));
-        }
-        Some(Clamp { lo, hi }) => v.iter_mut().for_each(|x| *x = x.max(lo).min(hi)),
-    }
-}
-
 /// `g ← g` where `lo < y < hi`, else 0 (and, when `guided`, negative gradients become 0 too):
 /// the backward pass of a [`Clamp`] read from its output `y`.
 ///
 /// Exactly ReLU's derivative; for `Clip` it differs from the inclusive rule of the unfused op
 /// only where the input equals a bound exactly.
-pub(crate) fn mask_between(g: &mut Tensor, y: &Tensor, c: Clamp, guided: bool) {
+pub(crate) fn mask_between(isa: Isa, g: &mut Tensor, y: &Tensor, c: Clamp, guided: bool) {
     let y = y.data();
-    crate::pool::for_each_chunk_mut(g.data_mut(), 1 << 14, |i, g| {
+    for_each_chunk_mut(g.data_mut(), 1 << 14, |i, g| {
         let y = &y[i << 14..][..g.len()];
         // Branch-free loops (one per rule, `&` not `&&`) so each compiles to vector selects.
         if guided {
@@ -156,36 +125,36 @@ pub(crate) fn mask_between(g: &mut Tensor, y: &Tensor, c: Clamp, guided: bool) {
                 *gv = if keep { *gv } else { 0.0 };
             }
         } else {
-            c.mask(g, y);
+            epilogue::mask(isa, c, g, y);
         }
     });
 }
 
-/// A layer of a fused block: its op, its inputs (the one the block forms itself absent) and
-/// the clamp after it, if any.
-pub type BlockLayer<'a> = (&'a dyn Op, &'a [Option<&'a Value>], Option<Clamp>);
-
-/// The nodes of an inverted-residual block (MobileNetV2, EfficientNet) that
-/// [`Op::forward_block`] runs as one: an optional 1×1 expansion, the depthwise convolution
-/// (whose op receives this), a 1×1 projection reading only its output, and an optional
-/// residual addend after the projection.
-pub struct BlockParts<'a> {
-    /// The expansion, when its output only feeds the depthwise layer.
-    pub expand: Option<BlockLayer<'a>>,
-    /// The depthwise layer's inputs (input 0 absent when the expansion is fused).
-    pub inputs: &'a [Option<&'a Value>],
-    /// The clamp after the depthwise layer.
-    pub act: Option<Clamp>,
-    /// The projection (input 0 absent).
-    pub project: BlockLayer<'a>,
-    /// The other operand of an `Add` that only reads the projection's output.
-    pub residual: Option<&'a Tensor>,
+/// What the planner may know of an op beyond its forward and backward passes: the few kinds
+/// of op that take part in fusions and slicing, as their concrete types (whose fused forms are
+/// their own methods). Everything else is [`OpKind::Other`].
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub enum OpKind<'a> {
+    /// Nothing the planner looks into.
+    Other,
+    /// An element-wise unary op (activations and math functions): maps each element of input
+    /// 0 to the output element at the same position, its other inputs being scalars, so it
+    /// commutes with slicing channels.
+    Unary(&'a Unary),
+    /// `Conv`.
+    Conv(&'a Conv),
+    /// `MaxPool` or `AveragePool`.
+    Pool(&'a Pool),
+    /// `Add` (of two values, broadcasting).
+    Add,
 }
 
-/// One executable ONNX node.
+/// One executable ONNX node: a forward pass, a vector-Jacobian product, its cost, and what
+/// kind of op it is for the planner ([`OpKind`]).
 pub trait Op: Send + Sync {
     /// Computes the outputs from the inputs.
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>>;
+    fn forward(&self, config: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>>;
 
     /// Returns, for each input, the gradient of the objective (or `None` where `needs` is false).
     fn backward(&self, v: &Vjp) -> Result<Vec<Option<Tensor>>> {
@@ -199,88 +168,9 @@ pub trait Op: Send + Sync {
         0
     }
 
-    /// Whether the op maps each element of input 0 to the output element at the same position
-    /// (activations), its other inputs being scalars. Such ops commute with slicing channels.
-    fn elementwise(&self) -> bool {
-        false
-    }
-
-    /// For a convolution: the same convolution applied to `items` images stacked along the
-    /// channel axis (`[1, items·C, H, W]`), each with its own single filter (weights
-    /// `[items, C, kh, kw]`, bias `[items]`). `None` when the op cannot be sliced that way.
-    fn one_filter_per_item(&self, items: usize) -> Option<Box<dyn Op>> {
-        let _ = items;
-        None
-    }
-
-    /// For `Relu` and `Clip` with constant bounds: the activation as a [`Clamp`].
-    fn as_clamp(&self, inputs: &[Option<&Value>]) -> Option<Clamp> {
-        let _ = inputs;
-        None
-    }
-
-    /// Like [`Op::backward`], with the gradient of input 0 already multiplied by the derivative
-    /// of `act` read from input 0 itself (1 where `lo < x < hi`, else 0). The executor asks for
-    /// it when input 0 is the output of a clamp fused into the convolution before it and this
-    /// node is its only reader; the clamp's own backward pass is then skipped. `None` when the
-    /// op has no such form.
-    fn backward_masked(&self, v: &Vjp, act: Clamp) -> Option<Result<Vec<Option<Tensor>>>> {
-        let _ = (v, act);
-        None
-    }
-
-    /// For a convolution: the forward pass with `act` applied to each output block while it is
-    /// still in cache, so the pre-activation value is never written out. `None` when the op
-    /// has no such form.
-    fn forward_activated(&self, inputs: &[Option<&Value>], act: Clamp) -> Option<Result<Value>> {
-        let _ = (inputs, act);
-        None
-    }
-
-    /// For a convolution: `forward(inputs) + residual` (a residual `Add` after it), the sum
-    /// formed while each output block is in cache. `None` when the op has no such form for
-    /// these inputs (the caller then runs the two nodes apart); errors in the inputs also give
-    /// `None`, so that the unfused pass reports them.
-    fn forward_residual(
-        &self,
-        inputs: &[Option<&Value>],
-        residual: &Tensor,
-    ) -> Option<Result<Value>> {
-        let _ = (inputs, residual);
-        None
-    }
-
-    /// For a depthwise convolution whose input is the output of `pointwise` (a 1×1
-    /// convolution with inputs `pointwise_inputs`, clamped by `pointwise_act`) that nothing
-    /// else reads: both layers in one sweep, the 1×1 output never formed whole. `inputs` are
-    /// this node's own, input 0 absent. `None` when the two have no such form (the caller then
-    /// runs them apart); errors in the inputs also give `None`, so that the unfused pass
-    /// reports them.
-    fn forward_after_pointwise(
-        &self,
-        pointwise: &dyn Op,
-        pointwise_inputs: &[Option<&Value>],
-        pointwise_act: Option<Clamp>,
-        inputs: &[Option<&Value>],
-        act: Option<Clamp>,
-    ) -> Option<Result<Value>> {
-        let _ = (pointwise, pointwise_inputs, pointwise_act, inputs, act);
-        None
-    }
-
-    /// For a depthwise convolution: the layers of an inverted-residual block around it in
-    /// one sweep (see [`BlockParts`]), the depthwise output (and the expansion's) never formed
-    /// whole. `None` when the ops or shapes have no such form (the caller then runs them
-    /// apart or in the pairs above); errors in the inputs also give `None`, so that the
-    /// unfused pass reports them.
-    fn forward_block(&self, parts: &BlockParts) -> Option<Result<Value>> {
-        let _ = parts;
-        None
-    }
-
-    /// The op as `Any`, for ops that look into another op of their own kind (fusions).
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        None
+    /// The op's kind, for fusion and slicing.
+    fn kind(&self) -> OpKind<'_> {
+        OpKind::Other
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{float_input, only_first, Builder, Op, Vjp};
+use super::{float_input, only_first, Builder, ExecConfig, Op, Vjp};
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, Value};
 
@@ -57,12 +57,12 @@ fn channels_and_plane(x: &Tensor) -> Result<(usize, usize)> {
 }
 
 impl Op for BatchNorm {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let x = float_input(inputs, 0)?;
         let (c, plane) = channels_and_plane(x)?;
         let aff = self.affine(inputs, c)?;
         let mut y = x.clone();
-        crate::pool::for_each_chunk_mut(y.data_mut(), plane, |i, p| {
+        crate::runtime::pool::for_each_chunk_mut(y.data_mut(), plane, |i, p| {
             let (k, b) = aff[i % c];
             p.iter_mut().for_each(|v| *v = *v * k + b);
         });
@@ -79,7 +79,7 @@ impl Op for BatchNorm {
         let (c, plane) = channels_and_plane(x)?;
         let aff = self.affine(v.inputs, c)?;
         let mut dx = v.grad(0)?.clone();
-        crate::pool::for_each_chunk_mut(dx.data_mut(), plane, |i, p| {
+        crate::runtime::pool::for_each_chunk_mut(dx.data_mut(), plane, |i, p| {
             let k = aff[i % c].0;
             p.iter_mut().for_each(|g| *g *= k);
         });

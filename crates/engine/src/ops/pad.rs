@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use super::{any_input, check_size, float_input, norm_axis, only_first, Builder, Op, Vjp};
+use super::{
+    any_input, check_size, float_input, norm_axis, only_first, Builder, ExecConfig, Op, Vjp,
+};
 use crate::error::{Error, Result};
 use crate::tensor::{strides_of, Tensor, Value};
 
@@ -150,7 +152,7 @@ impl Pad {
 }
 
 impl Op for Pad {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let x = float_input(inputs, 0)?;
         let (pads, value) = self.spec(inputs, x.rank())?;
         let (shape, map) = self.mapping(x.shape(), &pads)?;

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{float_input, norm_axis, only_first, Builder, Op, Vjp};
+use super::{float_input, norm_axis, only_first, Builder, ExecConfig, Op, Vjp};
 use crate::error::Result;
 use crate::tensor::{strides_of, Tensor, Value};
 
@@ -91,7 +91,7 @@ impl Reduce {
 }
 
 impl Op for Reduce {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let x = float_input(inputs, 0)?;
         let Some(flags) = self.reduced(inputs, x.rank())? else {
             return Ok(vec![x.clone().into()]);

@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 
-use super::{any_input, check_size, float_input, only_first, BuildCtx, Builder, Op, Vjp};
+use super::{
+    any_input, check_size, float_input, only_first, BuildCtx, Builder, ExecConfig, Op, Vjp,
+};
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, Value};
 
@@ -243,7 +245,7 @@ fn apply_axis(
 }
 
 impl Op for Resize {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let x = float_input(inputs, 0)?;
         let _ = any_input(inputs, 0)?;
         let sizes = self.sizes(inputs, x.shape())?;

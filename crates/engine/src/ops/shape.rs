@@ -5,10 +5,9 @@ use std::collections::HashMap;
 
 use convscope_onnx::data_type;
 
-use super::{any_input, check_size, norm_axis, only_first, BuildCtx, Builder, Op, Vjp};
+use super::{any_input, check_size, norm_axis, only_first, BuildCtx, Builder, ExecConfig, Op, Vjp};
 use crate::error::{Error, Result};
-use crate::model::value_from_proto;
-use crate::tensor::{strides_of, IntTensor, Tensor, TensorOf, Value};
+use crate::tensor::{strides_of, value_from_proto, IntTensor, Tensor, TensorOf, Value};
 
 pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
     reg.insert("Reshape", |c| {
@@ -123,7 +122,7 @@ struct Reshape {
 }
 
 impl Op for Reshape {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let x = any_input(inputs, 0)?;
         let spec =
             ints_of(inputs, 1).ok_or_else(|| Error::Shape("Reshape without a shape".into()))?;
@@ -177,7 +176,7 @@ struct Flatten {
 }
 
 impl Op for Flatten {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let x = any_input(inputs, 0)?;
         let r = x.shape().len();
         let a = if self.axis < 0 {
@@ -240,7 +239,7 @@ impl Transpose {
 }
 
 impl Op for Transpose {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let x = any_input(inputs, 0)?;
         let p = self.perm(x.shape().len())?;
         Ok(vec![on_value!(x, |t| t.permute(&p))])
@@ -261,7 +260,7 @@ struct Squeeze {
 }
 
 impl Op for Squeeze {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let x = any_input(inputs, 0)?;
         let axes = self.axes.clone().or_else(|| ints_of(inputs, 1));
         let shape = x.shape();
@@ -372,7 +371,7 @@ struct Concat {
 }
 
 impl Op for Concat {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let vals: Vec<&Value> = inputs.iter().flatten().copied().collect();
         if vals.is_empty() {
             return Err(Error::Shape("Concat of nothing".into()));
@@ -465,7 +464,7 @@ impl Split {
 }
 
 impl Op for Split {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let x = any_input(inputs, 0)?;
         let axis = norm_axis(self.axis, x.shape().len())?;
         let sizes = self.sizes(inputs, x.shape()[axis])?;
@@ -611,7 +610,7 @@ fn select<T: Copy + Default>(t: &TensorOf<T>, sel: &Selection) -> TensorOf<T> {
 }
 
 impl Op for Slice {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let x = any_input(inputs, 0)?;
         let sel = self.selection(inputs, x.shape())?;
         Ok(vec![on_value!(x, |t| select(t, &sel))])
@@ -677,7 +676,7 @@ fn gather_t<T: Copy + Default>(
 }
 
 impl Op for Gather {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let (x, idx) = (any_input(inputs, 0)?, any_input(inputs, 1)?);
         let (axis, indices, out_shape) = self.plan(x.shape(), idx)?;
         Ok(vec![on_value!(x, |t| gather_t(
@@ -712,7 +711,7 @@ struct ShapeOp {
 }
 
 impl Op for ShapeOp {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let shape = any_input(inputs, 0)?.shape();
         let r = shape.len() as i64;
         let fix = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
@@ -727,7 +726,7 @@ struct Cast {
 }
 
 impl Op for Cast {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let x = any_input(inputs, 0)?;
         Ok(vec![match (x, self.to_float) {
             (Value::Float(t), true) => Value::Float(t.clone()),
@@ -753,7 +752,7 @@ struct Identity {
 }
 
 impl Op for Identity {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let x = any_input(inputs, 0)?.clone();
         if !self.mask {
             return Ok(vec![x]);
@@ -792,7 +791,7 @@ struct ConstantOp {
 }
 
 impl Op for ConstantOp {
-    fn forward(&self, _inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, _inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         Ok(vec![self.value.clone()])
     }
 }
@@ -802,7 +801,7 @@ struct ConstantOfShape {
 }
 
 impl Op for ConstantOfShape {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let dims = any_input(inputs, 0)?.to_i64_vec();
         if dims.iter().any(|&d| d < 0) {
             return Err(Error::Shape(format!(

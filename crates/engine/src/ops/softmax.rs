@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{float_input, norm_axis, only_first, Builder, Op, Vjp};
+use super::{float_input, norm_axis, only_first, Builder, ExecConfig, Op, Vjp};
 use crate::error::Result;
 use crate::tensor::{Tensor, Value};
 
@@ -43,7 +43,7 @@ impl Softmax {
 }
 
 impl Op for Softmax {
-    fn forward(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
+    fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let x = float_input(inputs, 0)?;
         if x.rank() == 0 {
             return Ok(vec![Tensor::scalar(if self.log { 0.0 } else { 1.0 }).into()]);

@@ -1,6 +1,8 @@
 //! Helpers shared by the engine's integration tests.
 #![allow(dead_code)]
 
+pub mod grad;
+
 use std::path::PathBuf;
 
 use convscope_engine::Tensor;

@@ -1,7 +1,7 @@
 //! Layers as a Keras user thinks of them: a feature-producing node together with the bias,
 //! normalisation and activation nodes fused after it, named from the exporter's node names.
 
-use crate::model::{Model, Source, ValueId};
+use super::{Graph, Source, ValueId};
 
 /// One named layer.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,7 +58,7 @@ const FUSABLE_UNARY: &[&str] = &[
     "Erf",
 ];
 
-pub(crate) fn build_layers(model: &Model) -> Vec<Layer> {
+pub(crate) fn build_layers(model: &Graph) -> Vec<Layer> {
     let is_const = |id: ValueId| matches!(model.values[id.0].source, Source::Const(_));
     let params_of = |ni: usize| -> usize {
         model.nodes[ni]

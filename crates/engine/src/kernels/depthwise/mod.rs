@@ -15,8 +15,11 @@
 //! [`planes`] convolves each NCHW plane, 16 outputs of a row per vector, from a zero-padded
 //! copy of the plane.
 
-use crate::kernels::{Axis, SharedOut};
-use crate::ops::Clamp;
+use super::epilogue::{self, Clamp, Epilogue};
+use super::geometry::{Axis, ConvGeometry};
+use super::panel::{self, PANEL};
+use crate::runtime::cpu::Isa;
+use crate::runtime::pool::{for_each_range, for_each_task, SharedOut};
 
 pub(crate) mod block;
 #[cfg(target_arch = "x86_64")]
@@ -54,31 +57,21 @@ const STRIP_CELLS: usize = 1024;
 /// Below this many multiply-adds per task, tasks are grouped (see `MIN_TASK_MACS` in conv.rs).
 const MIN_TASK_MACS: usize = 1 << 17;
 
-/// Shapes of a depthwise convolution: `n` images of `c` channels, one filter per channel.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Geometry {
-    pub n: usize,
-    pub c: usize,
-    pub h: Axis,
-    pub w: Axis,
-}
-
-impl Geometry {
-    fn groups(&self) -> usize {
+/// The depthwise convolution's view of its geometry (`groups = c = m`, one filter per channel).
+impl ConvGeometry {
+    /// Groups of 16 channels, one channel per vector lane.
+    fn lane_groups(&self) -> usize {
         self.c.div_ceil(LANES)
     }
-    fn taps(&self) -> usize {
-        self.h.kernel * self.w.kernel
-    }
     /// Checks the sizes of a forward pass's weights in lanes, output and bias.
-    fn check(&self, lane_taps: &[Cell], out: usize, bias: Option<&[f32]>) {
-        let p = self.h.output * self.w.output;
+    fn check_depthwise(&self, lane_taps: &[Cell], out: usize, bias: Option<&[f32]>) {
+        assert!(self.depthwise(), "one filter per channel");
         assert_eq!(
             lane_taps.len(),
-            self.groups() * self.taps(),
+            self.lane_groups() * self.taps(),
             "depthwise weights in lanes"
         );
-        assert_eq!(out, self.n * self.c * p, "depthwise output");
+        assert_eq!(out, self.output_len(), "depthwise output");
         assert!(bias.is_none_or(|b| b.len() == self.c), "depthwise bias");
     }
 }
@@ -91,49 +84,59 @@ enum Kernel {
 }
 
 impl Kernel {
-    fn detect() -> Kernel {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return Kernel::Avx512;
+    /// The loops `isa` runs.
+    fn of(isa: Isa) -> Kernel {
+        if cfg!(target_arch = "x86_64") && isa.avx512f() {
+            Kernel::Avx512
+        } else {
+            Kernel::Portable
         }
-        Kernel::Portable
     }
 }
 
-/// `out = act(depthwise(x, w) + bias)`; writes every one of the `n·c·oh·ow` values of `out`.
-/// `lanes` is `w` as [`pack_lanes`] lays it out (kept by the caller across calls: building it
-/// was a tenth of a 7×7 layer's time).
+/// `out = epilogue(depthwise(x, w))` for the depthwise convolution `g`; writes every one of
+/// the `n·c·oh·ow` values of `out`. `lanes` is `w` as [`pack_lanes`] lays it out (kept by the
+/// caller across calls: building it was a tenth of a 7×7 layer's time). The bias and clamp are
+/// applied in the kernels, the mask in a pass over the output; there is no residual here.
 pub(crate) fn forward(
+    isa: Isa,
     x: &[f32],
     w: &[f32],
     lanes: &[Cell],
-    bias: Option<&[f32]>,
     out: &mut [std::mem::MaybeUninit<f32>],
-    g: &Geometry,
-    act: Option<Clamp>,
+    g: &ConvGeometry,
+    epi: Epilogue,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if runs_on_planes(g) {
-        assert_eq!(
-            out.len(),
-            g.n * g.c * g.h.output * g.w.output,
-            "depthwise output"
-        );
-        // SAFETY: the CPU has AVX-512F (`runs_on_planes` checked it) and `out` holds the
+    assert!(
+        epi.residual.is_none(),
+        "the depthwise route adds no residual"
+    );
+    let (bias, act) = (epi.bias, epi.act);
+    if runs_on_planes(isa, g) {
+        assert_eq!(out.len(), g.output_len(), "depthwise output");
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512F (`runs_on_planes` checked `isa`) and `out` holds the
         // n·c·oh·ow values, exclusively borrowed.
-        unsafe { planes::forward(x, w, bias, SharedOut(out.as_mut_ptr().cast()), g, act) };
-        return;
+        unsafe {
+            planes::forward(x, w, bias, SharedOut(out.as_mut_ptr().cast()), g, act)
+        };
+    } else {
+        forward_with(Kernel::of(isa), x, lanes, bias, out, g, act);
     }
-    forward_with(Kernel::detect(), x, lanes, bias, out, g, act)
+    if let Some((src, clamp)) = epi.mask {
+        // SAFETY: both routes above wrote every value of `out`.
+        let out = unsafe { &mut *(out as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+        epilogue::mask(isa, clamp, out, &src[..out.len()]);
+    }
 }
 
 /// Whether [`forward`] runs `g` on the plane kernel (else on the strips).
-pub(crate) fn runs_on_planes(g: &Geometry) -> bool {
+pub(crate) fn runs_on_planes(isa: Isa, g: &ConvGeometry) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if Kernel::detect() == Kernel::Avx512 && planes::supports(g) {
+    if Kernel::of(isa) == Kernel::Avx512 && planes::supports(g) {
         return true;
     }
-    let _ = g;
+    let _ = (isa, g);
     false
 }
 
@@ -143,21 +146,21 @@ fn forward_with(
     lane_taps: &[Cell],
     bias: Option<&[f32]>,
     out: &mut [std::mem::MaybeUninit<f32>],
-    g: &Geometry,
+    g: &ConvGeometry,
     act: Option<Clamp>,
 ) {
     let (h, wa) = (&g.h, &g.w);
     let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
     let kk = g.taps();
     assert_eq!(x.len(), g.n * g.c * plane_in, "depthwise input");
-    g.check(lane_taps, out.len(), bias);
+    g.check_depthwise(lane_taps, out.len(), bias);
     let padded = Padded::new(h, wa);
     let rows = strip_rows(&padded);
     let strips = h.output.div_ceil(rows);
-    let groups = g.groups();
+    let groups = g.lane_groups();
     let min_tasks = (MIN_TASK_MACS / (rows * wa.output * kk * LANES).max(1)).max(1);
     let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
-    crate::pool::for_each_range(g.n * groups * strips, min_tasks, |range| {
+    for_each_range(g.n * groups * strips, min_tasks, |range| {
         for task in range {
             let (img, rest) = (task / (groups * strips), task % (groups * strips));
             let (c0, strip) = ((rest / strips) * LANES, rest % strips);
@@ -259,7 +262,7 @@ struct Rows<'a> {
 
 impl<'a> Rows<'a> {
     /// Whole input planes of `g`'s size, one after the other.
-    fn whole(planes: &'a [f32], g: &Geometry) -> Rows<'a> {
+    fn whole(planes: &'a [f32], g: &ConvGeometry) -> Rows<'a> {
         Rows {
             planes,
             stride: g.h.input * g.w.input,
@@ -275,7 +278,7 @@ pub(crate) struct Pointwise<'a> {
     pub x: &'a [f32],
     /// Its input channels.
     pub k: usize,
-    /// Its weights as [`crate::panel::pack`] lays them out (one group, `c` rows).
+    /// Its weights as [`panel::pack`] lays them out (one group, `c` rows).
     pub packed: &'a [f32],
     pub bias: Option<&'a [f32]>,
     pub act: Option<Clamp>,
@@ -292,6 +295,7 @@ impl Pointwise<'_> {
     #[allow(clippy::too_many_arguments)]
     unsafe fn form_rows(
         &self,
+        isa: Isa,
         img: usize,
         c0: usize,
         lanes: usize,
@@ -300,13 +304,12 @@ impl Pointwise<'_> {
         planes: &mut [f32],
         (stride, at): (usize, usize),
     ) {
-        use crate::panel::{self, PANEL};
         assert!(lanes > 0 && (lanes - 1) * stride + (at + rows.len()) * width <= planes.len());
         assert!(rows.end * width <= plane && self.x.len() >= (img + 1) * self.k * plane);
-        let epi = panel::Epilogue {
+        let epi = Epilogue {
             bias: self.bias.map(|b| &b[c0..c0 + lanes]),
             act: self.act,
-            ..Default::default()
+            ..Epilogue::default()
         };
         // SAFETY: the panel kernel is available (the caller's contract); B is rows `rows` of
         // the k input planes of image img (stride plane, inside `x`, asserted), the output
@@ -315,6 +318,7 @@ impl Pointwise<'_> {
         // caller's contract).
         unsafe {
             panel::product(
+                isa,
                 &self.packed[c0 / PANEL * self.k * PANEL..],
                 lanes,
                 self.k,
@@ -346,23 +350,28 @@ fn bias_cell(bias: Option<&[f32]>, c0: usize, lanes: usize) -> Cell {
 /// Wide stride-1 layers (those [`forward`] runs on the plane kernel) go the same way on the
 /// plane kernel, 8 channels per task. The values are those of the two layers run apart (the
 /// same products, a column tail possibly summed in another order). `w` is the depthwise
-/// weights as stored, `lane_taps` the same in lanes. The caller checks
-/// [`crate::panel::available`].
+/// weights as stored, `lane_taps` the same in lanes; the epilogue is the depthwise layer's
+/// (bias and clamp). The caller checks [`panel::available`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_after_pointwise(
+    isa: Isa,
     pw: &Pointwise,
     w: &[f32],
     lane_taps: &[Cell],
-    bias: Option<&[f32]>,
     out: &mut [std::mem::MaybeUninit<f32>],
-    g: &Geometry,
-    act: Option<Clamp>,
+    g: &ConvGeometry,
+    epi: Epilogue,
 ) {
-    use crate::panel;
     let (h, wa) = (&g.h, &g.w);
     let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
     let kk = g.taps();
+    let (bias, act) = (epi.bias, epi.act);
     assert!(
-        panel::available(),
+        epi.mask.is_none() && epi.residual.is_none(),
+        "no mask or residual after a fused 1×1 convolution"
+    );
+    assert!(
+        panel::available(isa),
         "the panel kernel runs the 1×1 convolution"
     );
     assert_eq!(pw.x.len(), g.n * pw.k * plane_in, "1×1 input");
@@ -373,21 +382,21 @@ pub(crate) fn forward_after_pointwise(
         "1×1 weights"
     );
     assert!(pw.bias.is_none_or(|b| b.len() == g.c), "1×1 bias");
-    g.check(lane_taps, out.len(), bias);
-    let kernel = Kernel::detect();
+    g.check_depthwise(lane_taps, out.len(), bias);
+    let kernel = Kernel::of(isa);
     let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
     #[cfg(target_arch = "x86_64")]
-    if runs_on_planes(g) {
+    if runs_on_planes(isa, g) {
         // SAFETY: AVX-512F (`runs_on_planes` checked it) and the panel kernel (asserted
         // above); `out` holds the n·c·oh·ow values, exclusively borrowed.
-        unsafe { planes::forward_after_pointwise(pw, w, bias, dst, g, act) };
+        unsafe { planes::forward_after_pointwise(isa, pw, w, bias, dst, g, act) };
         return;
     }
     let padded = Padded::new(h, wa);
     let rows = strip_rows(&padded);
     let strips = h.output.div_ceil(rows);
-    let groups = g.groups();
-    crate::pool::for_each_task(g.n * groups, |task| {
+    let groups = g.lane_groups();
+    for_each_task(g.n * groups, |task| {
         let (img, c0) = (task / groups, (task % groups) * LANES);
         let lanes = LANES.min(g.c - c0);
         let bias = bias_cell(bias, c0, lanes);
@@ -412,6 +421,7 @@ pub(crate) fn forward_after_pointwise(
                     // of 16 below c, the packing's length was asserted above.
                     unsafe {
                         pw.form_rows(
+                            isa,
                             img,
                             c0,
                             lanes,
@@ -470,17 +480,17 @@ fn strip_rows(p: &Padded) -> usize {
 
 /// Depthwise input gradient: the adjoint of [`forward`], scattered into a padded
 /// channels-last buffer whose interior becomes `dx`.
-pub(crate) fn input_grad(dy: &[f32], w: &[f32], dx: &mut [f32], g: &Geometry) {
+pub(crate) fn input_grad(isa: Isa, dy: &[f32], w: &[f32], dx: &mut [f32], g: &ConvGeometry) {
     let (h, wa) = (&g.h, &g.w);
     let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
     let kk = g.taps();
     assert_eq!(dy.len(), g.n * g.c * p, "depthwise output gradient");
     assert_eq!(dx.len(), g.n * g.c * plane_in, "depthwise input gradient");
-    let groups = g.groups();
+    let groups = g.lane_groups();
     let min_tasks = (MIN_TASK_MACS / (p * kk * LANES).max(1)).max(1);
     let dst = SharedOut(dx.as_mut_ptr());
     let lane_taps = pack_lanes(w, g.c, kk);
-    crate::pool::for_each_range(g.n * groups, min_tasks, |range| {
+    for_each_range(g.n * groups, min_tasks, |range| {
         // Scratch for this task's range of channel groups.
         let (mut pad, mut grad): (Vec<Cell>, Vec<Cell>) = (Vec::new(), Vec::new());
         for task in range {
@@ -498,7 +508,7 @@ pub(crate) fn input_grad(dy: &[f32], w: &[f32], dx: &mut [f32], g: &Geometry) {
             let taps = &lane_taps[c0 / LANES * kk..][..kk];
             pad.clear();
             pad.resize(padded.rows * padded.cols, ZERO);
-            adjoint(&grad, taps, &mut pad, &padded);
+            adjoint(isa, &grad, taps, &mut pad, &padded);
             for l in 0..lanes {
                 // SAFETY: plane (img, c0 + l) of `dx`, which only this task touches.
                 let plane = unsafe {
@@ -667,12 +677,13 @@ unsafe fn store_row(kernel: Kernel, orow: &[Cell], lanes: usize, first: *mut f32
 }
 
 /// `pad[oh·s + ki·d, ow·s + kj·d] += w[ki, kj] · dy[oh, ow]`, 16 channels per step.
-fn adjoint(dy: &[Cell], w: &[Cell], pad: &mut [Cell], p: &Padded) {
+fn adjoint(isa: Isa, dy: &[Cell], w: &[Cell], pad: &mut [Cell], p: &Padded) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+    if isa.avx2_fma() {
+        // SAFETY: `isa` says the CPU has AVX2 and FMA.
         return unsafe { adjoint_avx2(dy, w, pad, p) };
     }
+    let _ = isa;
     adjoint_generic(dy, w, pad, p)
 }
 
@@ -709,8 +720,7 @@ mod avx512 {
 
     use std::arch::x86_64::*;
 
-    use super::{Cell, Padded, LANES};
-    use crate::ops::Clamp;
+    use super::{Cell, Clamp, Padded, LANES};
 
     /// Transposes the 16×16 block held in `r` (row i = `r[i]`) in place: 64 shuffles.
     #[inline]
@@ -984,7 +994,7 @@ mod tests {
     }
 
     /// Direct f64 depthwise convolution with bounds tests: the reference.
-    fn direct(x: &[f32], w: &[f32], b: &[f32], g: &Geometry, act: Option<Clamp>) -> Vec<f64> {
+    fn direct(x: &[f32], w: &[f32], b: &[f32], g: &ConvGeometry, act: Option<Clamp>) -> Vec<f64> {
         let (h, wa) = (&g.h, &g.w);
         let mut out = Vec::new();
         for img in 0..g.n {
@@ -1015,7 +1025,7 @@ mod tests {
     #[test]
     fn avx512_transpose_is_a_transpose() {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if Isa::host().avx512f() {
             use std::arch::x86_64::*;
             let m: Vec<f32> = (0..256).map(|i| i as f32).collect();
             // SAFETY: AVX-512F checked above; every load and store is of 16 floats in `m`/`t`.
@@ -1127,11 +1137,18 @@ mod tests {
             ),
         ];
         let mut kernels = vec![Kernel::Portable];
-        if Kernel::detect() == Kernel::Avx512 {
+        if Kernel::of(Isa::host()) == Kernel::Avx512 {
             kernels.push(Kernel::Avx512);
         }
         for (case, &(n, c, h, w, act)) in cases.iter().enumerate() {
-            let g = Geometry { n, c, h, w };
+            let g = ConvGeometry {
+                n,
+                c,
+                m: c,
+                groups: c,
+                h,
+                w,
+            };
             let x = values(n * c * h.input * w.input, case as u32);
             let wt = values(c * h.kernel * w.kernel, 100 + case as u32);
             let b = values(c, 200 + case as u32);
@@ -1142,14 +1159,21 @@ mod tests {
             // `None`: the AVX-512 plane kernel, where the CPU has it and the stride allows.
             let mut runs: Vec<Option<Kernel>> = kernels.iter().copied().map(Some).collect();
             #[cfg(target_arch = "x86_64")]
-            if Kernel::detect() == Kernel::Avx512 && planes::supports(&g) {
+            if Kernel::of(Isa::host()) == Kernel::Avx512 && planes::supports(&g) {
                 runs.push(None);
             }
             for kernel in runs {
                 let mut out = vec![std::mem::MaybeUninit::new(f32::NAN); want.len()];
                 match kernel {
                     Some(kernel) => forward_with(kernel, &x, &lanes, Some(&b), &mut out, &g, act),
-                    None => forward(&x, &wt, &lanes, Some(&b), &mut out, &g, act),
+                    None => {
+                        let epi = Epilogue {
+                            bias: Some(&b),
+                            act,
+                            ..Epilogue::default()
+                        };
+                        forward(Isa::host(), &x, &wt, &lanes, &mut out, &g, epi)
+                    }
                 }
                 for (i, (o, &e)) in out.iter().zip(&want).enumerate() {
                     // SAFETY: initialised above (and overwritten by forward_with).

@@ -9,35 +9,15 @@
 //! channels) cost more than the multiplications and kept a second thread from helping
 //! (design.md, "Pointwise convolutions").
 
-use crate::ops::Clamp;
+use super::epilogue::{Clamp, Epilogue};
+use crate::runtime::cpu::Isa;
 
 /// Output channels per panel: 8 rows of accumulators, 16·NV columns each.
 pub(crate) const PANEL: usize = 8;
 
-/// Whether the panel kernel runs on this CPU (it needs AVX-512F).
-pub(crate) fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f") && !FORCE_GEMM.get()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-thread_local! {
-    /// Set by a test to run the portable `gemm` path on an AVX-512 machine. Per thread: as one
-    /// process-wide flag it made [`available`] answer false, now and then, to tests running
-    /// beside that one (a fusion test failed in CI that way).
-    static FORCE_GEMM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Makes [`available`] answer false on this thread (tests compare both paths; the choice of
-/// path is made on the calling thread).
-#[cfg(test)]
-pub(crate) fn force_gemm(on: bool) {
-    FORCE_GEMM.set(on);
+/// Whether the panel kernel may run with `isa` (it needs AVX-512F).
+pub(crate) fn available(isa: Isa) -> bool {
+    cfg!(target_arch = "x86_64") && isa.avx512f()
 }
 
 /// `g` groups of `mg × k` row-major weights → per group `ceil(mg/8)` panels of `k × 8`
@@ -58,22 +38,24 @@ pub(crate) fn pack(w: &[f32], groups: usize, mg: usize, k: usize) -> Vec<f32> {
     out
 }
 
-/// What happens to a value between its sum and its write.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Epilogue<'a> {
+/// The [`Epilogue`] as the vector loops read it: the mask and residual sources as pointers
+/// that move with the output block (checked against the sources' lengths once, in
+/// [`product`]).
+#[derive(Clone, Copy)]
+struct RawEpilogue<'a> {
     /// One bias per row of the block.
-    pub bias: Option<&'a [f32]>,
-    pub act: Option<Clamp>,
+    bias: Option<&'a [f32]>,
+    act: Option<Clamp>,
     /// Values laid out as the output (same pointer offsets): where one is outside the clamp's
     /// open interval the output is 0.
-    pub mask: Option<(*const f32, Clamp)>,
+    mask: Option<(*const f32, Clamp)>,
     /// Values laid out as the output, added last (a residual `Add` fused into the convolution
     /// before it: the sum is written once instead of the convolution's output being written,
     /// read back and written again).
-    pub residual: Option<*const f32>,
+    residual: Option<*const f32>,
 }
 
-impl Epilogue<'_> {
+impl RawEpilogue<'_> {
     /// The same epilogue for a block whose output starts `off` values further on (the mask
     /// and residual sources have the output's layout, so they move with it).
     ///
@@ -82,7 +64,7 @@ impl Epilogue<'_> {
     unsafe fn moved(self, off: usize) -> Self {
         // SAFETY: as the caller promised.
         unsafe {
-            Epilogue {
+            RawEpilogue {
                 mask: self.mask.map(|(src, c)| (src.add(off), c)),
                 residual: self.residual.map(|src| src.add(off)),
                 ..self
@@ -92,15 +74,18 @@ impl Epilogue<'_> {
 }
 
 /// Rows `0..rows` of one group's product: `out[r·ors + j] = epi(Σ_k W[r][k] · b[k·brs + j])`
-/// for `j < cols`, with `wp` that group's panels from [`pack`] (first panel = row 0).
+/// for `j < cols`, with `wp` that group's panels from [`pack`] (first panel = row 0). The
+/// epilogue's bias is indexed by row, its mask and residual sources as `out` (from the same
+/// first value, at the same stride).
 ///
 /// # Safety
-/// [`available`] must be true. `b` must be valid for reads of `k` rows of `cols` values at
-/// stride `brs`; `out` (and the mask source, at the same offsets) for `rows` rows of `cols`
-/// values at stride `ors`, written by no other thread. `wp` must hold `ceil(rows/8)·k·8` values
-/// and the bias (if any) `rows`.
+/// `b` must be valid for reads of `k` rows of `cols` values at stride `brs`; `out` for `rows`
+/// rows of `cols` values at stride `ors`, written by no other thread. (The kernel's own
+/// requirements are checked: [`available`] for `isa`, the lengths of `wp`, the bias and the
+/// epilogue's sources.)
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn product(
+    isa: Isa,
     wp: &[f32],
     rows: usize,
     k: usize,
@@ -111,16 +96,34 @@ pub(crate) unsafe fn product(
     ors: usize,
     epi: Epilogue,
 ) {
+    assert!(available(isa), "the panel kernel needs AVX-512F");
     assert!(k > 0 && wp.len() >= rows.div_ceil(PANEL) * k * PANEL);
     assert!(epi.bias.is_none_or(|b| b.len() >= rows));
+    let extent = if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * ors + cols
+    };
+    assert!(
+        epi.mask.is_none_or(|(m, _)| m.len() >= extent)
+            && epi.residual.is_none_or(|r| r.len() >= extent),
+        "epilogue sources laid out as the output"
+    );
+    let raw = RawEpilogue {
+        bias: epi.bias,
+        act: epi.act,
+        mask: epi.mask.map(|(m, c)| (m.as_ptr(), c)),
+        residual: epi.residual.map(<[f32]>::as_ptr),
+    };
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: forwarded from the caller.
+    // SAFETY: AVX-512F (asserted above); the operands as the caller promised, the epilogue's
+    // sources as long as the output block (asserted above).
     unsafe {
-        avx512::product(wp, rows, k, b, brs, cols, out, ors, epi)
+        avx512::product(wp, rows, k, b, brs, cols, out, ors, raw)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (b, brs, cols, out, ors, epi);
+        let _ = (b, brs, cols, out, ors, raw);
         unreachable!("`available` is false off x86-64")
     }
 }
@@ -129,7 +132,7 @@ pub(crate) unsafe fn product(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Epilogue, PANEL};
+    use super::{RawEpilogue as Epilogue, PANEL};
 
     /// Columns per block: 48 (24 accumulators, 3 loads and 8 broadcasts per `k`), as the
     /// Winograd product kernel.
@@ -400,7 +403,8 @@ mod tests {
     /// operands, bias, activation, mask and residual, against an f64 loop.
     #[test]
     fn product_matches_a_direct_loop() {
-        if !available() {
+        let isa = Isa::host();
+        if !available(isa) {
             return;
         }
         let clamp = Clamp { lo: 0.0, hi: 6.0 };
@@ -427,12 +431,13 @@ mod tests {
                 let epi = Epilogue {
                     bias: use_bias.then_some(&bias[..]),
                     act,
-                    mask: mask.then_some((src.as_ptr(), clamp)),
-                    residual: add.then_some(residual.as_ptr()),
+                    mask: mask.then_some((&src[..], clamp)),
+                    residual: add.then_some(&residual[..]),
                 };
-                // SAFETY: AVX-512F available; every operand sized as `product` requires.
+                // SAFETY: every operand sized as `product` requires.
                 unsafe {
                     product(
+                        isa,
                         &wp,
                         rows,
                         k,

@@ -11,11 +11,13 @@
 //! per channel group, so each is formed once per band (only a band's first strip forms the
 //! rows it shares with the band above).
 
-use super::{bias_cell, strip_rows, Cell, Geometry, Kernel, Padded, Pointwise, Rows, Strip};
+use super::{bias_cell, strip_rows, Cell, Kernel, Padded, Pointwise, Rows, Strip};
 use super::{with_formed, LANES};
-use crate::kernels::SharedOut;
-use crate::ops::Clamp;
-use crate::panel;
+use crate::kernels::epilogue::{Clamp, Epilogue};
+use crate::kernels::geometry::ConvGeometry;
+use crate::kernels::panel;
+use crate::runtime::cpu::Isa;
+use crate::runtime::pool::{for_each_task, SharedOut};
 
 /// The 1×1 convolution that reads a depthwise layer's output, with its clamp and the addend
 /// of a residual `Add` after it.
@@ -44,27 +46,36 @@ thread_local! {
     static OUTPUTS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `out = proj(act(depthwise(source, w) + bias)) (+ residual)`, the depthwise output never
-/// formed whole (see the module). `lane_taps` are the depthwise weights as
-/// [`super::pack_lanes`] lays them out. The values are those of the layers run apart (the same
-/// products; a column tail may sum in another order). The caller checks
+/// `out = proj(epi(depthwise(source, w))) (+ residual)`, the depthwise output never formed
+/// whole (see the module). `lane_taps` are the depthwise weights as [`super::pack_lanes`] lays
+/// them out; `epi` is the depthwise layer's (bias and clamp). The values are those of the layers
+/// run apart (the same products; a column tail may sum in another order). The caller checks
 /// [`panel::available`].
 pub(crate) fn forward(
+    isa: Isa,
     source: &Source,
     lane_taps: &[Cell],
-    bias: Option<&[f32]>,
-    g: &Geometry,
-    act: Option<Clamp>,
+    g: &ConvGeometry,
+    epi: Epilogue,
     proj: &Projection,
     out: &mut [std::mem::MaybeUninit<f32>],
 ) {
     let (h, wa) = (&g.h, &g.w);
     let (plane_in, p) = (h.input * wa.input, h.output * wa.output);
     let kk = g.taps();
-    assert!(panel::available(), "the panel kernel runs the 1×1 layers");
+    let (bias, act) = (epi.bias, epi.act);
+    assert!(
+        epi.mask.is_none() && epi.residual.is_none(),
+        "no mask or residual between the depthwise layer and its projection"
+    );
+    assert!(g.depthwise(), "one filter per channel");
+    assert!(
+        panel::available(isa),
+        "the panel kernel runs the 1×1 layers"
+    );
     assert_eq!(
         lane_taps.len(),
-        g.groups() * kk,
+        g.lane_groups() * kk,
         "depthwise weights in lanes"
     );
     assert!(bias.is_none_or(|b| b.len() == g.c), "depthwise bias");
@@ -96,7 +107,7 @@ pub(crate) fn forward(
             assert!(pw.bias.is_none_or(|b| b.len() == g.c), "1×1 bias");
         }
     }
-    let kernel = Kernel::detect();
+    let kernel = Kernel::of(isa);
     let padded = Padded::new(h, wa);
     let rows = strip_rows(&padded).min((STRIP_OUTPUTS / (g.c * wa.output).max(1)).max(1));
     // Two bands of rows per thread (for one image), so that a thread the machine takes away
@@ -105,7 +116,7 @@ pub(crate) fn forward(
     // of 8 went 16 + 16 + 16 + 8, one thread doing 32 of them).
     let threads = rayon::current_num_threads().max(1);
     let bands = (2 * threads).div_ceil(g.n).min(h.output).max(1);
-    let groups = g.groups();
+    let groups = g.lane_groups();
     // Input rows a strip reads: the ring holds that many of each channel.
     let ring = padded.rows_for(rows);
     let ring_plane = ring * wa.input;
@@ -118,7 +129,7 @@ pub(crate) fn forward(
         Source::Planes(_) => 0,
         Source::Pointwise(_) => groups * LANES * ring_plane,
     };
-    crate::pool::for_each_task(g.n * bands, |task| {
+    for_each_task(g.n * bands, |task| {
         let (img, band) = (task / bands, task % bands);
         let (first, end) = (band * h.output / bands, (band + 1) * h.output / bands);
         with_formed(formed_len, |formed| {
@@ -159,6 +170,7 @@ pub(crate) fn forward(
                                     // slot .. slot + (run_end − r) ≤ ring.
                                     unsafe {
                                         pw.form_rows(
+                                            isa,
                                             img,
                                             c0,
                                             lanes,
@@ -200,11 +212,11 @@ pub(crate) fn forward(
                     }
                     ready = hi;
                     let first = img * proj.m * p + oh0 * wa.output;
-                    let epi = panel::Epilogue {
+                    let epi = Epilogue {
                         bias: proj.bias,
                         act: proj.act,
                         mask: None,
-                        residual: proj.residual.map(|r| r[first..].as_ptr()),
+                        residual: proj.residual.map(|r| &r[first..]),
                     };
                     // SAFETY: the panel kernel is available (asserted above); B is the c rows
                     // of nrows·ow values at `stride` just written; the output is rows
@@ -213,6 +225,7 @@ pub(crate) fn forward(
                     // at the same places (asserted to be of the output's size).
                     unsafe {
                         panel::product(
+                            isa,
                             proj.packed,
                             proj.m,
                             g.c,

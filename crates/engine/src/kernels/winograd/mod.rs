@@ -15,10 +15,12 @@
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::kernels::{matmul_raw, Mat, SharedOut};
-use crate::ops::Clamp;
+use super::epilogue::{Clamp, Epilogue};
+use super::gemm::{matmul_raw, Mat};
+use super::geometry::ConvGeometry;
+use crate::runtime::cpu::Isa;
+use crate::runtime::pool::{for_each_task, SharedOut};
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -26,105 +28,79 @@ mod avx512;
 /// Block widths (tiles per product) are multiples of this: the product kernel's vector width.
 const LANES: usize = 16;
 
-static ENABLED: AtomicBool = AtomicBool::new(true);
-
-/// Set by tests to run the portable transforms on an AVX-512 machine.
-#[cfg(any(test, target_arch = "x86_64"))]
-static FORCE_PORTABLE: AtomicBool = AtomicBool::new(false);
-
-/// Makes the transforms take their portable route (tests compare both).
-#[cfg(test)]
-fn force_portable(on: bool) {
-    FORCE_PORTABLE.store(on, Ordering::Relaxed);
-}
-
-/// Whether the transforms run on [`avx512`].
-#[cfg(target_arch = "x86_64")]
-fn avx512_transforms() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f") && !FORCE_PORTABLE.load(Ordering::Relaxed)
-}
-
-/// Turns the Winograd path for 3×3 convolutions on or off, for the whole process (on by
-/// default).
-///
-/// Off, every convolution uses im2col + GEMM: about 4× the multiply-adds for 3×3 layers but the
-/// rounding of a plain dot product. The `conv_micro` example times both.
-///
-/// ```
-/// convscope_engine::set_winograd(false);
-/// assert!(!convscope_engine::winograd_enabled());
-/// convscope_engine::set_winograd(true);
-/// ```
-pub fn set_winograd(on: bool) {
-    ENABLED.store(on, Ordering::Relaxed);
-}
-
-/// Whether [`set_winograd`] left the path on.
-pub fn winograd_enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
-}
-
-/// One 3×3, stride-1 convolution: `n` images of `c × ih × iw` to `m × oh × ow`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Geometry {
-    pub n: usize,
-    pub c: usize,
-    pub m: usize,
-    pub ih: usize,
-    pub iw: usize,
-    pub oh: usize,
-    pub ow: usize,
-    pub pad_top: usize,
-    pub pad_left: usize,
-}
-
-impl Geometry {
+impl ConvGeometry {
+    /// Rows of 4×4 output tiles.
     fn tiles_h(&self) -> usize {
-        self.oh.div_ceil(4)
+        self.h.output.div_ceil(4)
     }
+    /// Columns of 4×4 output tiles.
     fn tiles_w(&self) -> usize {
-        self.ow.div_ceil(4)
+        self.w.output.div_ceil(4)
     }
+    /// Output tiles of the whole batch.
     fn tiles(&self) -> usize {
         self.n * self.tiles_h() * self.tiles_w()
     }
+}
 
-    /// Whether Winograd pays off: enough channels for the products to dominate the transforms
-    /// (the first layer of a network, with 3 input channels, stays on im2col), and enough tiles
-    /// per weight for the products not to be bound by reading the transformed weights.
-    pub fn worthwhile(&self) -> bool {
-        winograd_enabled() && self.c >= 16 && self.m >= 16 && self.tiles() >= 32
+/// Whether the Winograd route computes `g` and pays off there: a 3×3, stride-1, undilated,
+/// ungrouped convolution with enough channels for the products to dominate the transforms (the
+/// first layer of a network, with 3 input channels, stays on im2col), and enough tiles per
+/// weight for the products not to be bound by reading the transformed weights.
+pub(crate) fn applies(g: &ConvGeometry) -> bool {
+    let plain = |a: &super::geometry::Axis| a.kernel == 3 && a.stride == 1 && a.dilation == 1;
+    g.groups == 1 && plain(&g.h) && plain(&g.w) && g.c >= 16 && g.m >= 16 && g.tiles() >= 32
+}
+
+/// How the transformed weights `U` are laid out: for the AVX-512 product kernel
+/// ([`product_avx512`]) in panels of 8 output channels, else transposed for the `gemm` crate.
+/// Fixed by the route a run takes ([`WeightLayout::of`]), so weights transformed for one route
+/// are never read by the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WeightLayout {
+    /// `[ξ][m/8][c][8]`.
+    Panels,
+    /// `[ξ][c][m]`, read transposed by GEMM.
+    Transposed,
+}
+
+impl WeightLayout {
+    /// The layout the products of `m` output channels read on `isa`.
+    pub(crate) fn of(isa: Isa, m: usize) -> WeightLayout {
+        if cfg!(target_arch = "x86_64") && isa.avx512f() && m.is_multiple_of(8) {
+            WeightLayout::Panels
+        } else {
+            WeightLayout::Transposed
+        }
     }
 }
 
-/// Whether the products run on [`product_avx512`], which reads `U` in panels of 8 output
-/// channels.
-fn panels(m: usize) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        m.is_multiple_of(8) && std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = m;
-        false
-    }
-}
-
-/// Index of `U_ξ[mi][ci]` for `m` output and `c` input channels: panels of 8 output channels
-/// (`[ξ][m/8][c][8]`) for [`product_avx512`], else `[ξ][c][m]` (read transposed by GEMM).
+/// Index of `U_ξ[mi][ci]` for `m` output and `c` input channels in `layout`.
 #[inline]
-fn u_index(xi: usize, mi: usize, ci: usize, m: usize, c: usize) -> usize {
-    if panels(m) {
-        ((xi * (m / 8) + mi / 8) * c + ci) * 8 + mi % 8
-    } else {
-        (xi * c + ci) * m + mi
+fn u_index(layout: WeightLayout, xi: usize, mi: usize, ci: usize, m: usize, c: usize) -> usize {
+    match layout {
+        WeightLayout::Panels => ((xi * (m / 8) + mi / 8) * c + ci) * 8 + mi % 8,
+        WeightLayout::Transposed => (xi * c + ci) * m + mi,
     }
 }
 
-/// `U = G g Gᵀ` for every filter `g` of `w` (`[m, c, 3, 3]`): 36 matrices, laid out by
-/// [`u_index`].
-pub(crate) fn transform_weights(w: &[f32], m: usize, c: usize) -> Vec<f32> {
+/// Weights transformed for the Winograd route ([`transform_weights`]), with their layout.
+pub(crate) struct TransformedWeights {
+    layout: WeightLayout,
+    /// Output and input channels.
+    m: usize,
+    c: usize,
+    u: Vec<f32>,
+}
+
+/// `U = G g Gᵀ` for every filter `g` of `w` (`[m, c, 3, 3]`): 36 matrices, laid out as
+/// `layout` says.
+pub(crate) fn transform_weights(
+    w: &[f32],
+    m: usize,
+    c: usize,
+    layout: WeightLayout,
+) -> TransformedWeights {
     assert_eq!(w.len(), m * c * 9, "3×3 weights");
     // G applied to 3 values, in f64 (done once per layer, so precision is free).
     let g = |a: f64, b: f64, c: f64| -> [f64; 6] {
@@ -147,48 +123,47 @@ pub(crate) fn transform_weights(w: &[f32], m: usize, c: usize) -> Vec<f32> {
             for i in 0..6 {
                 let row = g(cols[0][i], cols[1][i], cols[2][i]);
                 for (j, &v) in row.iter().enumerate() {
-                    u[u_index(i * 6 + j, mi, ci, m, c)] = v as f32;
+                    u[u_index(layout, i * 6 + j, mi, ci, m, c)] = v as f32;
                 }
             }
         }
     }
-    u
+    TransformedWeights { layout, m, c, u }
 }
 
-/// What the output transform applies before it writes a value: see [`conv3x3`].
-#[derive(Clone, Copy)]
-struct Epilogue<'a> {
-    bias: Option<&'a [f32]>,
-    act: Option<Clamp>,
-    mask: Option<(&'a [f32], Clamp)>,
-}
-
-/// `out = act(conv(x, w) + bias)` for the 3×3, stride-1 convolution `geo`, with `u` from
-/// [`transform_weights`]. `out` is `n × m × oh × ow`; every element is written exactly once and
-/// none is read, so it may be uninitialised (no zeroing pass over a large output). With `mask`
-/// = `(src, clamp)`, values whose `src` value at the same index is outside the clamp's open
-/// interval are written as 0 (a fused ReLU backward pass).
+/// `out = epilogue(conv(x, w))` for the 3×3, stride-1 convolution `geo` (see [`applies`]), with
+/// `u` from [`transform_weights`] in the layout `isa` reads ([`WeightLayout::of`]). `out` is
+/// `n × m × oh × ow`; every element is written exactly once and none is read, so it may be
+/// uninitialised (no zeroing pass over a large output). The epilogue's bias, clamp and mask
+/// (a fused ReLU backward pass) are applied as each row is written; it has no residual here.
 pub(crate) fn conv3x3(
+    isa: Isa,
     x: &[f32],
-    u: &[f32],
-    geo: &Geometry,
+    u: &TransformedWeights,
+    geo: &ConvGeometry,
     out: &mut [MaybeUninit<f32>],
-    bias: Option<&[f32]>,
-    act: Option<Clamp>,
-    mask: Option<(&[f32], Clamp)>,
+    epilogue: Epilogue,
 ) {
     let g = *geo;
     assert!(
-        mask.is_none_or(|(x, _)| x.len() == out.len()),
+        epilogue.mask.is_none_or(|(x, _)| x.len() == out.len()),
         "mask source of the output's size"
     );
-    assert_eq!(x.len(), g.n * g.c * g.ih * g.iw, "input size");
-    assert_eq!(out.len(), g.n * g.m * g.oh * g.ow, "output size");
     assert!(
-        bias.is_none_or(|b| b.len() == g.m),
+        epilogue.residual.is_none(),
+        "the Winograd route adds no residual"
+    );
+    assert_eq!(x.len(), g.n * g.c * g.plane_in(), "input size");
+    assert_eq!(out.len(), g.output_len(), "output size");
+    assert!(
+        epilogue.bias.is_none_or(|b| b.len() == g.m),
         "one bias per output channel"
     );
-    assert_eq!(u.len(), 36 * g.m * g.c, "transformed weights");
+    assert_eq!(
+        (u.layout, u.m, u.c, u.u.len()),
+        (WeightLayout::of(isa, g.m), g.m, g.c, 36 * g.m * g.c),
+        "transformed weights for this route"
+    );
     let tiles = g.tiles();
     let threads = rayon::current_num_threads().max(1);
     // Block size (tiles per task, the N of the 36 products): the transformed input and the
@@ -204,16 +179,15 @@ pub(crate) fn conv3x3(
         .next_multiple_of(LANES)
         .min(per_thread);
     let blocks = tiles.div_ceil(block);
-    let epilogue = Epilogue { bias, act, mask };
     let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
-    crate::pool::for_each_task(blocks, |b| {
+    for_each_task(blocks, |b| {
         let first = b * block;
         let count = block.min(tiles - first);
         SCRATCH.with(|s| {
             let (v, mm) = &mut *s.borrow_mut();
             // SAFETY: block `b` writes only the output tiles first..first+count, which no other
             // block touches, and every write stays inside `out` (checked sizes above).
-            unsafe { run_block(x, u, &g, first, count, v, mm, dst, epilogue) };
+            unsafe { run_block(isa, x, u, &g, first, count, v, mm, dst, epilogue) };
         });
     });
 }
@@ -232,9 +206,10 @@ thread_local! {
 /// tiles of this block during the call.
 #[allow(clippy::too_many_arguments)]
 unsafe fn run_block(
+    isa: Isa,
     x: &[f32],
-    u: &[f32],
-    g: &Geometry,
+    u: &TransformedWeights,
+    g: &ConvGeometry,
     first: usize,
     count: usize,
     v: &mut Vec<f32>,
@@ -249,14 +224,15 @@ unsafe fn run_block(
     if mm.len() < 36 * g.m * width {
         mm.resize(36 * g.m * width, 0.0);
     }
-    transform_input(x, g, first, count, width, v);
+    transform_input(isa, x, g, first, count, width, v);
     for xi in 0..36 {
-        let u_xi = &u[xi * g.m * g.c..(xi + 1) * g.m * g.c];
+        let u_xi = &u.u[xi * g.m * g.c..(xi + 1) * g.m * g.c];
         let v_xi = &v[xi * g.c * width..(xi + 1) * g.c * width];
         let mm_xi = &mut mm[xi * g.m * width..(xi + 1) * g.m * width];
         #[cfg(target_arch = "x86_64")]
-        if panels(g.m) {
-            // SAFETY: the CPU has AVX-512F (checked just above); sizes as documented there.
+        if u.layout == WeightLayout::Panels {
+            // SAFETY: the panel layout is only chosen when `isa` has AVX-512F (asserted by
+            // `conv3x3`); sizes as documented there.
             unsafe { product_avx512(u_xi, v_xi, mm_xi, g.m, g.c, width) };
             continue;
         }
@@ -276,7 +252,7 @@ unsafe fn run_block(
         };
     }
     // SAFETY: forwarded from the caller.
-    unsafe { transform_output(mm, g, first, count, width, out, epilogue) };
+    unsafe { transform_output(isa, mm, g, first, count, width, out, epilogue) };
 }
 
 /// `mm = U · V` for one transform position: `ut` holds `U` (`m × c`, m a multiple of 8) as
@@ -360,7 +336,7 @@ unsafe fn micro_tile<const NV: usize>(
 
 /// Position of tile `t`: image, first output row and column.
 #[inline]
-fn tile_origin(g: &Geometry, t: usize) -> (usize, usize, usize) {
+fn tile_origin(g: &ConvGeometry, t: usize) -> (usize, usize, usize) {
     let (th, tw) = (g.tiles_h(), g.tiles_w());
     let img = t / (th * tw);
     let r = t % (th * tw);
@@ -378,7 +354,7 @@ struct Run {
 }
 
 /// The runs of tiles `first..first + count`.
-fn runs(g: &Geometry, first: usize, count: usize) -> impl Iterator<Item = Run> + '_ {
+fn runs(g: &ConvGeometry, first: usize, count: usize) -> impl Iterator<Item = Run> + '_ {
     let tw = g.tiles_w();
     let mut t = first;
     std::iter::from_fn(move || {
@@ -404,23 +380,25 @@ fn runs(g: &Geometry, first: usize, count: usize) -> impl Iterator<Item = Run> +
 /// the six input rows under a run is transformed horizontally (`d B`, tiles 4 columns apart),
 /// then the six results are combined vertically (`Bᵀ ·`) one contiguous vector at a time.
 fn transform_input(
+    isa: Isa,
     x: &[f32],
-    g: &Geometry,
+    g: &ConvGeometry,
     first: usize,
     count: usize,
     width: usize,
     v: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if avx512_transforms() {
-        // SAFETY: the CPU has AVX-512F (checked just above).
+    if isa.avx512f() {
+        // SAFETY: `isa` says the CPU has AVX-512F.
         return unsafe { avx512::transform_input(x, g, first, count, width, v) };
     }
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+    if isa.avx2_fma() {
+        // SAFETY: `isa` says the CPU has AVX2 and FMA.
         return unsafe { transform_input_avx2(x, g, first, count, width, v) };
     }
+    let _ = isa;
     transform_input_generic(x, g, first, count, width, v)
 }
 
@@ -428,7 +406,7 @@ fn transform_input(
 #[target_feature(enable = "avx2,fma")]
 unsafe fn transform_input_avx2(
     x: &[f32],
-    g: &Geometry,
+    g: &ConvGeometry,
     first: usize,
     count: usize,
     width: usize,
@@ -440,13 +418,13 @@ unsafe fn transform_input_avx2(
 #[inline(always)]
 fn transform_input_generic(
     x: &[f32],
-    g: &Geometry,
+    g: &ConvGeometry,
     first: usize,
     count: usize,
     width: usize,
     v: &mut [f32],
 ) {
-    let plane = g.ih * g.iw;
+    let plane = g.h.input * g.w.input;
     let tw = g.tiles_w();
     // The input row under a run, split by column phase: ph[p][t] = row[4t + p], so that the
     // horizontal transform reads contiguous vectors (d4, d5 are the next tile's phases 0, 1).
@@ -456,16 +434,16 @@ fn transform_input_generic(
     for run in runs(g, first, count) {
         let n = run.len;
         let span = 4 * n + 2;
-        let left = run.ox as isize - g.pad_left as isize;
+        let left = run.ox as isize - g.w.pad_begin as isize;
         // Input columns inside the image.
         let c_lo = left.max(0) as usize;
-        let c_hi = ((left + span as isize).min(g.iw as isize)).max(c_lo as isize) as usize;
+        let c_hi = ((left + span as isize).min(g.w.input as isize)).max(c_lo as isize) as usize;
         for ci in 0..g.c {
             let src = &x[(run.img * g.c + ci) * plane..][..plane];
             for r in 0..6 {
-                let ir = run.oy as isize - g.pad_top as isize + r as isize;
+                let ir = run.oy as isize - g.h.pad_begin as isize + r as isize;
                 let stride = tw + 1;
-                let inside = ir >= 0 && (ir as usize) < g.ih;
+                let inside = ir >= 0 && (ir as usize) < g.h.input;
                 // Position i = col - left of each input column.
                 let i_lo = (c_lo as isize - left) as usize;
                 let i_hi = (c_hi as isize - left) as usize;
@@ -475,7 +453,7 @@ fn transform_input_generic(
                     ph.fill(0.0);
                 }
                 if inside {
-                    let row = &src[ir as usize * g.iw..(ir as usize + 1) * g.iw];
+                    let row = &src[ir as usize * g.w.input..(ir as usize + 1) * g.w.input];
                     // Unaligned ends one by one, the aligned middle four at a time.
                     let a_lo = i_lo.next_multiple_of(4).min(i_hi);
                     let a_hi = (i_hi / 4 * 4).max(a_lo);
@@ -591,9 +569,11 @@ fn six_rows(
 ///
 /// # Safety
 /// As [`run_block`].
+#[allow(clippy::too_many_arguments)]
 unsafe fn transform_output(
+    isa: Isa,
     mm: &[f32],
-    g: &Geometry,
+    g: &ConvGeometry,
     first: usize,
     count: usize,
     width: usize,
@@ -601,15 +581,16 @@ unsafe fn transform_output(
     epilogue: Epilogue,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if avx512_transforms() {
-        // SAFETY: the CPU has AVX-512F (checked just above); the rest is the caller's.
+    if isa.avx512f() {
+        // SAFETY: `isa` says the CPU has AVX-512F; the rest is the caller's.
         return unsafe { avx512::transform_output(mm, g, first, count, width, out, epilogue) };
     }
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA (checked just above); the rest is the caller's.
+    if isa.avx2_fma() {
+        // SAFETY: `isa` says the CPU has AVX2 and FMA; the rest is the caller's.
         return unsafe { transform_output_avx2(mm, g, first, count, width, out, epilogue) };
     }
+    let _ = isa;
     // SAFETY: forwarded from the caller.
     unsafe { transform_output_generic(mm, g, first, count, width, out, epilogue) }
 }
@@ -618,7 +599,7 @@ unsafe fn transform_output(
 #[target_feature(enable = "avx2,fma")]
 unsafe fn transform_output_avx2(
     mm: &[f32],
-    g: &Geometry,
+    g: &ConvGeometry,
     first: usize,
     count: usize,
     width: usize,
@@ -632,15 +613,17 @@ unsafe fn transform_output_avx2(
 #[inline(always)]
 unsafe fn transform_output_generic(
     mm: &[f32],
-    g: &Geometry,
+    g: &ConvGeometry,
     first: usize,
     count: usize,
     width: usize,
     out: SharedOut,
     epilogue: Epilogue,
 ) {
-    let Epilogue { bias, act, mask } = epilogue;
-    let plane = g.oh * g.ow;
+    let Epilogue {
+        bias, act, mask, ..
+    } = epilogue;
+    let plane = g.h.output * g.w.output;
     let tw = g.tiles_w();
     // r[(i·6 + s)·tw + t]: row i of (Aᵀ M) for column s of tile t.
     let mut rb = vec![0.0f32; 24 * tw];
@@ -649,7 +632,7 @@ unsafe fn transform_output_generic(
     for run in runs(g, first, count) {
         let n = run.len;
         // Output columns of this run (the last tile may be cut by the image's edge).
-        let cols = (g.ow - run.ox).min(4 * n);
+        let cols = (g.w.output - run.ox).min(4 * n);
         for mi in 0..g.m {
             for s in 0..6 {
                 let m = |r: usize| {
@@ -675,10 +658,10 @@ unsafe fn transform_output_generic(
                     r3[t] = d12 + 8.0 * d34 + m5[t];
                 }
             }
-            for i in 0..4.min(g.oh - run.oy) {
+            for i in 0..4.min(g.h.output - run.oy) {
                 let q = |s: usize| &rb[(i * 6 + s) * tw..(i * 6 + s) * tw + n];
                 let (q0, q1, q2, q3, q4, q5) = (q(0), q(1), q(2), q(3), q(4), q(5));
-                let offset = (run.img * g.m + mi) * plane + (run.oy + i) * g.ow + run.ox;
+                let offset = (run.img * g.m + mi) * plane + (run.oy + i) * g.w.output + run.ox;
                 let bias = bias.map_or(0.0, |b| b[mi]);
                 let ys = &mut ybuf[..4 * n];
                 let (y0, rest) = ys.split_at_mut(n);
@@ -740,8 +723,8 @@ mod tests {
 
     /// Direct 3×3 convolution, in f64.
     /// Deterministic input and 3×3 weights in -0.5..0.5 for `g`.
-    fn inputs(g: &Geometry) -> (Vec<f32>, Vec<f32>) {
-        let x = (0..g.n * g.c * g.ih * g.iw)
+    fn inputs(g: &ConvGeometry) -> (Vec<f32>, Vec<f32>) {
+        let x = (0..g.n * g.c * g.h.input * g.w.input)
             .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
             .collect();
         let w = (0..g.m * g.c * 9)
@@ -750,33 +733,33 @@ mod tests {
         (x, w)
     }
 
-    fn direct(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f64> {
-        let mut out = vec![0.0f64; g.n * g.m * g.oh * g.ow];
+    fn direct(x: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f64> {
+        let mut out = vec![0.0f64; g.n * g.m * g.h.output * g.w.output];
         for n in 0..g.n {
             for m in 0..g.m {
-                for oy in 0..g.oh {
-                    for ox in 0..g.ow {
+                for oy in 0..g.h.output {
+                    for ox in 0..g.w.output {
                         let mut s = 0.0f64;
                         for c in 0..g.c {
                             for r in 0..3 {
                                 for q in 0..3 {
-                                    let iy = (oy + r) as isize - g.pad_top as isize;
-                                    let ix = (ox + q) as isize - g.pad_left as isize;
+                                    let iy = (oy + r) as isize - g.h.pad_begin as isize;
+                                    let ix = (ox + q) as isize - g.w.pad_begin as isize;
                                     if iy < 0
                                         || ix < 0
-                                        || iy as usize >= g.ih
-                                        || ix as usize >= g.iw
+                                        || iy as usize >= g.h.input
+                                        || ix as usize >= g.w.input
                                     {
                                         continue;
                                     }
-                                    s += x
-                                        [((n * g.c + c) * g.ih + iy as usize) * g.iw + ix as usize]
+                                    s += x[((n * g.c + c) * g.h.input + iy as usize) * g.w.input
+                                        + ix as usize]
                                         as f64
                                         * w[((m * g.c + c) * 3 + r) * 3 + q] as f64;
                                 }
                             }
                         }
-                        out[((n * g.m + m) * g.oh + oy) * g.ow + ox] = s;
+                        out[((n * g.m + m) * g.h.output + oy) * g.w.output + ox] = s;
                     }
                 }
             }
@@ -784,20 +767,49 @@ mod tests {
         out
     }
 
-    /// Runs `check` on the portable transforms, then (where the CPU has them) the AVX-512 ones.
-    fn on_both_routes(check: impl Fn()) {
-        force_portable(true);
-        check();
-        force_portable(false);
-        check();
+    /// Runs `check` on the portable route, then (where the CPU has them) the AVX2 and the
+    /// AVX-512 routes.
+    fn on_every_route(check: impl Fn(Isa)) {
+        let host = Isa::host();
+        for isa in [Isa::portable(), host.without_avx512(), host] {
+            check(isa);
+        }
+    }
+
+    /// The geometry of a 3×3, stride-1 convolution.
+    #[allow(clippy::too_many_arguments)]
+    fn geometry(
+        n: usize,
+        c: usize,
+        m: usize,
+        (ih, iw): (usize, usize),
+        (pad_top, pad_left): (usize, usize),
+        (oh, ow): (usize, usize),
+    ) -> ConvGeometry {
+        let axis = |input, output, pad_begin| crate::kernels::geometry::Axis {
+            input,
+            output,
+            kernel: 3,
+            stride: 1,
+            dilation: 1,
+            pad_begin,
+        };
+        ConvGeometry {
+            n,
+            c,
+            m,
+            groups: 1,
+            h: axis(ih, oh, pad_top),
+            w: axis(iw, ow, pad_left),
+        }
     }
 
     #[test]
     fn matches_direct_convolution_on_odd_shapes_and_pads() {
-        on_both_routes(matches_direct_convolution);
+        on_every_route(matches_direct_convolution);
     }
 
-    fn matches_direct_convolution() {
+    fn matches_direct_convolution(isa: Isa) {
         // (n, c, m, ih, iw, pad_top, pad_left, oh, ow): partial tiles, asymmetric and no padding,
         // rows of 1, 2 and more than 16 tiles (one vector of tiles and a remainder), a row
         // wider than four vectors of tiles, pads of 2 and rows read past the image's edge.
@@ -810,22 +822,16 @@ mod tests {
             (3, 4, 3, 13, 7, 0, 2, 11, 8),
             (1, 17, 33, 23, 21, 1, 1, 23, 21),
         ] {
-            let g = Geometry {
-                n,
-                c,
-                m,
-                ih,
-                iw,
-                oh,
-                ow,
-                pad_top: pt,
-                pad_left: pl,
-            };
+            let g = geometry(n, c, m, (ih, iw), (pt, pl), (oh, ow));
             let (x, w) = inputs(&g);
-            let u = transform_weights(&w, m, c);
+            let u = transform_weights(&w, m, c, WeightLayout::of(isa, m));
             let bias = vec![0.25f32; m];
             let mut out = vec![MaybeUninit::new(f32::NAN); n * m * oh * ow];
-            conv3x3(&x, &u, &g, &mut out, Some(&bias), None, None);
+            let epilogue = Epilogue {
+                bias: Some(&bias),
+                ..Epilogue::default()
+            };
+            conv3x3(isa, &x, &u, &g, &mut out, epilogue);
             // SAFETY: every element was initialised above (NaN), and written by conv3x3.
             let out: Vec<f32> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
             let want = direct(&x, &w, &g);
@@ -834,7 +840,7 @@ mod tests {
                 let err = (a as f64 - 0.25 - b).abs();
                 assert!(
                     err < 1e-5 * scale,
-                    "{n}x{c}->{m} {ih}x{iw} at {i}: {a} vs {b}"
+                    "{isa:?} {n}x{c}->{m} {ih}x{iw} at {i}: {a} vs {b}"
                 );
             }
         }
@@ -844,39 +850,27 @@ mod tests {
     /// with bias, clamp and mask: every value against the direct convolution.
     #[test]
     fn epilogue_on_wide_rows_clamps_and_masks() {
-        on_both_routes(epilogue_clamps_and_masks);
+        on_every_route(epilogue_clamps_and_masks);
     }
 
-    fn epilogue_clamps_and_masks() {
+    fn epilogue_clamps_and_masks(isa: Isa) {
         let (n, c, m, ih, iw) = (2, 16, 16, 9, 150);
-        let g = Geometry {
-            n,
-            c,
-            m,
-            ih,
-            iw,
-            oh: ih,
-            ow: iw,
-            pad_top: 1,
-            pad_left: 1,
-        };
+        let g = geometry(n, c, m, (ih, iw), (1, 1), (ih, iw));
         let (x, w) = inputs(&g);
         let src: Vec<f32> = (0..n * m * ih * iw)
             .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
             .collect();
-        let u = transform_weights(&w, m, c);
+        let u = transform_weights(&w, m, c, WeightLayout::of(isa, m));
         let bias: Vec<f32> = (0..m).map(|i| i as f32 / 10.0 - 0.8).collect();
         let clamp = Clamp { lo: 0.0, hi: 1.5 };
         let mut out = vec![MaybeUninit::new(f32::NAN); n * m * ih * iw];
-        conv3x3(
-            &x,
-            &u,
-            &g,
-            &mut out,
-            Some(&bias),
-            Some(clamp),
-            Some((&src, clamp)),
-        );
+        let epilogue = Epilogue {
+            bias: Some(&bias),
+            act: Some(clamp),
+            mask: Some((&src, clamp)),
+            residual: None,
+        };
+        conv3x3(isa, &x, &u, &g, &mut out, epilogue);
         let want = direct(&x, &w, &g);
         let plane = ih * iw;
         for (i, (o, &d)) in out.iter().zip(&want).enumerate() {
@@ -886,7 +880,7 @@ mod tests {
             if !clamp.passes(src[i]) {
                 e = 0.0;
             }
-            assert!((got - e).abs() < 1e-4, "value {i}: {got} vs {e}");
+            assert!((got - e).abs() < 1e-4, "{isa:?} value {i}: {got} vs {e}");
         }
     }
 }

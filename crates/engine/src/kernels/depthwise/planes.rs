@@ -9,13 +9,17 @@
 
 use std::arch::x86_64::*;
 
-use super::{Geometry, MIN_TASK_MACS};
-use crate::kernels::{lane_mask, SharedOut};
-use crate::ops::Clamp;
+use super::MIN_TASK_MACS;
+use crate::kernels::epilogue::Clamp;
+use crate::kernels::geometry::ConvGeometry;
+use crate::kernels::lane_mask;
+use crate::kernels::panel::PANEL;
+use crate::runtime::cpu::Isa;
+use crate::runtime::pool::{for_each_range, for_each_task, SharedOut};
 
 /// Whether [`forward`] handles this geometry (the caller checks AVX-512): stride 1 across,
 /// rows of at least 56 outputs.
-pub(super) fn supports(g: &Geometry) -> bool {
+pub(super) fn supports(g: &ConvGeometry) -> bool {
     g.w.stride == 1 && g.w.output >= 56
 }
 
@@ -30,7 +34,7 @@ pub(super) unsafe fn forward(
     w: &[f32],
     bias: Option<&[f32]>,
     out: SharedOut,
-    g: &Geometry,
+    g: &ConvGeometry,
     act: Option<Clamp>,
 ) {
     let (h, wa) = (&g.h, &g.w);
@@ -40,7 +44,7 @@ pub(super) unsafe fn forward(
     assert!(bias.is_none_or(|b| b.len() == g.c), "depthwise bias");
     let macs = h.output * wa.output * h.kernel * wa.kernel;
     let min_planes = (MIN_TASK_MACS / macs.max(1)).max(1);
-    crate::pool::for_each_range(g.n * g.c, min_planes, |planes| {
+    for_each_range(g.n * g.c, min_planes, |planes| {
         for plane in planes {
             let src = &x[plane * h.input * wa.input..][..h.input * wa.input];
             // SAFETY: AVX-512F (the caller's contract); this task alone writes plane `plane`
@@ -58,14 +62,14 @@ pub(super) unsafe fn forward(
 /// # Safety
 /// As [`forward`]; and the panel kernel must be available (it runs the 1×1 convolution).
 pub(super) unsafe fn forward_after_pointwise(
+    isa: Isa,
     pw: &super::Pointwise,
     w: &[f32],
     bias: Option<&[f32]>,
     out: SharedOut,
-    g: &Geometry,
+    g: &ConvGeometry,
     act: Option<Clamp>,
 ) {
-    use crate::panel::PANEL;
     let (h, wa) = (&g.h, &g.w);
     let plane_in = h.input * wa.input;
     assert!(supports(g));
@@ -73,7 +77,7 @@ pub(super) unsafe fn forward_after_pointwise(
     assert_eq!(w.len(), g.c * h.kernel * wa.kernel, "depthwise weights");
     assert!(bias.is_none_or(|b| b.len() == g.c), "depthwise bias");
     let panels = g.c.div_ceil(PANEL);
-    crate::pool::for_each_task(g.n * panels, |task| {
+    for_each_task(g.n * panels, |task| {
         let (img, c0) = (task / panels, (task % panels) * PANEL);
         let lanes = PANEL.min(g.c - c0);
         super::with_formed(lanes * plane_in, |formed| {
@@ -81,6 +85,7 @@ pub(super) unsafe fn forward_after_pointwise(
             // of 8 below c, whose rows the caller packed.
             unsafe {
                 pw.form_rows(
+                    isa,
                     img,
                     c0,
                     lanes,
@@ -113,7 +118,7 @@ unsafe fn convolve_plane(
     w: &[f32],
     bias: Option<&[f32]>,
     out: SharedOut,
-    g: &Geometry,
+    g: &ConvGeometry,
     act: Option<Clamp>,
 ) {
     let (h, wa) = (&g.h, &g.w);
@@ -139,7 +144,7 @@ struct PaddedPlane {
 }
 
 impl PaddedPlane {
-    fn new<const R: usize, const V: usize>(g: &Geometry) -> PaddedPlane {
+    fn new<const R: usize, const V: usize>(g: &ConvGeometry) -> PaddedPlane {
         let (h, wa) = (&g.h, &g.w);
         let vectors = wa.output.div_ceil(16);
         // Row blocks run up to R rows past the last output row; their loads stay inside.
@@ -157,7 +162,7 @@ impl PaddedPlane {
     /// Fills `buf` from `src` (one `ih × iw` plane): padded column `c` of row `r` is input
     /// `(r − pad_top, c − pad_left)`, zero outside.
     #[target_feature(enable = "avx512f")]
-    unsafe fn fill(&self, src: &[f32], g: &Geometry, buf: &mut [f32]) {
+    unsafe fn fill(&self, src: &[f32], g: &ConvGeometry, buf: &mut [f32]) {
         let (h, wa) = (&g.h, &g.w);
         let (iw, pad) = (wa.input as isize, wa.pad_begin as isize);
         assert!(buf.len() >= self.len() && src.len() == h.input * wa.input);
@@ -195,7 +200,7 @@ unsafe fn plane_rows<const R: usize, const V: usize>(
     taps: &[f32],
     bias: f32,
     dst: *mut f32,
-    g: &Geometry,
+    g: &ConvGeometry,
     act: Option<Clamp>,
 ) {
     let (h, wa) = (&g.h, &g.w);

@@ -1,6 +1,6 @@
-//! Shapes and memory of a pass worked out before running it: no tensor of the input's size is
-//! allocated, so a job that cannot fit is refused at once instead of after seconds of work and
-//! gigabytes of memory.
+//! Shapes of a pass worked out before running it: no tensor of the input's size is allocated,
+//! so a job that cannot fit is refused at once instead of after seconds of work and gigabytes
+//! of memory (the memory estimate built on these shapes is `exec::estimate`'s).
 //!
 //! Every node gets the ONNX shape rule of its op, applied to the shapes of its inputs and to
 //! the values of its constant and shape-derived integer inputs (the `Shape → Gather → Concat →
@@ -13,56 +13,17 @@
 //! generated models and on VGG16 and EfficientNet.
 
 use std::borrow::Cow;
-use std::fmt;
 
 use convscope_onnx::{data_type, AttributeProto, AttributeValue};
 
+use super::{node_error, Graph, Node, Source, ValueId};
 use crate::error::{Error, Result};
-use crate::kernels::same_pads;
-use crate::model::{node_error, Model, Node, Source, ValueId};
-use crate::ops::{binary::broadcast_shape, check_size, norm_axis, MAX_ELEMENTS};
+use crate::kernels::geometry::same_pads;
+use crate::ops::{binary::broadcast_shape, check_size, norm_axis, ExecConfig, MAX_ELEMENTS};
 use crate::tensor::{IntTensor, Tensor, Value};
 
-/// Which pass [`Model::estimate_forward_bytes`] estimates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pass {
-    /// [`Model::run`]: each value is freed after its last reader.
-    Inference,
-    /// [`Model::forward`]: every value computed is kept on the tape.
-    Tape,
-    /// [`Model::forward`] and then [`crate::Tape::backward`] from the targets to the input:
-    /// the tape plus the gradients alive at once during the backward sweep.
-    Gradient,
-}
-
-/// The memory a pass will take, from [`Model::estimate_forward_bytes`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemoryEstimate {
-    /// Bytes of the pass's tensors alive at once at the worst moment: the input, the forward
-    /// values (all of them on a tape) and, for [`Pass::Gradient`], the gradients. The model's
-    /// weights and the kernels' caches (already resident once the model has run) and small
-    /// per-thread scratch buffers come on top; see design.md ("Hostile inputs") for measured
-    /// figures.
-    pub peak_bytes: u64,
-    /// Sum of the bytes of every value the pass forms (input included).
-    pub total_bytes: u64,
-    /// The largest single value: its ONNX name and shape.
-    pub largest: (String, Vec<usize>),
-}
-
-impl fmt::Display for MemoryEstimate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:.1} MB at the peak (largest value '{}' {:?})",
-            self.peak_bytes as f64 / 1e6,
-            self.largest.0,
-            self.largest.1
-        )
-    }
-}
-
-/// A value's shape and kind, worked out without running the model ([`Model::infer_value`]).
+/// A value's shape and kind, worked out without running the model
+/// ([`Model::infer_value`](crate::Model::infer_value)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InferredValue {
     /// The shape the value will have.
@@ -907,9 +868,15 @@ fn slice_len(span: i64, step: i64) -> usize {
     (span as u128).div_ceil(step) as usize
 }
 
-impl Model {
-    /// What is known about every value `nodes` need, for an input of `input_shape`.
-    fn infer(&self, input_shape: &[usize], nodes: &[usize]) -> Result<Vec<Option<Abs<'_>>>> {
+impl Graph {
+    /// What is known about every value `nodes` need, for an input of `input_shape`; small
+    /// integer values (shapes, sizes) are computed with `config`.
+    fn infer(
+        &self,
+        config: &ExecConfig,
+        input_shape: &[usize],
+        nodes: &[usize],
+    ) -> Result<Vec<Option<Abs<'_>>>> {
         if check_size(input_shape, "").is_err() {
             return Err(Error::Input(format!(
                 "an input of shape {input_shape:?} is larger than the {MAX_ELEMENTS}-element limit of one tensor"
@@ -941,7 +908,7 @@ impl Model {
                 )));
             }
             let outs = self
-                .infer_node(node, &ins)
+                .infer_node(config, node, &ins)
                 .map_err(|e| node_error(&node.name, &node.op_type, e))?;
             for (id, v) in node.outputs.iter().zip(outs) {
                 store[id.0] = Some(v);
@@ -950,10 +917,73 @@ impl Model {
         Ok(store)
     }
 
+    /// The shape and kind of every value `nodes` form (and of the input) for an input of
+    /// `input_shape`, by value index; `None` for constants and values not formed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Graph::infer_value`].
+    pub fn infer_shapes(
+        &self,
+        config: &ExecConfig,
+        input_shape: &[usize],
+        nodes: &[usize],
+    ) -> Result<Vec<Option<InferredValue>>> {
+        let store = self.infer(config, input_shape, nodes)?;
+        Ok(store
+            .iter()
+            .zip(&self.values)
+            .map(|(v, info)| match (&info.source, v) {
+                (Source::Const(_), _) | (_, None) => None,
+                (_, Some(v)) => Some(InferredValue {
+                    shape: v.shape().to_vec(),
+                    is_float: v.is_float(),
+                }),
+            })
+            .collect())
+    }
+
+    /// The shape and kind `value` will have when the graph runs on an input of `input_shape`.
+    ///
+    /// # Errors
+    ///
+    /// The errors the pass would give on shapes (a value beyond the element limit, shapes that
+    /// do not fit, naming the node), and [`Error::ShapeUnknown`] when a shape depends on the
+    /// input's values rather than its size.
+    pub fn infer_value(
+        &self,
+        config: &ExecConfig,
+        input_shape: &[usize],
+        value: ValueId,
+    ) -> Result<InferredValue> {
+        if let Source::Const(v) = &self.values[value.0].source {
+            return Ok(InferredValue {
+                shape: v.shape().to_vec(),
+                is_float: v.is_float(),
+            });
+        }
+        let nodes = self.needed_nodes(&[value], &[]);
+        let store = self.infer(config, input_shape, &nodes)?;
+        store[value.0]
+            .as_ref()
+            .map(|v| InferredValue {
+                shape: v.shape().to_vec(),
+                is_float: v.is_float(),
+            })
+            .ok_or_else(|| {
+                Error::InvalidModel(format!("'{}' is not computed", self.value_name(value)))
+            })
+    }
+
     /// One node: its shape rule, then the values themselves when everything it reads is known
     /// and its outputs are small.
-    fn infer_node<'m>(&'m self, node: &Node, ins: &[Option<Abs<'m>>]) -> Result<Vec<Abs<'m>>> {
-        let shapes = match rule(node, ins, self.opset()) {
+    fn infer_node<'m>(
+        &'m self,
+        config: &ExecConfig,
+        node: &Node,
+        ins: &[Option<Abs<'m>>],
+    ) -> Result<Vec<Abs<'m>>> {
+        let shapes = match rule(node, ins, self.opset) {
             Some(shapes) => shapes?,
             None => {
                 // An op without a rule (added since): run it on stand-ins when its inputs are
@@ -974,7 +1004,7 @@ impl Model {
                     )));
                 }
                 let all_known = ins.iter().flatten().all(|i| i.known().is_some());
-                return self.run_small(node, ins, all_known);
+                return run_small(config, node, ins, all_known);
             }
         };
         for s in &shapes {
@@ -985,324 +1015,45 @@ impl Model {
             .iter()
             .all(|s| elements(s.shape()).is_some_and(|n| n <= SMALL));
         if all_known && small && !matches!(shapes.first(), Some(Abs::Known(_))) {
-            return self.run_small(node, ins, true);
+            return run_small(config, node, ins, true);
         }
         Ok(shapes)
     }
+}
 
-    /// Runs `node` itself on its inputs, zeros standing in for the unknown ones; the outputs
-    /// are known values only when `all_known` (else only their shapes are kept).
-    fn run_small<'m>(
-        &'m self,
-        node: &Node,
-        ins: &[Option<Abs<'m>>],
-        all_known: bool,
-    ) -> Result<Vec<Abs<'m>>> {
-        let standins: Vec<Option<Value>> = ins
-            .iter()
-            .map(|i| match i {
-                Some(Abs::Shape { shape, float: true }) => Some(Value::Float(Tensor::zeros(shape))),
-                Some(Abs::Shape {
-                    shape,
-                    float: false,
-                }) => Some(Value::Int(IntTensor::zeros(shape))),
-                _ => None,
-            })
-            .collect();
-        let values: Vec<Option<&Value>> = ins
-            .iter()
-            .zip(&standins)
-            .map(|(i, s)| s.as_ref().or_else(|| i.as_ref().and_then(Abs::known)))
-            .collect();
-        let outs = node.op.forward(&values)?;
-        Ok(outs
-            .into_iter()
-            .map(|v| {
-                if all_known {
-                    Abs::Known(Cow::Owned(v))
-                } else {
-                    out(v.shape().to_vec(), v.is_float())
-                }
-            })
-            .collect())
-    }
-
-    /// The shape `value` will have when the model runs on an input of `input_shape`, worked out
-    /// without running it (see [`Model::estimate_forward_bytes`]).
-    ///
-    /// ```
-    /// use convscope_engine::Model;
-    /// use convscope_onnx::{AttributeProto, Dim, GraphBuilder, TensorProto};
-    ///
-    /// let mut g = GraphBuilder::new("pool");
-    /// g.input("x", &[Dim::Value(1), Dim::Value(3), Dim::Param("H".into()), Dim::Param("W".into())])
-    ///     .initializer(TensorProto::from_f32("w", &[8, 3, 3, 3], &[0.1; 216]))
-    ///     .node("Conv", "conv", &["x", "w"], &["c"], vec![AttributeProto::ints("strides", &[2, 2])])
-    ///     .output("c", &[]);
-    /// let model = Model::from_proto(g.build(13))?;
-    /// let c = model.resolve("c")?;
-    /// assert_eq!(model.value_shape(&[1, 3, 4001, 6001], c)?, [1, 8, 2000, 3000]);
-    /// # Ok::<(), convscope_engine::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// The errors the pass would give on shapes (a value beyond the element limit, shapes that
-    /// do not fit, naming the node), and [`Error::Shape`] when a shape depends on the input's
-    /// values rather than its size.
-    pub fn value_shape(&self, input_shape: &[usize], value: ValueId) -> Result<Vec<usize>> {
-        Ok(self.infer_value(input_shape, value)?.shape)
-    }
-
-    /// [`Model::value_shape`] with the kind of the value (float data or integers).
-    ///
-    /// # Errors
-    ///
-    /// As [`Model::value_shape`].
-    pub fn infer_value(&self, input_shape: &[usize], value: ValueId) -> Result<InferredValue> {
-        if let Source::Const(v) = &self.values[value.0].source {
-            return Ok(InferredValue {
-                shape: v.shape().to_vec(),
-                is_float: v.is_float(),
-            });
-        }
-        let nodes = self.needed_nodes(&[value], &[]);
-        let store = self.infer(input_shape, &nodes)?;
-        store[value.0]
-            .as_ref()
-            .map(|v| InferredValue {
-                shape: v.shape().to_vec(),
-                is_float: v.is_float(),
-            })
-            .ok_or_else(|| {
-                Error::InvalidModel(format!("'{}' is not computed", self.value_name(value)))
-            })
-    }
-
-    /// How much memory a pass over an input of `input_shape` up to `targets` will take, worked
-    /// out from the shapes alone (no tensor of the input's size is allocated), so a job that
-    /// cannot fit can be refused before it starts.
-    ///
-    /// It also fails at once, naming the node, when some value would exceed the engine's limit
-    /// of 2^28 elements per tensor, which the pass itself would only find after computing every
-    /// value before it.
-    ///
-    /// The figure counts the tensors of the pass (see [`MemoryEstimate::peak_bytes`]):
-    /// the simulation frees values exactly where the executor does, but runs no fusion (a fused
-    /// pair forms one value fewer), so the inference figure is an upper bound.
-    ///
-    /// ```
-    /// use convscope_engine::{Model, Pass};
-    /// use convscope_onnx::{Dim, GraphBuilder};
-    ///
-    /// let mut g = GraphBuilder::new("chain");
-    /// g.input("x", &[Dim::Value(1), Dim::Value(4), Dim::Value(100), Dim::Value(100)])
-    ///     .node("Relu", "a", &["x"], &["y"], vec![])
-    ///     .node("Neg", "b", &["y"], &["z"], vec![])
-    ///     .output("z", &[]);
-    /// let model = Model::from_proto(g.build(13))?;
-    /// let z = model.resolve("z")?;
-    /// let one = 4 * 100 * 100 * 4; // bytes of one value
-    /// let run = model.estimate_forward_bytes(&[1, 4, 100, 100], &[z], Pass::Inference)?;
-    /// assert_eq!(run.peak_bytes, 2 * one); // x is freed once y exists
-    /// let tape = model.estimate_forward_bytes(&[1, 4, 100, 100], &[z], Pass::Tape)?;
-    /// assert_eq!(tape.peak_bytes, 3 * one);
-    /// # Ok::<(), convscope_engine::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`Model::value_shape`].
-    pub fn estimate_forward_bytes(
-        &self,
-        input_shape: &[usize],
-        targets: &[ValueId],
-        pass: Pass,
-    ) -> Result<MemoryEstimate> {
-        let nodes = self.needed_nodes(targets, &[]);
-        let store = self.infer(input_shape, &nodes)?;
-        let mut runs = vec![false; self.nodes.len()];
-        nodes.iter().for_each(|&n| runs[n] = true);
-        // f32 data, i64 integers.
-        let size_of = |id: ValueId| -> u64 {
-            match (&self.values[id.0].source, &store[id.0]) {
-                (Source::Const(_), _) | (_, None) => 0,
-                (_, Some(v)) => {
-                    let size = if v.is_float() { 4 } else { 8 };
-                    elements(v.shape()).map_or(u64::MAX, |n| (n as u64).saturating_mul(size))
-                }
-            }
-        };
-        // Nothing is stored for a convolution output its activation consumes in the same
-        // sweep (its gradient is still formed).
-        let bytes_of = |id: ValueId| -> u64 {
-            if self.formed_in_activation(id, &runs, targets) {
-                0
-            } else {
-                size_of(id)
-            }
-        };
-        let input_bytes = bytes_of(self.input);
-        let mut largest = (
-            self.values[self.input.0].name.clone(),
-            input_shape.to_vec(),
-            input_bytes,
-        );
-        let mut total = input_bytes;
-        for &ni in &nodes {
-            for &o in &self.nodes[ni].outputs {
-                let b = bytes_of(o);
-                total = total.saturating_add(b);
-                if b > largest.2 {
-                    let shape = store[o.0]
-                        .as_ref()
-                        .map(|v| v.shape().to_vec())
-                        .unwrap_or_default();
-                    largest = (self.values[o.0].name.clone(), shape, b);
-                }
-            }
-        }
-        let peak = match pass {
-            Pass::Inference => {
-                // A fused activation's output is formed during its convolution's step.
-                let fused: Vec<Option<usize>> = (0..self.nodes.len())
-                    .map(|n| {
-                        let out = *self.nodes[n].outputs.first()?;
-                        (runs[n] && self.formed_in_activation(out, &runs, targets))
-                            .then(|| self.consumers[out.0][0])
-                    })
-                    .collect();
-                self.inference_peak(&nodes, targets, input_bytes, &bytes_of, &fused)
-            }
-            Pass::Tape => total,
-            Pass::Gradient => {
-                total.saturating_add(self.gradient_peak(&nodes, targets, &store, &size_of))
-            }
-        };
-        Ok(MemoryEstimate {
-            peak_bytes: peak,
-            total_bytes: total,
-            largest: (largest.0, largest.1),
+/// Runs `node` itself on its inputs, zeros standing in for the unknown ones; the outputs
+/// are known values only when `all_known` (else only their shapes are kept).
+fn run_small<'m>(
+    config: &ExecConfig,
+    node: &Node,
+    ins: &[Option<Abs<'m>>],
+    all_known: bool,
+) -> Result<Vec<Abs<'m>>> {
+    let standins: Vec<Option<Value>> = ins
+        .iter()
+        .map(|i| match i {
+            Some(Abs::Shape { shape, float: true }) => Some(Value::Float(Tensor::zeros(shape))),
+            Some(Abs::Shape {
+                shape,
+                float: false,
+            }) => Some(Value::Int(IntTensor::zeros(shape))),
+            _ => None,
         })
-    }
-
-    /// Whether `v` is the output of a convolution whose only reader, a `Relu` or a `Clip` with
-    /// constant bounds, runs inside the convolution's sweep, so `v` is never stored (the
-    /// executor's fusion, `exec.rs`: it applies to every pass).
-    fn formed_in_activation(&self, v: ValueId, runs: &[bool], targets: &[ValueId]) -> bool {
-        let Source::Node(ni) = self.values[v.0].source else {
-            return false;
-        };
-        let conv = &self.nodes[ni];
-        if conv.op_type != "Conv" || conv.outputs.len() != 1 {
-            return false;
-        }
-        if targets.contains(&v) || self.outputs.contains(&v) {
-            return false;
-        }
-        let [reader] = self.consumers[v.0][..] else {
-            return false;
-        };
-        let act = &self.nodes[reader];
-        runs[reader]
-            && matches!(act.op_type.as_str(), "Relu" | "Clip")
-            && act.inputs.first() == Some(&Some(v))
-            && act.inputs[1..]
-                .iter()
-                .flatten()
-                .all(|id| matches!(self.values[id.0].source, Source::Const(_)))
-    }
-
-    /// The most bytes alive at once in an inference pass: values are freed after their last
-    /// reader (targets are kept), a node's inputs are alive while it forms its outputs, and a
-    /// convolution forms the output of the activation fused into it (`fused[conv]`).
-    fn inference_peak(
-        &self,
-        nodes: &[usize],
-        targets: &[ValueId],
-        input_bytes: u64,
-        bytes_of: &dyn Fn(ValueId) -> u64,
-        fused: &[Option<usize>],
-    ) -> u64 {
-        let mut last_use = vec![usize::MAX; self.values.len()];
-        for (pos, &n) in nodes.iter().enumerate() {
-            for id in self.nodes[n].inputs.iter().flatten() {
-                last_use[id.0] = pos;
+        .collect();
+    let values: Vec<Option<&Value>> = ins
+        .iter()
+        .zip(&standins)
+        .map(|(i, s)| s.as_ref().or_else(|| i.as_ref().and_then(Abs::known)))
+        .collect();
+    let outs = node.op.forward(config, &values)?;
+    Ok(outs
+        .into_iter()
+        .map(|v| {
+            if all_known {
+                Abs::Known(Cow::Owned(v))
+            } else {
+                out(v.shape().to_vec(), v.is_float())
             }
-        }
-        for t in targets {
-            last_use[t.0] = usize::MAX;
-        }
-        let (mut live, mut peak) = (input_bytes, input_bytes);
-        let output_bytes =
-            |n: usize| -> u64 { self.nodes[n].outputs.iter().map(|&o| bytes_of(o)).sum() };
-        let mut made_early = vec![false; self.nodes.len()];
-        for (pos, &n) in nodes.iter().enumerate() {
-            let node = &self.nodes[n];
-            let mut made = if made_early[n] { 0 } else { output_bytes(n) };
-            if let Some(act) = fused[n] {
-                made = made.saturating_add(output_bytes(act));
-                made_early[act] = true;
-            }
-            live = live.saturating_add(made);
-            peak = peak.max(live);
-            let mut freed: Vec<ValueId> = Vec::new();
-            for &id in node.inputs.iter().flatten() {
-                if last_use[id.0] == pos && !freed.contains(&id) {
-                    freed.push(id);
-                    live = live.saturating_sub(bytes_of(id));
-                }
-            }
-        }
-        peak
-    }
-
-    /// The most gradient bytes alive at once in a backward sweep over `nodes` seeded at
-    /// `targets`, as `Tape::backward` keeps them: a node's input gradients are formed apart
-    /// (then added into an existing one) while its output gradients are alive, and the output
-    /// gradients are dropped after the node.
-    fn gradient_peak(
-        &self,
-        nodes: &[usize],
-        targets: &[ValueId],
-        store: &[Option<Abs>],
-        bytes_of: &dyn Fn(ValueId) -> u64,
-    ) -> u64 {
-        let differentiable = |id: ValueId| {
-            self.values[id.0].varies && store[id.0].as_ref().is_some_and(Abs::is_float)
-        };
-        let mut has = vec![false; self.values.len()];
-        let mut live = 0u64;
-        for &t in targets {
-            if differentiable(t) && !std::mem::replace(&mut has[t.0], true) {
-                live = live.saturating_add(bytes_of(t));
-            }
-        }
-        let mut peak = live;
-        for &n in nodes.iter().rev() {
-            let node = &self.nodes[n];
-            if !node.outputs.iter().any(|o| has[o.0]) {
-                continue;
-            }
-            let mut inputs: Vec<ValueId> = node.inputs.iter().flatten().copied().collect();
-            inputs.dedup();
-            let formed: u64 = inputs
-                .iter()
-                .filter(|&&id| differentiable(id))
-                .map(|&id| bytes_of(id))
-                .sum();
-            peak = peak.max(live.saturating_add(formed));
-            for id in inputs {
-                if differentiable(id) && !std::mem::replace(&mut has[id.0], true) {
-                    live = live.saturating_add(bytes_of(id));
-                }
-            }
-            for &o in &node.outputs {
-                if std::mem::replace(&mut has[o.0], false) {
-                    live = live.saturating_sub(bytes_of(o));
-                }
-            }
-        }
-        peak
-    }
+        })
+        .collect())
 }

@@ -2,8 +2,9 @@
 
 use std::fmt;
 
+use super::Model;
 use crate::error::Result;
-use crate::model::{Layout, Model};
+use crate::graph::{Layout, MAX_INPUT_SIDE};
 use crate::tensor::Tensor;
 
 /// One row of a [`Summary`].
@@ -35,7 +36,7 @@ pub struct Summary {
     /// Whether the spatial size was declared by the file (otherwise a default was used).
     pub declared_size: bool,
     /// A spatial size the file declares but convscope cannot use (a side beyond
-    /// [`MAX_INPUT_SIDE`](crate::MAX_INPUT_SIDE)), as `(height, width)`; `None` otherwise.
+    /// [`MAX_INPUT_SIDE`]), as `(height, width)`; `None` otherwise.
     pub unusable_size: Option<(i64, i64)>,
     /// Producer and version.
     pub producer: String,
@@ -149,7 +150,7 @@ impl fmt::Display for Summary {
                 (true, _) => String::new(),
                 (false, Some((h, w))) => format!(
                     " (declares {w}x{h}, beyond the {} pixels per side convscope runs; shapes shown at this size)",
-                    crate::MAX_INPUT_SIDE
+                    MAX_INPUT_SIDE
                 ),
                 (false, None) => " (size not declared; shapes shown at this size)".into(),
             }

@@ -11,8 +11,9 @@
 
 use std::arch::x86_64::*;
 
-use super::{runs, Epilogue, Geometry};
-use crate::kernels::{lane_mask, SharedOut};
+use super::{runs, ConvGeometry, Epilogue};
+use crate::kernels::lane_mask;
+use crate::runtime::pool::SharedOut;
 
 /// Tiles per vector.
 const TILES: usize = 16;
@@ -58,15 +59,15 @@ unsafe fn at(m: [__m512; 6]) -> [__m512; 4] {
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn transform_input(
     x: &[f32],
-    g: &Geometry,
+    g: &ConvGeometry,
     first: usize,
     count: usize,
     width: usize,
     v: &mut [f32],
 ) {
-    assert_eq!(x.len(), g.n * g.c * g.ih * g.iw);
+    assert_eq!(x.len(), g.n * g.c * g.h.input * g.w.input);
     assert!(v.len() >= 36 * g.c * width && first + count <= g.tiles() && count <= width);
-    let plane = g.ih * g.iw;
+    let plane = g.h.input * g.w.input;
     // Phase p of tiles 0..8 from the first vector pair in lanes 0..8, phase p + 1 in 8..16.
     let idx = |p: i32| {
         _mm512_setr_epi32(
@@ -100,9 +101,9 @@ pub(super) unsafe fn transform_input(
         for t0 in (0..run.len).step_by(TILES) {
             let tiles = (run.len - t0).min(TILES);
             // Input columns start..start + span under these tiles (start < 0 in the padding).
-            let start = (run.ox + 4 * t0) as isize - g.pad_left as isize;
+            let start = (run.ox + 4 * t0) as isize - g.w.pad_begin as isize;
             let span = (4 * tiles + 2) as isize;
-            let (i_lo, i_hi) = ((-start).max(0), span.min(g.iw as isize - start));
+            let (i_lo, i_hi) = ((-start).max(0), span.min(g.w.input as isize - start));
             let loads: [u16; 5] = std::array::from_fn(|j| lane_mask(i_lo, i_hi, 16 * j as isize));
             let store = lane_mask(0, tiles as isize, 0);
             let col = run.col + t0;
@@ -111,13 +112,13 @@ pub(super) unsafe fn transform_input(
                 // h[k][r]: input row r of every tile, transformed horizontally, component k.
                 let mut h = [[_mm512_setzero_ps(); 6]; 6];
                 for r in 0..6 {
-                    let ir = (run.oy + r) as isize - g.pad_top as isize;
-                    if ir < 0 || ir >= g.ih as isize {
+                    let ir = (run.oy + r) as isize - g.h.pad_begin as isize;
+                    if ir < 0 || ir >= g.h.input as isize {
                         continue;
                     }
                     // Lanes outside the image are masked off: they are neither read nor
                     // faulted on, and load as zero (the padding).
-                    let row = src.wrapping_offset(ir * g.iw as isize + start);
+                    let row = src.wrapping_offset(ir * g.w.input as isize + start);
                     let w: [__m512; 5] = std::array::from_fn(|j| {
                         _mm512_maskz_loadu_ps(loads[j], row.wrapping_add(16 * j))
                     });
@@ -161,7 +162,7 @@ pub(super) unsafe fn transform_input(
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn transform_output(
     mm: &[f32],
-    g: &Geometry,
+    g: &ConvGeometry,
     first: usize,
     count: usize,
     width: usize,
@@ -169,19 +170,21 @@ pub(super) unsafe fn transform_output(
     epilogue: Epilogue,
 ) {
     assert!(mm.len() >= 36 * g.m * width && first + count <= g.tiles() && count <= width);
-    let Epilogue { bias, act, mask } = epilogue;
+    let Epilogue {
+        bias, act, mask, ..
+    } = epilogue;
     assert!(bias.is_none_or(|b| b.len() == g.m));
-    assert!(mask.is_none_or(|(src, _)| src.len() == g.n * g.m * g.oh * g.ow));
-    let plane = g.oh * g.ow;
+    assert!(mask.is_none_or(|(src, _)| src.len() == g.n * g.m * g.h.output * g.w.output));
+    let plane = g.h.output * g.w.output;
     let pd = |v: __m512| _mm512_castps_pd(v);
     let ps = |v: __m512d| _mm512_castpd_ps(v);
     for run in runs(g, first, count) {
-        let rows = 4.min(g.oh - run.oy);
+        let rows = 4.min(g.h.output - run.oy);
         for t0 in (0..run.len).step_by(TILES) {
             let tiles = (run.len - t0).min(TILES);
             let ox = run.ox + 4 * t0;
             // Output columns of these tiles (the last one may be cut by the image's edge).
-            let cols = (g.ow - ox).min(4 * tiles) as isize;
+            let cols = (g.w.output - ox).min(4 * tiles) as isize;
             let load = lane_mask(0, tiles as isize, 0);
             let stores: [u16; 4] = std::array::from_fn(|k| lane_mask(0, cols, 16 * k as isize));
             let col = run.col + t0;
@@ -233,7 +236,7 @@ pub(super) unsafe fn transform_output(
                         _mm512_shuffle_f32x4::<0xDD>(c0, c2),
                         _mm512_shuffle_f32x4::<0xDD>(c1, c3),
                     ];
-                    let offset = (run.img * g.m + mi) * plane + (run.oy + i) * g.ow + ox;
+                    let offset = (run.img * g.m + mi) * plane + (run.oy + i) * g.w.output + ox;
                     for (k, (&val, &keep_cols)) in vals.iter().zip(&stores).enumerate() {
                         if keep_cols == 0 {
                             break;

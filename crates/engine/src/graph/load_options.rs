@@ -1,24 +1,23 @@
-//! Loading with options, and the load-time refusal of weights that hold NaN or infinity.
+//! Loading options, and the load-time refusal of weights that hold NaN or infinity.
 //!
 //! A NaN weight makes NaN of every value computed from it, and every picture of those values
 //! comes out blank or as noise with no hint why. So a model whose initializers (or `Constant`
 //! nodes) hold NaN or ±infinity is refused at load with one line naming the first such tensor,
 //! the element and the nodes that read it. [`LoadOptions::allow_nonfinite`] loads it anyway,
-//! for someone debugging that very model ([`Model::first_nonfinite`] then finds where the
+//! for someone debugging that very model (`Model::first_nonfinite` then finds where the
 //! first non-finite value appears).
 //!
 //! One exception: a single ±infinity read only by `Clip`, `Pad`, `Max` or `Min` is a bound or a
 //! padding value ("no upper limit", "−∞ padding before a max pool"), not a broken weight.
 
-use std::path::Path;
-
-use convscope_onnx::{AttributeValue, GraphProto, ModelProto, NodeProto, TensorProto};
+use convscope_onnx::{AttributeValue, GraphProto, NodeProto, TensorProto};
 
 use crate::error::{Error, Result};
-use crate::model::Model;
 
-/// How [`Model::load_with`], [`Model::from_bytes_with`] and [`Model::from_proto_with`] treat
-/// a model. The default is what [`Model::load`] does.
+/// How [`Model::load_with`](crate::Model::load_with),
+/// [`Model::from_bytes_with`](crate::Model::from_bytes_with) and
+/// [`Model::from_proto_with`](crate::Model::from_proto_with) treat a model. The default is
+/// what [`Model::load`](crate::Model::load) does.
 ///
 /// ```
 /// use convscope_engine::{LoadOptions, Model};
@@ -42,44 +41,8 @@ pub struct LoadOptions {
     pub allow_nonfinite: bool,
 }
 
-impl Model {
-    /// [`Model::load`] with options.
-    ///
-    /// # Errors
-    ///
-    /// Those of [`Model::load`]; [`Error::NonFiniteWeight`] unless
-    /// [`LoadOptions::allow_nonfinite`].
-    pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Model> {
-        Model::from_proto_with(ModelProto::load(path)?, options)
-    }
-
-    /// [`Model::from_bytes`] with options.
-    ///
-    /// # Errors
-    ///
-    /// As [`Model::load_with`].
-    pub fn from_bytes_with(bytes: &[u8], options: &LoadOptions) -> Result<Model> {
-        Model::from_proto_with(ModelProto::decode(bytes)?, options)
-    }
-
-    /// [`Model::from_proto`] with options.
-    ///
-    /// # Errors
-    ///
-    /// As [`Model::load_with`].
-    pub fn from_proto_with(proto: ModelProto, options: &LoadOptions) -> Result<Model> {
-        if !options.allow_nonfinite {
-            check_finite_weights(&proto.graph)?;
-        }
-        Model::from_checked_proto(proto)
-    }
-}
-
 /// Readers for which a single infinite value is a bound or a padding value.
 const INFINITE_BOUND_READERS: &[&str] = &["Clip", "Pad", "Max", "Min"];
-
-/// How many readers the message names.
-const READERS_SHOWN: usize = 5;
 
 /// A constant of the graph: its value name and its first non-finite element, if any.
 struct Found {
@@ -129,7 +92,7 @@ fn in_constant(node: &NodeProto) -> Option<Found> {
 
 /// Refuses the first initializer or `Constant` that holds NaN or ±infinity (but for the
 /// bounds described in the module documentation).
-fn check_finite_weights(graph: &GraphProto) -> Result<()> {
+pub(super) fn check_finite_weights(graph: &GraphProto) -> Result<()> {
     let constants = graph
         .initializer
         .iter()
@@ -177,19 +140,4 @@ fn check_finite_weights(graph: &GraphProto) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// The readers part of [`Error::NonFiniteWeight`]'s message.
-pub(crate) fn readers_text(readers: &[String]) -> String {
-    match readers {
-        [] => "read by no node".into(),
-        [one] => format!("read by node {one}"),
-        many => {
-            let shown = many[..many.len().min(READERS_SHOWN)].join(", ");
-            match many.len().checked_sub(READERS_SHOWN) {
-                Some(more) if more > 0 => format!("read by nodes {shown} and {more} more"),
-                _ => format!("read by nodes {shown}"),
-            }
-        }
-    }
 }

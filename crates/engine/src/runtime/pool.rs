@@ -21,8 +21,6 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::kernels::SharedOut;
-
 /// Idle rounds a spinning helper of [`on_pool`] spins before it yields its core to the OS.
 const IDLE_SPINS: u32 = 64;
 
@@ -356,6 +354,28 @@ impl Drop for Release<'_> {
         TEAM.set(std::ptr::null());
         self.0.done.store(true, Ordering::Release);
         lobby().retain(|t| !Arc::ptr_eq(t, self.0));
+    }
+}
+
+/// A raw output pointer that parallel tasks may share because each writes disjoint elements.
+pub(crate) struct SharedOut<T = f32>(pub *mut T);
+// SAFETY: only used to hand disjoint output regions to parallel tasks; see each use.
+unsafe impl<T: Send> Send for SharedOut<T> {}
+unsafe impl<T: Send> Sync for SharedOut<T> {}
+
+// By hand: derived, they would ask `T: Clone` of the pointee, not needed to copy a pointer.
+impl<T> Clone for SharedOut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for SharedOut<T> {}
+
+impl<T> SharedOut<T> {
+    /// The pointer. A method (not the `.0` field) so closures capture the whole `Sync` wrapper.
+    pub(crate) fn get(self) -> *mut T {
+        self.0
     }
 }
 

@@ -1,0 +1,185 @@
+//! The graph layer: a model's ONNX graph loaded once. Nodes in topological order with their
+//! ops built, constants folded, the image input described, values named, and the graph's
+//! feature-producing steps grouped into named [`Layer`]s.
+//!
+//! Nothing here runs a pass: the planner (`plan`) reads the graph to decide what runs and
+//! what runs fused, and the executor (`exec`) runs it.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::ops::Op;
+use crate::tensor::{Tensor, Value};
+
+pub(crate) mod infer;
+mod input;
+pub(crate) mod layers;
+mod load;
+mod load_options;
+
+pub use infer::InferredValue;
+pub use input::{ElemType, InputSpec, Layout, MAX_INPUT_SIDE};
+pub use layers::{closest, Layer};
+pub use load_options::LoadOptions;
+
+/// Index of a value (an edge of the graph).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ValueId(pub usize);
+
+/// Where a value comes from.
+pub(crate) enum Source {
+    /// The model's image input.
+    Input,
+    /// An initializer or a folded constant.
+    Const(Value),
+    /// The output of node `.0`.
+    Node(usize),
+}
+
+/// One value of the graph.
+pub(crate) struct ValueInfo {
+    pub name: String,
+    pub source: Source,
+    /// Whether the value depends on the model input (and so may carry a gradient).
+    pub varies: bool,
+}
+
+/// One node of the graph, with its op built.
+pub(crate) struct Node {
+    pub name: String,
+    pub op_type: String,
+    pub inputs: Vec<Option<ValueId>>,
+    pub outputs: Vec<ValueId>,
+    pub op: Box<dyn Op>,
+    /// The node's ONNX attributes, for shape inference without running the op ([`infer`]).
+    pub attrs: Vec<convscope_onnx::AttributeProto>,
+}
+
+/// A loaded ONNX graph (see the module).
+pub(crate) struct Graph {
+    pub values: Vec<ValueInfo>,
+    /// In topological order.
+    pub nodes: Vec<Node>,
+    pub by_name: HashMap<String, ValueId>,
+    pub input: ValueId,
+    pub outputs: Vec<ValueId>,
+    /// For each value, the nodes that read it.
+    pub consumers: Vec<Vec<usize>>,
+    pub input_spec: InputSpec,
+    pub layers: Vec<Layer>,
+    pub producer: String,
+    pub opset: i64,
+}
+
+impl Graph {
+    /// The op type and inputs of the node that produces `id`; `None` for the model input and
+    /// constants.
+    pub fn producer_of(&self, id: ValueId) -> Option<(&str, &[Option<ValueId>])> {
+        match self.values.get(id.0)?.source {
+            Source::Node(n) => Some((
+                self.nodes[n].op_type.as_str(),
+                self.nodes[n].inputs.as_slice(),
+            )),
+            _ => None,
+        }
+    }
+
+    /// The ONNX name of a value.
+    pub fn value_name(&self, id: ValueId) -> &str {
+        &self.values[id.0].name
+    }
+
+    /// Whether value `id` is a constant (initializer or folded).
+    pub fn is_const(&self, id: ValueId) -> bool {
+        matches!(self.values[id.0].source, Source::Const(_))
+    }
+
+    /// Number of learned parameters (elements of float initializers and folded constants).
+    pub fn parameter_count(&self) -> usize {
+        self.values
+            .iter()
+            .map(|v| match &v.source {
+                Source::Const(Value::Float(t)) if t.len() > 1 => t.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// The layer with this friendly name, if any.
+    pub fn layer(&self, name: &str) -> Option<&Layer> {
+        self.layers.iter().find(|l| l.name == name)
+    }
+
+    /// Resolves a friendly layer name, a raw ONNX value name or a node name to a value.
+    pub fn resolve(&self, name: &str) -> Result<ValueId> {
+        if let Some(l) = self.layer(name) {
+            return Ok(l.value);
+        }
+        if let Some(&id) = self.by_name.get(name) {
+            return Ok(id);
+        }
+        if let Some(n) = self.nodes.iter().find(|n| n.name == name) {
+            return Ok(n.outputs[0]);
+        }
+        let candidates = self
+            .layers
+            .iter()
+            .map(|l| l.name.as_str())
+            .chain(self.values.iter().map(|v| v.name.as_str()));
+        Err(Error::UnknownName {
+            name: name.to_string(),
+            closest: closest(name, candidates, 5),
+        })
+    }
+
+    /// Value `id`: the constant itself, else what `store` holds for it.
+    #[inline]
+    pub fn lookup<'a>(&'a self, store: &'a [Option<Value>], id: ValueId) -> Option<&'a Value> {
+        match &self.values[id.0].source {
+            Source::Const(v) => Some(v),
+            _ => store[id.0].as_ref(),
+        }
+    }
+
+    /// Node `n`'s inputs as found in `store` (or the constants).
+    pub fn inputs_of<'a>(&'a self, n: usize, store: &'a [Option<Value>]) -> Vec<Option<&'a Value>> {
+        self.nodes[n]
+            .inputs
+            .iter()
+            .map(|i| i.and_then(|id| self.lookup(store, id)))
+            .collect()
+    }
+
+    /// Indices of the nodes needed to compute `targets` when `leaves` are given, in order.
+    pub fn needed_nodes(&self, targets: &[ValueId], leaves: &[ValueId]) -> Vec<usize> {
+        let mut need = vec![false; self.nodes.len()];
+        let mut stack: Vec<ValueId> = targets.to_vec();
+        let mut seen = vec![false; self.values.len()];
+        while let Some(v) = stack.pop() {
+            if std::mem::replace(&mut seen[v.0], true) || leaves.contains(&v) {
+                continue;
+            }
+            if let Source::Node(n) = self.values[v.0].source {
+                if !need[n] {
+                    need[n] = true;
+                    stack.extend(self.nodes[n].inputs.iter().flatten().copied());
+                }
+            }
+        }
+        (0..self.nodes.len()).filter(|&i| need[i]).collect()
+    }
+
+    /// Checks that `x` can be fed to the model, with a one-line explanation when not.
+    pub fn check_input(&self, x: &Tensor) -> Result<()> {
+        self.input_spec.check(x)
+    }
+}
+
+/// An error inside node `node` (of type `op`), with the node for context.
+pub(crate) fn node_error(node: &str, op: &str, e: Error) -> Error {
+    Error::Node {
+        node: node.to_string(),
+        op: op.to_string(),
+        error: Box::new(e),
+    }
+}
