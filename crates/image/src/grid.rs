@@ -279,15 +279,23 @@ pub fn channel_grid(maps: &Planar, cfg: &GridConfig) -> Result<RgbImage> {
             cfg.background,
         );
     }
+    // Each source row is coloured and widened once, then copied into the `k` canvas rows it
+    // covers (per-pixel `put_pixel` made drawing a 240-channel grid cost as much as a
+    // forward pass of the layer).
+    let stride = layout.width * 3;
+    let canvas: &mut [u8] = &mut img;
+    let mut row = vec![0u8; cw * 3];
     for i in 0..c {
         let bytes = standardize_channel(maps.channel(i));
         let cx = x0 + (i % cols) * (cw + sep);
         let cy = y0 + (i / cols) * (ch + sep);
-        for yy in 0..ch {
-            let src_row = &bytes[(yy / k) * w..(yy / k + 1) * w];
-            for xx in 0..cw {
-                let rgb = cfg.colormap.map_u8(src_row[xx / k]);
-                img.put_pixel((cx + xx) as u32, (cy + yy) as u32, Rgb(rgb));
+        for (sy, src_row) in bytes.chunks_exact(w).enumerate() {
+            for (xx, px) in row.chunks_exact_mut(3).enumerate() {
+                px.copy_from_slice(&cfg.colormap.map_u8(src_row[xx / k]));
+            }
+            for yy in sy * k..((sy + 1) * k).min(ch) {
+                let at = (cy + yy) * stride + cx * 3;
+                canvas[at..at + cw * 3].copy_from_slice(&row);
             }
         }
     }
