@@ -271,7 +271,7 @@ async function showChannel() {
   const view = $("channel-view");
   view.hidden = !state.layer || state.channel === "";
   stopFilter();
-  stopExamples();
+  stopExamples(view.hidden ? undefined : state.layer);
   if (view.hidden) return;
   const params = { ...inputParams(state.image), layer: state.layer, channel: state.channel };
   $("channel-name").textContent = `${state.channel} of ${state.layer}`;
@@ -350,10 +350,13 @@ function startFilter() {
 // ---- dataset examples: the folder images a channel responds to most and least ------------
 // One background job per layer covers every channel; it is polled while a channel is shown.
 
-function stopExamples() {
+// Stops polling; cancels the job unless the next view wants the same layer's job (one job
+// covers every channel of a layer, so moving to another channel keeps its progress).
+function stopExamples(nextLayer) {
   if (examplesPoll) {
     clearTimeout(examplesPoll.timer);
-    if (!examplesPoll.done) fetch(api("examples", examplesPoll.params), { method: "DELETE" }).catch(() => {});
+    const same = nextLayer !== undefined && nextLayer === examplesPoll.params.layer;
+    if (!examplesPoll.done && !same) fetch(api("examples", examplesPoll.params), { method: "DELETE" }).catch(() => {});
     examplesPoll = null;
   }
 }
