@@ -3,7 +3,7 @@
 //! The `convscope` Python module: PyO3 bindings over the `convscope` library facade. Every
 //! call reads its Python arguments (copying arrays) with the GIL held, then releases the GIL
 //! for the work: preparing the input, running the model, drawing pictures. Errors become
-//! Python exceptions with the CLI's one-line message ([`errors`]).
+//! Python exceptions with the CLI's one-line message (module `errors`).
 //!
 //! The module is built with maturin (`pip install ./crates/python`); `convscope.pyi` beside
 //! this crate's `pyproject.toml` is its type stub. The Python tests in `tests/python/` run from
