@@ -86,6 +86,11 @@ impl CamMap {
         Size::new(self.cam.width, self.cam.height)
     }
 
+    /// The size of the model input the map explains (what [`CamMap::heatmap`] is drawn at).
+    pub fn input_size(&self) -> Size {
+        self.display.size()
+    }
+
     /// The target's name (the class index for a class).
     pub fn target(&self) -> &str {
         &self.cam.target

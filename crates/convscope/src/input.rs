@@ -125,8 +125,13 @@ impl Input {
     /// resized and centre-cropped) and normalised; a `.npy` file is taken as already
     /// preprocessed, in the model's layout, with or without the batch axis.
     pub fn open(model: &Model, path: impl AsRef<Path>) -> Result<Input> {
+        Input::open_with(model, path, model.input_config())
+    }
+
+    /// [`Input::open`] with other options than the model's own (a caller that sets the size,
+    /// crop and preprocessing per call, as the Python package does).
+    pub fn open_with(model: &Model, path: impl AsRef<Path>, opts: &InputConfig) -> Result<Input> {
         let path = path.as_ref();
-        let opts = model.input_config();
         opts.validate()?;
         if !path.exists() {
             return Err(Error::Config(format!(
@@ -138,7 +143,7 @@ impl Input {
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
         if !is_npy {
-            return Input::from_image(model, &Image::open(path)?);
+            return Input::from_image_with(model, &Image::open(path)?, opts);
         }
         let prepared = prepare_input_with(
             model.engine(),
@@ -192,6 +197,11 @@ impl Input {
 
     /// An already preprocessed tensor in the model's layout (a batch of one).
     pub fn from_tensor(model: &Model, tensor: Tensor) -> Result<Input> {
+        Input::from_tensor_shown(model, tensor, &model.input_config().preprocess)
+    }
+
+    /// [`Input::from_tensor`], its picture denormalised with `preprocess`.
+    fn from_tensor_shown(model: &Model, tensor: Tensor, preprocess: &Preprocess) -> Result<Input> {
         model.engine().check_input(&tensor)?;
         if tensor.shape().first() != Some(&1) {
             return Err(Error::Config(format!(
@@ -201,13 +211,55 @@ impl Input {
         }
         let layout = model.engine().input_spec().layout;
         let planar = convscope_methods::input::tensor_to_planar(&tensor, layout, 0);
-        let display = display_of(&planar, &model.input_config().preprocess)?;
+        let display = display_of(&planar, preprocess)?;
         let prepared = PreparedInput {
             tensor,
             original: display.clone(),
             display,
         };
         Input::finish(model, prepared, None, "tensor".into())
+    }
+
+    /// An already preprocessed array in the model's layout, `shape` with or without the batch
+    /// axis (`[C, H, W]` or `[1, C, H, W]` for an NCHW model), `values` in row-major order: what
+    /// a `.npy` file or a numpy array holds. The picture shown for it is the values
+    /// denormalised with the model's preprocessing.
+    ///
+    /// ```
+    /// use convscope::prelude::*;
+    ///
+    /// let model = Model::demo()?;
+    /// let scene = model.input(&convscope::demo_scene().image)?;
+    /// let t = scene.tensor();
+    /// let again = Input::from_values(&model, &t.shape()[1..], t.data().to_vec())?;
+    /// assert_eq!(again.tensor(), t);
+    /// assert!(Input::from_values(&model, &[3, 4], vec![0.0; 12]).is_err());
+    /// # Ok::<(), convscope::Error>(())
+    /// ```
+    pub fn from_values(model: &Model, shape: &[usize], values: Vec<f32>) -> Result<Input> {
+        Input::from_values_with(model, shape, values, model.input_config())
+    }
+
+    /// [`Input::from_values`] shown with `opts`' preprocessing instead of the model's.
+    pub fn from_values_with(
+        model: &Model,
+        shape: &[usize],
+        values: Vec<f32>,
+        opts: &InputConfig,
+    ) -> Result<Input> {
+        opts.validate()?;
+        let shape = match shape.len() {
+            3 => [&[1], shape].concat(),
+            4 => shape.to_vec(),
+            n => {
+                return Err(Error::Config(format!(
+                    "a preprocessed input must have 3 axes (one image) or 4 (a batch of one) \
+                     in the model's layout; got {n} axes {shape:?}"
+                )))
+            }
+        };
+        let tensor = Tensor::new(shape, values).map_err(Error::Engine)?;
+        Input::from_tensor_shown(model, tensor, &opts.preprocess)
     }
 
     fn finish(

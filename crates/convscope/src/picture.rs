@@ -46,8 +46,10 @@ impl Image {
         Ok(Image::from_pixels(convscope_image::from_dynamic(&dynamic)))
     }
 
-    /// An image from interleaved 8-bit RGB bytes (`width × height × 3`).
+    /// An image from interleaved 8-bit RGB bytes (`width × height × 3`); an empty size (a
+    /// side of 0) or one beyond [`crate::MAX_SIDE`] is refused.
     pub fn from_rgb8(size: Size, rgb: &[u8]) -> Result<Image> {
+        size.check("the image")?;
         Ok(Image::from_pixels(convscope_image::from_rgb8(
             size.width,
             size.height,
@@ -208,6 +210,16 @@ mod tests {
         assert_eq!(c.size(), Size::new(2, 2));
         assert_eq!(c.pixels().pixel(0, 0), img.pixels().pixel(1, 1));
         assert_eq!(c.pixels().pixel(1, 1), img.pixels().pixel(2, 2));
+    }
+
+    #[test]
+    fn empty_images_are_refused() {
+        // A 0x0 image used to be accepted and resized into a picture of nothing.
+        let e = Image::from_rgb8(Size::new(0, 0), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is empty"), "{e}");
+        assert!(Image::from_rgb8(Size::new(5, 0), &[]).is_err());
     }
 
     #[test]
