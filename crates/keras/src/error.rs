@@ -83,12 +83,67 @@ impl fmt::Display for UnsupportedList<'_> {
     }
 }
 
+/// `s` with control characters (a newline in a layer name a file made up) shown as `\u{..}`
+/// escapes, so every message stays one line.
+fn one_line(s: String) -> String {
+    if s.chars().any(char::is_control) {
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        s
+    }
+}
+
+impl Error {
+    /// The same error with every text from the file made printable on one line.
+    pub(crate) fn one_line(self) -> Error {
+        match self {
+            Error::Zip(m) => Error::Zip(one_line(m)),
+            Error::Hdf5(m) => Error::Hdf5(one_line(m)),
+            Error::NotAModel(m) => Error::NotAModel(one_line(m)),
+            Error::Config(m) => Error::Config(one_line(m)),
+            Error::Weights {
+                layer,
+                class,
+                problem,
+            } => Error::Weights {
+                layer: one_line(layer),
+                class: one_line(class),
+                problem: one_line(problem),
+            },
+            Error::Unsupported(list) => Error::Unsupported(
+                list.into_iter()
+                    .map(|u| Unsupported {
+                        layer: one_line(u.layer),
+                        class: one_line(u.class),
+                        reason: u.reason.map(one_line),
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let e = Error::Config("layer 'a\nb'".into()).one_line();
+        assert_eq!(e.to_string(), "bad Keras model config: layer 'a\\u{a}b'");
+    }
 
     #[test]
     fn unsupported_list_is_one_line_and_capped() {

@@ -89,11 +89,12 @@ impl KerasModel {
 
     /// [`KerasModel::load`] for bytes in memory.
     pub fn from_bytes(bytes: &[u8]) -> Result<KerasModel> {
-        match sniff(bytes) {
+        let result = match sniff(bytes) {
             Some(Format::KerasZip) => from_zip(bytes),
             Some(Format::Hdf5) => from_h5(bytes.to_vec()),
             None => Err(Error::UnknownFormat),
-        }
+        };
+        result.map_err(Error::one_line)
     }
 }
 

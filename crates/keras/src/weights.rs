@@ -45,10 +45,8 @@ impl Weights {
             names = h5.members(root)?.0;
         }
         for layer in names {
+            // Every listed layer has a group; one that cannot be read means a damaged file.
             let group = format!("{root}/{layer}");
-            if !h5.has_group(&group) {
-                continue;
-            }
             let mut list = Vec::new();
             for wn in h5.attr_strings(&group, "weight_names")? {
                 list.push((wn.clone(), h5.read(&format!("{group}/{wn}"))?));

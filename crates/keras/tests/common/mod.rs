@@ -103,3 +103,71 @@ pub fn load_for_values(file: &str) -> Model {
     }
     Model::from_proto(keras.proto).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
+
+/// A zip archive of stored members, as a `.keras` file is (for tests that rewrite one).
+pub fn zip_stored(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let (mut out, mut dir) = (Vec::new(), Vec::new());
+    let le16 = |v: usize| (v as u16).to_le_bytes();
+    let le32 = |v: usize| (v as u32).to_le_bytes();
+    for (name, data) in members {
+        let crc = crc32(data);
+        let offset = out.len();
+        out.extend_from_slice(b"PK\x03\x04\x14\0\0\0\0\0\0\0\0\0");
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&le32(data.len()));
+        out.extend_from_slice(&le32(data.len()));
+        out.extend_from_slice(&le16(name.len()));
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(data);
+        dir.extend_from_slice(b"PK\x01\x02\x14\0\x14\0\0\0\0\0\0\0\0\0");
+        dir.extend_from_slice(&crc.to_le_bytes());
+        dir.extend_from_slice(&le32(data.len()));
+        dir.extend_from_slice(&le32(data.len()));
+        dir.extend_from_slice(&le16(name.len()));
+        dir.extend_from_slice(&[0; 12]);
+        dir.extend_from_slice(&le32(offset));
+        dir.extend_from_slice(name.as_bytes());
+    }
+    let at = out.len();
+    out.extend_from_slice(&dir);
+    out.extend_from_slice(b"PK\x05\x06\0\0\0\0");
+    out.extend_from_slice(&le16(members.len()));
+    out.extend_from_slice(&le16(members.len()));
+    out.extend_from_slice(&le32(dir.len()));
+    out.extend_from_slice(&le32(at));
+    out.extend_from_slice(&[0, 0]);
+    out
+}
+
+/// CRC-32 (IEEE), bit by bit: test files are small.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// The members of a stored `.keras` archive, by name (via the `unzip`-free reader in this file).
+pub fn unzip_stored(zip: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while zip.get(at..at + 4) == Some(b"PK\x03\x04") {
+        let u16_at = |i: usize| u16::from_le_bytes([zip[i], zip[i + 1]]) as usize;
+        let size = u32::from_le_bytes(zip[at + 18..at + 22].try_into().unwrap()) as usize;
+        let (n, e) = (u16_at(at + 26), u16_at(at + 28));
+        let name = String::from_utf8(zip[at + 30..at + 30 + n].to_vec()).unwrap();
+        let start = at + 30 + n + e;
+        out.push((name, zip[start..start + size].to_vec()));
+        at = start + size;
+    }
+    out
+}
