@@ -142,14 +142,14 @@ fn fuzz_mutated_and_truncated_files() {
         let original = fixture(file);
         for run in 0..runs {
             let mut b = original.clone();
-            if run % 5 == 0 {
+            if run.is_multiple_of(5) {
                 b.truncate(rng.next() as usize % b.len());
             } else {
                 // Metadata lives at both ends (HDF5 superblock and headers, zip directory).
                 for _ in 0..1 + rng.next() % 6 {
                     let n = b.len();
                     let span = n.min(8192);
-                    let at = if rng.next() % 2 == 0 {
+                    let at = if rng.next().is_multiple_of(2) {
                         rng.next() as usize % span
                     } else {
                         n - 1 - rng.next() as usize % span
