@@ -18,6 +18,9 @@ pub enum Error {
     /// Loading, running or differentiating the model failed.
     #[error(transparent)]
     Engine(#[from] convscope_engine::Error),
+    /// Reading or translating a Keras file failed.
+    #[error(transparent)]
+    Keras(#[from] convscope_keras::Error),
     /// Reading, decoding, resizing or rendering an image failed.
     #[error(transparent)]
     Image(#[from] convscope_image::Error),

@@ -55,6 +55,7 @@ pub mod examples;
 pub mod filters;
 mod html;
 pub mod input;
+mod keras;
 mod labels;
 mod model;
 pub mod output;

@@ -59,8 +59,8 @@ impl std::fmt::Debug for Model {
 }
 
 impl Model {
-    /// Loads an ONNX file. Weights holding NaN or infinity are refused (see
-    /// [`Model::load_with`]).
+    /// Loads an ONNX file, or a Keras `.keras` / `.h5` file (recognised by content). Weights
+    /// holding NaN or infinity are refused (see [`Model::load_with`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         Model::load_with(path, &LoadOptions::default())
     }
@@ -69,6 +69,9 @@ impl Model {
     /// NaN); the model then also lets non-finite values through ([`Model::allow_nonfinite`]).
     pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
         let path = path.as_ref();
+        if crate::keras::is_keras_file(path) {
+            return crate::keras::load(path, options);
+        }
         let engine = convscope_engine::Model::load_with(path, options)?;
         Ok(Model::from_engine(engine, path.display().to_string())
             .allow_nonfinite(options.allow_nonfinite))

@@ -70,7 +70,7 @@ impl From<convscope::Error> for ApiError {
         use convscope::Error as E;
         let status = match &e {
             // The engine refuses names and shapes a request chose: the request's fault.
-            E::Config(_) | E::Method(_) | E::Engine(_) | E::Image(_) => 400,
+            E::Config(_) | E::Method(_) | E::Engine(_) | E::Image(_) | E::Keras(_) => 400,
             E::Memory { .. } => 413,
             E::Cancelled => 409,
             E::NonFinite(_) => 422,

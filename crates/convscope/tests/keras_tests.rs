@@ -1,0 +1,136 @@
+//! Keras files through the facade: `vgg16_tumor.keras` (the same network and weights as
+//! `vgg16_tumor.onnx`, rebuilt in Keras 3) gives the ONNX model's activations at every conv
+//! layer, its layer names, Keras's own parameter count and the same Grad-CAM; the committed
+//! fixtures load by content, whatever their extension.
+
+use convscope::prelude::*;
+use convscope_engine::Tensor;
+use convscope_test_support::shared;
+
+fn vgg_pair() -> Option<(Model, Model)> {
+    let keras = shared("models/vgg16_tumor.keras")?;
+    let onnx = shared("models/vgg16_tumor.onnx")?;
+    Some((Model::load(keras).unwrap(), Model::load(onnx).unwrap()))
+}
+
+/// A smooth, deterministic 240×240 RGB input in `0..1`.
+fn vgg_input() -> Tensor {
+    let (h, w) = (240, 240);
+    let v = (0..h * w * 3)
+        .map(|i| {
+            let (y, x, c) = (i / (w * 3), (i / 3) % w, i % 3);
+            (((y * 7 + x * 3 + c * 50) % 256) as f32) / 255.0
+        })
+        .collect();
+    Tensor::new(vec![1, h, w, 3], v).unwrap()
+}
+
+#[test]
+fn vgg16_keras_matches_onnx_at_every_conv_layer() {
+    let Some((keras, onnx)) = vgg_pair() else {
+        return;
+    };
+    let conv = |m: &Model| -> Vec<String> {
+        m.layers()
+            .iter()
+            .filter(|l| l.ops.starts_with("Conv"))
+            .map(|l| l.name.clone())
+            .collect()
+    };
+    let names = conv(&keras);
+    assert_eq!(names.len(), 13);
+    assert_eq!(names, conv(&onnx), "same conv layer names");
+    let all = |m: &Model| {
+        m.layers()
+            .iter()
+            .map(|l| l.name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(all(&keras), all(&onnx), "same layer names");
+    let x = vgg_input();
+    let ids = |m: &Model| -> Vec<_> {
+        names
+            .iter()
+            .map(|n| m.engine().layer(n).unwrap().value)
+            .collect()
+    };
+    let (kv, ov) = (
+        keras.engine().run_float(&x, &ids(&keras)).unwrap(),
+        onnx.engine().run_float(&x, &ids(&onnx)).unwrap(),
+    );
+    for ((name, a), b) in names.iter().zip(&kv).zip(&ov) {
+        assert_eq!(a.shape(), b.shape(), "{name}");
+        let max = b.data().iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = a
+            .data()
+            .iter()
+            .zip(b.data())
+            .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(
+            worst <= 1e-5 * max,
+            "{name}: differs by {worst} (max {max})"
+        );
+    }
+}
+
+#[test]
+fn vgg16_keras_summary_counts_keras_parameters() {
+    let Some((keras, _)) = vgg_pair() else { return };
+    let s = keras.summary().unwrap();
+    // Keras's model.summary(): BatchNormalization keeps its moving statistics as weights.
+    assert_eq!(s.total_params, 16_363_524);
+    let text = keras.summary_text().unwrap();
+    assert!(text.contains("block5_conv3"), "{text}");
+    assert!(text.contains("16,363,524"), "{text}");
+}
+
+#[test]
+fn vgg16_keras_gradcam_equals_onnx() {
+    let Some((keras, onnx)) = vgg_pair() else {
+        return;
+    };
+    let Some(path) = shared("images/chelsea.png") else {
+        return;
+    };
+    let image = Image::open(path).unwrap();
+    let (a, b) = (
+        keras.gradcam(&image, Class(0)).unwrap(),
+        onnx.gradcam(&image, Class(0)).unwrap(),
+    );
+    assert_eq!(a.layer(), b.layer());
+    assert_eq!(a.size(), b.size());
+    let max = b.raw().iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(max > 0.0);
+    for (p, q) in a.raw().iter().zip(b.raw()) {
+        assert!((p - q).abs() <= 1e-4 * max, "{p} vs {q} (max {max})");
+    }
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    convscope_test_support::workspace_root()
+        .join("crates/keras/tests/data")
+        .join(name)
+}
+
+#[test]
+fn keras_files_are_recognised_by_content_not_extension() {
+    let dir = std::env::temp_dir().join(format!("convscope-keras-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, renamed) in [("catsdogs.keras", "a.bin"), ("catsdogs_k2.h5", "b.onnx")] {
+        let to = dir.join(renamed);
+        std::fs::copy(fixture(file), &to).unwrap();
+        let m = Model::load(&to).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let names: Vec<_> = m.layers().iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names[0], "conv2d", "{file}: {names:?}");
+        assert!(names.contains(&"dense_1"), "{file}: {names:?}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn rescaling_layer_sets_the_raw_pixel_preset() {
+    let zoo = Model::load(fixture("zoo.keras")).unwrap();
+    assert_eq!(zoo.input_config().preprocess, Preprocess::Raw);
+    let plain = Model::load(fixture("catsdogs.keras")).unwrap();
+    assert_eq!(plain.input_config().preprocess, Preprocess::Unit);
+}

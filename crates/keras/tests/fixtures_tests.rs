@@ -1,0 +1,125 @@
+//! Every fixture (written by real Keras through `scripts/keras/make_fixtures.py`) loads and
+//! runs like Keras: every layer's output equals Keras's on the same input within 1e-4 of the
+//! tensor's max, and the input gradient of one channel's mean equals TensorFlow's.
+
+mod common;
+
+use common::*;
+use convscope_engine::Tensor;
+
+fn check(file: &str, reference_name: &str) {
+    let r = reference(reference_name);
+    let model = load_for_values(file);
+    let dims: Vec<usize> = r["input_shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    let x = fixed_input(dims[1], dims[2], dims[3]);
+    let layers = r["layers"].as_array().unwrap();
+    let ids: Vec<_> = layers
+        .iter()
+        .map(|l| {
+            model
+                .resolve(l["name"].as_str().unwrap())
+                .unwrap_or_else(|e| panic!("{file}: {e}"))
+        })
+        .collect();
+    let tape = model.forward(&x, &ids).unwrap();
+    for (l, id) in layers.iter().zip(&ids) {
+        let (shape, values) = keras_order(tape.value(*id).unwrap());
+        compare(&format!("{file} {}", l["name"]), &shape, &values, l, 1e-4);
+    }
+    // The input gradient of mean(layer[..., channel]).
+    let g = &r["gradient"];
+    let id = value_of(&model, g["layer"].as_str().unwrap());
+    let tape = model.forward(&x, &[id]).unwrap();
+    let v = tape.value(id).unwrap();
+    let (c, hw) = (v.shape()[1], v.shape()[2] * v.shape()[3]);
+    let ch = g["channel"].as_u64().unwrap() as usize;
+    let mut seed = vec![0.0; c * hw];
+    seed[ch * hw..(ch + 1) * hw].fill(1.0 / hw as f32);
+    let seed = Tensor::new(v.shape().to_vec(), seed).unwrap();
+    let grads = tape.backward(vec![(id, seed)], &[]).unwrap();
+    let gi = &grads.input;
+    compare(&format!("{file} gradient"), gi.shape(), gi.data(), g, 1e-4);
+}
+
+#[test]
+fn catsdogs_keras3_zip() {
+    check("catsdogs.keras", "catsdogs.json");
+}
+
+#[test]
+fn catsdogs_keras3_h5() {
+    check("catsdogs_k3.h5", "catsdogs.json");
+}
+
+#[test]
+fn catsdogs_keras2_h5() {
+    check("catsdogs_k2.h5", "catsdogs.json");
+}
+
+#[test]
+fn nested_keras3_zip() {
+    check("nested.keras", "nested.json");
+}
+
+#[test]
+fn nested_keras2_h5() {
+    check("nested_k2.h5", "nested.json");
+}
+
+#[test]
+fn mobilenet_like() {
+    check("mobilenet_like.keras", "mobilenet_like.json");
+}
+
+#[test]
+fn zoo_of_other_layers() {
+    check("zoo.keras", "zoo.json");
+}
+
+/// convscope's layers carry Keras's names, nested models' inner layers included, and the value
+/// of a nested layer is also reachable by its full path.
+#[test]
+fn layer_names_are_keras_names() {
+    let names = |file: &str| -> Vec<String> {
+        load(file).layers().iter().map(|l| l.name.clone()).collect()
+    };
+    let cats = [
+        "conv2d",
+        "max_pooling2d",
+        "conv2d_1",
+        "max_pooling2d_1",
+        "conv2d_2",
+        "max_pooling2d_2",
+        "conv2d_3",
+        "max_pooling2d_3",
+        "dense",
+        "dense_1",
+    ];
+    for file in ["catsdogs.keras", "catsdogs_k3.h5", "catsdogs_k2.h5"] {
+        assert_eq!(names(file), cats, "{file}");
+    }
+    let nested = load("nested.keras");
+    let inner: Vec<_> = nested
+        .layers()
+        .iter()
+        .map(|l| l.name.as_str())
+        .take(5)
+        .collect();
+    assert_eq!(
+        inner,
+        [
+            "block1_conv1",
+            "block1_conv2",
+            "block1_pool",
+            "block2_conv1",
+            "block2_pool"
+        ]
+    );
+    assert!(nested.resolve("base/block2_conv1").is_ok());
+    assert!(nested.resolve("base").is_ok());
+}

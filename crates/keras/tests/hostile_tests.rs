@@ -1,0 +1,177 @@
+//! Hostile Keras files: each gives one line naming the problem, never a panic. A short fuzz
+//! pass mutates and truncates the committed fixtures (zip and HDF5 paths) and checks that every
+//! outcome is a model the engine loads or a one-line error.
+
+mod common;
+
+use common::*;
+use convscope_keras::KerasModel;
+
+fn error_of(bytes: &[u8]) -> String {
+    let e = KerasModel::from_bytes(bytes)
+        .expect_err("must be refused")
+        .to_string();
+    assert!(!e.contains('\n'), "more than one line: {e}");
+    e
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(data(name)).unwrap()
+}
+
+#[test]
+fn truncated_keras_zip_is_one_line() {
+    let zip = fixture("catsdogs.keras");
+    for cut in [0, 3, 100, zip.len() / 2, zip.len() - 30, zip.len() - 1] {
+        let e = error_of(&zip[..cut]);
+        assert!(
+            e.starts_with("corrupt .keras archive") || e.starts_with("not a Keras model"),
+            "cut {cut}: {e}"
+        );
+    }
+}
+
+#[test]
+fn corrupt_hdf5_is_one_line() {
+    let h5 = fixture("catsdogs_k2.h5");
+    let e = error_of(&h5[..h5.len() / 2]);
+    assert!(e.starts_with("corrupt HDF5 data"), "{e}");
+    // The superblock's root-group address pointing past the end.
+    let mut bad = h5.clone();
+    for b in &mut bad[8..64] {
+        *b = 0xff;
+    }
+    error_of(&bad);
+}
+
+#[test]
+fn hdf5_that_is_not_keras_is_named() {
+    let mut b = hdf5_pure::FileBuilder::new();
+    b.create_dataset("temperature").with_f32_data(&[1.0, 2.0]);
+    let bytes = b.finish().unwrap();
+    let e = error_of(&bytes);
+    assert_eq!(
+        e,
+        "not a Keras model: the HDF5 file has no model_config attribute"
+    );
+}
+
+#[test]
+fn config_naming_missing_weights_is_named() {
+    let members = unzip_stored(&fixture("catsdogs.keras"));
+    assert_eq!(
+        members.len(),
+        3,
+        "catsdogs.keras is a stored zip of three members"
+    );
+    let renamed: Vec<(&str, Vec<u8>)> = members
+        .iter()
+        .map(|(n, d)| {
+            let d = if n == "config.json" {
+                String::from_utf8(d.clone())
+                    .unwrap()
+                    .replace("\"conv2d_3\"", "\"conv2d_9\"")
+                    .into_bytes()
+            } else {
+                d.clone()
+            };
+            (n.as_str(), d)
+        })
+        .collect();
+    let e = error_of(&zip_stored(&renamed));
+    assert_eq!(
+        e,
+        "layer 'conv2d_9' (Conv2D): the file has no weights for it"
+    );
+    // The same members unchanged load: the rewrite itself is sound.
+    let same: Vec<(&str, Vec<u8>)> = members
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.clone()))
+        .collect();
+    assert!(KerasModel::from_bytes(&zip_stored(&same)).is_ok());
+}
+
+#[test]
+fn custom_layer_is_listed_with_its_class() {
+    let e = error_of(&fixture("custom_layer.keras"));
+    assert_eq!(
+        e,
+        "unsupported Keras layers: doubling (custom layer fixtures>Doubling)"
+    );
+}
+
+#[test]
+fn weights_only_and_non_model_files_are_named() {
+    assert_eq!(
+        error_of(b"GIF89a..."),
+        "not a Keras model: neither a .keras zip archive nor an HDF5 file"
+    );
+    let zip = zip_stored(&[("config.json", b"{\"class_name\": \"Sequential\"".to_vec())]);
+    assert!(error_of(&zip).starts_with("bad Keras model config: config.json is not valid JSON"));
+}
+
+/// xorshift64*.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+#[test]
+fn fuzz_mutated_and_truncated_files() {
+    let runs: usize = std::env::var("CONVSCOPE_FUZZ_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    let mut rng = Rng(std::env::var("CONVSCOPE_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1));
+    let (mut ok, mut refused) = (0, 0);
+    for file in [
+        "catsdogs.keras",
+        "catsdogs_k2.h5",
+        "nested_k2.h5",
+        "mobilenet_like.keras",
+    ] {
+        let original = fixture(file);
+        for run in 0..runs {
+            let mut b = original.clone();
+            if run.is_multiple_of(5) {
+                b.truncate(rng.next() as usize % b.len());
+            } else {
+                // Metadata lives at both ends (HDF5 superblock and headers, zip directory).
+                for _ in 0..1 + rng.next() % 6 {
+                    let n = b.len();
+                    let span = n.min(8192);
+                    let at = if rng.next().is_multiple_of(2) {
+                        rng.next() as usize % span
+                    } else {
+                        n - 1 - rng.next() as usize % span
+                    };
+                    b[at] = rng.next() as u8;
+                }
+            }
+            match KerasModel::from_bytes(&b) {
+                Ok(m) => {
+                    // Whatever the translation made must load in the engine or be refused there.
+                    if let Err(e) = convscope_engine::Model::from_proto(m.proto) {
+                        assert!(!e.to_string().contains('\n'), "{file} run {run}: {e}");
+                    }
+                    ok += 1;
+                }
+                Err(e) => {
+                    assert!(!e.to_string().contains('\n'), "{file} run {run}: {e}");
+                    refused += 1;
+                }
+            }
+        }
+    }
+    eprintln!("fuzz: {ok} loaded, {refused} refused");
+    assert!(refused > 0 && ok > 0);
+}

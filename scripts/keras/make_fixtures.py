@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Writes the Keras fixture files of crates/keras/tests/data and their reference outputs.
+
+Real Keras makes every file: Keras 3 (`keras`) for `.keras` and Keras 3 `.h5`, and tf-keras
+(Keras 2, the API the walk-through's code used) for the legacy `.h5` with `model_config` and
+`model_weights`. Each model gets random weights (biases, BatchNorm statistics included, so
+nothing is a trivial 0 or 1), and `<model>.json` holds, for a fixed input, every layer's output
+as Keras computes it (shape, max |x|, sum, and values at fixed positions) and the input gradient
+of one channel's mean, from TensorFlow's GradientTape. The Rust tests compare against these.
+
+Not part of `cargo test`: run it by hand after `pip install -r scripts/keras/requirements.txt`
+(Python 3.11, CPU only) and commit the files it writes:
+
+    python3 scripts/keras/make_fixtures.py [--out crates/keras/tests/data]
+
+Weights are drawn from a fixed seed, but TensorFlow's file writers put timestamps in, so the
+bytes differ between runs; the reference JSON always matches the files written with it.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import keras  # noqa: E402  (Keras 3)
+import tf_keras  # noqa: E402  (Keras 2)
+
+SAMPLES = 48
+SEED = 20
+
+
+def fixed_input(h, w, c):
+    """The test input, exactly reproducible in f32 in Rust: ((31h + 17w + 7c) mod 255) / 255."""
+    hh, ww, cc = np.meshgrid(np.arange(h), np.arange(w), np.arange(c), indexing="ij")
+    k = ((31 * hh + 17 * ww + 7 * cc) % 255).astype(np.float32)
+    return (k / np.float32(255.0))[None].astype(np.float32)
+
+
+def randomize(model, rng):
+    """Random weights of a sensible scale; BatchNorm variances stay positive."""
+    for w in model.weights:
+        shape = tuple(w.shape)
+        name = w.path if hasattr(w, "path") else w.name
+        if "variance" in name:
+            v = rng.uniform(0.5, 1.5, shape)
+        elif len(shape) > 1:
+            fan_in = int(np.prod(shape[:-1]))
+            v = rng.normal(0.0, 1.0 / np.sqrt(max(fan_in, 1)), shape) * 1.4
+        else:
+            v = rng.normal(0.0, 0.1, shape)
+        w.assign(v.astype(np.float32))
+
+
+def summarize(values):
+    """Shape, max |x|, sum and SAMPLES values at evenly spread flat positions (row-major NHWC)."""
+    a = np.asarray(values, dtype=np.float32)
+    flat = a.reshape(-1)
+    idx = np.unique(np.linspace(0, flat.size - 1, min(SAMPLES, flat.size)).astype(np.int64))
+    return {
+        "shape": list(a.shape),
+        "max_abs": float(np.abs(flat).max()),
+        "sum": float(flat.astype(np.float64).sum()),
+        "samples": [[int(i), float(flat[i])] for i in idx],
+    }
+
+
+def layer_outputs(model, x, prefix=""):
+    """Every layer's output on x, nested models' inner layers included as "outer/inner".
+
+    A Sequential runs layer by layer (a nested model's own graph is not connected to the outer
+    inputs in Keras 3); a Functional model is cut at each layer's output.
+    """
+    out = []
+    value = x
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(model, keras.Sequential):
+            feed = value
+            value = layer(feed, training=False).numpy()
+        else:
+            feed = None
+            value = keras.Model(model.inputs, layer.output)(x, training=False).numpy()
+        if isinstance(layer, keras.Model):
+            assert feed is not None, "nested models are only traced inside a Sequential"
+            out += layer_outputs(layer, feed, prefix + layer.name + "/")
+        out.append({"name": prefix + layer.name, "class": layer.__class__.__name__, **summarize(value)})
+    return out
+
+
+def gradient(model, x, layer_path, channel):
+    """d mean(layer[..., channel]) / d input, by TensorFlow autodiff."""
+    parts = layer_path.split("/")
+    xt = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        if len(parts) == 1:
+            y = keras.Model(model.inputs, model.get_layer(parts[0]).output)(xt, training=False)
+        else:
+            inner = model.get_layer(parts[0])
+            y = keras.Model(inner.inputs, inner.get_layer(parts[1]).output)(xt, training=False)
+        target = tf.reduce_mean(y[..., channel])
+    g = tape.gradient(target, xt).numpy()
+    return {"layer": layer_path, "channel": channel, **summarize(g)}
+
+
+def write_reference(path, model, x, grad_layer, formats, notes=""):
+    ref = {
+        "made_by": "scripts/keras/make_fixtures.py",
+        "keras_version": keras.__version__,
+        "tensorflow_version": tf.__version__,
+        "input": "x[0,h,w,c] = ((31h + 17w + 7c) mod 255) / 255",
+        "input_shape": list(x.shape),
+        "params": int(model.count_params()),
+        "files": formats,
+        "notes": notes,
+        "layers": layer_outputs(model, x),
+        "output": summarize(model.predict(x, verbose=0)),
+        "gradient": gradient(model, x, grad_layer, 0),
+    }
+    path.write_text(json.dumps(ref, indent=1) + "\n")
+
+
+# --- models -------------------------------------------------------------------------------------
+
+
+def catsdogs(k, widths=(8, 16, 32, 32), dense=32):
+    """The walk-through's cats-vs-dogs convnet (Conv2D 32/64/128/128, Dense 512), narrowed so the
+    three files stay small enough to commit; same layers, shapes and names otherwise."""
+    L = k.layers
+    return k.Sequential(
+        [
+            k.Input(shape=(150, 150, 3)),
+            L.Conv2D(widths[0], (3, 3), activation="relu"),
+            L.MaxPooling2D((2, 2)),
+            L.Conv2D(widths[1], (3, 3), activation="relu"),
+            L.MaxPooling2D((2, 2)),
+            L.Conv2D(widths[2], (3, 3), activation="relu"),
+            L.MaxPooling2D((2, 2)),
+            L.Conv2D(widths[3], (3, 3), activation="relu"),
+            L.MaxPooling2D((2, 2)),
+            L.Flatten(),
+            L.Dropout(0.5),
+            L.Dense(dense, activation="relu"),
+            L.Dense(1, activation="sigmoid"),
+        ],
+        name="catsdogs",
+    )
+
+
+def nested(k):
+    """A Sequential around a small Functional base, as the walk-through puts VGG16's conv_base
+    inside a Sequential."""
+    L = k.layers
+    inp = k.Input(shape=(32, 32, 3))
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="block1_conv1")(inp)
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="block1_conv2")(x)
+    x = L.MaxPooling2D(2, name="block1_pool")(x)
+    x = L.Conv2D(16, 3, padding="same", activation="relu", name="block2_conv1")(x)
+    x = L.MaxPooling2D(2, name="block2_pool")(x)
+    base = k.Model(inp, x, name="base")
+    return k.Sequential(
+        [k.Input(shape=(32, 32, 3)), base, L.Flatten(), L.Dense(16, activation="relu"), L.Dense(3, activation="softmax")],
+        name="nested",
+    )
+
+
+def mobilenet_like(k):
+    """Depthwise convolutions, BatchNorm, ReLU6 (layer and activation), Add, ZeroPadding2D."""
+    L = k.layers
+    inp = k.Input(shape=(33, 33, 3))
+    x = L.ZeroPadding2D(((0, 1), (0, 1)), name="stem_pad")(inp)
+    x = L.Conv2D(8, 3, strides=2, padding="valid", use_bias=False, name="stem_conv")(x)
+    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.ReLU(6.0, name="stem_relu")(x)
+    y = L.DepthwiseConv2D(3, padding="same", use_bias=False, name="b1_dw")(x)
+    y = L.BatchNormalization(name="b1_dw_bn")(y)
+    y = L.ReLU(max_value=6.0, name="b1_dw_relu")(y)
+    y = L.Conv2D(8, 1, use_bias=False, name="b1_project")(y)
+    y = L.BatchNormalization(name="b1_project_bn")(y)
+    x = L.Add(name="b1_add")([x, y])
+    x = L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, name="b2_dw")(x)
+    x = L.BatchNormalization(name="b2_dw_bn")(x)
+    x = L.Activation("relu6", name="b2_relu")(x)
+    x = L.Conv2D(16, 1, name="b2_project", activation="relu")(x)
+    x = L.GlobalAveragePooling2D(name="pool")(x)
+    x = L.Dropout(0.2, name="drop")(x)
+    x = L.Dense(5, name="logits")(x)
+    out = L.Softmax(name="probs")(x)
+    return k.Model(inp, out, name="mobilenet_like")
+
+
+def zoo(k):
+    """The rest of the layer list: every other layer class convscope reads, on a small input."""
+    L = k.layers
+    inp = k.Input(shape=(24, 24, 3))
+    x = L.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inp)
+    a = L.Conv2D(6, 3, padding="valid", dilation_rate=2, activation="tanh", name="dilated")(x)
+    a = L.ZeroPadding2D(2, name="pad2")(a)
+    b = L.SeparableConv2D(6, 3, padding="same", activation="swish", name="sep")(x)
+    m = L.Multiply(name="mul")([a, b])
+    v = L.Average(name="avg")([a, b])
+    mx = L.Maximum(name="max")([a, b])
+    c = L.Concatenate(name="cat")([m, v, mx])
+    c = L.Conv2D(8, 1, activation="elu", name="mix")(c)
+    c = L.LeakyReLU(negative_slope=0.2, name="leaky")(c)
+    p = L.AveragePooling2D(2, name="avgpool")(c)
+    p = L.Conv2D(8, 3, strides=2, padding="same", activation="selu", name="strided")(p)
+    u = L.UpSampling2D(2, name="up")(p)
+    t = L.Conv2DTranspose(4, 3, strides=2, padding="same", activation="gelu", name="deconv")(u)
+    t = L.Cropping2D(((1, 2), (3, 0)), name="crop")(t)
+    t = L.PReLU(shared_axes=[1, 2], name="prelu")(t)
+    t = L.Activation("hard_sigmoid", name="hsig")(t)
+    t = L.Activation("hard_swish", name="hswish")(t)
+    g = L.GlobalMaxPooling2D(name="gmax")(t)
+    r = L.Reshape((2, 2), name="reshape")(g)
+    r = L.Flatten(name="flat")(r)
+    d = L.Dense(3, activation="sigmoid", name="head")(r)
+    return k.Model(inp, d, name="zoo")
+
+
+def main():
+    here = pathlib.Path(__file__).resolve().parent
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=pathlib.Path, default=here.parent.parent / "crates/keras/tests/data")
+    args = parser.parse_args()
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(SEED)
+
+    # Cats vs dogs: Keras 3 .keras and .h5, Keras 2 .h5, the same weights in all three.
+    m3 = catsdogs(keras)
+    randomize(m3, rng)
+    m3.save(out / "catsdogs.keras")
+    m3.save(out / "catsdogs_k3.h5")
+    m2 = catsdogs(tf_keras)
+    m2.set_weights(m3.get_weights())
+    m2.save(out / "catsdogs_k2.h5")
+    write_reference(out / "catsdogs.json", m3, fixed_input(150, 150, 3), "conv2d_3",
+                    ["catsdogs.keras", "catsdogs_k3.h5", "catsdogs_k2.h5"],
+                    "the walk-through's convnet with widths 8/16/32/32 and Dense 32 instead of 32/64/128/128 and 512")
+
+    # Nested: Keras 3 .keras, Keras 2 .h5.
+    n3 = nested(keras)
+    randomize(n3, rng)
+    n3.save(out / "nested.keras")
+    n2 = nested(tf_keras)
+    n2.set_weights(n3.get_weights())
+    n2.save(out / "nested_k2.h5")
+    write_reference(out / "nested.json", n3, fixed_input(32, 32, 3), "base/block2_conv1",
+                    ["nested.keras", "nested_k2.h5"])
+
+    mb = mobilenet_like(keras)
+    randomize(mb, rng)
+    mb.save(out / "mobilenet_like.keras")
+    write_reference(out / "mobilenet_like.json", mb, fixed_input(33, 33, 3), "b2_project", ["mobilenet_like.keras"])
+
+    z = zoo(keras)
+    randomize(z, rng)
+    z.save(out / "zoo.keras")
+    write_reference(out / "zoo.json", z, fixed_input(24, 24, 3), "deconv", ["zoo.keras"])
+
+    # A custom layer: convscope must name it and stop, not guess.
+    @keras.saving.register_keras_serializable(package="fixtures")
+    class Doubling(keras.layers.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    inp = keras.Input(shape=(8, 8, 3))
+    c = keras.Model(inp, Doubling(name="doubling")(keras.layers.Conv2D(2, 3, name="conv")(inp)), name="custom")
+    c.save(out / "custom_layer.keras")
+
+    for f in sorted(out.iterdir()):
+        print(f"{f.stat().st_size:>9} {f.name}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
