@@ -137,7 +137,7 @@ impl Bar {
         let bar = ProgressBar::with_draw_target(Some(0), target);
         bar.set_style(
             ProgressStyle::with_template(
-                "{msg:>12} [{bar:40}] {pos}/{len} {elapsed_precise} eta {eta}",
+                "{msg:>12} [{bar:40}] {pos}/{len} {per_sec} {elapsed_precise} eta {eta}",
             )
             .expect("valid template")
             .progress_chars("=> "),

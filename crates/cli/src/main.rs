@@ -9,8 +9,10 @@ mod alloc;
 mod args;
 mod bench;
 mod cam;
+mod examples;
 mod filters;
 mod report;
+mod serve;
 mod signals;
 
 use std::path::PathBuf;
@@ -62,8 +64,17 @@ enum Command {
     Demo(report::DemoArgs),
     /// Summary, activations, filters and Grad-CAM of any model and image on one HTML page.
     Report(report::ReportArgs),
+    /// The images of a folder that excite each unit most and least (resumable, shardable).
+    Examples(examples::ExamplesArgs),
+    /// Combine the results of `examples --shard I/N` runs into one.
+    Merge(examples::MergeArgs),
+    /// A static, offline site with a page per layer and per unit: what it wants and the real
+    /// images that excite it.
+    Atlas(examples::AtlasArgs),
     /// Measure engine speed on a model (median ms and GFLOP/s).
     Bench(bench::BenchArgs),
+    /// Explore a model in the browser: layers, channels, filter patterns, predictions, Grad-CAM.
+    Serve(serve::ServeArgs),
 }
 
 fn summary(
@@ -153,7 +164,11 @@ fn main() -> ExitCode {
         Command::Saliency(args) => cam::run_saliency(args),
         Command::Demo(args) => report::run_demo(args),
         Command::Report(args) => report::run_report(args),
+        Command::Examples(args) => examples::run(args),
+        Command::Merge(args) => examples::run_merge(args),
+        Command::Atlas(args) => examples::run_atlas(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     if profile {
         for (op, total, calls) in convscope::lower::engine::take_profile() {

@@ -1,6 +1,6 @@
 //! `convscope demo` as a new user runs it: no files, one report page whose images all render.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use convscope_test_support::TempDir;
@@ -11,17 +11,6 @@ fn image_sources(html: &str) -> Vec<String> {
         .skip(1)
         .filter_map(|rest| rest.split('"').next().map(String::from))
         .collect()
-}
-
-fn chromium() -> Option<PathBuf> {
-    [
-        "/usr/bin/chromium",
-        "/usr/bin/chromium-browser",
-        "/usr/bin/google-chrome",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
 }
 
 #[test]
@@ -79,39 +68,5 @@ fn demo_writes_a_report_whose_images_render() {
 
 /// Opens the page in headless Chromium and reads back how many images loaded.
 fn check_in_browser(page: &Path, expected: usize) {
-    let Some(browser) = chromium() else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI=true but no Chromium found: .ci/run installs Debian's chromium");
-        }
-        eprintln!("skipping the browser check: Chromium is not installed");
-        return;
-    };
-    let profile = TempDir::new("chromium-profile");
-    let out = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.root().display()))
-        .arg(format!(
-            "file://{}",
-            page.canonicalize().expect("page exists").display()
-        ))
-        .output()
-        .expect("run chromium");
-    let dom = String::from_utf8_lossy(&out.stdout);
-    let want = format!("data-images=\"{expected}/{expected}\"");
-    assert!(
-        dom.contains(&want),
-        "the browser did not render every image (want {want}); body tag: {:?}",
-        dom.split("<body").nth(1).map(|s| &s[..s.len().min(120)])
-    );
+    convscope_test_support::browser::check_images_loaded(page, expected);
 }

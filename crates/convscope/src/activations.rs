@@ -1,7 +1,9 @@
 //! Intermediate activations as finished results: grids, one channel large, statistics, `.npy`
 //! and the `index.json` / `index.html` of the `activations` command.
 
-use convscope_image::{channel_grid, channel_large, Colormap, GridConfig, Planar};
+use convscope_image::{channel_grid, channel_large, grid_layout, Colormap, GridConfig, Planar};
+
+pub use convscope_image::{channel_large_box, GridLayout};
 use convscope_methods::activations::{compute_activations, default_selection, LayerActivation};
 use serde::Serialize;
 
@@ -127,6 +129,15 @@ impl Activations {
             "use a smaller --size or fewer --layers",
         )?;
         let layers = compute_activations(engine, input.tensor(), &selection)?;
+        Activations::from_layers(model, input, layers)
+    }
+
+    /// Checks computed layers for NaN and infinity and wraps them.
+    pub(crate) fn from_layers(
+        model: &Model,
+        input: &Input,
+        layers: Vec<LayerActivation>,
+    ) -> Result<Self> {
         for a in &layers {
             model.check_finite(
                 a.values.data(),
@@ -163,6 +174,37 @@ impl Activations {
     /// Layer `i`'s grid of every channel (each standardised as the walk-through does,
     /// `(x − mean)/std·64 + 128`, clipped); an error when the layer is not a spatial map.
     pub fn grid(&self, i: usize, style: &GridStyle) -> Result<Picture> {
+        let (planar, cfg) = self.grid_parts(i, style)?;
+        Ok(Picture::new(channel_grid(&planar, &cfg)?))
+    }
+
+    /// Where [`Activations::grid`] puts each channel of layer `i`: the picture's size and each
+    /// cell's rectangle, so a page can tell which channel was clicked.
+    ///
+    /// ```
+    /// use convscope::prelude::*;
+    ///
+    /// let model = Model::demo()?;
+    /// let acts = model.activations(&convscope::demo_scene().image, &ActivationsConfig::layers("conv1"))?;
+    /// let style = GridStyle::default();
+    /// let layout = acts.grid_layout(0, &style)?;
+    /// assert_eq!(acts.grid(0, &style)?.size(), Size::new(layout.width, layout.height));
+    /// let (x, y, w, h) = layout.cell(3).unwrap();
+    /// assert_eq!(layout.channel_at(x + w / 2, y + h / 2), Some(3));
+    /// # Ok::<(), convscope::Error>(())
+    /// ```
+    pub fn grid_layout(&self, i: usize, style: &GridStyle) -> Result<GridLayout> {
+        let (planar, cfg) = self.grid_parts(i, style)?;
+        Ok(grid_layout(
+            planar.channels,
+            planar.height,
+            planar.width,
+            &cfg,
+        )?)
+    }
+
+    /// The maps of layer `i` and the grid options of `style`.
+    fn grid_parts(&self, i: usize, style: &GridStyle) -> Result<(Planar, GridConfig)> {
         style.validate()?;
         let a = self.layer(i)?;
         let Some((c, h, w)) = a.spatial() else {
@@ -180,7 +222,7 @@ impl Activations {
             title: Some(format!("{}  {c}x{h}x{w}", a.selected.label)),
             ..GridConfig::default()
         };
-        Ok(Picture::new(channel_grid(&planar, &cfg)?))
+        Ok((planar, cfg))
     }
 
     /// Channel `k` of layer `i` alone, large (longer side `side` pixels), with a colour bar.

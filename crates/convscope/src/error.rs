@@ -59,6 +59,9 @@ pub enum Error {
     /// A value meant for display or output holds NaN or infinity.
     #[error("{0}")]
     NonFinite(String),
+    /// The job stopped because its [`crate::progress::Progress`] said it was cancelled.
+    #[error("the job was cancelled")]
+    Cancelled,
 }
 
 impl From<convscope_methods::Error> for Error {
@@ -67,6 +70,7 @@ impl From<convscope_methods::Error> for Error {
         match e {
             convscope_methods::Error::Engine(e) => Error::Engine(e),
             convscope_methods::Error::Image(e) => Error::Image(e),
+            convscope_methods::Error::Cancelled => Error::Cancelled,
             other => Error::Method(other),
         }
     }

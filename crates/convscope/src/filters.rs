@@ -2,7 +2,9 @@
 //! objective curves.
 
 use convscope_image::tile_images;
-use convscope_methods::filters::{check_layer, visualize_filters, FilterPattern};
+use std::ops::ControlFlow;
+
+use convscope_methods::filters::{check_layer, visualize_filters_until, FilterPattern};
 use serde::Serialize;
 
 pub use convscope_methods::filters::Optimizer;
@@ -251,8 +253,14 @@ impl FilterGrid {
             (filters.len() * config.steps * config.octaves) as u64,
             &target.label,
         );
-        let patterns = visualize_filters(engine, target.value, &cfg, &mut |done| {
-            progress.set(done as u64)
+        // Checked after every ascent step: a viewer's page that went away stops the job.
+        let patterns = visualize_filters_until(engine, target.value, &cfg, &mut |done| {
+            progress.set(done as u64);
+            if progress.cancelled() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         })?;
         progress.finish();
         Ok(FilterGrid {

@@ -151,7 +151,23 @@ impl Input {
 
     /// Prepares an image for `model` with the model's [`InputConfig`].
     pub fn from_image(model: &Model, image: &Image) -> Result<Input> {
-        let opts = model.input_config();
+        Input::from_image_with(model, image, model.input_config())
+    }
+
+    /// Prepares an image for `model` with other options than the model's own (a viewer lets
+    /// each page choose the size, crop and preprocessing of a shared model).
+    ///
+    /// ```
+    /// use convscope::prelude::*;
+    ///
+    /// let model = Model::demo()?;
+    /// let scene = convscope::demo_scene().image;
+    /// let small = Input::from_image_with(&model, &scene, &InputConfig::default().with_size(Size::square(64)))?;
+    /// assert_eq!(small.display().size(), Size::square(64));
+    /// assert_eq!(model.input(&scene)?.display().size(), Size::square(160)); // the model's own
+    /// # Ok::<(), convscope::Error>(())
+    /// ```
+    pub fn from_image_with(model: &Model, image: &Image, opts: &InputConfig) -> Result<Input> {
         opts.validate()?;
         model.check_image_memory(image.size())?;
         let prepared = prepare_image_with(

@@ -47,15 +47,18 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod activations;
+pub mod atlas;
 pub mod budget;
 pub mod cam;
 pub mod error;
+pub mod examples;
 pub mod filters;
 mod html;
 pub mod input;
 mod labels;
 mod model;
 pub mod output;
+mod pass;
 mod picture;
 pub mod progress;
 pub mod report;
@@ -76,6 +79,7 @@ pub use filters::{FilterGrid, FilterSet, FiltersConfig, Optimizer, TileStyle};
 pub use input::{Input, InputConfig, Preprocess, ResizeFilter, ToInput};
 pub use labels::Labels;
 pub use model::{demo_scene, DemoScene, Model, Predictions};
+pub use pass::ForwardPass;
 pub use picture::{Image, Picture, Region};
 pub use saliency::{SaliencyConfig, SaliencyMap};
 pub use size::{Size, MAX_SIDE};

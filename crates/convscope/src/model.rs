@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use convscope_engine::{Layer, LoadOptions, Pass, Tensor, ValueId};
-use convscope_methods::cam::{find_classifier, prediction, run_cams, Prediction};
+use convscope_methods::cam::{run_cams, CamRun, Prediction};
 use convscope_methods::select::{select_layers, Selected};
 use convscope_methods::target::Target;
 
@@ -134,6 +134,42 @@ impl Model {
         self.input = config;
     }
 
+    /// The input options this model most likely expects, for a viewer to pre-select: the
+    /// options set on the model when they differ from the defaults (the demo model's, or the
+    /// command line's), else by the exporter: a PyTorch export gets torchvision's ImageNet
+    /// transform (shorter side resized, centre crop, ImageNet mean and deviation), anything
+    /// else `/255` without a crop (Keras models exported by tf2onnx usually rescale inside or
+    /// expect `0..1`). A guess: the page lets people change it.
+    ///
+    /// ```
+    /// use convscope::prelude::*;
+    ///
+    /// let demo = Model::demo()?;
+    /// assert_eq!(demo.likely_input_config(), *demo.input_config());
+    /// # Ok::<(), convscope::Error>(())
+    /// ```
+    pub fn likely_input_config(&self) -> InputConfig {
+        let default = InputConfig::default();
+        let set = &self.input;
+        if set.preprocess != default.preprocess || set.crop != default.crop {
+            return set.clone();
+        }
+        if self
+            .engine
+            .producer()
+            .to_ascii_lowercase()
+            .contains("pytorch")
+        {
+            InputConfig {
+                size: set.size,
+                resize: set.resize,
+                ..InputConfig::imagenet()
+            }
+        } else {
+            set.clone()
+        }
+    }
+
     /// The class names, when known.
     pub fn labels(&self) -> Option<&Labels> {
         self.labels.as_ref()
@@ -223,22 +259,7 @@ impl Model {
     /// The model's prediction for one image: class probabilities, most probable first via
     /// [`Predictions::top`].
     pub fn predict(&self, x: impl ToInput) -> Result<Predictions> {
-        let input = x.to_input(self)?;
-        let output = *self
-            .engine
-            .outputs()
-            .first()
-            .ok_or_else(|| Error::Config("the model has no output".into()))?;
-        self.check_pass_memory(&input, &[output], Pass::Tape, 1, "the prediction")?;
-        let tape = self.engine.forward(input.tensor(), &[output])?;
-        let cls = find_classifier(&self.engine, &tape)?;
-        let p = prediction(&tape, &cls)?;
-        self.check_finite(&p.probs, "the class probabilities", input.tensor(), output)?;
-        Ok(Predictions {
-            prediction: p,
-            labels: self.labels.clone(),
-            score_is_logit: cls.score_is_logit(),
-        })
+        self.pass(x)?.predictions()
     }
 
     /// Every channel of the selected layers for one image, with statistics.
@@ -259,17 +280,28 @@ impl Model {
     /// Class activation maps of any method, layer and targets (see [`CamConfig`]).
     pub fn cam(&self, x: impl ToInput, config: &CamConfig) -> Result<CamSet> {
         let input = x.to_input(self)?;
+        self.check_cam_memory(&input, config)?;
+        let run = run_cams(&self.engine, input.tensor(), config)?;
+        self.finish_cams(&input, run)
+    }
+
+    /// Refuses maps whose pass (and batched extra passes) would exceed the memory limit.
+    pub(crate) fn check_cam_memory(&self, input: &Input, config: &CamConfig) -> Result<()> {
         let outputs = self.engine.outputs().to_vec();
         let what = "the class activation maps";
-        self.check_pass_memory(&input, &outputs, Pass::Gradient, 1, what)?;
+        self.check_pass_memory(input, &outputs, Pass::Gradient, 1, what)?;
         if matches!(
             config.method.to_ascii_lowercase().as_str(),
             "scorecam" | "ablationcam"
         ) {
             // Batches of masked inputs run as inference passes.
-            self.check_pass_memory(&input, &outputs, Pass::Inference, config.batch_size, what)?;
+            self.check_pass_memory(input, &outputs, Pass::Inference, config.batch_size, what)?;
         }
-        let run = run_cams(&self.engine, input.tensor(), config)?;
+        Ok(())
+    }
+
+    /// Checks the scores of a run and makes its maps.
+    pub(crate) fn finish_cams(&self, input: &Input, run: CamRun) -> Result<CamSet> {
         for cam in &run.cams {
             if !self.allow_nonfinite && !cam.score.is_finite() {
                 return Err(self.nonfinite_error(
@@ -278,7 +310,7 @@ impl Model {
                 ));
             }
         }
-        Ok(CamSet::new(self, &input, run))
+        Ok(CamSet::new(self, input, run))
     }
 
     /// A saliency map (`gradient`, `smoothgrad`, `integrated-gradients`, `guided-backprop`,
@@ -297,6 +329,28 @@ impl Model {
             }
         }
         Ok(map)
+    }
+
+    /// For every channel of `config.layers`, the images of `dir` (recursively) that excite it
+    /// most and least (see [`crate::examples`]); [`crate::examples::ExamplesRun`] adds
+    /// checkpoints and progress.
+    ///
+    /// ```no_run
+    /// use convscope::prelude::*;
+    /// use convscope::examples::ExamplesConfig;
+    ///
+    /// let model = Model::load("efficientnet_lite0.onnx")?.with_input(InputConfig::imagenet());
+    /// let cfg = ExamplesConfig { layers: "_conv_head".into(), ..ExamplesConfig::default() };
+    /// let index = model.examples("photos/", &cfg)?;
+    /// println!("channel 7 likes {} most", index.layers[0].units[7].top[0].image);
+    /// # Ok::<(), convscope::Error>(())
+    /// ```
+    pub fn examples(
+        &self,
+        dir: impl AsRef<Path>,
+        config: &crate::examples::ExamplesConfig,
+    ) -> Result<crate::examples::ExamplesIndex> {
+        crate::examples::ExamplesRun::new(self, dir.as_ref(), config, None)?.run(&NoProgress)
     }
 
     /// The input pattern each filter of `layer` responds to most (gradient ascent in input
@@ -466,6 +520,18 @@ pub struct Predictions {
 }
 
 impl Predictions {
+    pub(crate) fn new(
+        prediction: Prediction,
+        labels: Option<Labels>,
+        score_is_logit: bool,
+    ) -> Predictions {
+        Predictions {
+            prediction,
+            labels,
+            score_is_logit,
+        }
+    }
+
     /// Number of classes.
     pub fn classes(&self) -> usize {
         self.prediction.classes()

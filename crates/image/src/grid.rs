@@ -84,23 +84,92 @@ fn check_canvas(w: usize, h: usize) -> Result<(u32, u32)> {
     Ok((to_u32(w, "width")?, to_u32(h, "height")?))
 }
 
-/// Renders all channels of one image's activations as a tiled grid.
+/// Where [`channel_grid`] puts each channel: the canvas size and the cell rectangles, so a
+/// viewer can tell which channel a click on the picture falls on.
 ///
-/// Each channel is standardised with [`standardize_channel`], enlarged by an
-/// integer factor `k = max(1, ceil(cell_min / max(H, W)))` with nearest
-/// neighbour, coloured with `cfg.colormap`, and placed left to right,
-/// `cfg.per_row` per row, with `cfg.separator`-pixel lines between cells (not
-/// around the grid). If `cfg.title` is set, a title bar (bundled font,
-/// [`TITLE_SIZE`], or [`LABEL_SIZE`] when the grid is narrow) is drawn above;
-/// the canvas is widened if the title is wider than the grid, and the grid
-/// centred.
+/// ```
+/// use convscope_image::{grid_layout, GridConfig};
+///
+/// let cfg = GridConfig { per_row: 4, ..GridConfig::default() };
+/// let layout = grid_layout(6, 12, 12, &cfg)?; // 6 channels of 12×12, enlarged 4× to 48 px
+/// assert_eq!((layout.columns, layout.rows, layout.cell_width), (4, 2, 48));
+/// assert_eq!(layout.cell(5), Some((49, 49, 48, 48)));
+/// assert_eq!(layout.channel_at(50, 10), Some(1));
+/// assert_eq!(layout.channel_at(48, 10), None); // on the separator line
+/// # Ok::<(), convscope_image::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridLayout {
+    /// Channels drawn.
+    pub channels: usize,
+    /// Cells per row.
+    pub columns: usize,
+    /// Rows of cells.
+    pub rows: usize,
+    /// Integer enlargement of each map.
+    pub scale: usize,
+    /// Width of one cell in pixels.
+    pub cell_width: usize,
+    /// Height of one cell in pixels.
+    pub cell_height: usize,
+    /// Pixels between cells.
+    pub separator: usize,
+    /// Left edge of the first cell.
+    pub x0: usize,
+    /// Top edge of the first cell (below the title bar).
+    pub y0: usize,
+    /// Width of the whole picture.
+    pub width: usize,
+    /// Height of the whole picture.
+    pub height: usize,
+    /// The title with its font size and padding, when drawn.
+    title: Option<(String, f32, usize)>,
+}
+
+impl GridLayout {
+    /// Width of the cells and the lines between them.
+    pub fn grid_width(&self) -> usize {
+        self.columns * self.cell_width + (self.columns - 1) * self.separator
+    }
+
+    /// Height of the cells and the lines between them.
+    pub fn grid_height(&self) -> usize {
+        self.rows * self.cell_height + (self.rows - 1) * self.separator
+    }
+
+    /// `(x, y, width, height)` of channel `k`'s cell, when there is one.
+    pub fn cell(&self, k: usize) -> Option<(usize, usize, usize, usize)> {
+        (k < self.channels).then(|| {
+            let (col, row) = (k % self.columns, k / self.columns);
+            (
+                self.x0 + col * (self.cell_width + self.separator),
+                self.y0 + row * (self.cell_height + self.separator),
+                self.cell_width,
+                self.cell_height,
+            )
+        })
+    }
+
+    /// The channel whose cell holds pixel `(x, y)` of the picture (`None` on a line, the
+    /// title or empty space).
+    pub fn channel_at(&self, x: usize, y: usize) -> Option<usize> {
+        let (dx, dy) = (x.checked_sub(self.x0)?, y.checked_sub(self.y0)?);
+        let (pitch_x, pitch_y) = (
+            self.cell_width + self.separator,
+            self.cell_height + self.separator,
+        );
+        let (col, row) = (dx / pitch_x, dy / pitch_y);
+        let inside = dx % pitch_x < self.cell_width && dy % pitch_y < self.cell_height;
+        let k = row * self.columns + col;
+        (inside && col < self.columns && k < self.channels).then_some(k)
+    }
+}
+
+/// The layout [`channel_grid`] draws `c` maps of `h×w` with `cfg` in.
 ///
 /// # Errors
-/// [`Error::Shape`] if `maps` is inconsistent or has no channels or an empty
-/// plane; [`Error::InvalidArgument`] if the output would be too large.
-pub fn channel_grid(maps: &Planar, cfg: &GridConfig) -> Result<RgbImage> {
-    maps.check()?;
-    let (c, h, w) = (maps.channels, maps.height, maps.width);
+/// As [`channel_grid`]: an empty map, or a canvas that would be too large.
+pub fn grid_layout(c: usize, h: usize, w: usize, cfg: &GridConfig) -> Result<GridLayout> {
     if c == 0 || h == 0 || w == 0 {
         return Err(Error::Shape(format!(
             "cannot draw a grid of {c}x{h}x{w} activations"
@@ -132,17 +201,62 @@ pub fn channel_grid(maps: &Planar, cfg: &GridConfig) -> Result<RgbImage> {
         ),
         None => (0, 0),
     };
-    let canvas_w = grid_w.max(title_w);
-    let canvas_h = grid_h + title_h;
-    let (cw32, ch32) = check_canvas(canvas_w, canvas_h)?;
+    let width = grid_w.max(title_w);
+    let height = grid_h.checked_add(title_h).ok_or_else(too_big)?;
+    check_canvas(width, height)?;
+    Ok(GridLayout {
+        channels: c,
+        columns: cols,
+        rows,
+        scale: k,
+        cell_width: cw,
+        cell_height: ch,
+        separator: sep,
+        x0: (width - grid_w) / 2,
+        y0: title_h,
+        width,
+        height,
+        title: title.map(|t| (t.to_string(), size, pad)),
+    })
+}
+
+/// Renders all channels of one image's activations as a tiled grid.
+///
+/// Each channel is standardised with [`standardize_channel`], enlarged by an
+/// integer factor `k = max(1, ceil(cell_min / max(H, W)))` with nearest
+/// neighbour, coloured with `cfg.colormap`, and placed left to right,
+/// `cfg.per_row` per row, with `cfg.separator`-pixel lines between cells (not
+/// around the grid). If `cfg.title` is set, a title bar (bundled font,
+/// [`TITLE_SIZE`], or [`LABEL_SIZE`] when the grid is narrow) is drawn above;
+/// the canvas is widened if the title is wider than the grid, and the grid
+/// centred.
+///
+/// # Errors
+/// [`Error::Shape`] if `maps` is inconsistent or has no channels or an empty
+/// plane; [`Error::InvalidArgument`] if the output would be too large.
+pub fn channel_grid(maps: &Planar, cfg: &GridConfig) -> Result<RgbImage> {
+    maps.check()?;
+    let (c, h, w) = (maps.channels, maps.height, maps.width);
+    let layout = grid_layout(c, h, w, cfg)?;
+    let GridLayout {
+        columns: cols,
+        rows,
+        scale: k,
+        cell_width: cw,
+        cell_height: ch,
+        separator: sep,
+        x0,
+        y0,
+        ..
+    } = layout;
+    let (grid_w, grid_h) = (layout.grid_width(), layout.grid_height());
+    let (cw32, ch32) = check_canvas(layout.width, layout.height)?;
     let mut img = RgbImage::from_pixel(cw32, ch32, Rgb(cfg.background));
-    if let Some(t) = title {
+    if let Some((t, size, pad)) = &layout.title {
         let color = contrast_text(cfg.background);
-        draw_text(&mut img, pad as u32, pad as u32, t, color, size);
+        draw_text(&mut img, *pad as u32, *pad as u32, t, color, *size);
     }
 
-    let x0 = (canvas_w - grid_w) / 2;
-    let y0 = title_h;
     // Separator lines: fill the grid area, then paint cells over it.
     fill_rect(
         &mut img,
@@ -287,6 +401,44 @@ pub(crate) fn format_value(v: f32) -> String {
     }
 }
 
+/// 2 for large views of [`channel_large`] (doubled margins, large text), else 1.
+fn large_scale(target: usize) -> usize {
+    if target >= 240 {
+        2
+    } else {
+        1
+    }
+}
+
+/// `(x, y, width, height)` of the map inside the picture [`channel_large`] draws for an `h×w`
+/// map at `target` pixels, so a viewer can read the value under the cursor.
+///
+/// ```
+/// use convscope_image::{channel_large, channel_large_box, Colormap};
+///
+/// let (x, y, w, h) = channel_large_box(3, 4, 100);
+/// assert_eq!((x, y, w, h), (8, 8, 100, 75));
+/// let img = channel_large(&[0.5; 12], 3, 4, Colormap::Viridis, 100)?;
+/// assert!(img.width() as usize > x + w && img.height() as usize >= y + h);
+/// # Ok::<(), convscope_image::Error>(())
+/// ```
+pub fn channel_large_box(h: usize, w: usize, target: usize) -> (usize, usize, usize, usize) {
+    let (h, w) = (h.max(1), w.max(1));
+    let (out_w, out_h) = if w >= h {
+        (
+            target,
+            ((h as f64 * target as f64 / w as f64).round() as usize).max(1),
+        )
+    } else {
+        (
+            ((w as f64 * target as f64 / h as f64).round() as usize).max(1),
+            target,
+        )
+    };
+    let margin = 8 * large_scale(target);
+    (margin, margin, out_w, out_h)
+}
+
 /// One channel drawn large, like `plt.matshow(map, cmap=...)`, with a colour
 /// bar on the right labelled with the maximum (top), midpoint and minimum
 /// (bottom) values.
@@ -318,17 +470,7 @@ pub fn channel_large(
             "target size {target} must be in 1..=16384"
         )));
     }
-    let (out_w, out_h) = if w >= h {
-        (
-            target,
-            ((h as f64 * target as f64 / w as f64).round() as usize).max(1),
-        )
-    } else {
-        (
-            ((w as f64 * target as f64 / h as f64).round() as usize).max(1),
-            target,
-        )
-    };
+    let (_, _, out_w, out_h) = channel_large_box(h, w, target);
     let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
     for &v in map.iter().filter(|v| v.is_finite()) {
         lo = lo.min(v);
@@ -347,7 +489,7 @@ pub fn channel_large(
     };
 
     // Large views get doubled margins and large text.
-    let s: usize = if target >= 240 { 2 } else { 1 };
+    let s = large_scale(target);
     let size = if s == 2 { TITLE_SIZE } else { LABEL_SIZE };
     let margin = 8 * s;
     let gap = 6 * s;

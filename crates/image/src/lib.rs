@@ -60,7 +60,10 @@ mod types;
 pub use channel::standardize_channel;
 pub use colormap::Colormap;
 pub use error::{Error, Result};
-pub use grid::{channel_grid, channel_large, tile_images, GridConfig};
+pub use grid::{
+    channel_grid, channel_large, channel_large_box, grid_layout, tile_images, GridConfig,
+    GridLayout,
+};
 pub use load::{from_dynamic, from_rgb8, load_rgb};
 pub use overlay::{heatmap_rgb, superimpose, upsample_bilinear};
 pub use preprocess::{denormalize, normalize, normalize_scale, Normalize};
@@ -69,8 +72,8 @@ pub use resize::{
     resize_u8_like_pillow, ResizeFilter,
 };
 pub use save::{
-    npy_bytes_f32, parse_npy_bytes_f32, png_bytes, read_npy_f32, save_npy_f32, save_png,
-    write_atomic,
+    npy_bytes_f32, parse_npy_bytes_f32, png_bytes, png_bytes_fast, read_npy_f32, save_npy_f32,
+    save_png, write_atomic,
 };
 pub use types::{Planar, RgbImageF32};
 

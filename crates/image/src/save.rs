@@ -60,6 +60,30 @@ pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Encodes an image as PNG with the fastest compression: larger files (about 1.5–2× here),
+/// several times faster to write, for pictures sent at once (a viewer's click) rather than
+/// kept.
+///
+/// ```
+/// use convscope_image::{png_bytes_fast, RgbImage};
+///
+/// let img = RgbImage::from_pixel(4, 3, image::Rgb([10, 20, 30]));
+/// let png = png_bytes_fast(&img)?;
+/// assert_eq!(image::load_from_memory(&png).unwrap().to_rgb8(), img);
+/// # Ok::<(), convscope_image::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Encode`].
+pub fn png_bytes_fast(img: &RgbImage) -> Result<Vec<u8>> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    let mut out = Vec::new();
+    let encoder = PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Sub);
+    img.write_with_encoder(encoder)
+        .map_err(|e| Error::Encode(e.to_string()))?;
+    Ok(out)
+}
+
 /// Saves an image as PNG, atomically (see [`write_atomic`]).
 ///
 /// # Errors

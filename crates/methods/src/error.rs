@@ -18,6 +18,9 @@ pub enum Error {
     /// Options that contradict each other or the model.
     #[error("{0}")]
     Config(String),
+    /// The caller asked the job to stop (e.g. the page that wanted it went away).
+    #[error("the job was cancelled")]
+    Cancelled,
 }
 
 /// The methods crate's result type.

@@ -6,6 +6,8 @@
 //! deprocess with `(x − mean)/(std + 1e-5)·0.1 + 0.5`, clipped, ·255. The image lives in pixel
 //! space and goes through the model's own preprocessing, so any model works.
 
+use std::ops::ControlFlow;
+
 use convscope_engine::{FilterSlice, Layout, Model, Pass, Tensor, ValueId, MAX_INPUT_SIDE};
 use convscope_image::{normalize_scale, Normalize, RgbImageF32};
 
@@ -464,6 +466,39 @@ pub fn visualize_filters(
     cfg: &FiltersConfig,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<FilterPattern>> {
+    visualize_filters_until(model, layer, cfg, &mut |done| {
+        progress(done);
+        ControlFlow::Continue(())
+    })
+}
+
+/// [`visualize_filters`] that stops when `progress` returns [`ControlFlow::Break`] (checked
+/// after every ascent step), with [`Error::Cancelled`]: a viewer cancels the job of a page
+/// that went away.
+///
+/// ```
+/// use std::ops::ControlFlow;
+/// use convscope_engine::Model;
+/// use convscope_methods::filters::{visualize_filters_until, FiltersConfig};
+///
+/// let model = Model::from_bytes(convscope_demo::demo_model_bytes())?;
+/// let layer = model.resolve("conv1")?;
+/// let cfg = FiltersConfig { filters: vec![0, 1], size: (32, 32), steps: 20, ..FiltersConfig::default() };
+/// let mut steps = 0;
+/// let stopped = visualize_filters_until(&model, layer, &cfg, &mut |done| {
+///     steps = done;
+///     if done >= 4 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+/// });
+/// assert!(matches!(stopped, Err(convscope_methods::Error::Cancelled)));
+/// assert_eq!(steps, 4); // two filters per step: stopped after the second step
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn visualize_filters_until(
+    model: &Model,
+    layer: ValueId,
+    cfg: &FiltersConfig,
+    progress: &mut dyn FnMut(usize) -> ControlFlow<()>,
+) -> Result<Vec<FilterPattern>> {
     let spec = model.input_spec();
     let c = spec.channels;
     if c != 1 && c != 3 {
@@ -616,7 +651,9 @@ pub fn visualize_filters(
                     }
                 }
                 done += filters.len();
-                progress(done);
+                if progress(done).is_break() {
+                    return Err(Error::Cancelled);
+                }
             }
         }
         let (h, w) = *sizes.last().expect("at least one octave");

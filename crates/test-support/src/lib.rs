@@ -18,6 +18,7 @@
 //! * [`argmax`], [`pearson`], [`pearson_f32`] and [`spearman`] compare results;
 //!   [`json`] reads numbers out of JSON arrays; [`chelsea_crop`] and [`hwc_to_chw`] build the
 //!   reference scripts' inputs.
+//! * [`browser`] opens pages in headless Chromium and checks every image rendered.
 //! * [`protobuf`] makes malformed protobuf (structure-aware mutants, noise) for fuzzing.
 //!
 //! The crate depends on no convscope crate (only `image` and `serde_json`), so every crate,
@@ -27,6 +28,7 @@
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+pub mod browser;
 mod golden;
 pub mod json;
 mod paths;

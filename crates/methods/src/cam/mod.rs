@@ -479,12 +479,35 @@ pub struct CamRun {
 /// Resolves the layer, the targets and the method of `cfg`, then computes the maps, all from
 /// one forward pass.
 pub fn run_cams(model: &Model, input: &Tensor, cfg: &CamConfig) -> Result<CamRun> {
+    let tape = model.forward(input, &cam_values(model, cfg)?)?;
+    run_cams_in(model, input, &tape, cfg)
+}
+
+/// The values a forward pass must keep for [`run_cams_in`] with `cfg`: the model's first
+/// output, the values the targets read and the chosen layer.
+pub fn cam_values(model: &Model, cfg: &CamConfig) -> Result<Vec<ValueId>> {
+    let mut wanted = vec![first_output(model)?];
+    wanted.extend(target_values(model, &cfg.targets)?.into_iter().flatten());
+    if let Some(name) = &cfg.layer {
+        wanted.push(model.resolve(name)?);
+    }
+    Ok(wanted)
+}
+
+/// [`run_cams`] on a forward pass of `input` that already exists, e.g. one a viewer keeps for
+/// an image so that the map of another class or method costs only the backward sweeps.
+///
+/// The pass must hold every value of [`cam_values`] (a pass to the model's output holds every
+/// layer's output); a missing one is an error naming it.
+pub fn run_cams_in(
+    model: &Model,
+    input: &Tensor,
+    tape: &Tape<'_>,
+    cfg: &CamConfig,
+) -> Result<CamRun> {
     let method = method(&cfg.method)?;
-    let output = first_output(model)?;
-    let mut wanted = vec![output];
     let sources = target_values(model, &cfg.targets)?;
-    wanted.extend(sources.iter().flatten());
-    let (tape, layer, label) = match &cfg.layer {
+    let (layer, label) = match &cfg.layer {
         Some(name) => {
             let id = model.resolve(name)?;
             let label = model
@@ -492,24 +515,22 @@ pub fn run_cams(model: &Model, input: &Tensor, cfg: &CamConfig) -> Result<CamRun
                 .iter()
                 .find(|l| l.value == id)
                 .map_or(name.clone(), |l| l.name.clone());
-            wanted.push(id);
-            (model.forward(input, &wanted)?, id, label)
+            (id, label)
         }
         None => {
-            let tape = model.forward(input, &wanted)?;
-            let l = auto_layer_in(model, &tape)?;
-            (tape, l.value, l.name)
+            let l = auto_layer_in(model, tape)?;
+            (l.value, l.name)
         }
     };
     let needs_classifier = cfg.targets.is_empty() || sources.iter().any(Option::is_none);
-    let classifier = match find_classifier(model, &tape) {
+    let classifier = match find_classifier(model, tape) {
         Ok(c) => Some(c),
         Err(e) if needs_classifier => return Err(e),
         Err(_) => None,
     };
     let prediction = classifier
         .as_ref()
-        .map(|c| prediction(&tape, c))
+        .map(|c| prediction(tape, c))
         .transpose()?;
     let targets: Vec<TargetRef> = match (&prediction, cfg.targets.is_empty()) {
         (Some(p), true) => {
@@ -521,7 +542,7 @@ pub fn run_cams(model: &Model, input: &Tensor, cfg: &CamConfig) -> Result<CamRun
     let cams = cams_from_tape(
         model,
         input,
-        &tape,
+        tape,
         classifier.as_ref(),
         layer,
         &targets,
