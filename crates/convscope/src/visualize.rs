@@ -755,23 +755,39 @@ impl Visualization {
             }
             v
         };
-        // Pictures per pass: what the memory limit allows, at most 16 views.
+        // Graphs that fix their batch (EfficientNet's exported Flatten reshapes to [1, -1])
+        // fail a pass of two; their views then go through the network one at a time.
+        let one_at_a_time = matches!(
+            model.estimate_bytes(view, 2, &wanted, Pass::Gradient),
+            Err(Error::Engine(_))
+        );
         let per_view = model
             .estimate_bytes(view, 1, &wanted, Pass::Gradient)?
             .unwrap_or(0)
             .max(1);
-        let fit = (model.memory_limit().bytes() / 2 / per_view).max(1) as usize;
-        let chunk = config.chunk.unwrap_or_else(|| {
-            (16 / rc.views)
-                .clamp(1, fit.max(1) / rc.views.max(1))
-                .max(1)
-        });
+        if one_at_a_time {
+            if config.diversity > 0.0 {
+                return Err(Error::Config(
+                    "--diversity compares pictures in one network pass, but this model's graph fixes its batch at 1 up to the objective's layer; choose an earlier layer or drop --diversity".into(),
+                ));
+            }
+            rc.pass_batch = 1;
+        }
+        // Pictures per chunk: at most 16 views, and what the memory limit allows (half of it,
+        // the rest for the parameters, optimiser state and pictures).
+        let fit_views = ((model.memory_limit().bytes() / 2 / per_view) as usize).max(1);
+        let views_per_pass = if one_at_a_time { 1 } else { fit_views.min(16) };
+        let chunk = config
+            .chunk
+            .unwrap_or((views_per_pass / rc.views).max(1))
+            .max(1);
+        let pass = if one_at_a_time { 1 } else { chunk * rc.views };
         model.check_memory(
             view,
-            chunk * rc.views,
+            pass,
             &wanted,
             Pass::Gradient,
-            &format!("{} pictures per pass at {view}", chunk),
+            &format!("{pass} views per pass at {view}"),
             "use a smaller --size or fewer pictures",
         )?;
         rc.chunk = chunk;

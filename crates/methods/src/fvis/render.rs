@@ -77,6 +77,10 @@ pub struct RenderConfig {
     pub normalize: Normalize,
     /// Pictures per network pass (a diversity group is never split).
     pub chunk: usize,
+    /// Views per network pass: the chunk's views are run in passes of at most this many (for
+    /// graphs that fix their batch, e.g. a Flatten to `[1, -1]`, this is 1; their pictures
+    /// cannot be coupled by diversity).
+    pub pass_batch: usize,
 }
 
 impl Default for RenderConfig {
@@ -97,6 +101,7 @@ impl Default for RenderConfig {
             seed: 0,
             normalize: Normalize::Unit,
             chunk: 16,
+            pass_batch: usize::MAX,
         }
     }
 }
@@ -244,6 +249,19 @@ pub fn render(
         return Err(Error::Config("steps and views must be at least 1".into()));
     }
     let map = InputMap::new(model, &cfg.normalize)?;
+    let pass_batch = cfg.pass_batch.max(1);
+    if pass_batch < usize::MAX && jobs.iter().any(|j| j.objective.couples()) {
+        let largest = chunks(jobs, cfg.chunk)
+            .iter()
+            .map(|r| r.len() * cfg.views)
+            .max()
+            .unwrap_or(0);
+        if largest > pass_batch {
+            return Err(Error::Config(format!(
+                "diversity compares the pictures of one network pass, but this model takes at most {pass_batch} per pass"
+            )));
+        }
+    }
     let param = cfg.param.build(cfg.size);
     let names = |id: ValueId| model.value_name(id).to_string();
     let mut wanted: Vec<ValueId> = Vec::new();
@@ -295,30 +313,38 @@ pub fn render(
                     s.iter().map(move |s| apply(s, &img)).collect::<Vec<_>>()
                 })
                 .collect();
-            let input = map.to_input(&views);
-            let tape = model.forward(&input, &wanted)?;
-            let acts: HashMap<ValueId, &Tensor> = wanted
-                .iter()
-                .map(|&v| Ok((v, tape.value(v)?)))
-                .collect::<Result<_>>()?;
-            let eval = evaluate(&objectives, &groups, &acts, &names)?;
-            drop(acts);
-            let grads = tape.backward(eval.seeds, &[])?;
-            drop(tape);
+            // The views in passes of at most `pass_batch`; gradients back on the picture grid.
+            let (vh, vw) = cfg.view;
+            let mut values = Vec::with_capacity(views.len());
+            let mut view_grads: Vec<Planes> = Vec::with_capacity(views.len());
+            for start in (0..views.len()).step_by(pass_batch) {
+                let end = (start + pass_batch).min(views.len());
+                let input = map.to_input(&views[start..end]);
+                let tape = model.forward(&input, &wanted)?;
+                let acts: HashMap<ValueId, &Tensor> = wanted
+                    .iter()
+                    .map(|&v| Ok((v, tape.value(v)?)))
+                    .collect::<Result<_>>()?;
+                let eval = evaluate(&objectives[start..end], &groups[start..end], &acts, &names)?;
+                drop(acts);
+                let grads = tape.backward(eval.seeds, &[])?;
+                drop(tape);
+                values.extend(eval.values);
+                view_grads
+                    .extend((0..end - start).map(|j| map.to_picture(&grads.input, j, vh, vw)));
+            }
             let k = 1.0 / cfg.views as f32;
             for (i, curve) in curves.iter_mut().enumerate() {
-                let v: f32 = eval.values[i * cfg.views..(i + 1) * cfg.views].iter().sum();
+                let v: f32 = values[i * cfg.views..(i + 1) * cfg.views].iter().sum();
                 curve.push(v * k);
             }
-            let (vh, vw) = cfg.view;
             let (h, w) = cfg.size;
             let updates: Vec<Vec<f32>> = (0..batch.len())
                 .into_par_iter()
                 .map(|i| {
                     let mut g = Planes::new(3, h, w, vec![0.0; 3 * h * w]);
                     for (v, s) in steps[i].iter().enumerate() {
-                        let gv = map.to_picture(&grads.input, i * cfg.views + v, vh, vw);
-                        let back = adjoint(s, &gv, h, w);
+                        let back = adjoint(s, &view_grads[i * cfg.views + v], h, w);
                         g.data
                             .iter_mut()
                             .zip(&back.data)
@@ -341,18 +367,27 @@ pub fn render(
                 apply(&fit, &param.image(p))
             })
             .collect();
-        let input = map.to_input(&plain);
-        let outs = model.run_float(&input, &wanted)?;
-        let acts: HashMap<ValueId, &Tensor> = wanted.iter().copied().zip(outs.iter()).collect();
         let single: Vec<&Objective> = batch.iter().map(|j| &j.objective).collect();
         let single_groups: Vec<usize> = batch.iter().map(|j| j.group).collect();
-        let eval = evaluate(&single, &single_groups, &acts, &names)?;
+        let mut finals = Vec::with_capacity(plain.len());
+        for start in (0..plain.len()).step_by(pass_batch) {
+            let end = (start + pass_batch).min(plain.len());
+            let outs = model.run_float(&map.to_input(&plain[start..end]), &wanted)?;
+            let acts: HashMap<ValueId, &Tensor> = wanted.iter().copied().zip(outs.iter()).collect();
+            let eval = evaluate(
+                &single[start..end],
+                &single_groups[start..end],
+                &acts,
+                &names,
+            )?;
+            finals.extend(eval.values);
+        }
         let (h, w) = cfg.size;
         for (i, p) in params.iter().enumerate() {
             results.push(Rendered {
                 image: RgbImageF32::new(w, h, param.display(p)).expect("sizes match"),
                 curve: std::mem::take(&mut curves[i]),
-                value: eval.values[i],
+                value: finals[i],
             });
         }
     }
@@ -378,5 +413,101 @@ mod tests {
         assert_eq!(chunks(&jobs, 4), vec![0..3, 3..6]);
         let single: Vec<Job> = (0..5).map(job).collect();
         assert_eq!(chunks(&single, 2), vec![0..2, 2..4, 4..5]);
+    }
+}
+
+#[cfg(test)]
+mod pass_tests {
+    use super::*;
+    use crate::fvis::objective::Term;
+    use convscope_onnx::{AttributeProto, Dim, GraphBuilder, TensorProto};
+
+    /// Two 3×3 filters over a 16×16 RGB picture, then ReLU.
+    fn tiny() -> Model {
+        let weights: Vec<f32> = (0..54).map(|i| ((i % 7) as f32 - 3.0) / 10.0).collect();
+        let mut g = GraphBuilder::new("tiny");
+        g.input(
+            "x",
+            &[
+                Dim::Param("n".into()),
+                Dim::Value(3),
+                Dim::Value(16),
+                Dim::Value(16),
+            ],
+        )
+        .output("y", &[])
+        .initializer(TensorProto::from_f32("w", &[2, 3, 3, 3], &weights))
+        .node(
+            "Conv",
+            "conv1",
+            &["x", "w"],
+            &["c"],
+            vec![AttributeProto::ints("pads", &[1, 1, 1, 1])],
+        )
+        .node("Relu", "relu1", &["c"], &["y"], vec![]);
+        Model::from_proto(g.build(13)).unwrap()
+    }
+
+    fn jobs(model: &Model, diversity: bool) -> Vec<Job> {
+        let layer = model.layer("conv1").unwrap().value;
+        (0..3)
+            .map(|i| {
+                let mut objective = Objective::from(Term::Channel { layer, channel: 1 });
+                if diversity {
+                    objective = objective + Objective::from(Term::Diversity { layer });
+                }
+                Job {
+                    objective,
+                    group: 0,
+                    index: i,
+                }
+            })
+            .collect()
+    }
+
+    fn config(pass_batch: usize) -> RenderConfig {
+        RenderConfig {
+            steps: 6,
+            size: (20, 20),
+            view: (16, 16),
+            views: 2,
+            transforms: Transforms::Lucid(Default::default()),
+            pass_batch,
+            ..RenderConfig::default()
+        }
+    }
+
+    /// Running the views one per pass (graphs with a fixed batch) gives the same pictures as
+    /// one pass for the whole batch.
+    #[test]
+    fn passes_of_one_equal_one_pass() {
+        let model = tiny();
+        let all = render(
+            &model,
+            &jobs(&model, false),
+            &config(usize::MAX),
+            &mut |_| {},
+        )
+        .unwrap();
+        let ones = render(&model, &jobs(&model, false), &config(1), &mut |_| {}).unwrap();
+        for (a, b) in all.iter().zip(&ones) {
+            assert_eq!(a.curve, b.curve);
+            let diff = a
+                .image
+                .data
+                .iter()
+                .zip(&b.image.data)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            assert!(diff < 1e-3, "{diff}");
+        }
+    }
+
+    /// Diversity needs every picture of its group in one pass: refused, not silently dropped.
+    #[test]
+    fn diversity_across_passes_is_refused() {
+        let model = tiny();
+        let err = render(&model, &jobs(&model, true), &config(1), &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("at most 1 per pass"), "{err}");
     }
 }
