@@ -535,7 +535,14 @@ impl SpecParser<'_> {
             return Err(Error::Config("an empty objective".into()));
         }
         let mut terms: Vec<(f32, String)> = Vec::new();
-        self.split(text, 1.0, &mut terms)?;
+        if let Err(whole) = self.split(text, 1.0, &mut terms) {
+            // Name the first term that does not parse, when the spacing shows the terms.
+            let pieces = text.split([' ']).filter(|t| !matches!(*t, "" | "+" | "-"));
+            for piece in pieces {
+                self.weighted(piece.trim_start_matches(['+', '-']))?;
+            }
+            return Err(whole);
+        }
         let mut parts: Vec<Vec<(String, f32, Term)>> = Vec::new();
         for (sign, t) in &terms {
             let mut p = self.weighted(t)?;
