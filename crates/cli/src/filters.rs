@@ -30,15 +30,20 @@ pub(crate) struct FiltersArgs {
     /// Filters: 0..64, 3,7,9, all.
     #[arg(long, default_value = "0..64")]
     pub filters: String,
-    /// Gradient-ascent steps.
-    #[arg(long, default_value_t = 40)]
-    pub steps: usize,
+    /// Gradient-ascent steps (default: 40, or the recipe's: lucid 512, maco 256).
+    #[arg(long)]
+    pub steps: Option<usize>,
     /// Step size (learning rate with --optimizer adam).
     #[arg(long, default_value_t = 1.0, value_parser = finite)]
     pub step: f32,
-    /// Image size in pixels (W or WxH).
-    #[arg(long, value_parser = parse_size, default_value = "150")]
-    pub size: Size,
+    /// Image size in pixels (W or WxH; default 150, or the recipe's).
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<Size>,
+    /// walkthrough (the default: the options below), or lucid / maco: Lucid's or MaCo's
+    /// pictures of the same filters (as `convscope visualize --objective LAYER:FILTERS`; the
+    /// walk-through's tuning options are then refused).
+    #[arg(long, default_value = "walkthrough")]
+    pub recipe: Recipe,
     /// Seed of the starting noise and random transformations.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -106,12 +111,15 @@ fn name_of(p: &Path, option: &str) -> Result<String> {
 }
 
 pub(crate) fn run(args: FiltersArgs) -> Result<()> {
+    if args.recipe != Recipe::Walkthrough {
+        return run_recipe(args);
+    }
     let start = Instant::now();
     let config = FiltersConfig {
         filters: FilterSet::Spec(args.filters.clone()),
-        steps: args.steps,
+        steps: args.steps.unwrap_or(40),
         step: args.step,
-        size: args.size,
+        size: args.size.unwrap_or(Size::square(150)),
         seed: args.seed,
         preprocess: args.preprocess,
         optimizer: match args.optimizer {
@@ -176,6 +184,76 @@ pub(crate) fn run(args: FiltersArgs) -> Result<()> {
         grid.mean_end(),
         picture.size(),
         written.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `--recipe lucid|maco`: the filters' pictures by [`Model::visualize`], written like
+/// `convscope visualize` (one PNG each, `grid.png`, `index.json`), or only the grid when `--out`
+/// names a `.png`.
+fn run_recipe(args: FiltersArgs) -> Result<()> {
+    let start = Instant::now();
+    let walkthrough_only = [
+        (args.step != 1.0, "--step"),
+        (args.tv != 0.0 || args.l2 != 0.0, "--tv/--l2"),
+        (
+            args.jitter != 0 || args.scale != 0.0 || args.rotate != 0.0,
+            "--jitter/--scale/--rotate",
+        ),
+        (args.octaves != 1, "--octaves"),
+        (args.json.is_some(), "--json"),
+        (!matches!(args.optimizer, OptimizerArg::Sgd), "--optimizer"),
+    ];
+    if let Some((_, name)) = walkthrough_only.iter().find(|(set, _)| *set) {
+        return Err(convscope::Error::Config(format!(
+            "{name} tunes the walkthrough recipe; --recipe {} sets its own (see convscope visualize)",
+            args.recipe.name()
+        ))
+        .into());
+    }
+    let model = open_model(
+        &args.model,
+        &args.run,
+        InputConfig {
+            preprocess: args.preprocess,
+            ..InputConfig::default()
+        },
+    )?;
+    let config = VisualizeConfig {
+        recipe: args.recipe,
+        size: args.size,
+        steps: args.steps,
+        seed: args.seed,
+        chunk: args.chunk,
+        ..VisualizeConfig::objective(&format!("{}:{}", args.layer, args.filters))
+    };
+    let vis = model.visualize_with_progress(&config, &Bar::new())?;
+    let tiles = TileStyle {
+        grid: args.grid.map(|g| (g.width, g.height)),
+        margin: args.margin,
+        labels: args.labels,
+    };
+    let is_png = args
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if is_png {
+        let mut out = OutputDir::beside(parent_of(&args.out))?;
+        out.put_picture(&name_of(&args.out, "--out")?, &vis.grid(&tiles)?)?;
+        out.commit()?;
+    } else {
+        let mut out = OutputDir::create(&args.out)?;
+        vis.write(&mut out)?;
+        out.commit()?;
+    }
+    eprintln!(
+        "{} filters of {} ({} recipe, {} steps) written to {} in {:.1} s",
+        vis.pictures.len(),
+        args.layer,
+        vis.recipe.name(),
+        vis.steps,
+        args.out.display(),
         start.elapsed().as_secs_f64()
     );
     Ok(())

@@ -14,6 +14,7 @@ mod filters;
 mod report;
 mod serve;
 mod signals;
+mod visualize;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,11 @@ enum Command {
     Activations(activations::ActivationsArgs),
     /// Show the input pattern each filter of a layer responds to (gradient ascent in input space).
     Filters(filters::FiltersArgs),
+    /// Feature visualization of any objective (Lucid, MaCo or the walk-through's recipe):
+    /// channels, neurons, directions, classes, inversions, with diversity.
+    Visualize(visualize::VisualizeArgs),
+    /// Measure the magnitude spectrum MaCo holds fixed on a folder of pictures (.npy).
+    Spectrum(visualize::SpectrumArgs),
     /// Class activation maps (Grad-CAM and its family): where the evidence for a class is.
     Cam(cam::CamArgs),
     /// Saliency maps: gradients, SmoothGrad, Integrated Gradients, guided backpropagation.
@@ -160,6 +166,8 @@ fn main() -> ExitCode {
         } => summary(model, json, size, run),
         Command::Activations(args) => activations::run(args),
         Command::Filters(args) => filters::run(args),
+        Command::Visualize(args) => visualize::run(args),
+        Command::Spectrum(args) => visualize::run_spectrum(args),
         Command::Cam(args) => cam::run(args),
         Command::Saliency(args) => cam::run_saliency(args),
         Command::Demo(args) => report::run_demo(args),

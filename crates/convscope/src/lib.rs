@@ -67,6 +67,7 @@ pub mod saliency;
 mod size;
 pub mod summary;
 pub mod text;
+pub mod visualize;
 
 pub use activations::{Activations, ActivationsConfig, GridStyle};
 pub use cam::{CamConfig, CamMap, CamSet, OverlayStyle};
@@ -84,6 +85,7 @@ pub use pass::ForwardPass;
 pub use picture::{Image, Picture, Region};
 pub use saliency::{SaliencyConfig, SaliencyMap};
 pub use size::{Size, MAX_SIDE};
+pub use visualize::{Recipe, VisualPicture, Visualization, VisualizeConfig};
 
 /// Re-exports of the lower crates, for work below the facade.
 pub mod lower {
@@ -99,7 +101,7 @@ pub mod prelude {
     pub use crate::{
         Activations, ActivationsConfig, CamConfig, CamMap, Class, Classes, Colormap, Error,
         FilterGrid, FilterSet, FiltersConfig, GridStyle, Image, Input, InputConfig, Labels, Model,
-        OutputElement, OverlayStyle, Picture, Preprocess, Result, SaliencyConfig, Size, Target,
-        TileStyle,
+        OutputElement, OverlayStyle, Picture, Preprocess, Recipe, Result, SaliencyConfig, Size,
+        Target, TileStyle, Visualization, VisualizeConfig,
     };
 }

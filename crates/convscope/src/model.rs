@@ -20,6 +20,7 @@ use crate::progress::{NoProgress, Progress};
 use crate::saliency::{SaliencyConfig, SaliencyMap};
 use crate::size::Size;
 use crate::summary::SummaryDoc;
+use crate::visualize::{Visualization, VisualizeConfig};
 
 /// A convolutional network, ready to show what it has learned.
 ///
@@ -370,6 +371,33 @@ impl Model {
         progress: &dyn Progress,
     ) -> Result<FilterGrid> {
         FilterGrid::compute(self, layer, config, progress)
+    }
+
+    /// Feature visualization of any objective ([`VisualizeConfig`]): Lucid's or MaCo's
+    /// pictures, or the walk-through's, all pictures of a call optimised as one batch where
+    /// memory allows.
+    ///
+    /// ```
+    /// use convscope::prelude::*;
+    ///
+    /// let model = Model::demo()?;
+    /// let cfg = VisualizeConfig { steps: Some(4), size: Some(Size::square(48)), ..VisualizeConfig::objective("conv1:0..2") };
+    /// let vis = model.visualize(&cfg)?;
+    /// assert_eq!(vis.pictures.len(), 2);
+    /// assert_eq!(vis.pictures[1].objective, "conv1:1");
+    /// # Ok::<(), convscope::Error>(())
+    /// ```
+    pub fn visualize(&self, config: &VisualizeConfig) -> Result<Visualization> {
+        self.visualize_with_progress(config, &NoProgress)
+    }
+
+    /// [`Model::visualize`], reporting its steps to `progress`.
+    pub fn visualize_with_progress(
+        &self,
+        config: &VisualizeConfig,
+        progress: &dyn Progress,
+    ) -> Result<Visualization> {
+        Visualization::compute(self, config, progress)
     }
 
     /// Refuses a pass of a batch of `batch` copies of `input` up to `wanted` whose estimated

@@ -40,6 +40,7 @@ mod batch;
 pub mod cam;
 mod error;
 pub mod filters;
+pub mod fvis;
 pub mod input;
 pub mod saliency;
 pub mod select;

@@ -22,6 +22,16 @@ impl Rng {
     pub fn uniform(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
+    /// Standard normal (Box–Muller on two uniform draws of 53 bits).
+    pub fn normal(&mut self) -> f32 {
+        let u1 = ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64; // (0, 1]
+        let u2 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+    }
+    /// Uniform integer in `0..n` (`n` ≥ 1).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
     /// Uniform integer in `[-r, r]`.
     pub fn offset(&mut self, r: usize) -> isize {
         if r == 0 {
