@@ -27,9 +27,10 @@ pub(crate) struct FiltersArgs {
     /// The layer whose filters to visualise (friendly or raw ONNX name, or index).
     #[arg(long)]
     pub layer: String,
-    /// Filters: 0..64, 3,7,9, all.
-    #[arg(long, default_value = "0..64")]
-    pub filters: String,
+    /// Filters: 0..64, 3,7,9, all (default: the first 64, the walk-through's 8×8 grid, or all
+    /// of a layer with fewer).
+    #[arg(long)]
+    pub filters: Option<String>,
     /// Gradient-ascent steps (default: 40, or the recipe's: lucid 512, maco 256).
     #[arg(long)]
     pub steps: Option<usize>,
@@ -116,7 +117,10 @@ pub(crate) fn run(args: FiltersArgs) -> Result<()> {
     }
     let start = Instant::now();
     let config = FiltersConfig {
-        filters: FilterSet::Spec(args.filters.clone()),
+        filters: args
+            .filters
+            .clone()
+            .map_or(FilterSet::First(64), FilterSet::Spec),
         steps: args.steps.unwrap_or(40),
         step: args.step,
         size: args.size.unwrap_or(Size::square(150)),
@@ -226,7 +230,11 @@ fn run_recipe(args: FiltersArgs) -> Result<()> {
         steps: args.steps,
         seed: args.seed,
         chunk: args.chunk,
-        ..VisualizeConfig::objective(&format!("{}:{}", args.layer, args.filters))
+        ..VisualizeConfig::objective(&format!(
+            "{}:{}",
+            args.layer,
+            args.filters.as_deref().unwrap_or("0..64")
+        ))
     };
     let vis = model.visualize_with_progress(&config, &Bar::new())?;
     let tiles = TileStyle {

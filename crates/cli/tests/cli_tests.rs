@@ -1445,3 +1445,51 @@ fn summary_json_lists_layers_shapes_and_params() {
     assert_eq!(usizes(&s["input"]["shape"]), [1, 3, 16, 20]);
     assert_eq!(usizes(&s["layers"][1]["shape"]), [1, 4, 8, 10]);
 }
+
+/// Without `--filters`, a layer with fewer than 64 filters shows them all (the walk-through's
+/// 8×8 grid is the first 64); before, the default `0..64` refused the demo's 16-filter conv1.
+/// An explicit range past the end is still refused.
+#[test]
+fn filters_default_to_all_of_a_small_layer() {
+    let td = TestDir::new("filters-small-layer");
+    std::fs::write(
+        td.root().join("demo.onnx"),
+        convscope_demo::demo_model_bytes(),
+    )
+    .unwrap();
+    let o = run_in(
+        td.root(),
+        [
+            "filters",
+            "demo.onnx",
+            "--layer",
+            "conv1",
+            "--steps",
+            "2",
+            "--size",
+            "32",
+            "--out",
+            "out",
+        ],
+    );
+    assert_eq!(o.code, 0, "{}\n{}", o.cmd, o.stderr);
+    // The summary line goes to stderr (stdout stays for machine-readable output).
+    assert!(o.stderr.contains("16 filters of conv1"), "{}", o.stderr);
+    let o = run_in(
+        td.root(),
+        [
+            "filters",
+            "demo.onnx",
+            "--layer",
+            "conv1",
+            "--filters",
+            "0..64",
+            "--steps",
+            "2",
+            "--out",
+            "out2",
+        ],
+    );
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("out of range"), "{}", o.stderr);
+}
