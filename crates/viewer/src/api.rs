@@ -768,23 +768,25 @@ struct FolderExamples {
     layer: convscope::examples::LayerExamples,
 }
 
-/// The examples job of `layer` (started if needed) and its key.
-fn examples_job(app: &Arc<App>, label: &str) -> Result<(String, Arc<crate::jobs::Job>), ApiError> {
+/// The examples job of `layer`, started if needed.
+fn examples_job(app: &Arc<App>, label: &str) -> Result<Arc<crate::jobs::Job>, ApiError> {
     let Some(dir) = app.images.folder().map(std::path::Path::to_path_buf) else {
         return Err(ApiError::bad(
             "dataset examples need an images folder: start convscope serve with --images DIR",
         ));
     };
-    let key = format!("examples|{label}");
-    let files = app.images.example_files();
-    let (model, layer) = (app.model.clone(), label.to_string());
-    let what = format!("examples of {label} over {} images", files.len());
+    let key = examples_key(label);
+    let (shared, layer) = (app.clone(), label.to_string());
+    let what = format!("examples of {label} over the images folder");
     let job = app.jobs.start(&key, &what, move |progress| {
+        // Listed here, once per job, not on every poll of a page.
+        let files = shared.images.example_files();
+        let model = &shared.model;
         let config = ExamplesConfig {
             layers: layer,
             ..ExamplesConfig::default()
         };
-        let index = ExamplesRun::over(&model, &dir, files, &config, None)?.run(progress)?;
+        let index = ExamplesRun::over(model, &dir, files, &config, None)?.run(progress)?;
         let mut layers = index.layers;
         let found = FolderExamples {
             images_used: index.images_used,
@@ -796,7 +798,12 @@ fn examples_job(app: &Arc<App>, label: &str) -> Result<(String, Arc<crate::jobs:
         serde_json::to_vec(&found).map_err(|e| ApiError::internal(e.to_string()))
     });
     job.touch();
-    Ok((key, job))
+    Ok(job)
+}
+
+/// The job key of a layer's dataset examples.
+fn examples_key(label: &str) -> String {
+    format!("examples|{label}")
 }
 
 /// The ranking of `end` (`top` or `bottom`) of one channel, from a finished job's bytes.
@@ -822,26 +829,30 @@ pub(crate) async fn examples(State(app): State<Arc<App>>, req: Request) -> ApiRe
     let p = Params::parse(req.uri().query(), &["layer", "channel", "wait"])?;
     let (label, channel) = examples_unit(&app, &p)?;
     if req.method() == axum::http::Method::DELETE {
-        let key = format!("examples|{label}");
+        let key = examples_key(&label);
         if let Some(job) = app.jobs.get(&key) {
             job.cancel();
         }
         return json(&serde_json::json!({"job": key, "cancelled": true}));
     }
     let wait = p.flag("wait")?.unwrap_or(false);
-    let (key, job) = examples_job(&app, &label)?;
-    let bytes = match app.jobs.result(&key) {
+    // A finished layer is answered from its kept result, without touching the folder.
+    let bytes = match app.jobs.result(&examples_key(&label)) {
         Some(done) => done,
-        None if wait => match job.finished().await {
-            crate::jobs::JobState::Done(bytes) => bytes,
-            crate::jobs::JobState::Failed(e) => return Err(e),
-            _ => return Err(ApiError::new(409, "the job was cancelled")),
-        },
-        None => match job.state() {
-            crate::jobs::JobState::Done(bytes) => bytes,
-            crate::jobs::JobState::Failed(e) => return Err(e),
-            _ => return Ok(json_response(StatusCode::ACCEPTED, &job.status())),
-        },
+        None => {
+            let job = examples_job(&app, &label)?;
+            let state = if wait {
+                job.finished().await
+            } else {
+                job.state()
+            };
+            match state {
+                crate::jobs::JobState::Done(bytes) => bytes,
+                crate::jobs::JobState::Failed(e) => return Err(e),
+                _ if wait => return Err(ApiError::new(409, "the job was cancelled")),
+                _ => return Ok(json_response(StatusCode::ACCEPTED, &job.status())),
+            }
+        }
     };
     let (found, index) = unit_of(&bytes, channel)?;
     let unit = &found.layer.units[index];
@@ -890,14 +901,11 @@ pub(crate) async fn example_crop(State(app): State<Arc<App>>, req: Request) -> A
     let rank = p
         .number("rank", usize::MAX)?
         .ok_or_else(|| ApiError::bad("missing parameter 'rank'"))?;
-    let bytes = app
-        .jobs
-        .result(&format!("examples|{label}"))
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "the examples of '{label}' are not computed yet; ask /api/examples first"
-            ))
-        })?;
+    let bytes = app.jobs.result(&examples_key(&label)).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "the examples of '{label}' are not computed yet; ask /api/examples first"
+        ))
+    })?;
     let (found, index) = unit_of(&bytes, channel)?;
     let unit = &found.layer.units[index];
     let list = if end == "top" {
