@@ -54,7 +54,7 @@ pub(crate) fn run(args: ActivationsArgs) -> Result<()> {
         npy: args.npy,
     };
     style.validate()?;
-    let model = open_model(&args.model, &args.run, args.input_args.config())?;
+    let model = open_model(&args.model, &args.run, |own| args.input_args.config(own))?;
     let input = model.input(&args.input)?;
     // Open the output folder before the work, so an unwritable folder fails fast.
     let mut out = OutputDir::create(&args.out)?;

@@ -22,9 +22,10 @@ pub(crate) struct InputArgs {
     /// Resize the shorter side and crop the centre instead of stretching.
     #[arg(long)]
     pub crop: bool,
-    /// Pixel normalisation: unit (/255), imagenet, caffe, tf ([-1,1]), raw (0..255).
-    #[arg(long, default_value = "unit")]
-    pub preprocess: Preprocess,
+    /// Pixel normalisation: unit (/255), imagenet, caffe, tf ([-1,1]), raw (0..255). Default:
+    /// unit, or raw for a Keras model that rescales its input itself.
+    #[arg(long)]
+    pub preprocess: Option<Preprocess>,
     /// Custom per-channel mean on the 0..1 scale, e.g. 0.5,0.5,0.5 (needs --std).
     #[arg(long, value_parser = parse_triple, requires = "std")]
     pub mean: Option<[f32; 3]>,
@@ -34,19 +35,22 @@ pub(crate) struct InputArgs {
 }
 
 impl InputArgs {
-    pub fn preprocess(&self) -> Preprocess {
+    /// The normalisation asked for, if any.
+    pub fn preprocess(&self) -> Option<Preprocess> {
         match (self.mean, self.std) {
-            (Some(mean), Some(std)) => Preprocess::Custom { mean, std },
+            (Some(mean), Some(std)) => Some(Preprocess::Custom { mean, std }),
             _ => self.preprocess,
         }
     }
 
-    pub fn config(&self) -> InputConfig {
+    /// These options over the model's own (`own`): the normalisation stays the model's unless
+    /// one is asked for.
+    pub fn config(&self, own: &InputConfig) -> InputConfig {
         InputConfig {
             size: self.size,
             resize: self.resize,
             crop: self.crop,
-            preprocess: self.preprocess(),
+            preprocess: self.preprocess().unwrap_or(own.preprocess),
         }
     }
 }
@@ -69,20 +73,27 @@ impl RunArgs {
     }
 }
 
-/// Loads `path` with the shared options applied.
-pub(crate) fn open_model(path: &Path, run: &RunArgs, input: InputConfig) -> Result<Model> {
-    input.validate()?;
+/// Loads `path` with the shared options applied; `input` makes the input options from the
+/// model's own, which hold what the file implies (a Keras model with a `Rescaling` layer after
+/// its input wants raw pixels), so that only the options given on the command line change them.
+pub(crate) fn open_model(
+    path: &Path,
+    run: &RunArgs,
+    input: impl FnOnce(&InputConfig) -> InputConfig,
+) -> Result<Model> {
     let limit = run.limit();
     crate::alloc::set_limit(limit.bytes());
     let options = convscope::LoadOptions {
         allow_nonfinite: run.allow_nonfinite,
     };
     let model = Model::load_with(path, &options)
-        .with_context(|| format!("cannot load {}", path.display()))?
+        .with_context(|| format!("cannot load {}", path.display()))?;
+    let input = input(model.input_config());
+    input.validate()?;
+    Ok(model
         .with_input(input)
         .with_memory_limit(limit)
-        .allow_nonfinite(run.allow_nonfinite);
-    Ok(model)
+        .allow_nonfinite(run.allow_nonfinite))
 }
 
 /// Reads a labels file and attaches it.

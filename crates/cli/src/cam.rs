@@ -103,7 +103,7 @@ pub(crate) fn run(args: CamArgs) -> Result<()> {
     };
     style.validate()?;
     let method = args.method.to_ascii_lowercase();
-    let model = open_model(&args.model, &args.run, args.input_args.config())?;
+    let model = open_model(&args.model, &args.run, |own| args.input_args.config(own))?;
     let model = with_labels(model, args.labels.as_ref())?;
     let input = model.input(&args.input)?;
     let targets = match &args.class {
@@ -239,7 +239,7 @@ pub(crate) fn run_saliency(args: SaliencyArgs) -> Result<()> {
         }
         .validate()?;
     }
-    let model = open_model(&args.model, &args.run, args.input_args.config())?;
+    let model = open_model(&args.model, &args.run, |own| args.input_args.config(own))?;
     let model = with_labels(model, args.labels.as_ref())?;
     let input = model.input(&args.input)?;
     if let Some(labels) = model.labels() {

@@ -81,7 +81,7 @@ pub(crate) fn run(args: ExamplesArgs) -> Result<()> {
             PathBuf::from("convscope-out/examples")
         }
     });
-    let model = open_model(&args.model, &args.run, args.input_args.config())?;
+    let model = open_model(&args.model, &args.run, |own| args.input_args.config(own))?;
     let config = ExamplesConfig {
         layers: args.layers.clone(),
         top: args.top,
@@ -213,7 +213,7 @@ pub(crate) struct AtlasArgs {
 
 pub(crate) fn run_atlas(args: AtlasArgs) -> Result<()> {
     let start = Instant::now();
-    let model = open_model(&args.model, &args.run, args.input_args.config())?;
+    let model = open_model(&args.model, &args.run, |own| args.input_args.config(own))?;
     let config = convscope::atlas::AtlasConfig {
         examples: ExamplesConfig {
             layers: args.layers.clone(),
@@ -226,7 +226,7 @@ pub(crate) fn run_atlas(args: AtlasArgs) -> Result<()> {
         pictures: (!args.no_pictures).then(|| convscope::FiltersConfig {
             size: args.picture_size,
             steps: args.steps,
-            preprocess: args.input_args.preprocess(),
+            preprocess: model.input_config().preprocess,
             ..convscope::FiltersConfig::default()
         }),
         ..convscope::atlas::AtlasConfig::default()

@@ -48,9 +48,10 @@ pub(crate) struct FiltersArgs {
     /// Seed of the starting noise and random transformations.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// The model's pixel normalisation: unit, imagenet, caffe, tf, raw.
-    #[arg(long, default_value = "unit")]
-    pub preprocess: Preprocess,
+    /// The model's pixel normalisation: unit, imagenet, caffe, tf, raw (default: unit, or raw
+    /// for a Keras model that rescales its input itself).
+    #[arg(long)]
+    pub preprocess: Option<Preprocess>,
     /// Output: a .png path for the grid alone, or a folder for the grid plus one PNG per filter.
     #[arg(long, default_value = "convscope-out/filters")]
     pub out: PathBuf,
@@ -116,16 +117,13 @@ pub(crate) fn run(args: FiltersArgs) -> Result<()> {
         return run_recipe(args);
     }
     let start = Instant::now();
-    let config = FiltersConfig {
-        filters: args
-            .filters
-            .clone()
-            .map_or(FilterSet::First(64), FilterSet::Spec),
+    let mut config = FiltersConfig {
+        filters: filter_set(&args.filters),
         steps: args.steps.unwrap_or(40),
         step: args.step,
         size: args.size.unwrap_or(Size::square(150)),
         seed: args.seed,
-        preprocess: args.preprocess,
+        preprocess: args.preprocess.unwrap_or_default(),
         optimizer: match args.optimizer {
             OptimizerArg::Sgd => Optimizer::NormalizedAscent,
             OptimizerArg::Adam => Optimizer::Adam,
@@ -145,7 +143,10 @@ pub(crate) fn run(args: FiltersArgs) -> Result<()> {
         margin: args.margin,
         labels: args.labels,
     };
-    let model = open_model(&args.model, &args.run, InputConfig::default())?;
+    let model = open_model(&args.model, &args.run, |own| {
+        model_input(own, args.preprocess)
+    })?;
+    config.preprocess = model.input_config().preprocess;
     let grid = model.filters_with_progress(&args.layer, &config, &Bar::new())?;
     let picture = grid.picture(&tiles)?;
     let stem = file_stem(&grid.layer);
@@ -193,6 +194,22 @@ pub(crate) fn run(args: FiltersArgs) -> Result<()> {
     Ok(())
 }
 
+/// The input options of a command whose only input option is `--preprocess`: the model's own
+/// normalisation unless one is given.
+pub(crate) fn model_input(own: &InputConfig, preprocess: Option<Preprocess>) -> InputConfig {
+    InputConfig {
+        preprocess: preprocess.unwrap_or(own.preprocess),
+        ..InputConfig::default()
+    }
+}
+
+/// `--filters`: the given selection, or the first 64 filters (all of a smaller layer).
+fn filter_set(filters: &Option<String>) -> FilterSet {
+    filters
+        .clone()
+        .map_or(FilterSet::First(64), FilterSet::Spec)
+}
+
 /// `--recipe lucid|maco`: the filters' pictures by [`Model::visualize`], written like
 /// `convscope visualize` (one PNG each, `grid.png`, `index.json`), or only the grid when `--out`
 /// names a `.png`.
@@ -216,25 +233,16 @@ fn run_recipe(args: FiltersArgs) -> Result<()> {
         ))
         .into());
     }
-    let model = open_model(
-        &args.model,
-        &args.run,
-        InputConfig {
-            preprocess: args.preprocess,
-            ..InputConfig::default()
-        },
-    )?;
+    let model = open_model(&args.model, &args.run, |own| {
+        model_input(own, args.preprocess)
+    })?;
     let config = VisualizeConfig {
         recipe: args.recipe,
         size: args.size,
         steps: args.steps,
         seed: args.seed,
         chunk: args.chunk,
-        ..VisualizeConfig::objective(&format!(
-            "{}:{}",
-            args.layer,
-            args.filters.as_deref().unwrap_or("0..64")
-        ))
+        ..VisualizeConfig::filters(&model, &args.layer, &filter_set(&args.filters))?
     };
     let vis = model.visualize_with_progress(&config, &Bar::new())?;
     let tiles = TileStyle {

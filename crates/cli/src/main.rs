@@ -89,11 +89,10 @@ fn summary(
     size: Option<convscope::Size>,
     run: args::RunArgs,
 ) -> Result<()> {
-    let input = convscope::InputConfig {
+    let m = args::open_model(&model, &run, |own| convscope::InputConfig {
         size,
-        ..convscope::InputConfig::default()
-    };
-    let m = args::open_model(&model, &run, input)?;
+        ..own.clone()
+    })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&m.summary()?)?);
     } else {

@@ -51,7 +51,7 @@ pub(crate) struct DemoArgs {
 }
 
 pub(crate) fn run_report(args: ReportArgs) -> Result<()> {
-    let model = open_model(&args.model, &args.run, args.input_args.config())?;
+    let model = open_model(&args.model, &args.run, |own| args.input_args.config(own))?;
     let model = with_labels(model, args.labels.as_ref())?;
     let input = model.input(&args.input)?;
     if let Some(labels) = model.labels() {

@@ -55,12 +55,11 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
-    let sized = InputConfig {
-        size: args.size,
-        ..InputConfig::default()
-    };
     let model = match &args.model {
-        Some(path) => open_model(path, &args.run, sized)?,
+        Some(path) => open_model(path, &args.run, |own| InputConfig {
+            size: args.size,
+            ..own.clone()
+        })?,
         None => {
             let limit = args.run.limit();
             crate::alloc::set_limit(limit.bytes());

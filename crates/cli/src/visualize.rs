@@ -50,9 +50,10 @@ pub(crate) struct VisualizeArgs {
     /// Pictures per network pass (default: from the memory limit, at most 16).
     #[arg(long)]
     pub chunk: Option<usize>,
-    /// The model's pixel normalisation: unit, imagenet, caffe, tf, raw.
-    #[arg(long, default_value = "unit")]
-    pub preprocess: Preprocess,
+    /// The model's pixel normalisation: unit, imagenet, caffe, tf, raw (default: unit, or raw
+    /// for a Keras model that rescales its input itself).
+    #[arg(long)]
+    pub preprocess: Option<Preprocess>,
     /// Class names, one per line (for class:NAME and the captions).
     #[arg(long)]
     pub labels: Option<PathBuf>,
@@ -65,12 +66,10 @@ pub(crate) struct VisualizeArgs {
 
 pub(crate) fn run(args: VisualizeArgs) -> Result<()> {
     let start = Instant::now();
-    let input = InputConfig {
-        preprocess: args.preprocess,
-        ..InputConfig::default()
-    };
     let model = with_labels(
-        open_model(&args.model, &args.run, input)?,
+        open_model(&args.model, &args.run, |own| {
+            crate::filters::model_input(own, args.preprocess)
+        })?,
         args.labels.as_ref(),
     )?;
     let spectrum = match &args.spectrum_from {

@@ -19,13 +19,13 @@ fn summary_activations_and_cam_take_a_keras2_h5() {
     let td = TestDir::new("keras");
     let model = fixture("catsdogs_k2.h5");
     let out = td.run(["summary".as_ref(), model.as_os_str()]).success();
-    // Keras counts 65,521: the engine leaves out one-element constants (it takes them for
-    // scalars such as Clip bounds), here the bias of the final Dense(1).
+    // Keras's count, the final Dense(1)'s one-element bias included (65,520 before the engine
+    // counted one-element weights of layers).
     for name in [
         "conv2d_3",
         "max_pooling2d_3",
         "dense_1",
-        "Total params: 65,520",
+        "Total params: 65,521",
     ] {
         assert!(
             out.stdout.contains(name),
@@ -83,4 +83,47 @@ fn broken_keras_files_end_in_one_error_line() {
             .one_line_error();
         assert!(line.contains(want), "{name}: {line}");
     }
+}
+
+/// A Keras model that rescales its input itself (`Rescaling` right after the input) is fed raw
+/// pixels unless `--preprocess` says otherwise: the command line's default used to replace the
+/// preset the file implies with `/255`.
+#[test]
+fn a_rescaling_keras_model_gets_raw_pixels_unless_told() {
+    let td = TestDir::new("keras-preset");
+    let model = fixture("zoo.keras");
+    let png = td.write("pic.png", &classifier_png(24, 24));
+    let npy = |preprocess: Option<&str>, out: &str| {
+        let mut args = vec![
+            "activations",
+            model.to_str().unwrap(),
+            png.to_str().unwrap(),
+            "--layers",
+            "dilated",
+            "--npy",
+            "--out",
+            out,
+        ];
+        if let Some(p) = preprocess {
+            args.extend(["--preprocess", p]);
+        }
+        td.run(args).success();
+        let dir = td.root().join(out);
+        let file = list(&dir)
+            .into_iter()
+            .find(|f| f.ends_with(".npy"))
+            .expect("an .npy file");
+        std::fs::read(dir.join(file)).unwrap()
+    };
+    let default = npy(None, "default");
+    assert_eq!(
+        default,
+        npy(Some("raw"), "raw"),
+        "the default is the raw preset"
+    );
+    assert_ne!(
+        default,
+        npy(Some("unit"), "unit"),
+        "--preprocess unit still applies"
+    );
 }

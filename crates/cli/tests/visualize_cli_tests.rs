@@ -159,6 +159,32 @@ fn spectrum_and_filters_recipe() {
             .unwrap();
     assert_eq!(index["recipe"], "lucid");
     assert_eq!(index["pictures"].as_array().unwrap().len(), 2);
+    // Without --filters a recipe takes the first 64 filters: all 5 of conv2 (the literal
+    // "conv2:0..64" it used to ask for was refused as out of range).
+    td.run([
+        "filters", m, "--layer", "conv2", "--recipe", "lucid", "--steps", "2", "--out", "all",
+    ])
+    .success();
+    let index: Json =
+        serde_json::from_str(&std::fs::read_to_string(td.path("all/index.json")).unwrap()).unwrap();
+    assert_eq!(index["pictures"].as_array().unwrap().len(), 5);
+    let o = td.run([
+        "filters",
+        m,
+        "--layer",
+        "conv2",
+        "--recipe",
+        "lucid",
+        "--filters",
+        "5",
+        "--out",
+        "f3",
+    ]);
+    assert!(
+        o.one_line_error().contains("out of range"),
+        "{}",
+        o.one_line_error()
+    );
     let o = td.run([
         "filters", m, "--layer", "conv2", "--recipe", "lucid", "--tv", "0.1", "--out", "f2",
     ]);

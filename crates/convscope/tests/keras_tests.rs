@@ -134,3 +134,25 @@ fn rescaling_layer_sets_the_raw_pixel_preset() {
     let plain = Model::load(fixture("catsdogs.keras")).unwrap();
     assert_eq!(plain.input_config().preprocess, Preprocess::Unit);
 }
+
+/// Every fixture's summary counts the parameters Keras's `model.summary()` printed when the
+/// fixture was made (recorded as `params` in its JSON by scripts/keras/make_fixtures.py),
+/// one-element weights such as a `Dense(1)` bias included.
+#[test]
+fn fixtures_count_the_parameters_keras_counts() {
+    for json in [
+        "catsdogs.json",
+        "mobilenet_like.json",
+        "nested.json",
+        "zoo.json",
+    ] {
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture(json)).unwrap()).unwrap();
+        let keras = doc["params"].as_u64().unwrap() as usize;
+        for file in doc["files"].as_array().unwrap() {
+            let file = file.as_str().unwrap();
+            let model = Model::load(fixture(file)).unwrap();
+            assert_eq!(model.summary().unwrap().total_params, keras, "{file}");
+        }
+    }
+}

@@ -61,15 +61,11 @@ const FUSABLE_UNARY: &[&str] = &[
 pub(crate) fn build_layers(model: &Graph) -> Vec<Layer> {
     let is_const = |id: ValueId| matches!(model.values[id.0].source, Source::Const(_));
     let params_of = |ni: usize| -> usize {
-        model.nodes[ni]
-            .inputs
+        let node = &model.nodes[ni];
+        node.inputs
             .iter()
-            .flatten()
-            .filter(|&&id| is_const(id))
-            .map(|id| match &model.values[id.0].source {
-                Source::Const(crate::tensor::Value::Float(t)) => t.len(),
-                _ => 0,
-            })
+            .enumerate()
+            .filter_map(|(slot, id)| Some(model.parameter_elements(&node.op_type, slot, (*id)?)))
             .sum()
     };
     let mut absorbed = vec![false; model.nodes.len()];

@@ -94,15 +94,52 @@ impl Graph {
         matches!(self.values[id.0].source, Source::Const(_))
     }
 
-    /// Number of learned parameters (elements of float initializers and folded constants).
+    /// Number of learned parameters: the elements of the float constants the nodes read (each
+    /// constant once), by [`Graph::parameter_elements`].
     pub fn parameter_count(&self) -> usize {
-        self.values
-            .iter()
-            .map(|v| match &v.source {
-                Source::Const(Value::Float(t)) if t.len() > 1 => t.len(),
-                _ => 0,
-            })
-            .sum()
+        let mut seen = vec![false; self.values.len()];
+        let mut total = 0;
+        for node in &self.nodes {
+            for (slot, id) in node.inputs.iter().enumerate() {
+                let Some(id) = *id else { continue };
+                if !seen[id.0] {
+                    let n = self.parameter_elements(&node.op_type, slot, id);
+                    seen[id.0] = n > 0;
+                    total += n;
+                }
+            }
+        }
+        total
+    }
+
+    /// How many parameters input `slot` of an `op` node adds when it reads value `id`: the
+    /// elements of a float constant, except one-element constants outside a layer's weight
+    /// slots, which are scalars of the computation (Clip bounds, the 0.5 of an exported GELU),
+    /// and the geometry of shape ops (a Resize's scales), which is not learned. A layer's
+    /// weights count whatever their size (a Keras `Dense(1)` has a one-element bias, which
+    /// Keras counts).
+    pub(crate) fn parameter_elements(&self, op: &str, slot: usize, id: ValueId) -> usize {
+        let Source::Const(crate::tensor::Value::Float(t)) = &self.values[id.0].source else {
+            return 0;
+        };
+        if matches!(
+            op,
+            "Resize" | "Upsample" | "Pad" | "Clip" | "Reshape" | "Expand" | "Tile" | "Slice"
+        ) {
+            return 0;
+        }
+        let weight_slot = matches!(
+            (op, slot),
+            ("Conv" | "ConvTranspose" | "Gemm", 1 | 2)
+                | ("BatchNormalization" | "InstanceNormalization", 1..=4)
+                | ("LayerNormalization", 1 | 2)
+                | ("PRelu" | "MatMul", 1)
+        );
+        if t.len() > 1 || weight_slot {
+            t.len()
+        } else {
+            0
+        }
     }
 
     /// The layer with this friendly name, if any.
