@@ -68,10 +68,11 @@ class Model:
         memory_limit: Optional[str] = None,
         allow_nonfinite: bool = False,
     ) -> None:
-        """Loads an ONNX file.
+        """Loads an ONNX file or a Keras `.keras` / `.h5` file (recognised by content).
 
-        preprocess: 'unit' (/255, the default), 'imagenet', 'caffe', 'tf', 'raw', or a
-            (mean, std) pair of three numbers each on the 0..1 scale.
+        preprocess: 'unit' (/255, the default), 'imagenet', 'caffe', 'tf', 'raw' (the default
+            for a Keras model that rescales its input itself), or a (mean, std) pair of three
+            numbers each on the 0..1 scale.
         size: N, (width, height) or 'WxH'; default: the size the model declares.
         crop: resize the shorter side and crop the centre instead of stretching.
         resize: 'bilinear' (default), 'bicubic' (Pillow's default) or 'nearest'.
@@ -200,13 +201,54 @@ class Model:
         l2: float = 0.0,
         octaves: int = 1,
         octave_scale: float = 1.4,
-    ) -> "FilterGrid":
+    ) -> Union["FilterGrid", "Visualization"]:
         """The input pattern each filter of `layer` responds to most (gradient ascent in
-        input space). `filters`: N (the first N), a range or list of indices, or a selection
-        such as '0..64', '3,7,9', 'all' (default: the first 64). `recipe='walkthrough'` is the
-        walk-through's: 40 normalised steps of size 1 from grey noise at 150x150, no
-        transformations; every keyword changes one part of it (optimizer='adam', jitter=,
-        scale=, rotate=, tv=, l2=, octaves=)."""
+        input space). `filters`: N (the first N, all of a smaller layer), a range or list of
+        indices, or a selection such as '0..64', '3,7,9', 'all' (default: the first 64).
+        `recipe='walkthrough'` is the walk-through's: 40 normalised steps of size 1 from grey
+        noise at 150x150, no transformations; every keyword changes one part of it
+        (optimizer='adam', jitter=, scale=, rotate=, tv=, l2=, octaves=); it returns a
+        `FilterGrid`. `recipe='lucid'` or `'maco'` makes Lucid's or MaCo's pictures, one per
+        filter (`steps`, `size`, `seed` apply; the walkthrough keywords are refused), and
+        returns a `Visualization`. Ctrl-C stops the call."""
+    def visualize(
+        self,
+        objective: Union[str, Sequence[str]],
+        recipe: str = "lucid",
+        *,
+        steps: Optional[int] = None,
+        size: Optional[SizeLike] = None,
+        lr: Optional[float] = None,
+        seed: int = 0,
+        batch: int = 1,
+        diversity: float = 0.0,
+        spectrum_from: Optional[PathLike] = None,
+        chunk: Optional[int] = None,
+    ) -> "Visualization":
+        """Feature visualization of any objective, as `convscope visualize`: a spec such as
+        'conv3:5' (a channel), 'conv3:0..8' (one picture each), 'conv3:5@10,12' (one neuron),
+        'class:285' or 'class:NAME' (with labels), 'conv3:dir=v.npy' (a direction),
+        'invert=cat.png@conv2', and weighted sums such as 'class:285 - 0.5*class:281'; or a
+        list of specs. `recipe`: 'lucid' (1/f Fourier basis, decorrelated colours, Lucid's
+        transformations, Adam, 512 steps), 'maco' (phase-only Fourier under a natural-image
+        spectrum, 256 steps) or 'walkthrough' (pixels, 40 normalised steps). `batch` pictures
+        per objective, made to differ by `diversity`; `spectrum_from`: a folder of pictures to
+        measure MaCo's spectrum on; `chunk`: pictures per network pass. The same seed gives
+        the same pictures. Ctrl-C stops the call."""
+    def examples(
+        self,
+        images: PathLike,
+        layers: Union[str, int, Sequence[Union[str, int]]],
+        *,
+        top: int = 9,
+        score: str = "max",
+        batch: Optional[int] = None,
+    ) -> "Examples":
+        """The images of the folder `images` (recursively) that excite each channel of
+        `layers` most and least, as `convscope examples`: each image goes through the model
+        once with the model's input options; `top` images are kept per channel at each end,
+        scored by the map's 'max' or 'mean'. Unreadable images are skipped and listed, never
+        fatal; memory stays bounded whatever the folder's size. Ctrl-C stops the call."""
 
 class Input:
     """An input prepared for a model: the tensor it runs on and the picture it sees."""
@@ -400,3 +442,75 @@ class FilterGrid:
         for 64 filters); `grid=(columns, rows)`, `labels=True` writes each filter's index."""
     def save(self, path: PathLike) -> None:
         """Writes the tiled picture as a PNG file, atomically."""
+
+class Visualization:
+    """Feature-visualization pictures, one per objective (and per copy with `batch=`). Shows
+    the labelled grid in Jupyter."""
+
+    def numpy(self) -> npt.NDArray[np.uint8]:
+        """Every picture: uint8, shape (pictures, height, width, 3), objective by objective."""
+    @property
+    def objectives(self) -> list[str]:
+        """The objective of each picture, as text ('conv3:5', 'class:285', ...)."""
+    @property
+    def values(self) -> list[float]:
+        """Each finished picture's objective value, as the model sees it untransformed."""
+    @property
+    def curves(self) -> list[list[float]]:
+        """Each picture's objective at every step."""
+    @property
+    def recipe(self) -> str:
+        """The recipe: 'walkthrough', 'lucid' or 'maco'."""
+    @property
+    def steps(self) -> int:
+        """Optimisation steps run."""
+    @property
+    def seed(self) -> int:
+        """The seed (the same seed gives the same pictures)."""
+    def index(self) -> dict[str, Any]:
+        """The `index.json` document `save(folder)` writes, as a dict."""
+    def pictures(self) -> list[dict[str, Any]]:
+        """Each picture's numbers as a dict: objective, copy, value, curve."""
+    def picture(
+        self, grid: Optional[tuple[int, int]] = None, margin: int = 5, labels: bool = False
+    ) -> Picture:
+        """Every picture tiled into one; `grid=(columns, rows)`, `labels=True` writes each
+        objective under its picture."""
+    def save(self, path: PathLike) -> None:
+        """Writes the pictures, atomically: a path ending in `.png` gets the tiled picture;
+        any other path becomes a folder with one PNG per picture, `grid.png` and `index.json`,
+        as `convscope visualize --out` writes."""
+    def __len__(self) -> int: ...
+    def __getitem__(self, i: int) -> Picture: ...
+
+class Examples:
+    """For every channel of the chosen layers, the folder's images it responds to most
+    (`top`) and least (`bottom`), with the score, the position of the map's maximum and its
+    receptive field. Shows the first channels' best crops in Jupyter."""
+
+    @property
+    def layers(self) -> list[str]:
+        """The layer names, in the order asked for."""
+    @property
+    def images_used(self) -> int:
+        """Images used."""
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """Images that could not be read, as (path relative to the folder, reason)."""
+    def index(self) -> dict[str, Any]:
+        """The whole result as the `index.json` document `convscope examples` writes."""
+    def top(self, layer: str, channel: int) -> list[dict[str, Any]]:
+        """The images `channel` of `layer` responds to most, best first: dicts with `image`
+        (the path relative to the folder), `score`, `x`, `y` (the map position of the
+        maximum) and `box` (its receptive field in the image's pixels)."""
+    def bottom(self, layer: str, channel: int) -> list[dict[str, Any]]:
+        """The images `channel` of `layer` responds to least, worst first (as `top`)."""
+    def crops(self, layer: str, channel: int, end: str = "top") -> list[Picture]:
+        """The receptive field of each of the channel's `top` (or `bottom`) entries, cut out
+        of its image, in rank order."""
+    def save(self, path: PathLike, crops: bool = False) -> None:
+        """Writes `index.json` (and with `crops=True` every entry's crop as a PNG, named as
+        `convscope examples --crop` names them) into the folder `path`, atomically."""
+    def shapes(self) -> dict[str, list[int]]:
+        """Each layer's map shape [channels, height, width] at the input size, by layer
+        name."""

@@ -16,7 +16,7 @@ use convscope_methods::fvis::transform::{LucidTransforms, MacoCrops, Transforms}
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::filters::TileStyle;
+use crate::filters::{FilterSet, TileStyle};
 use crate::model::Model;
 use crate::output::Sink;
 use crate::picture::Picture;
@@ -184,6 +184,32 @@ impl VisualizeConfig {
             objectives: vec![spec.to_string()],
             ..VisualizeConfig::default()
         }
+    }
+
+    /// Options for one picture per filter of `layer` (`convscope filters --recipe`): the
+    /// selection is resolved against the layer, so [`FilterSet::First`] takes all filters of a
+    /// smaller layer and an index past the end is refused naming the layer's size.
+    ///
+    /// ```
+    /// use convscope::prelude::*;
+    ///
+    /// let model = Model::demo()?;
+    /// // conv1 has 16 filters: the first 64 are all 16 of them.
+    /// let cfg = VisualizeConfig::filters(&model, "conv1", &FilterSet::First(64))?;
+    /// assert_eq!(cfg.objectives.len(), 16);
+    /// assert_eq!(cfg.objectives[3], "conv1:3");
+    /// assert!(VisualizeConfig::filters(&model, "conv1", &FilterSet::Indices(vec![16])).is_err());
+    /// # Ok::<(), convscope::Error>(())
+    /// ```
+    pub fn filters(model: &Model, layer: &str, filters: &FilterSet) -> Result<VisualizeConfig> {
+        // Only the channel count is wanted: any size probes it on a model whose size is free.
+        let view = model.input_size().unwrap_or(Size::square(224));
+        let (_, label, channels) = SpecParser { model, view }.layer(layer)?;
+        let indices = filters.resolve(channels, &label)?;
+        Ok(VisualizeConfig {
+            objectives: indices.iter().map(|i| format!("{label}:{i}")).collect(),
+            ..VisualizeConfig::default()
+        })
     }
 }
 
@@ -800,7 +826,8 @@ impl Visualization {
         rc.chunk = chunk;
         progress.start((jobs.len() * steps) as u64, "visualize");
         let rendered = render(model.engine(), &jobs, &rc, &mut |done| {
-            progress.set(done as u64)
+            progress.set(done as u64);
+            !progress.cancelled()
         })?;
         progress.finish();
         let pictures = rendered

@@ -10,7 +10,10 @@
 //! `cargo test` through `tests/python_package.rs`.
 
 mod errors;
+mod examples;
+mod fvis;
 mod inputs;
+mod interrupt;
 mod model;
 mod results;
 
@@ -28,6 +31,8 @@ fn convscope_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<results::PyCamMap>()?;
     m.add_class::<results::PySaliencyMap>()?;
     m.add_class::<results::PyFilterGrid>()?;
+    m.add_class::<fvis::PyVisualization>()?;
+    m.add_class::<examples::PyExamples>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("CAM_METHODS", convscope::cam::method_names().to_vec())?;
     m.add(

@@ -11,8 +11,15 @@ use convscope::{
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyRange, PyString};
 
+use convscope::examples::{ExamplesConfig, ExamplesRun};
+use convscope::visualize::spectrum_from_dir;
+use convscope::{Recipe, VisualizeConfig};
+
 use crate::errors::{invalid, raise, Kind, OrRaise};
+use crate::examples::PyExamples;
+use crate::fvis::PyVisualization;
 use crate::inputs::{self, parse_preprocess, parse_size, short_repr, Overrides};
+use crate::interrupt::Interruptible;
 use crate::results::{
     PyActivations, PyCamMap, PyFilterGrid, PyInput, PyPredictions, PySaliencyMap,
 };
@@ -125,10 +132,11 @@ impl PyModel {
 
 #[pymethods]
 impl PyModel {
-    /// Loads an ONNX file.
+    /// Loads an ONNX file or a Keras `.keras` / `.h5` file (recognised by content).
     ///
-    /// preprocess: 'unit' (/255, the default), 'imagenet', 'caffe', 'tf', 'raw', or a
-    ///     (mean, std) pair of three numbers each on the 0..1 scale.
+    /// preprocess: 'unit' (/255, the default), 'imagenet', 'caffe', 'tf', 'raw' (the default
+    ///     for a Keras model that rescales its input itself), or a (mean, std) pair of three
+    ///     numbers each on the 0..1 scale.
     /// size: N, (width, height) or 'WxH'; default: the size the model declares.
     /// crop: resize the shorter side and crop the centre instead of stretching.
     /// resize: 'bilinear' (default), 'bicubic' (Pillow's default) or 'nearest'.
@@ -150,16 +158,14 @@ impl PyModel {
         memory_limit: Option<&str>,
         allow_nonfinite: bool,
     ) -> PyResult<PyModel> {
+        let preprocess = preprocess.map(parse_preprocess).transpose()?;
         let config = InputConfig {
             size: size.map(parse_size).transpose()?,
             resize: resize
                 .parse::<ResizeFilter>()
                 .map_err(|e| invalid(e.to_string()))?,
             crop,
-            preprocess: match preprocess {
-                Some(p) => parse_preprocess(p)?,
-                None => convscope::Preprocess::Unit,
-            },
+            preprocess: preprocess.unwrap_or_default(),
         };
         config.validate().or_raise()?;
         let limit = match memory_limit {
@@ -175,9 +181,14 @@ impl PyModel {
             ));
         }
         let options = LoadOptions { allow_nonfinite };
-        let model = py
-            .detach(|| Model::load_with(&path, &options))
-            .or_raise()?
+        let model = py.detach(|| Model::load_with(&path, &options)).or_raise()?;
+        // Without preprocess=, the model's own normalisation: raw pixels for a Keras model
+        // that rescales its input itself, else /255.
+        let config = InputConfig {
+            preprocess: preprocess.unwrap_or(model.input_config().preprocess),
+            ..config
+        };
+        let model = model
             .with_input(config)
             .with_memory_limit(limit)
             .allow_nonfinite(allow_nonfinite);
@@ -416,12 +427,15 @@ impl PyModel {
 
     /// The input pattern each filter of `layer` responds to most (gradient ascent in input
     /// space). `recipe='walkthrough'` is the walk-through's: 40 normalised steps from grey
-    /// noise at 150x150, no transformations; every keyword changes one part of it.
+    /// noise at 150x150, no transformations; every keyword changes one part of it, and the
+    /// result is a `FilterGrid`. `recipe='lucid'` or `'maco'` makes Lucid's or MaCo's pictures
+    /// (as `visualize`, one objective per filter; `steps`, `size` and `seed` apply) and returns
+    /// a `Visualization`.
     #[pyo3(signature = (layer, filters=None, recipe="walkthrough", *, steps=None, step=None, size=None, seed=0, preprocess=None, optimizer=None, jitter=0, scale=0.0, rotate=0.0, tv=0.0, l2=0.0, octaves=1, octave_scale=1.4))]
     #[allow(clippy::too_many_arguments)]
-    fn filters(
+    fn filters<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         layer: &Bound<'_, PyAny>,
         filters: Option<&Bound<'_, PyAny>>,
         recipe: &str,
@@ -438,12 +452,44 @@ impl PyModel {
         l2: f32,
         octaves: usize,
         octave_scale: f32,
-    ) -> PyResult<PyFilterGrid> {
-        if recipe != "walkthrough" {
-            return Err(invalid(format!(
-                "unknown recipe '{recipe}'; recipes: walkthrough (change its parts with the \
-                 keywords: optimizer='adam', jitter=, scale=, rotate=, tv=, l2=, octaves=)"
-            )));
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let recipe: Recipe = recipe
+            .parse()
+            .map_err(|e: convscope::Error| invalid(e.to_string()))?;
+        if recipe != Recipe::Walkthrough {
+            let walkthrough_only = [
+                (step.is_some(), "step"),
+                (preprocess.is_some(), "preprocess (set it on the Model)"),
+                (optimizer.is_some(), "optimizer"),
+                (
+                    jitter != 0 || scale != 0.0 || rotate != 0.0,
+                    "jitter/scale/rotate",
+                ),
+                (tv != 0.0 || l2 != 0.0, "tv/l2"),
+                (octaves != 1, "octaves"),
+            ];
+            if let Some((_, name)) = walkthrough_only.iter().find(|(set, _)| *set) {
+                return Err(invalid(format!(
+                    "{name} tunes the walkthrough recipe; recipe='{}' sets its own (see Model.visualize)",
+                    recipe.name()
+                )));
+            }
+            let layer = layer_spec(layer)?;
+            let set = read_filter_set(filters)?;
+            let size = size.map(parse_size).transpose()?;
+            let progress = Interruptible::new();
+            let vis = py.detach(|| {
+                let config = VisualizeConfig {
+                    recipe,
+                    steps,
+                    size,
+                    seed,
+                    ..VisualizeConfig::filters(&self.model, &layer, &set)?
+                };
+                self.model.visualize_with_progress(&config, &progress)
+            });
+            let vis = progress.result(vis)?;
+            return Ok(Bound::new(py, PyVisualization { vis })?.into_any());
         }
         let base = FiltersConfig::default();
         let optimizer = match optimizer.map(str::to_ascii_lowercase).as_deref() {
@@ -476,10 +522,122 @@ impl PyModel {
             chunk: None,
         };
         let layer = layer_spec(layer)?;
-        let grid = py
-            .detach(|| self.model.filters(&layer, &config))
-            .or_raise()?;
-        Ok(PyFilterGrid { grid })
+        let progress = Interruptible::new();
+        let grid = py.detach(|| self.model.filters_with_progress(&layer, &config, &progress));
+        let grid = progress.result(grid)?;
+        Ok(Bound::new(py, PyFilterGrid { grid })?.into_any())
+    }
+
+    /// Feature visualization of any objective: a spec such as `'conv3:5'` (channel 5 of conv3),
+    /// `'conv3:0..8'` (one picture each), `'conv3:5@10,12'` (one neuron), `'class:285'` or
+    /// `'class:NAME'` (with labels), `'conv3:dir=v.npy'`, `'invert=cat.png@conv2'`, and sums
+    /// such as `'class:285 - 0.5*class:281'`; or a list of specs. `recipe`: 'lucid' (Fourier
+    /// basis, decorrelated colours, Lucid's transformations, Adam, 512 steps), 'maco'
+    /// (phase-only Fourier under a natural-image spectrum, 256 steps) or 'walkthrough'.
+    /// `batch`: pictures per objective; `diversity`: weight of the term that makes them differ;
+    /// `spectrum_from`: a folder of pictures to measure MaCo's spectrum on. The model's input
+    /// options (`preprocess=` on `Model`) say how pictures become its input. Ctrl-C stops it.
+    #[pyo3(signature = (objective, recipe="lucid", *, steps=None, size=None, lr=None, seed=0, batch=1, diversity=0.0, spectrum_from=None, chunk=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn visualize(
+        &self,
+        py: Python<'_>,
+        objective: &Bound<'_, PyAny>,
+        recipe: &str,
+        steps: Option<usize>,
+        size: Option<&Bound<'_, PyAny>>,
+        lr: Option<f32>,
+        seed: u64,
+        batch: usize,
+        diversity: f32,
+        spectrum_from: Option<PathBuf>,
+        chunk: Option<usize>,
+    ) -> PyResult<PyVisualization> {
+        let objectives: Vec<String> = if let Ok(s) = objective.cast::<PyString>() {
+            vec![s.to_cow()?.to_string()]
+        } else if let Ok(list) = objective.extract::<Vec<String>>() {
+            list
+        } else {
+            return Err(invalid(format!(
+                "objective must be a spec such as 'conv3:5' or a list of them; got {}",
+                short_repr(objective)
+            )));
+        };
+        if chunk == Some(0) {
+            return Err(invalid("chunk must be at least 1"));
+        }
+        let config = VisualizeConfig {
+            objectives,
+            recipe: recipe
+                .parse()
+                .map_err(|e: convscope::Error| invalid(e.to_string()))?,
+            size: size.map(parse_size).transpose()?,
+            steps,
+            lr,
+            seed,
+            batch,
+            diversity,
+            spectrum: None,
+            chunk,
+        };
+        let progress = Interruptible::new();
+        let vis = py.detach(|| {
+            let spectrum = match &spectrum_from {
+                Some(dir) => Some(Arc::new(spectrum_from_dir(dir, 256)?)),
+                None => None,
+            };
+            self.model
+                .visualize_with_progress(&VisualizeConfig { spectrum, ..config }, &progress)
+        });
+        Ok(PyVisualization {
+            vis: progress.result(vis)?,
+        })
+    }
+
+    /// The images of the folder `images` (searched recursively) that excite each channel of
+    /// `layers` most and least: every image goes through the model once, with the model's input
+    /// options; `top` images are kept per channel at each end, scored by the map's `'max'` or
+    /// `'mean'`. Unreadable images are skipped and listed (`skipped`), never fatal. Memory stays
+    /// bounded whatever the folder's size. Ctrl-C stops it. The CLI's `convscope examples`
+    /// does the same with shards, checkpoints and crops written to disk.
+    #[pyo3(signature = (images, layers, *, top=9, score="max", batch=None))]
+    fn examples(
+        &self,
+        py: Python<'_>,
+        images: PathBuf,
+        layers: &Bound<'_, PyAny>,
+        top: usize,
+        score: &str,
+        batch: Option<usize>,
+    ) -> PyResult<PyExamples> {
+        let base = ExamplesConfig::default();
+        let config = ExamplesConfig {
+            layers: layer_spec(layers)?,
+            top,
+            score: score
+                .parse()
+                .map_err(|e: convscope::Error| invalid(e.to_string()))?,
+            batch: batch.unwrap_or(base.batch),
+            ..base
+        };
+        if !images.is_dir() {
+            return Err(raise(
+                py,
+                if images.exists() {
+                    Kind::Invalid
+                } else {
+                    Kind::Missing
+                },
+                format!("{} is not a folder of images", images.display()),
+            ));
+        }
+        let progress = Interruptible::new();
+        let index =
+            py.detach(|| ExamplesRun::new(&self.model, &images, &config, None)?.run(&progress));
+        Ok(PyExamples {
+            index: progress.result(index)?,
+            dir: images,
+        })
     }
 
     /// For the benchmark script (scripts/bench/python_compare.py): the seconds each of `reps`

@@ -26,7 +26,7 @@ pub fn f32_array<'py>(
 }
 
 /// A uint8 numpy array of `shape` that takes over `values`.
-fn u8_array<'py>(
+pub fn u8_array<'py>(
     py: Python<'py>,
     shape: &[usize],
     values: Vec<u8>,
@@ -36,11 +36,18 @@ fn u8_array<'py>(
     Ok(a.into_pyarray(py))
 }
 
+/// A serializable value (an `index.json` document) as Python data (dicts, lists, numbers).
+pub fn py_json<'py>(py: Python<'py>, value: &impl serde::Serialize) -> PyResult<Bound<'py, PyAny>> {
+    let text = serde_json::to_string(value)
+        .map_err(|e| invalid(format!("cannot encode the document: {e}")))?;
+    py.import("json")?.call_method1("loads", (text,))
+}
+
 fn parse_colormap(name: &str) -> PyResult<Colormap> {
     name.parse::<Colormap>().map_err(|e| invalid(e.to_string()))
 }
 
-fn png_of(py: Python<'_>, picture: &Picture) -> PyResult<Py<PyBytes>> {
+pub fn png_of(py: Python<'_>, picture: &Picture) -> PyResult<Py<PyBytes>> {
     let bytes = py.detach(|| picture.png_bytes_fast()).or_raise()?;
     Ok(PyBytes::new(py, &bytes).unbind())
 }
@@ -49,7 +56,7 @@ fn save_picture(py: Python<'_>, picture: &Picture, path: PathBuf) -> PyResult<()
     py.detach(|| picture.save(&path)).or_raise()
 }
 
-fn escape(s: &str) -> String {
+pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -57,7 +64,7 @@ fn escape(s: &str) -> String {
 }
 
 /// `<img>` of a picture as a data URI, for `_repr_html_`.
-fn img_tag(py: Python<'_>, picture: &Picture, alt: &str) -> PyResult<String> {
+pub fn img_tag(py: Python<'_>, picture: &Picture, alt: &str) -> PyResult<String> {
     let png = py.detach(|| picture.png_bytes_fast()).or_raise()?;
     let b64: String = py
         .import("base64")?

@@ -29,7 +29,7 @@
 //!
 //! let job = Job { objective: Objective::from(Term::Channel { layer, channel: 1 }), group: 0, index: 0 };
 //! let cfg = RenderConfig { steps: 10, size: (16, 16), view: (16, 16), ..RenderConfig::default() };
-//! let pictures = render(&model, &[job], &cfg, &mut |_| {})?;
+//! let pictures = render(&model, &[job], &cfg, &mut |_| true)?;
 //! assert!(pictures[0].curve[9] > pictures[0].curve[0]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

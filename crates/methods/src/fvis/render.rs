@@ -238,12 +238,14 @@ fn chunks(jobs: &[Job], chunk: usize) -> Vec<std::ops::Range<usize>> {
     out
 }
 
-/// Makes one picture per job. `progress` is called with the number of picture-steps done.
+/// Makes one picture per job. `progress` is called with the number of picture-steps done and
+/// returns whether to go on: `false` stops the work with [`Error::Cancelled`] (a closed page, a
+/// Ctrl-C in a notebook).
 pub fn render(
     model: &Model,
     jobs: &[Job],
     cfg: &RenderConfig,
-    progress: &mut dyn FnMut(usize),
+    progress: &mut dyn FnMut(usize) -> bool,
 ) -> Result<Vec<Rendered>> {
     if cfg.steps == 0 || cfg.views == 0 {
         return Err(Error::Config("steps and views must be at least 1".into()));
@@ -357,7 +359,9 @@ pub fn render(
                 o.ascend(p, g);
             }
             done += batch.len();
-            progress(done);
+            if !progress(done) {
+                return Err(Error::Cancelled);
+            }
         }
         // The finished pictures, untransformed, as the model sees them.
         let plain: Vec<Planes> = params
@@ -477,6 +481,28 @@ mod pass_tests {
         }
     }
 
+    /// A progress callback that says stop ends the render at that step with `Cancelled`.
+    #[test]
+    fn a_progress_callback_can_stop_the_render() {
+        let model = tiny();
+        let mut calls = 0;
+        let err = render(
+            &model,
+            &jobs(&model, false),
+            &config(usize::MAX),
+            &mut |_| {
+                calls += 1;
+                calls < 2
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Cancelled), "{err}");
+        assert_eq!(
+            calls, 2,
+            "the render stops at the step whose callback said stop"
+        );
+    }
+
     /// Running the views one per pass (graphs with a fixed batch) gives the same pictures as
     /// one pass for the whole batch.
     #[test]
@@ -486,10 +512,10 @@ mod pass_tests {
             &model,
             &jobs(&model, false),
             &config(usize::MAX),
-            &mut |_| {},
+            &mut |_| true,
         )
         .unwrap();
-        let ones = render(&model, &jobs(&model, false), &config(1), &mut |_| {}).unwrap();
+        let ones = render(&model, &jobs(&model, false), &config(1), &mut |_| true).unwrap();
         for (a, b) in all.iter().zip(&ones) {
             assert_eq!(a.curve, b.curve);
             let diff = a
@@ -507,7 +533,7 @@ mod pass_tests {
     #[test]
     fn diversity_across_passes_is_refused() {
         let model = tiny();
-        let err = render(&model, &jobs(&model, true), &config(1), &mut |_| {}).unwrap_err();
+        let err = render(&model, &jobs(&model, true), &config(1), &mut |_| true).unwrap_err();
         assert!(err.to_string().contains("at most 1 per pass"), "{err}");
     }
 }

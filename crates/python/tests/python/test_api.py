@@ -207,3 +207,20 @@ def test_the_notebook_example_runs(effnet_path, chelsea, tmp_path, monkeypatch, 
     assert written == ["filters.png", "gradcam.png", "stem.png"]
     printed = capsys.readouterr().out
     assert "Egyptian Mau" in printed and "(1, 32, 112, 112)" in printed
+
+
+def test_keras_files_load_with_their_own_preprocessing():
+    """A Keras model that rescales its input itself is fed raw pixels unless preprocess= says
+    otherwise; a Keras 2 .h5 without Rescaling keeps /255."""
+    from conftest import ROOT
+
+    data = ROOT / "crates/keras/tests/data"
+    zoo = convscope.Model(data / "zoo.keras")
+    assert zoo.input_spec["preprocess"] == "raw" and zoo.input_spec["layout"] == "NHWC"
+    told = convscope.Model(data / "zoo.keras", preprocess="unit")
+    assert told.input_spec["preprocess"] == "unit"
+    pic = np.full((24, 24, 3), 200, np.uint8)
+    raw = zoo.activations(pic, layers="dilated")["dilated"]
+    unit = told.activations(pic, layers="dilated")["dilated"]
+    assert raw.shape == unit.shape and not np.allclose(raw, unit)
+    assert convscope.Model(data / "catsdogs_k2.h5").input_spec["preprocess"] == "unit"
