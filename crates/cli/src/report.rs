@@ -27,9 +27,13 @@ pub(crate) struct ReportArgs {
     /// Size of the filter patterns in pixels.
     #[arg(long, default_value_t = 96)]
     pub filter_size: usize,
-    /// Gradient-ascent steps per filter.
-    #[arg(long, default_value_t = 40)]
-    pub steps: usize,
+    /// How the filter patterns are made: lucid (Lucid's recipe), maco, or walkthrough (the
+    /// walk-through's gradient ascent).
+    #[arg(long, default_value = "lucid")]
+    pub recipe: Recipe,
+    /// Optimisation steps per filter (default: 128 for lucid and maco, 40 for walkthrough).
+    #[arg(long)]
+    pub steps: Option<usize>,
     /// Grad-CAM for the K most probable classes.
     #[arg(long, default_value_t = 3)]
     pub top: usize,
@@ -72,7 +76,14 @@ pub(crate) fn run_report(args: ReportArgs) -> Result<()> {
         }),
         filters: Some(args.filters.max(1)),
         filter_size: args.filter_size.clamp(16, convscope::MAX_SIDE),
-        steps: args.steps.max(1),
+        recipe: args.recipe,
+        steps: args
+            .steps
+            .unwrap_or(match args.recipe {
+                Recipe::Walkthrough => 40,
+                _ => convscope::report::REPORT_STEPS,
+            })
+            .max(1),
         top: args.top.max(1),
         ..ReportConfig::default()
     };
@@ -100,9 +111,12 @@ pub(crate) fn run_demo(args: DemoArgs) -> Result<()> {
              class ({boxes}). Everything below was computed by convscope from the embedded ONNX model."
         )),
         filter_layers: Some(filter_layers),
-        filters: None,
+        // Lucid's pictures cost ~128 passes each: the first 16 filters of each layer keep the
+        // demo at seconds (every filter of the four layers took 48 s on 2 loaded cores).
+        filters: Some(16),
         filter_size: 64,
-        steps: 40,
+        recipe: Recipe::Lucid,
+        steps: convscope::report::REPORT_STEPS,
         targets: convscope::lower::methods::target::classes(&(0..classes).collect::<Vec<_>>()),
         top: classes,
     };

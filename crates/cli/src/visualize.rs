@@ -87,6 +87,7 @@ pub(crate) fn run(args: VisualizeArgs) -> Result<()> {
         diversity: args.diversity,
         spectrum,
         chunk: args.chunk,
+        ..VisualizeConfig::default()
     };
     let vis = model.visualize_with_progress(&config, &Bar::new())?;
     let mut out = OutputDir::create(&args.out)?;

@@ -259,8 +259,13 @@ fn the_page_works_in_a_real_browser() {
     );
     assert!(value.as_str().unwrap().contains("column"), "{value}");
 
-    // The filter pattern arrives through its background job.
+    // The filter pattern (Lucid's recipe) arrives through its background job; switching to the
+    // walk-through's ascent starts that job and shows its picture.
     b.wait_for("document.body.dataset.filters >= 1 && document.getElementById('filter-img').naturalWidth > 0", 60);
+    let lucid = b.eval("document.getElementById('filter-img').dataset.recipe");
+    assert_eq!(lucid, "lucid", "the default recipe");
+    b.eval("const r = document.getElementById('filter-recipe'); r.value = 'walkthrough'; r.dispatchEvent(new Event('change')); 0");
+    b.wait_for("document.body.dataset.filters >= 2 && document.getElementById('filter-img').dataset.recipe === 'walkthrough' && document.getElementById('filter-img').naturalWidth > 0", 60);
 
     // Click a class: its Grad-CAM loads over the image.
     b.eval("document.querySelector('#predictions li[data-class=\"2\"]').click()");

@@ -17,6 +17,10 @@ use crate::output::Sink;
 use crate::progress::Progress;
 use crate::size::Size;
 use crate::text::file_stem;
+use crate::visualize::{layer_channels, Recipe, Visualization, VisualizeConfig};
+
+/// Steps per filter picture of a report with the lucid or maco recipe.
+pub const REPORT_STEPS: usize = 128;
 
 /// What a report contains.
 #[derive(Clone, Debug)]
@@ -29,9 +33,13 @@ pub struct ReportConfig {
     pub filter_layers: Option<Vec<String>>,
     /// Filters per layer, the first N (`None`: all).
     pub filters: Option<usize>,
-    /// Size of the filter patterns.
+    /// Size of the filter patterns (the network sees them at this size).
     pub filter_size: usize,
-    /// Gradient-ascent steps per filter.
+    /// How the filter patterns are made: Lucid's recipe by default, the walk-through's gradient
+    /// ascent one option away.
+    pub recipe: Recipe,
+    /// Optimisation steps per filter (default 128: Lucid's pictures settle well before its
+    /// own 512 at the report's small size; the walk-through's method takes 40).
     pub steps: usize,
     /// Grad-CAM targets; empty means the `top` most probable classes.
     pub targets: Vec<TargetRef>,
@@ -47,7 +55,8 @@ impl Default for ReportConfig {
             filter_layers: None,
             filters: Some(16),
             filter_size: 96,
-            steps: 40,
+            recipe: Recipe::Lucid,
+            steps: REPORT_STEPS,
             targets: Vec::new(),
             top: 3,
         }
@@ -189,24 +198,57 @@ pub fn write_report(
         let Ok(target) = model.select_one(name) else {
             continue;
         };
-        let cfg = FiltersConfig {
-            filters: config
-                .filters
-                .map_or(FilterSet::All, |n| FilterSet::First(n.max(1))),
-            steps: config.steps,
-            size: Size::square(config.filter_size.max(16)),
-            preprocess: model.input_config().preprocess,
-            ..FiltersConfig::default()
-        };
+        let set = config
+            .filters
+            .map_or(FilterSet::All, |n| FilterSet::First(n.max(1)));
+        let size = Size::square(config.filter_size.max(16));
         // Layers without a spatial map have no filter patterns; the report skips them.
-        if let Ok(grid) = model.filters_with_progress(&target.label, &cfg, progress) {
-            filter_sections.push(filter_section(sink, &grid)?);
+        let section = match config.recipe {
+            Recipe::Walkthrough => {
+                let cfg = FiltersConfig {
+                    filters: set,
+                    steps: config.steps,
+                    size,
+                    preprocess: model.input_config().preprocess,
+                    ..FiltersConfig::default()
+                };
+                model
+                    .filters_with_progress(&target.label, &cfg, progress)
+                    .map(|grid| FilterPictures::Walkthrough(Box::new(grid)))
+            }
+            recipe => VisualizeConfig::filters(model, &target.label, &set)
+                .and_then(|objectives| {
+                    let cfg = VisualizeConfig {
+                        recipe,
+                        steps: Some(config.steps),
+                        size: Some(size),
+                        view: Some(size),
+                        ..objectives
+                    };
+                    model.visualize_with_progress(&cfg, progress)
+                })
+                .and_then(|vis| {
+                    let (layer, channels) = layer_channels(model, &target.label)?;
+                    Ok(FilterPictures::Recipe {
+                        layer,
+                        channels,
+                        vis: Box::new(vis),
+                    })
+                }),
+        };
+        if let Ok(pictures) = section {
+            filter_sections.push(filter_section(sink, &pictures)?);
         }
     }
+    let method = match config.recipe {
+        Recipe::Walkthrough => format!("{} steps of gradient ascent from grey noise that maximises the filter's mean activation (the walk-through's method)", config.steps),
+        Recipe::Lucid => format!("{} steps of Lucid's recipe (a decorrelated 1/f Fourier image under random jitter, scaling and rotation, Adam) that maximise the filter's mean activation", config.steps),
+        Recipe::Maco => format!("{} steps of MaCo's recipe (only the phase of a natural-image spectrum is optimised, over random crops) that maximise the filter's mean activation", config.steps),
+    };
     let filters_html = html! {
         section {
             h2 { "4. What the filters respond to" }
-            p.caption { "For each filter, the input pattern found by " (config.steps) " steps of gradient ascent from grey noise that maximises the filter's mean activation (the walk-through's method), tiled in filter order. Dark tiles are filters that never woke up." }
+            p.caption { "For each filter, the input pattern found by " (method) ", tiled in filter order. Dark or grey tiles are filters that never woke up." }
             @for s in &filter_sections { (s) }
         }
     };
@@ -263,17 +305,53 @@ pub fn write_report(
     Ok(())
 }
 
-fn filter_section(sink: &mut dyn Sink, grid: &crate::filters::FilterGrid) -> Result<Markup> {
-    let file = format!("filters_{}.png", file_stem(&grid.layer));
-    let picture = grid.picture(&TileStyle {
+/// The filter pictures of one layer, by either method.
+enum FilterPictures {
+    Walkthrough(Box<crate::filters::FilterGrid>),
+    Recipe {
+        layer: String,
+        channels: usize,
+        vis: Box<Visualization>,
+    },
+}
+
+fn filter_section(sink: &mut dyn Sink, pictures: &FilterPictures) -> Result<Markup> {
+    let style = TileStyle {
         margin: 3,
         ..TileStyle::default()
-    })?;
+    };
+    let (layer, picture, n, channels, rising) = match pictures {
+        FilterPictures::Walkthrough(grid) => (
+            grid.layer.clone(),
+            grid.picture(&style)?,
+            grid.patterns.len(),
+            grid.channels,
+            grid.rising(),
+        ),
+        FilterPictures::Recipe {
+            layer,
+            channels,
+            vis,
+        } => {
+            let rising = vis
+                .pictures
+                .iter()
+                .filter(|p| p.curve.first().is_some_and(|&first| p.value > first))
+                .count();
+            (
+                layer.clone(),
+                vis.grid(&style)?,
+                vis.pictures.len(),
+                *channels,
+                rising,
+            )
+        }
+    };
+    let file = format!("filters_{}.png", file_stem(&layer));
     sink.put(&file, &picture.png_bytes()?)?;
-    let n = grid.patterns.len();
     Ok(html! {
-        h3 { (grid.layer) " " small { (n) " of " (grid.channels) " filters" } }
-        p.caption { "objective rose for " (grid.rising()) " of " (n) }
-        img src=(file) alt=(format!("filters of {}", grid.layer));
+        h3 { (layer) " " small { (n) " of " (channels) " filters" } }
+        p.caption { "objective rose for " (rising) " of " (n) }
+        img src=(file) alt=(format!("filters of {}", layer));
     })
 }

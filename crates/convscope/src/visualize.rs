@@ -158,6 +158,12 @@ pub struct VisualizeConfig {
     pub spectrum: Option<Arc<Spectrum>>,
     /// Pictures per network pass (default: as many as the memory limit allows, at most 16).
     pub chunk: Option<usize>,
+    /// The size at which the network sees each picture (default: the model's input size). A
+    /// smaller view makes pictures of early and middle layers of a convolutional network
+    /// cheaper (the report's filter sections run at their picture size).
+    pub view: Option<Size>,
+    /// How a picture's pixels become the model's input (default: the model's input options).
+    pub preprocess: Option<crate::Preprocess>,
 }
 
 impl Default for VisualizeConfig {
@@ -173,6 +179,8 @@ impl Default for VisualizeConfig {
             diversity: 0.0,
             spectrum: None,
             chunk: None,
+            view: None,
+            preprocess: None,
         }
     }
 }
@@ -202,15 +210,22 @@ impl VisualizeConfig {
     /// # Ok::<(), convscope::Error>(())
     /// ```
     pub fn filters(model: &Model, layer: &str, filters: &FilterSet) -> Result<VisualizeConfig> {
-        // Only the channel count is wanted: any size probes it on a model whose size is free.
-        let view = model.input_size().unwrap_or(Size::square(224));
-        let (_, label, channels) = SpecParser { model, view }.layer(layer)?;
+        let (label, channels) = layer_channels(model, layer)?;
         let indices = filters.resolve(channels, &label)?;
         Ok(VisualizeConfig {
             objectives: indices.iter().map(|i| format!("{label}:{i}")).collect(),
             ..VisualizeConfig::default()
         })
     }
+}
+
+/// The canonical name of `layer` and its channel count (refusing a layer without a spatial
+/// map).
+pub(crate) fn layer_channels(model: &Model, layer: &str) -> Result<(String, usize)> {
+    // Only the channel count is wanted: any size probes it on a model whose size is free.
+    let view = model.input_size().unwrap_or(Size::square(224));
+    let (_, label, channels) = SpecParser { model, view }.layer(layer)?;
+    Ok((label, channels))
 }
 
 /// One finished picture.
@@ -741,7 +756,10 @@ impl Visualization {
                 )));
             }
         }
-        let view = model.input_size().or_else(|e| config.size.ok_or(e))?;
+        let view = match config.view {
+            Some(view) => view,
+            None => model.input_size().or_else(|e| config.size.ok_or(e))?,
+        };
         view.check("--size")?;
         let size = config.size.unwrap_or(config.recipe.default_size(view));
         size.check("--size")?;
@@ -773,7 +791,7 @@ impl Visualization {
             .render_config(size.hw(), view.hw(), config.spectrum.clone());
         rc.steps = steps;
         rc.seed = config.seed;
-        rc.normalize = model.input_config().preprocess;
+        rc.normalize = config.preprocess.unwrap_or(model.input_config().preprocess);
         if let Some(lr) = config.lr {
             rc.lr = lr;
         }

@@ -577,8 +577,8 @@ impl PyModel {
             seed,
             batch,
             diversity,
-            spectrum: None,
             chunk,
+            ..VisualizeConfig::default()
         };
         let progress = Interruptible::new();
         let vis = py.detach(|| {

@@ -304,7 +304,7 @@ function showValueUnderCursor(event) {
 // ---- filter patterns: a background job, polled while this channel is shown ---------------
 
 function filterParams() {
-  return { layer: state.layer, channel: state.channel, preprocess: state.preprocess };
+  return { layer: state.layer, channel: state.channel, preprocess: state.preprocess, recipe: $("filter-recipe").value };
 }
 
 function stopFilter() {
@@ -339,6 +339,7 @@ function startFilter() {
       poll.done = true;
       $("filter-progress").value = 1;
       await loadImage($("filter-img"), "filter", params);
+      $("filter-img").dataset.recipe = params.recipe;
       mark("filters");
       return;
     }
@@ -449,6 +450,7 @@ function wire() {
   $("preprocess").addEventListener("change", () => { state.preprocess = $("preprocess").value; update(true); });
   $("cam-method").addEventListener("change", () => { state.method = $("cam-method").value; update(true); });
   $("saliency-method").addEventListener("change", () => { state.saliency = $("saliency-method").value; update(true); });
+  $("filter-recipe").addEventListener("change", () => { stopFilter(); if (state.layer && state.channel !== "") startFilter(); });
   $("opacity").addEventListener("input", () => { state.opacity = $("opacity").value; applyOpacity(); writeView(false); });
   for (const id of ["grid-img", "grid2-img"]) {
     $(id).addEventListener("click", (e) => {

@@ -13,7 +13,8 @@ use convscope::saliency::saliency_method_names;
 use convscope::{
     examples::{ExamplesConfig, ExamplesRun},
     ActivationsConfig, CamConfig, Class, Colormap, FilterSet, FiltersConfig, GridStyle, Input,
-    InputConfig, OverlayStyle, Preprocess, ResizeFilter, SaliencyConfig, Size, TileStyle,
+    InputConfig, OverlayStyle, Preprocess, Recipe, ResizeFilter, SaliencyConfig, Size, TileStyle,
+    VisualizeConfig,
 };
 use serde::Serialize;
 
@@ -673,8 +674,9 @@ pub(crate) async fn saliency(State(app): State<Arc<App>>, req: Request) -> ApiRe
     .await
 }
 
-/// `GET /api/filter?layer=NAME&channel=K[&size=S][&steps=N][&preprocess=P][&wait=1][&format=png|json]`
-/// and `DELETE` of the same URL (cancels).
+/// `GET /api/filter?layer=NAME&channel=K[&recipe=lucid|maco|walkthrough][&size=S][&steps=N][&preprocess=P][&wait=1][&format=png|json]`
+/// and `DELETE` of the same URL (cancels). Lucid's recipe by default (128 steps), the
+/// walk-through's gradient ascent (40 steps) with `recipe=walkthrough`.
 pub(crate) async fn filter(State(app): State<Arc<App>>, req: Request) -> ApiResult {
     let known = [
         "layer",
@@ -682,6 +684,7 @@ pub(crate) async fn filter(State(app): State<Arc<App>>, req: Request) -> ApiResu
         "size",
         "steps",
         "preprocess",
+        "recipe",
         "wait",
         "format",
     ];
@@ -691,7 +694,14 @@ pub(crate) async fn filter(State(app): State<Arc<App>>, req: Request) -> ApiResu
         .number("channel", usize::MAX)?
         .ok_or_else(|| ApiError::bad("missing parameter 'channel'"))?;
     let size = p.number("size", 512)?.unwrap_or(128).max(16);
-    let steps = p.number("steps", 1000)?.unwrap_or(40).max(1);
+    let recipe = p
+        .parse_opt::<Recipe>("recipe", "a recipe (lucid, maco, walkthrough)")?
+        .unwrap_or(Recipe::Lucid);
+    let default_steps = match recipe {
+        Recipe::Walkthrough => 40,
+        _ => convscope::report::REPORT_STEPS,
+    };
+    let steps = p.number("steps", 1000)?.unwrap_or(default_steps).max(1);
     let preprocess = p
         .parse_opt::<Preprocess>("preprocess", "a preprocessing preset")?
         .unwrap_or(app.default_input.preprocess);
@@ -713,8 +723,9 @@ pub(crate) async fn filter(State(app): State<Arc<App>>, req: Request) -> ApiResu
         }
     }
     let key = format!(
-        "filter|{}|{channel}|{size}|{steps}|{}",
+        "filter|{}|{channel}|{}|{size}|{steps}|{}",
         selected.label,
+        recipe.name(),
         preprocess.name()
     );
     if req.method() == axum::http::Method::DELETE {
@@ -732,15 +743,33 @@ pub(crate) async fn filter(State(app): State<Arc<App>>, req: Request) -> ApiResu
     let model = app.model.clone();
     let what = format!("filter {channel} of {}", selected.label);
     let job = app.jobs.start(&key, &what, move |progress| {
-        let config = FiltersConfig {
-            filters: FilterSet::Indices(vec![channel]),
-            size: Size::square(size),
-            steps,
-            preprocess,
-            ..FiltersConfig::default()
+        let only = FilterSet::Indices(vec![channel]);
+        if recipe == Recipe::Walkthrough {
+            let config = FiltersConfig {
+                filters: only,
+                size: Size::square(size),
+                steps,
+                preprocess,
+                ..FiltersConfig::default()
+            };
+            let grid = model.filters_with_progress(&layer, &config, progress)?;
+            return Ok(grid.picture(&TileStyle::default())?.png_bytes_fast()?);
+        }
+        // The network sees the picture at its own size, as the report's filter sections do.
+        let config = VisualizeConfig {
+            recipe,
+            steps: Some(steps),
+            size: Some(Size::square(size)),
+            view: Some(Size::square(size)),
+            preprocess: Some(preprocess),
+            ..VisualizeConfig::filters(&model, &layer, &only)?
         };
-        let grid = model.filters_with_progress(&layer, &config, progress)?;
-        Ok(grid.picture(&TileStyle::default())?.png_bytes_fast()?)
+        let vis = model.visualize_with_progress(&config, progress)?;
+        let first = vis
+            .pictures
+            .first()
+            .ok_or_else(|| convscope::Error::Config("the visualization made no picture".into()))?;
+        Ok(first.picture.png_bytes_fast()?)
     });
     job.touch();
     if wait {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use convscope_viewer::{ServeConfig, Server};
 
-/// `GET path` (token added); returns (status, body).
+/// `GET path` (token added); returns (status, body as lossy UTF-8).
 fn get(server: &Server, path: &str) -> (u16, String) {
     let sep = if path.contains('?') { '&' } else { '?' };
     let mut s = TcpStream::connect(server.addr()).unwrap();
@@ -16,8 +16,10 @@ fn get(server: &Server, path: &str) -> (u16, String) {
         server.token()
     )
     .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
+    let mut bytes = Vec::new();
+    s.read_to_end(&mut bytes).unwrap();
+    // PNG bodies arrive too; their bytes are compared as (lossy) text.
+    let raw = String::from_utf8_lossy(&bytes);
     let status = raw[9..12].parse().unwrap();
     let body = raw
         .split_once("\r\n\r\n")
@@ -84,5 +86,45 @@ fn a_port_in_use_is_one_line_error() {
     assert!(
         e.starts_with("cannot listen on 127.0.0.1:") && !e.contains('\n'),
         "{e}"
+    );
+}
+
+/// `/api/filter` makes Lucid's picture by default and the walk-through's or MaCo's on request,
+/// each its own job and picture; an unknown recipe is a 400 naming the recipes.
+#[test]
+fn filter_patterns_come_by_each_recipe() {
+    let server = Server::start(
+        convscope::Model::demo().unwrap(),
+        ServeConfig {
+            port: 0,
+            ..ServeConfig::default()
+        },
+    )
+    .unwrap();
+    let mut bodies = Vec::new();
+    for recipe in ["", "&recipe=walkthrough", "&recipe=maco"] {
+        let path = format!("/api/filter?layer=conv2&channel=1&size=32&steps=3&wait=1{recipe}");
+        let (status, body) = get(&server, &path);
+        assert_eq!(status, 200, "{path}");
+        bodies.push(body);
+    }
+    assert!(bodies.iter().all(|b| b.contains("PNG")));
+    assert_ne!(
+        bodies[0], bodies[1],
+        "lucid and walkthrough pictures differ"
+    );
+    assert_ne!(bodies[0], bodies[2], "lucid and maco pictures differ");
+    let (_, jobs) = get(&server, "/api/jobs");
+    for recipe in ["|lucid|", "|walkthrough|", "|maco|"] {
+        assert!(jobs.contains(recipe), "{recipe} job missing from {jobs}");
+    }
+    let (status, body) = get(
+        &server,
+        "/api/filter?layer=conv2&channel=1&recipe=deepdream",
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("deepdream") && body.contains("lucid"),
+        "{body}"
     );
 }
