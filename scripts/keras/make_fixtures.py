@@ -58,6 +58,19 @@ def randomize(model, rng):
         w.assign(v.astype(np.float32))
 
 
+def randomize_trainable(model, rng):
+    """Random weights for the trainable variables only (an adapted Normalization keeps the
+    statistics it measured)."""
+    for w in model.trainable_weights:
+        shape = tuple(w.shape)
+        if len(shape) > 1:
+            fan_in = int(np.prod(shape[:-1]))
+            v = rng.normal(0.0, 1.0 / np.sqrt(max(fan_in, 1)), shape) * 1.4
+        else:
+            v = rng.normal(0.0, 0.1, shape)
+        w.assign(v.astype(np.float32))
+
+
 def summarize(values):
     """Shape, max |x|, sum and SAMPLES values at evenly spread flat positions (row-major NHWC)."""
     a = np.asarray(values, dtype=np.float32)
@@ -226,13 +239,49 @@ def zoo(k):
     return k.Model(inp, d, name="zoo")
 
 
+def preprocessing(k, adapt_on):
+    """Preprocessing inside the model, as keras.applications' EfficientNet does it: Rescaling to
+    0..1, an adapted Normalization (per-channel mean and variance as weights), a per-channel
+    Rescaling, then a small convnet; and a Normalization given its statistics in the constructor
+    (config, no weights) after a Dense."""
+    L = k.layers
+    inp = k.Input(shape=(12, 14, 3))
+    x = L.Rescaling(1.0 / 255.0, name="to_unit")(inp)
+    norm = L.Normalization(axis=-1, name="normalize")
+    norm.adapt(adapt_on)
+    x = norm(x)
+    x = L.Rescaling([0.9, 1.1, 1.25], name="per_channel")(x)
+    x = L.Conv2D(4, 3, activation="relu", name="conv")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    x = L.Dense(3, name="dense")(x)
+    x = L.Normalization(axis=-1, mean=[0.1, -0.2, 0.3], variance=[4.0, 0.25, 1.0], name="given")(x)
+    return k.Model(inp, x, name="preprocessing")
+
+
 def main():
     here = pathlib.Path(__file__).resolve().parent
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=pathlib.Path, default=here.parent.parent / "crates/keras/tests/data")
+    parser.add_argument("--only", choices=["preprocessing"],
+                        help="write only this fixture (the others keep their committed bytes)")
     args = parser.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
+
+    # Preprocessing layers: its own seed, so adding it left the other fixtures' weights alone.
+    prng = np.random.default_rng(SEED + 1)
+    pixels = prng.uniform(0, 255, (64, 12, 14, 3)).astype(np.float32) * np.array([1.0, 0.7, 0.4], np.float32)
+    # The fixtures' input is 0..1, so after `to_unit` the pixels are 0..1/255: adapt on that.
+    pre = preprocessing(keras, pixels / 255.0 / 255.0)
+    randomize_trainable(pre, prng)
+    pre.save(out / "preprocessing.keras")
+    pre.save(out / "preprocessing_k3.h5")
+    write_reference(out / "preprocessing.json", pre, fixed_input(12, 14, 3), "conv",
+                    ["preprocessing.keras", "preprocessing_k3.h5"],
+                    "Rescaling, adapted Normalization, per-channel Rescaling; a Normalization with given statistics")
+    if args.only:
+        return 0
+
     rng = np.random.default_rng(SEED)
 
     # Cats vs dogs: Keras 3 .keras and .h5, Keras 2 .h5, the same weights in all three.

@@ -26,7 +26,8 @@ pub(crate) fn load(path: &Path, options: &LoadOptions) -> Result<Model> {
     let keras = convscope_keras::KerasModel::load(path)?;
     let engine = convscope_engine::Model::from_proto_with(keras.proto, options)?;
     let mut model = Model::from_engine(engine, path.display().to_string())
-        .allow_nonfinite(options.allow_nonfinite);
+        .allow_nonfinite(options.allow_nonfinite)
+        .with_declared_params(keras.weight_count);
     if keras.input_rescaling.is_some() {
         model.set_input(InputConfig {
             preprocess: Preprocess::Raw,

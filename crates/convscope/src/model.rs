@@ -46,6 +46,9 @@ pub struct Model {
     labels: Option<Labels>,
     memory: MemoryLimit,
     allow_nonfinite: bool,
+    /// The parameter count the file's own tool reports (Keras's "Total params"), which the
+    /// summary shows instead of the graph's count.
+    declared_params: Option<usize>,
 }
 
 impl std::fmt::Debug for Model {
@@ -93,6 +96,7 @@ impl Model {
             labels: None,
             memory: MemoryLimit::from_available(),
             allow_nonfinite: false,
+            declared_params: None,
         }
     }
 
@@ -233,13 +237,28 @@ impl Model {
 
     /// [`Model::summary`] at a given input size (`None`: the declared size, else 224×224).
     pub fn summary_at(&self, size: Option<Size>) -> Result<SummaryDoc> {
-        Ok(SummaryDoc::new(&self.engine.summary(size.map(Size::hw))?))
+        Ok(SummaryDoc::new(&self.engine_summary(size)?))
     }
 
     /// The plain-text table of [`Model::summary`], as Keras prints it.
     pub fn summary_text(&self) -> Result<String> {
-        let size = self.input.size.map(Size::hw);
-        Ok(self.engine.summary(size)?.to_string())
+        Ok(self.engine_summary(self.input.size)?.to_string())
+    }
+
+    /// The engine's summary, with the file's own parameter count when it declares one.
+    fn engine_summary(&self, size: Option<Size>) -> Result<convscope_engine::Summary> {
+        let mut summary = self.engine.summary(size.map(Size::hw))?;
+        if let Some(n) = self.declared_params {
+            summary.total_params = n;
+        }
+        Ok(summary)
+    }
+
+    /// Sets the parameter count the summary reports, as the model file's own tool counts it
+    /// (a Keras file: every weight in it, non-trainable statistics included).
+    pub fn with_declared_params(mut self, count: usize) -> Model {
+        self.declared_params = Some(count);
+        self
     }
 
     /// Resolves a layer selection: names, raw ONNX value names, indices, ranges (`0..8`),

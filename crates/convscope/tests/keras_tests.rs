@@ -131,13 +131,17 @@ fn keras_files_are_recognised_by_content_not_extension() {
 fn rescaling_layer_sets_the_raw_pixel_preset() {
     let zoo = Model::load(fixture("zoo.keras")).unwrap();
     assert_eq!(zoo.input_config().preprocess, Preprocess::Raw);
+    // A per-channel Rescaling later on does not change what the input rescaling set.
+    let pre = Model::load(fixture("preprocessing.keras")).unwrap();
+    assert_eq!(pre.input_config().preprocess, Preprocess::Raw);
     let plain = Model::load(fixture("catsdogs.keras")).unwrap();
     assert_eq!(plain.input_config().preprocess, Preprocess::Unit);
 }
 
 /// Every fixture's summary counts the parameters Keras's `model.summary()` printed when the
-/// fixture was made (recorded as `params` in its JSON by scripts/keras/make_fixtures.py),
-/// one-element weights such as a `Dense(1)` bias included.
+/// fixture was made (recorded as `params` in its JSON by scripts/keras/make_fixtures.py):
+/// every weight in the file, an adapted Normalization's count included and a per-channel
+/// Rescaling's config constants not.
 #[test]
 fn fixtures_count_the_parameters_keras_counts() {
     for json in [
@@ -145,6 +149,7 @@ fn fixtures_count_the_parameters_keras_counts() {
         "mobilenet_like.json",
         "nested.json",
         "zoo.json",
+        "preprocessing.json",
     ] {
         let doc: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(fixture(json)).unwrap()).unwrap();

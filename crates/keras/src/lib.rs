@@ -42,6 +42,10 @@ pub struct KerasModel {
     pub input_rescaling: Option<(f32, f32)>,
     /// The Keras version that wrote the file, when it says.
     pub keras_version: Option<String>,
+    /// Every weight value in the file: what Keras's `model.summary()` prints as "Total params"
+    /// (BatchNormalization's moving statistics and an adapted Normalization's count included;
+    /// constants a layer keeps in its config, such as a per-channel Rescaling's scale, not).
+    pub weight_count: usize,
 }
 
 /// Which file format, from the first bytes.
@@ -112,6 +116,7 @@ fn finish(graph: &Graph, weights: &Weights, keras_version: Option<String>) -> Re
         proto: t.proto,
         input_rescaling: t.input_rescaling,
         keras_version,
+        weight_count: weights.element_count(),
     })
 }
 

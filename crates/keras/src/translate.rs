@@ -631,6 +631,7 @@ impl Tx<'_> {
                 )
             }
             "Rescaling" => self.rescaling(l, &x, &out)?,
+            "Normalization" => self.normalization(l, &x, &out)?,
             _ => None,
         };
         match result {
@@ -1226,25 +1227,137 @@ impl Tx<'_> {
         })
     }
 
+    /// A scalar for one value, else a per-channel constant shaped to broadcast over `x` along
+    /// its channel axis.
+    fn channel_const(&mut self, role: &str, x: &T, values: &[f32]) -> String {
+        let c = values.len() as i64;
+        if values.len() == 1 {
+            self.scalar(values[0])
+        } else if x.image {
+            self.init(role, &[c, 1, 1], values)
+        } else {
+            self.init(role, &[c], values)
+        }
+    }
+
+    /// A number or a list of numbers in the config, as f32s; `None` when absent.
+    fn numbers(&mut self, l: &LayerSpec, key: &str) -> Option<std::result::Result<Vec<f32>, ()>> {
+        let v = cfg(l, key)?;
+        Some(match v {
+            Value::Number(_) => v.as_f64().map(|f| vec![f as f32]).ok_or(()),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_f64().map(|f| f as f32))
+                .collect::<Option<Vec<f32>>>()
+                .ok_or(()),
+            _ => Err(()),
+        })
+    }
+
+    /// Whether `x`'s channels can take per-channel constants: the last Keras axis of an image
+    /// or of a `[batch, features]` tensor.
+    fn channels_last_axis(&self, x: &T) -> bool {
+        x.image || x.rank == 2
+    }
+
     fn rescaling(&mut self, l: &LayerSpec, x: &T, out: &str) -> Result<Option<T>> {
-        let (Some(scale), offset) = (
-            cfg(l, "scale").and_then(Value::as_f64),
-            cfg(l, "offset").and_then(Value::as_f64).unwrap_or(0.0),
-        ) else {
-            self.unsupported(Some("a per-channel scale".into()));
-            return Ok(None);
+        let scale = match self.numbers(l, "scale") {
+            Some(Ok(v)) if !v.is_empty() => v,
+            _ => {
+                self.unsupported(Some(
+                    "a scale that is not a number or a list of them".into(),
+                ));
+                return Ok(None);
+            }
         };
-        if cfg(l, "offset").is_some_and(|o| !o.is_number()) {
-            self.unsupported(Some("a per-channel offset".into()));
+        let offset = match self.numbers(l, "offset") {
+            None => vec![0.0],
+            Some(Ok(v)) if !v.is_empty() => v,
+            Some(_) => {
+                self.unsupported(Some(
+                    "an offset that is not a number or a list of them".into(),
+                ));
+                return Ok(None);
+            }
+        };
+        let per_channel = scale.len() > 1 || offset.len() > 1;
+        if per_channel && !self.channels_last_axis(x) {
+            self.unsupported(Some(format!(
+                "a per-channel scale on a {}-D tensor",
+                x.rank
+            )));
             return Ok(None);
         }
-        if x.is_input {
-            self.input_rescaling = Some((scale as f32, offset as f32));
+        // The model rescales raw pixels itself when one scale meets its input.
+        if x.is_input && !per_channel {
+            self.input_rescaling = Some((scale[0], offset[0]));
         }
-        let s = self.scalar(scale as f32);
-        let o = self.scalar(offset as f32);
+        let s = self.channel_const("scale", x, &scale);
+        let o = self.channel_const("offset", x, &offset);
         let scaled = self.op("Mul", vec![x.value.clone(), s], vec![]);
         self.push("Add", vec![scaled, o], out, vec![]);
+        Ok(Some(T {
+            value: out.into(),
+            is_input: false,
+            ..x.clone()
+        }))
+    }
+
+    /// Keras's Normalization: `(x - mean) / max(sqrt(variance), 1e-7)` per channel (`invert`:
+    /// `mean + x * max(sqrt(variance), 1e-7)`), the statistics from the config when given, else
+    /// the adapted weights (mean, variance, count).
+    fn normalization(&mut self, l: &LayerSpec, x: &T, out: &str) -> Result<Option<T>> {
+        let axis = cfg(l, "axis")
+            .and_then(|v| {
+                v.as_i64()
+                    .or_else(|| v.as_array().filter(|a| a.len() == 1)?.first()?.as_i64())
+            })
+            .unwrap_or(-1);
+        if self.axis(axis, x) != Some(1) || !self.channels_last_axis(x) {
+            self.unsupported(Some(format!(
+                "normalising axis {axis} of a {}-D tensor",
+                x.rank
+            )));
+            return Ok(None);
+        }
+        let given = (self.numbers(l, "mean"), self.numbers(l, "variance"));
+        let (mean, variance) = match given {
+            (Some(Ok(m)), Some(Ok(v))) => (m, v),
+            (None, None) => {
+                let w = self.weights(l, 2)?;
+                let mut it = w.into_iter();
+                let (m, v) = (it.next(), it.next());
+                (
+                    m.map(|a| a.values).unwrap_or_default(),
+                    v.map(|a| a.values).unwrap_or_default(),
+                )
+            }
+            _ => {
+                self.unsupported(Some("a mean or variance that is not numbers".into()));
+                return Ok(None);
+            }
+        };
+        if mean.is_empty() || mean.len() != variance.len() {
+            return Err(Error::Weights {
+                layer: self.path.clone(),
+                class: l.class.clone(),
+                problem: format!(
+                    "its mean has {} values and its variance {}",
+                    mean.len(),
+                    variance.len()
+                ),
+            });
+        }
+        let std: Vec<f32> = variance.iter().map(|v| v.sqrt().max(1e-7)).collect();
+        let m = self.channel_const("mean", x, &mean);
+        let s = self.channel_const("std", x, &std);
+        if cfg_bool(l, "invert", false) {
+            let scaled = self.op("Mul", vec![x.value.clone(), s], vec![]);
+            self.push("Add", vec![scaled, m], out, vec![]);
+        } else {
+            let centred = self.op("Sub", vec![x.value.clone(), m], vec![]);
+            self.push("Div", vec![centred, s], out, vec![]);
+        }
         Ok(Some(T {
             value: out.into(),
             is_input: false,

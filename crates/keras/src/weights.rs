@@ -56,6 +56,24 @@ impl Weights {
         Ok(w)
     }
 
+    /// Every weight value in the file (each array once): the count Keras's `model.summary()`
+    /// prints as "Total params", non-trainable statistics included.
+    pub(crate) fn element_count(&self) -> usize {
+        let keras3: usize = self
+            .by_path
+            .values()
+            .flatten()
+            .map(|a| a.values.len())
+            .sum();
+        let legacy: usize = self
+            .legacy
+            .values()
+            .flatten()
+            .map(|(_, a)| a.values.len())
+            .sum();
+        keras3 + legacy
+    }
+
     /// The weights of the layer at `path` (`["block1_conv1"]` or `["vgg16", "block1_conv1"]`),
     /// or `None` when the file has none for it.
     pub(crate) fn get(&self, path: &[String]) -> Option<Vec<Array>> {

@@ -76,6 +76,18 @@ fn mobilenet_like() {
     check("mobilenet_like.keras", "mobilenet_like.json");
 }
 
+/// Rescaling to 0..1, an adapted Normalization, a per-channel Rescaling, and a Normalization
+/// given its statistics in the config (keras.applications' EfficientNet starts this way).
+#[test]
+fn preprocessing_layers_keras3_zip() {
+    check("preprocessing.keras", "preprocessing.json");
+}
+
+#[test]
+fn preprocessing_layers_keras3_h5() {
+    check("preprocessing_k3.h5", "preprocessing.json");
+}
+
 #[test]
 fn zoo_of_other_layers() {
     check("zoo.keras", "zoo.json");
