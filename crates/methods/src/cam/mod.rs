@@ -230,6 +230,17 @@ impl CamContext<'_> {
             self.batched_values(&item_shape, n, &fill_value, &|t| {
                 let v = model
                     .run_from(&[(self.layer, t.clone())], &[self.output])
+                    .or_else(|_| {
+                        // Not a cut of the graph (a pre-norm transformer's LayerNorm: the
+                        // residual path goes around it): the rest also runs from the input.
+                        let input_id = model.resolve(&model.input_spec().name)?;
+                        let m = t.shape()[0];
+                        let tiled = Tensor::new(
+                            [&[m], &self.input.shape()[1..]].concat(),
+                            self.input.data().repeat(m),
+                        )?;
+                        model.run_from(&[(input_id, tiled), (self.layer, t.clone())], &[self.output])
+                    })
                     .map_err(|e| {
                         Error::Layer(format!(
                             "cannot rerun the model from layer '{}' ({e}); pick a layer that every \
