@@ -68,7 +68,8 @@ pub(crate) struct RunArgs {
 }
 
 fn parse_tokens(s: &str) -> std::result::Result<TokenConfig, String> {
-    s.parse().map_err(|e: convscope::lower::methods::Error| e.to_string())
+    s.parse()
+        .map_err(|e: convscope::lower::methods::Error| e.to_string())
 }
 
 impl RunArgs {

@@ -2,9 +2,9 @@
 //! ConvNeXt-style builders): `cam` and `activations` print the token rule, `--tokens`
 //! overrides it, and a malformed `--tokens` is a one-line error.
 
-mod util;
 #[path = "../../methods/tests/transformer_models/mod.rs"]
 mod transformer_models;
+mod util;
 
 use transformer_models::{convnext_style, input, vit_style, SIDE};
 use util::*;
@@ -84,7 +84,11 @@ fn convnext_cam_and_activations_run() {
     let out = dir
         .run(["cam", "convnext.onnx", "x.npy", "--out", "cam"])
         .success();
-    assert!(out.stdout.contains("layer: features.1.0_2"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("layer: features.1.0_2"),
+        "{}",
+        out.stdout
+    );
     assert!(!out.stdout.contains("map: "), "{}", out.stdout);
     let out = dir
         .run(["activations", "convnext.onnx", "x.npy", "--out", "acts"])

@@ -4,7 +4,9 @@
 use convscope_image::{channel_grid, channel_large, grid_layout, Colormap, GridConfig, Planar};
 
 pub use convscope_image::{channel_large_box, GridLayout};
-use convscope_methods::activations::{compute_activations_with, default_selection, LayerActivation};
+use convscope_methods::activations::{
+    compute_activations_with, default_selection, LayerActivation,
+};
 use serde::Serialize;
 
 use crate::budget;

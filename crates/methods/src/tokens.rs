@@ -126,7 +126,11 @@ fn grid_of(n: usize, input: (usize, usize)) -> Option<(usize, usize)> {
 /// How a value of `shape` is read as spatial maps for an input image of `input_hw`
 /// (`(height, width)`), following the module's rule; `None` when it cannot be (a vector, a
 /// batch other than the first axis, a grid that does not fit).
-pub fn map_layout(shape: &[usize], input_hw: (usize, usize), cfg: &TokenConfig) -> Option<MapLayout> {
+pub fn map_layout(
+    shape: &[usize],
+    input_hw: (usize, usize),
+    cfg: &TokenConfig,
+) -> Option<MapLayout> {
     match *shape {
         [_, c, h, w] => {
             let (spatial, channels_last) = (h * w > 1, h * c > 1);
@@ -293,7 +297,14 @@ mod tests {
         assert_eq!(map_layout(&[1, 768, 1, 1], SQUARE, &auto), None);
         // 197 tokens but no grid of the input's aspect without the class token: refused.
         assert_eq!(
-            map_layout(&[1, 197, 8], SQUARE, &TokenConfig { skip: Some(0), grid: None }),
+            map_layout(
+                &[1, 197, 8],
+                SQUARE,
+                &TokenConfig {
+                    skip: Some(0),
+                    grid: None
+                }
+            ),
             None
         );
     }

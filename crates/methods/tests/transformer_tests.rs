@@ -26,11 +26,22 @@ fn convnext() -> Model {
 #[test]
 fn layers_are_named_by_module_path() {
     let names: Vec<String> = vit().layers().iter().map(|l| l.name.clone()).collect();
-    for want in ["conv_proj", "blocks.0.norm1", "blocks.1.mlp.fc1", "norm", "head"] {
+    for want in [
+        "conv_proj",
+        "blocks.0.norm1",
+        "blocks.1.mlp.fc1",
+        "norm",
+        "head",
+    ] {
         assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
     }
     let names: Vec<String> = convnext().layers().iter().map(|l| l.name.clone()).collect();
-    for want in ["features.0.0", "features.1.0.block.0", "features.1.0.block.2", "classifier.2"] {
+    for want in [
+        "features.0.0",
+        "features.1.0.block.0",
+        "features.1.0.block.2",
+        "classifier.2",
+    ] {
         assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
     }
 }
@@ -125,7 +136,10 @@ fn token_overrides_apply_and_wrong_ones_are_refused() {
         },
         ..CamConfig::default()
     };
-    let e = run_cams(&model, &x, &bad).err().expect("refused").to_string();
+    let e = run_cams(&model, &x, &bad)
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(e.contains("--tokens grid=4x4,skip=0"), "{e}");
 }
 

@@ -311,8 +311,7 @@ fn apply_rule<'m>(node: &Node, ins: &[Option<Abs<'m>>], opset: i64) -> Result<Ve
             vec![same()?]
         }
         "Not" => vec![out(x()?.shape().to_vec(), false)],
-        "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" | "And" | "Or"
-        | "Xor" => {
+        "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" | "And" | "Or" | "Xor" => {
             let shape = broadcast_shape(x()?.shape(), need(ins, 1)?.shape())?;
             vec![out(shape, false)]
         }

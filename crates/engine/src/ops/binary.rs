@@ -408,7 +408,12 @@ mod tests {
         let python = Binary(Kind::Mod { fmod: false });
         let c = Binary(Kind::Mod { fmod: true });
         assert_eq!(
-            [python.i64(7, 3), python.i64(-7, 3), python.i64(7, -3), python.i64(5, 0)],
+            [
+                python.i64(7, 3),
+                python.i64(-7, 3),
+                python.i64(7, -3),
+                python.i64(5, 0)
+            ],
             [1, 2, -2, 0]
         );
         assert_eq!([c.i64(7, 3), c.i64(-7, 3), c.i64(7, -3)], [1, -1, 1]);

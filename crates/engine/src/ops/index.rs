@@ -286,18 +286,30 @@ mod tests {
     #[test]
     fn range_counts_like_numpy_arange() {
         let r = |s: i64, l: i64, d: i64| {
-            run(&RangeOp, &[&ints(&[], &[s]), &ints(&[], &[l]), &ints(&[], &[d])]).unwrap()
+            run(
+                &RangeOp,
+                &[&ints(&[], &[s]), &ints(&[], &[l]), &ints(&[], &[d])],
+            )
+            .unwrap()
         };
         assert_eq!(r(0, 5, 2), ints(&[3], &[0, 2, 4]));
         assert_eq!(r(5, 0, -2), ints(&[3], &[5, 3, 1]));
         assert_eq!(r(3, 3, 1), ints(&[0], &[]));
         let f = run(
             &RangeOp,
-            &[&floats(&[], &[0.5]), &floats(&[], &[2.0]), &floats(&[], &[0.5])],
+            &[
+                &floats(&[], &[0.5]),
+                &floats(&[], &[2.0]),
+                &floats(&[], &[0.5]),
+            ],
         )
         .unwrap();
         assert_eq!(f, floats(&[3], &[0.5, 1.0, 1.5]));
-        assert!(run(&RangeOp, &[&ints(&[], &[0]), &ints(&[], &[4]), &ints(&[], &[0])]).is_err());
+        assert!(run(
+            &RangeOp,
+            &[&ints(&[], &[0]), &ints(&[], &[4]), &ints(&[], &[0])]
+        )
+        .is_err());
         let huge = run(
             &RangeOp,
             &[&ints(&[], &[0]), &ints(&[], &[i64::MAX]), &ints(&[], &[1])],

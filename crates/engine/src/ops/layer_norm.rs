@@ -93,11 +93,7 @@ fn expand_to_row(p: &Tensor, tail: &[usize], what: &str) -> Result<Vec<f32>> {
 fn moments(row: &[f32], epsilon: f32) -> (f32, f32) {
     let n = row.len().max(1) as f64;
     let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = row
-        .iter()
-        .map(|&v| (v as f64 - mean).powi(2))
-        .sum::<f64>()
-        / n;
+    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
     (mean as f32, (1.0 / (var + epsilon as f64).sqrt()) as f32)
 }
 
@@ -218,7 +214,12 @@ mod tests {
     #[test]
     fn normalises_each_row_over_the_trailing_axes() {
         let x = Tensor::new(vec![2, 4], vec![1.0, 2.0, 3.0, 4.0, 10.0, 10.0, 10.0, 14.0]).unwrap();
-        let y = run(x, Tensor::full(&[4], 2.0), Some(Tensor::full(&[4], 1.0)), -1);
+        let y = run(
+            x,
+            Tensor::full(&[4], 2.0),
+            Some(Tensor::full(&[4], 1.0)),
+            -1,
+        );
         // Row 1: mean 2.5, var 1.25 → (x − 2.5)/√1.25 · 2 + 1.
         let k = 2.0 / (1.25f32 + 1e-5).sqrt();
         let want0 = [-1.5 * k + 1.0, -0.5 * k + 1.0, 0.5 * k + 1.0, 1.5 * k + 1.0];

@@ -168,11 +168,7 @@ impl Op for WhereOp {
                 IntTensor::from_parts(p.shape.clone(), pick(&p, cond.data(), a.data(), b.data()))
                     .into()
             }
-            _ => {
-                return Err(Error::Type(
-                    "Where of an integer and a float tensor".into(),
-                ))
-            }
+            _ => return Err(Error::Type("Where of an integer and a float tensor".into())),
         };
         Ok(vec![out])
     }
@@ -182,10 +178,7 @@ impl Op for WhereOp {
         let (x, y, g) = (v.input(1)?, v.input(2)?, v.grad(0)?);
         let p = where_plan(cond.shape(), x.shape(), y.shape())?;
         let mut grads: Vec<Option<Tensor>> = vec![None, None, None];
-        for (k, (src, taken, t)) in [(&p.x, true, x), (&p.y, false, y)]
-            .into_iter()
-            .enumerate()
-        {
+        for (k, (src, taken, t)) in [(&p.x, true, x), (&p.y, false, y)].into_iter().enumerate() {
             if !v.needs.get(k + 1).copied().unwrap_or(false) {
                 continue;
             }
@@ -221,8 +214,14 @@ mod tests {
     fn comparisons_broadcast_and_give_booleans() {
         let a = ints(&[3], &[1, 2, 3]);
         let b = ints(&[1], &[2]);
-        assert_eq!(run(&CompareOp(Compare::Equal), &[&a, &b]), ints(&[3], &[0, 1, 0]));
-        assert_eq!(run(&CompareOp(Compare::Less), &[&a, &b]), ints(&[3], &[1, 0, 0]));
+        assert_eq!(
+            run(&CompareOp(Compare::Equal), &[&a, &b]),
+            ints(&[3], &[0, 1, 0])
+        );
+        assert_eq!(
+            run(&CompareOp(Compare::Less), &[&a, &b]),
+            ints(&[3], &[1, 0, 0])
+        );
         let f = floats(&[2], &[0.5, -1.0]);
         let z = floats(&[], &[0.0]);
         assert_eq!(

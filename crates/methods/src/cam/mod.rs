@@ -239,7 +239,10 @@ impl CamContext<'_> {
                             [&[m], &self.input.shape()[1..]].concat(),
                             self.input.data().repeat(m),
                         )?;
-                        model.run_from(&[(input_id, tiled), (self.layer, t.clone())], &[self.output])
+                        model.run_from(
+                            &[(input_id, tiled), (self.layer, t.clone())],
+                            &[self.output],
+                        )
                     })
                     .map_err(|e| {
                         Error::Layer(format!(
@@ -708,7 +711,6 @@ pub fn compute_cams(
         &TokenConfig::default(),
     )
 }
-
 
 /// The value a target reads in a pass, checked against the target: `(value, numbers per
 /// image, score)`.

@@ -63,8 +63,14 @@ fn linear(g: &mut GraphBuilder, w: &mut Weights, path: &str, x: &str, y: &str, k
     w.tensor(g, &wn, &[k, n], 1.0 / (k as f32).sqrt());
     w.tensor(g, &bn, &[n], 0.1);
     let scope = format!("/{}", path.replace('.', "/"));
-    g.node("MatMul", &format!("{scope}/MatMul"), &[x, &wn], &[&mm], vec![])
-        .node("Add", &format!("{scope}/Add"), &[&mm, &bn], &[y], vec![]);
+    g.node(
+        "MatMul",
+        &format!("{scope}/MatMul"),
+        &[x, &wn],
+        &[&mm],
+        vec![],
+    )
+    .node("Add", &format!("{scope}/Add"), &[&mm, &bn], &[y], vec![]);
 }
 
 /// The erf GELU torch exports at opset 17: `x · 0.5 · (1 + erf(x / √2))`.
@@ -77,7 +83,13 @@ fn gelu(g: &mut GraphBuilder, scope: &str, x: &str, y: &str) {
         &[&t("d")],
         vec![],
     )
-    .node("Erf", &format!("{scope}/Erf"), &[&t("d")], &[&t("e")], vec![])
+    .node(
+        "Erf",
+        &format!("{scope}/Erf"),
+        &[&t("d")],
+        &[&t("e")],
+        vec![],
+    )
     .node(
         "Add",
         &format!("{scope}/Add"),
@@ -102,9 +114,13 @@ fn gelu(g: &mut GraphBuilder, scope: &str, x: &str, y: &str) {
 }
 
 fn gelu_constants(g: &mut GraphBuilder) {
-    g.initializer(TensorProto::from_f32("sqrt2", &[], &[std::f32::consts::SQRT_2]))
-        .initializer(TensorProto::from_f32("one", &[], &[1.0]))
-        .initializer(TensorProto::from_f32("half", &[], &[0.5]));
+    g.initializer(TensorProto::from_f32(
+        "sqrt2",
+        &[],
+        &[std::f32::consts::SQRT_2],
+    ))
+    .initializer(TensorProto::from_f32("one", &[], &[1.0]))
+    .initializer(TensorProto::from_f32("half", &[], &[0.5]));
 }
 
 /// A two-block ViT: `x [1,3,16,16]` → 4×4 patches of 8 channels (`conv_proj`) → a class token
@@ -119,19 +135,18 @@ pub fn vit_style() -> ModelProto {
     w.tensor(&mut g, "conv_proj.weight", &[WIDTH, 3, 4, 4], 0.3);
     w.tensor(&mut g, "conv_proj.bias", &[WIDTH], 0.1);
     w.tensor(&mut g, "class_token", &[1, 1, WIDTH], 1.0);
-    w.tensor(
-        &mut g,
-        "pos_embedding",
-        &[1, 1 + GRID * GRID, WIDTH],
-        0.5,
-    );
+    w.tensor(&mut g, "pos_embedding", &[1, 1 + GRID * GRID, WIDTH], 0.5);
     g.initializer(TensorProto::from_i64(
         "flat",
         &[3],
         &[1, WIDTH as i64, (GRID * GRID) as i64],
     ))
     .initializer(TensorProto::from_i64("zero", &[1], &[0]))
-    .initializer(TensorProto::from_i64("token_tail", &[2], &[1, WIDTH as i64]))
+    .initializer(TensorProto::from_i64(
+        "token_tail",
+        &[2],
+        &[1, WIDTH as i64],
+    ))
     .initializer(TensorProto::from_f32(
         "scale",
         &[],
@@ -147,7 +162,13 @@ pub fn vit_style() -> ModelProto {
             A::ints("strides", &[4, 4]),
         ],
     )
-    .node("Reshape", "/Reshape", &["patches", "flat"], &["flat_patches"], vec![])
+    .node(
+        "Reshape",
+        "/Reshape",
+        &["patches", "flat"],
+        &["flat_patches"],
+        vec![],
+    )
     .node(
         "Transpose",
         "/Transpose",
@@ -199,9 +220,33 @@ pub fn vit_style() -> ModelProto {
         let n1 = format!("{p}_n1");
         layer_norm(&mut g, &mut w, &format!("{p}.norm1"), &h, &n1);
         let (q, k, v) = (format!("{p}_q"), format!("{p}_k"), format!("{p}_v"));
-        linear(&mut g, &mut w, &format!("{p}.attn.q"), &n1, &q, WIDTH, WIDTH);
-        linear(&mut g, &mut w, &format!("{p}.attn.k"), &n1, &k, WIDTH, WIDTH);
-        linear(&mut g, &mut w, &format!("{p}.attn.v"), &n1, &v, WIDTH, WIDTH);
+        linear(
+            &mut g,
+            &mut w,
+            &format!("{p}.attn.q"),
+            &n1,
+            &q,
+            WIDTH,
+            WIDTH,
+        );
+        linear(
+            &mut g,
+            &mut w,
+            &format!("{p}.attn.k"),
+            &n1,
+            &k,
+            WIDTH,
+            WIDTH,
+        );
+        linear(
+            &mut g,
+            &mut w,
+            &format!("{p}.attn.v"),
+            &n1,
+            &v,
+            WIDTH,
+            WIDTH,
+        );
         let t = |x: &str| format!("{p}_{x}");
         g.node(
             "Transpose",
@@ -247,7 +292,13 @@ pub fn vit_style() -> ModelProto {
             WIDTH,
             WIDTH,
         );
-        g.node("Add", &format!("{s}/Add"), &[&h, &t("proj")], &[&t("r1")], vec![]);
+        g.node(
+            "Add",
+            &format!("{s}/Add"),
+            &[&h, &t("proj")],
+            &[&t("r1")],
+            vec![],
+        );
         layer_norm(&mut g, &mut w, &format!("{p}.norm2"), &t("r1"), &t("n2"));
         linear(
             &mut g,
@@ -268,7 +319,13 @@ pub fn vit_style() -> ModelProto {
             2 * WIDTH,
             WIDTH,
         );
-        g.node("Add", &format!("{s}/Add_1"), &[&t("r1"), &t("f2")], &[&t("out")], vec![]);
+        g.node(
+            "Add",
+            &format!("{s}/Add_1"),
+            &[&t("r1"), &t("f2")],
+            &[&t("out")],
+            vec![],
+        );
         h = t("out");
     }
     layer_norm(&mut g, &mut w, "norm", &h, "normed");
@@ -318,13 +375,7 @@ pub fn convnext_style() -> ModelProto {
         &["stem_nhwc"],
         nhwc(),
     );
-    layer_norm(
-        &mut g,
-        &mut w,
-        "features.0.1",
-        "stem_nhwc",
-        "stem_ln",
-    );
+    layer_norm(&mut g, &mut w, "features.0.1", "stem_nhwc", "stem_ln");
     g.node(
         "Transpose",
         "/features/features.0/features.0.1/Transpose_1",
@@ -350,13 +401,7 @@ pub fn convnext_style() -> ModelProto {
         &["dw_nhwc"],
         nhwc(),
     );
-    layer_norm(
-        &mut g,
-        &mut w,
-        "features.1.0.block.2",
-        "dw_nhwc",
-        "b_ln",
-    );
+    layer_norm(&mut g, &mut w, "features.1.0.block.2", "dw_nhwc", "b_ln");
     linear(
         &mut g,
         &mut w,
@@ -421,13 +466,7 @@ pub fn convnext_style() -> ModelProto {
         &["pooled_nhwc"],
         nhwc(),
     );
-    layer_norm(
-        &mut g,
-        &mut w,
-        "classifier.0",
-        "pooled_nhwc",
-        "cls_ln",
-    );
+    layer_norm(&mut g, &mut w, "classifier.0", "pooled_nhwc", "cls_ln");
     g.initializer(TensorProto::from_i64("flat2", &[2], &[1, WIDTH as i64]))
         .node(
             "Reshape",
