@@ -117,7 +117,7 @@ fn same_aspect(h: usize, w: usize, (ih, iw): (usize, usize)) -> bool {
 /// The grid of `n` tokens with the input's aspect, both sides ≥ 2.
 fn grid_of(n: usize, input: (usize, usize)) -> Option<(usize, usize)> {
     (2..=n / 2)
-        .filter(|h| n % h == 0)
+        .filter(|h| n.is_multiple_of(*h))
         .map(|h| (h, n / h))
         .filter(|&(h, w)| w >= 2 && same_aspect(h, w, input))
         .min_by_key(|&(h, w)| (h * input.1).abs_diff(w * input.0))

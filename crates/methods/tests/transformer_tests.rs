@@ -136,10 +136,7 @@ fn token_overrides_apply_and_wrong_ones_are_refused() {
         },
         ..CamConfig::default()
     };
-    let e = run_cams(&model, &x, &bad)
-        .err()
-        .expect("refused")
-        .to_string();
+    let e = run_cams(&model, &x, &bad).expect_err("refused").to_string();
     assert!(e.contains("--tokens grid=4x4,skip=0"), "{e}");
 }
 

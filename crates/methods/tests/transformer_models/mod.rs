@@ -128,7 +128,7 @@ fn gelu_constants(g: &mut GraphBuilder) {
 /// embedding → two pre-norm blocks (`blocks.i.norm1`, single-head attention, `blocks.i.norm2`,
 /// GELU MLP) → `norm` → the class token → `head` → `y [1,5]`.
 pub fn vit_style() -> ModelProto {
-    let mut w = Weights(0x5EED_0F_u64);
+    let mut w = Weights(0x005E_ED0F_u64);
     let mut g = GraphBuilder::new("vit_style");
     g.input("x", &dims(&[1, 3, SIDE, SIDE])).output("y", &[]);
     gelu_constants(&mut g);
@@ -347,7 +347,7 @@ pub fn vit_style() -> ModelProto {
 /// `block.5` Linear, layer scale, back to NCHW, residual Add) → global average pool →
 /// `classifier.0` LayerNorm → `classifier.2` → `y [1,5]`.
 pub fn convnext_style() -> ModelProto {
-    let mut w = Weights(0xC0_4E_u64);
+    let mut w = Weights(0xC04E_u64);
     let mut g = GraphBuilder::new("convnext_style");
     g.input("x", &dims(&[1, 3, SIDE, SIDE])).output("y", &[]);
     gelu_constants(&mut g);
