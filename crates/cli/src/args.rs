@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use convscope::budget::MemoryLimit;
 use convscope::prelude::*;
-use convscope::ResizeFilter;
+use convscope::{ResizeFilter, TokenConfig};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How an image becomes the model input.
@@ -65,6 +65,15 @@ pub(crate) struct RunArgs {
     /// Show NaN and infinity instead of stopping at the first node that produces them.
     #[arg(long)]
     pub allow_nonfinite: bool,
+    /// How transformer token layers become maps, e.g. grid=14x14,skip=1 (patch grid, leading
+    /// class/distillation tokens to drop). Default: worked out from each layer's shape.
+    #[arg(long, value_parser = parse_tokens)]
+    pub tokens: Option<TokenConfig>,
+}
+
+fn parse_tokens(s: &str) -> std::result::Result<TokenConfig, String> {
+    s.parse()
+        .map_err(|e: convscope::lower::methods::Error| e.to_string())
 }
 
 impl RunArgs {
@@ -93,7 +102,8 @@ pub(crate) fn open_model(
     Ok(model
         .with_input(input)
         .with_memory_limit(limit)
-        .allow_nonfinite(run.allow_nonfinite))
+        .allow_nonfinite(run.allow_nonfinite)
+        .with_tokens(run.tokens.unwrap_or_default()))
 }
 
 /// Reads a labels file and attaches it.

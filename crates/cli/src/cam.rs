@@ -133,11 +133,15 @@ pub(crate) fn run(args: CamArgs) -> Result<()> {
         "layer: {}{}",
         set.layer,
         if args.layer == "auto" {
-            " (chosen automatically: last spatial feature map)"
+            " (chosen automatically: last spatial feature map, or a class-token model's last \
+             block's first LayerNorm)"
         } else {
             ""
         }
     );
+    if let Some(rule) = &set.map_rule {
+        println!("map: {rule}");
+    }
     let index = set.write(&mut out, &style, args.npy)?;
     for (map, entry) in set.maps.iter().zip(&index.targets) {
         if map.all_zero() {

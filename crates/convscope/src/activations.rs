@@ -4,7 +4,9 @@
 use convscope_image::{channel_grid, channel_large, grid_layout, Colormap, GridConfig, Planar};
 
 pub use convscope_image::{channel_large_box, GridLayout};
-use convscope_methods::activations::{compute_activations, default_selection, LayerActivation};
+use convscope_methods::activations::{
+    compute_activations_with, default_selection, LayerActivation,
+};
 use serde::Serialize;
 
 use crate::budget;
@@ -128,7 +130,7 @@ impl Activations {
             &format!("the activations of {} layers at {size}", ids.len()),
             "use a smaller --size or fewer --layers",
         )?;
-        let layers = compute_activations(engine, input.tensor(), &selection)?;
+        let layers = compute_activations_with(engine, input.tensor(), &selection, model.tokens())?;
         Activations::from_layers(model, input, layers)
     }
 
@@ -417,7 +419,24 @@ impl Activations {
                 s.channels
             ));
         }
+        for (rule, count) in self.map_rules() {
+            out.push_str(&format!("{rule} ({count} layer(s) read this way)\n"));
+        }
         out
+    }
+
+    /// The token rules that turned layers into maps ([`crate::MapLayout::describe`]), each
+    /// with the number of layers it was applied to, in order of first use; empty when every
+    /// layer was a feature map already.
+    pub fn map_rules(&self) -> Vec<(String, usize)> {
+        let mut rules: Vec<(String, usize)> = Vec::new();
+        for rule in self.layers.iter().filter_map(|a| a.layout.describe()) {
+            match rules.iter_mut().find(|(r, _)| *r == rule) {
+                Some((_, n)) => *n += 1,
+                None => rules.push((rule, 1)),
+            }
+        }
+        rules
     }
 
     pub(crate) fn model_source(&self) -> &str {

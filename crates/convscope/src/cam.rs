@@ -223,6 +223,9 @@ pub struct CamSet {
     pub layer_value: String,
     /// Whether the scores are pre-softmax logits.
     pub score_is_logit: bool,
+    /// How a token layer was read as a map, in words (e.g. `tokens: class token dropped, 14x14
+    /// grid`); `None` for a plain feature map.
+    pub map_rule: Option<String>,
     model_source: String,
     input_source: String,
 }
@@ -269,6 +272,7 @@ impl CamSet {
             layer: run.layer_label,
             layer_value,
             score_is_logit: run.classifier.as_ref().is_some_and(|c| c.score_is_logit()),
+            map_rule: run.layout.describe(),
             model_source: model.source().to_string(),
             input_source: input.source().to_string(),
         }

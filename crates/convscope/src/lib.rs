@@ -76,6 +76,7 @@ pub use convscope_image::Colormap;
 pub use convscope_methods::target::{
     Class, Classes, OutputElement, Target, TargetRef, TargetSource,
 };
+pub use convscope_methods::tokens::{MapLayout, TokenConfig};
 pub use error::{Error, Result};
 pub use filters::{FilterGrid, FilterSet, FiltersConfig, Optimizer, TileStyle};
 pub use input::{Input, InputConfig, Preprocess, ResizeFilter, ToInput};

@@ -7,6 +7,7 @@ use convscope_engine::{Layer, LoadOptions, Pass, Tensor, ValueId};
 use convscope_methods::cam::{run_cams, CamRun, Prediction};
 use convscope_methods::select::{select_layers, Selected};
 use convscope_methods::target::Target;
+use convscope_methods::tokens::TokenConfig;
 
 use crate::activations::{Activations, ActivationsConfig};
 use crate::budget::{self, MemoryLimit};
@@ -49,6 +50,7 @@ pub struct Model {
     /// The parameter count the file's own tool reports (Keras's "Total params"), which the
     /// summary shows instead of the graph's count.
     declared_params: Option<usize>,
+    tokens: TokenConfig,
 }
 
 impl std::fmt::Debug for Model {
@@ -97,6 +99,7 @@ impl Model {
             memory: MemoryLimit::from_available(),
             allow_nonfinite: false,
             declared_params: None,
+            tokens: TokenConfig::default(),
         }
     }
 
@@ -109,6 +112,34 @@ impl Model {
         // The network is fully convolutional; it runs on the whole demo scene.
         m.input.size = Some(Size::square(convscope_demo::DEMO_SCENE_SIZE));
         Ok(m)
+    }
+
+    /// How token layers (ViT, DeiT, Swin) are read as spatial maps for activation grids and
+    /// class activation maps; by default the rule of [`convscope_methods::tokens`] works it
+    /// out from each value's shape.
+    pub fn tokens(&self) -> &TokenConfig {
+        &self.tokens
+    }
+
+    /// The model with token layers read by `tokens` (the command line's
+    /// `--tokens grid=14x14,skip=1`), as pytorch-grad-cam's `reshape_transform` would.
+    ///
+    /// ```no_run
+    /// let model = convscope::Model::load("vit_b_16.onnx")?.with_tokens("grid=14x14,skip=1".parse()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_tokens(mut self, tokens: TokenConfig) -> Model {
+        self.tokens = tokens;
+        self
+    }
+
+    /// `config` with the model's token rule when it names none of its own.
+    pub(crate) fn cam_config(&self, config: &CamConfig) -> CamConfig {
+        let mut c = config.clone();
+        if c.tokens == TokenConfig::default() {
+            c.tokens = self.tokens;
+        }
+        c
     }
 
     /// The engine model underneath, for work the facade does not cover.
@@ -304,7 +335,7 @@ impl Model {
     pub fn cam(&self, x: impl ToInput, config: &CamConfig) -> Result<CamSet> {
         let input = x.to_input(self)?;
         self.check_cam_memory(&input, config)?;
-        let run = run_cams(&self.engine, input.tensor(), config)?;
+        let run = run_cams(&self.engine, input.tensor(), &self.cam_config(config))?;
         self.finish_cams(&input, run)
     }
 

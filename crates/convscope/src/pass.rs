@@ -6,7 +6,7 @@
 
 use convscope_engine::{Pass, Tape, ValueId};
 use convscope_methods::activations::LayerActivation;
-use convscope_methods::activations::{compute_activations, default_selection, layer_stats};
+use convscope_methods::activations::{compute_activations_with, default_selection};
 use convscope_methods::cam::{cam_values, find_classifier, prediction, run_cams_in};
 
 use crate::activations::{Activations, ActivationsConfig};
@@ -125,18 +125,19 @@ impl<'m> ForwardPass<'m> {
         let mut computed = if missing.is_empty() {
             Vec::new()
         } else {
-            compute_activations(engine, self.input.tensor(), &missing)?
+            compute_activations_with(engine, self.input.tensor(), &missing, self.model.tokens())?
         }
         .into_iter();
         let mut layers = Vec::with_capacity(selection.len());
         for s in selection {
             let layer = match self.tape.value(s.value) {
-                Ok(values) => LayerActivation {
-                    value_name: engine.value_name(s.value).to_string(),
-                    stats: layer_stats(values),
-                    values: values.clone(),
-                    selected: s,
-                },
+                Ok(values) => LayerActivation::from_value(
+                    engine,
+                    self.input.tensor(),
+                    s,
+                    values.clone(),
+                    self.model.tokens(),
+                ),
                 Err(_) => computed
                     .next()
                     .expect("one computed layer per missing selection"),
@@ -164,7 +165,8 @@ impl<'m> ForwardPass<'m> {
         {
             self.model.check_cam_memory(&self.input, config)?;
         }
-        let run = run_cams_in(engine, self.input.tensor(), &self.tape, config)?;
+        let config = self.model.cam_config(config);
+        let run = run_cams_in(engine, self.input.tensor(), &self.tape, &config)?;
         self.model.finish_cams(&self.input, run)
     }
 }

@@ -5,6 +5,7 @@ use convscope_engine::{Model, Tensor};
 
 use crate::error::{Error, Result};
 use crate::select::Selected;
+use crate::tokens::{map_layout, MapLayout, TokenConfig};
 
 /// Summary numbers of one layer's output for one image.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,13 +33,47 @@ pub struct LayerActivation {
     pub selected: Selected,
     /// ONNX name of the value.
     pub value_name: String,
-    /// The value for the (single) input image, batch axis included.
+    /// The value for the (single) input image, batch axis included; a token layer's value
+    /// read as `[1, C, H, W]` maps by [`LayerActivation::layout`].
     pub values: Tensor,
+    /// How `values` was formed from the layer's value ([`MapLayout::Nchw`]: as it is).
+    pub layout: MapLayout,
     /// Statistics over the first image.
     pub stats: LayerStats,
 }
 
 impl LayerActivation {
+    /// The activation of `selected` from its value in a pass of `input`: a token sequence or
+    /// a channels-last value is read as NCHW maps ([`crate::tokens`]), statistics are taken.
+    pub fn from_value(
+        model: &Model,
+        input: &Tensor,
+        selected: Selected,
+        value: Tensor,
+        tokens: &TokenConfig,
+    ) -> LayerActivation {
+        let input_hw = model.input_spec().spatial(input.shape());
+        let layout = match map_layout(value.shape(), input_hw, tokens) {
+            Some(l) if value.shape().first() == Some(&1) => l,
+            _ => MapLayout::Nchw,
+        };
+        let values = match layout {
+            MapLayout::Nchw => value,
+            _ => {
+                let (c, h, w) = layout.dims(value.shape());
+                let maps = layout.to_chw(value.shape(), value.data());
+                Tensor::new(vec![1, c, h, w], maps).expect("c·h·w maps")
+            }
+        };
+        LayerActivation {
+            value_name: model.value_name(selected.value).to_string(),
+            stats: layer_stats(&values),
+            values,
+            layout,
+            selected,
+        }
+    }
+
     /// `(channels, height, width)` when the value is a spatial NCHW feature map.
     pub fn spatial(&self) -> Option<(usize, usize, usize)> {
         match *self.values.shape() {
@@ -100,9 +135,11 @@ const SPATIAL_HEADS: &[&str] = &[
     "Pad",
     "Sub",
     "Div",
+    "LayerNormalization",
 ];
 
-/// Every layer that produces a spatial feature map (height or width > 1), for `input`.
+/// Every layer that produces a spatial feature map (height or width > 1), or a token sequence
+/// that reads as one ([`crate::tokens`]), for `input`.
 pub fn default_selection(model: &Model, input: &Tensor) -> Result<Vec<Selected>> {
     let candidates: Vec<Selected> = model
         .layers()
@@ -121,31 +158,40 @@ pub fn default_selection(model: &Model, input: &Tensor) -> Result<Vec<Selected>>
     }
     let ids: Vec<_> = candidates.iter().map(|s| s.value).collect();
     let values = model.run(input, &ids)?;
+    let input_hw = model.input_spec().spatial(input.shape());
     Ok(candidates
         .into_iter()
         .zip(values)
-        .filter(|(_, v)| matches!(*v.shape(), [_, _, h, w] if h > 1 || w > 1) && v.is_float())
+        .filter(|(_, v)| {
+            v.is_float() && map_layout(v.shape(), input_hw, &TokenConfig::default()).is_some()
+        })
         .map(|(s, _)| s)
         .collect())
 }
 
-/// Runs the model once up to the deepest selected value and returns each value with statistics.
+/// Runs the model once up to the deepest selected value and returns each value with statistics
+/// (token layers read as maps by the default rule).
 pub fn compute_activations(
     model: &Model,
     input: &Tensor,
     selection: &[Selected],
+) -> Result<Vec<LayerActivation>> {
+    compute_activations_with(model, input, selection, &TokenConfig::default())
+}
+
+/// [`compute_activations`] with token layers read by `tokens`.
+pub fn compute_activations_with(
+    model: &Model,
+    input: &Tensor,
+    selection: &[Selected],
+    tokens: &TokenConfig,
 ) -> Result<Vec<LayerActivation>> {
     let ids: Vec<_> = selection.iter().map(|s| s.value).collect();
     let values = model.run_float(input, &ids)?;
     Ok(selection
         .iter()
         .zip(values)
-        .map(|(s, values)| LayerActivation {
-            selected: s.clone(),
-            value_name: model.value_name(s.value).to_string(),
-            stats: layer_stats(&values),
-            values,
-        })
+        .map(|(s, values)| LayerActivation::from_value(model, input, s.clone(), values, tokens))
         .collect())
 }
 

@@ -45,6 +45,7 @@ pub mod input;
 pub mod saliency;
 pub mod select;
 pub mod target;
+pub mod tokens;
 pub mod transform;
 
 pub use error::{Error, Result};

@@ -338,7 +338,7 @@ pub fn guided_gradcam(model: &Model, input: &Tensor, cfg: &SaliencyConfig) -> Re
     let s = setup(model, input, cfg, &extra)?;
     let layer = match cfg.layer {
         Some(l) => l,
-        None => cam::auto_layer_in(model, &s.tape)?.value,
+        None => cam::auto_layer_in(model, &s.tape, input)?.value,
     };
     let classifier = find_classifier(model, &s.tape).ok();
     let cams = cam::cams_from_tape(
@@ -350,6 +350,7 @@ pub fn guided_gradcam(model: &Model, input: &Tensor, cfg: &SaliencyConfig) -> Re
         std::slice::from_ref(&s.head.target),
         &GradCam,
         1,
+        &crate::tokens::TokenConfig::default(),
     )?;
     let mut raw = s.gradient(ReluRule::Guided)?;
     let spec = model.input_spec();

@@ -276,6 +276,20 @@ const RULES: &[&str] = &[
     "Gather",
     "Shape",
     "ConstantOfShape",
+    "LayerNormalization",
+    "Mod",
+    "Equal",
+    "Less",
+    "LessOrEqual",
+    "Greater",
+    "GreaterOrEqual",
+    "And",
+    "Or",
+    "Xor",
+    "Not",
+    "Where",
+    "Expand",
+    "ScatterND",
 ];
 
 fn has_rule(op: &str) -> bool {
@@ -292,8 +306,26 @@ fn apply_rule<'m>(node: &Node, ins: &[Option<Abs<'m>>], opset: i64) -> Result<Ve
     Ok(match node.op_type.as_str() {
         "Relu" | "LeakyRelu" | "Elu" | "Selu" | "Sigmoid" | "Tanh" | "HardSigmoid"
         | "HardSwish" | "Erf" | "Sqrt" | "Exp" | "Log" | "Neg" | "Abs" | "Reciprocal"
-        | "Softplus" | "Clip" | "Softmax" | "LogSoftmax" | "BatchNormalization" | "Identity" => {
+        | "Softplus" | "Clip" | "Softmax" | "LogSoftmax" | "BatchNormalization" | "Identity"
+        | "LayerNormalization" | "ScatterND" => {
             vec![same()?]
+        }
+        "Not" => vec![out(x()?.shape().to_vec(), false)],
+        "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" | "And" | "Or" | "Xor" => {
+            let shape = broadcast_shape(x()?.shape(), need(ins, 1)?.shape())?;
+            vec![out(shape, false)]
+        }
+        "Where" => {
+            let (c, t, f) = (x()?, need(ins, 1)?, need(ins, 2)?);
+            let shape = broadcast_shape(&broadcast_shape(c.shape(), t.shape())?, f.shape())?;
+            vec![out(shape, t.is_float())]
+        }
+        "Expand" => {
+            let dims = known_ints(ins, 1, "Expand sizes")?
+                .into_iter()
+                .map(|d| to_usize(d, "Expand dimension"))
+                .collect::<Result<Vec<_>>>()?;
+            vec![out(broadcast_shape(x()?.shape(), &dims)?, x()?.is_float())]
         }
         "Dropout" => {
             let mut v = vec![same()?];
@@ -310,7 +342,7 @@ fn apply_rule<'m>(node: &Node, ins: &[Option<Abs<'m>>], opset: i64) -> Result<Ve
             );
             vec![out(x()?.shape().to_vec(), float)]
         }
-        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "PRelu" | "Max" | "Min" => {
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "PRelu" | "Max" | "Min" | "Mod" => {
             let present: Vec<&Abs> = ins.iter().flatten().collect();
             let mut shape = x()?.shape().to_vec();
             for v in present.iter().skip(1) {

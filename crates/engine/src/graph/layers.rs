@@ -131,6 +131,27 @@ pub(crate) fn build_layers(model: &Graph) -> Vec<Layer> {
         .collect()
 }
 
+/// The module path (`features.3.1.block`) of a TorchScript exporter's scope, whose levels
+/// repeat their parent's name: `/features/features.3/features.3.1/block/...` names
+/// `model.features[3][1].block`. A level that extends the one before it (`features.3` after
+/// `features`) replaces it; any other level (an attribute such as `block`) is appended.
+fn module_path(scope: &[&str]) -> String {
+    let mut path: Vec<&str> = Vec::with_capacity(scope.len());
+    for &level in scope {
+        match path.last_mut() {
+            Some(last)
+                if level.len() > last.len()
+                    && level.starts_with(*last)
+                    && level.as_bytes()[last.len()] == b'.' =>
+            {
+                *last = level
+            }
+            _ => path.push(level),
+        }
+    }
+    path.join(".")
+}
+
 fn is_keras_scope(s: &str) -> bool {
     ["functional", "sequential", "model"].iter().any(|p| {
         s.strip_prefix(p).is_some_and(|rest| {
@@ -159,7 +180,7 @@ pub(crate) fn friendly_names(heads: Vec<(&str, &str)>) -> Vec<String> {
                 let parts: Vec<&str> = rest.split('/').collect();
                 let scope = &parts[..parts.len().saturating_sub(1)];
                 if !scope.is_empty() {
-                    return scope.join(".");
+                    return module_path(scope);
                 }
             } else if name.contains('/') {
                 // tf2onnx: "functional_1/block1_conv1_1/BiasAdd" → "block1_conv1".
@@ -267,6 +288,30 @@ mod tests {
         assert_eq!(
             p,
             ["_blocks.0._depthwise_conv", "relu_1", "conv1", "conv1_2"]
+        );
+        // torchvision's nested Sequentials and attributes: the module paths a PyTorch user
+        // types (`model.features[3][1].block[0]`, `model.encoder.layers.encoder_layer_11`).
+        let t = friendly_names(vec![
+            (
+                "/features/features.3/features.3.1/block/block.0/Conv",
+                "Conv",
+            ),
+            (
+                "/encoder/layers/encoder_layer_11/ln_1/LayerNormalization",
+                "LayerNormalization",
+            ),
+            ("/features/features.3/features.3.1/Add", "Add"),
+            // Not an extension of "layer": only a whole dotted level counts.
+            ("/layer/layer1/Conv", "Conv"),
+        ]);
+        assert_eq!(
+            t,
+            [
+                "features.3.1.block.0",
+                "encoder.layers.encoder_layer_11.ln_1",
+                "features.3.1",
+                "layer.layer1"
+            ]
         );
     }
 

@@ -1,4 +1,4 @@
-//! Element-wise binary ops with NumPy broadcasting: Add, Sub, Mul, Div, Pow, PRelu, Max, Min.
+//! Element-wise binary ops with NumPy broadcasting: Add, Sub, Mul, Div, Pow, PRelu, Max, Min, Mod.
 
 use std::collections::HashMap;
 
@@ -16,6 +16,11 @@ enum Kind {
     PRelu,
     Max,
     Min,
+    /// `fmod`: the remainder takes the dividend's sign (C `fmod`) rather than the divisor's
+    /// (Python `%`, what PyTorch exports for integer shape arithmetic).
+    Mod {
+        fmod: bool,
+    },
 }
 
 pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
@@ -27,6 +32,11 @@ pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
     reg.insert("PRelu", |_| Ok(Box::new(Binary(Kind::PRelu))));
     reg.insert("Max", |c| two_inputs(c.node.input.len(), Kind::Max));
     reg.insert("Min", |c| two_inputs(c.node.input.len(), Kind::Min));
+    reg.insert("Mod", |c| {
+        Ok(Box::new(Binary(Kind::Mod {
+            fmod: c.int("fmod", 0) != 0,
+        })))
+    });
 }
 
 fn two_inputs(n: usize, kind: Kind) -> Result<Box<dyn Op>> {
@@ -149,6 +159,38 @@ pub(crate) fn broadcast_map<T: Copy + Default>(
     Ok(TensorOf::from_parts(out, data))
 }
 
+/// Broadcasting map of two tensors of possibly different element types (comparisons: two
+/// floats or two integers to a boolean, held as 0/1 integers).
+pub(crate) fn broadcast_zip<A: Copy + Default, B: Copy + Default, O: Copy + Default>(
+    a: &TensorOf<A>,
+    b: &TensorOf<B>,
+    f: impl Fn(A, B) -> O,
+) -> Result<TensorOf<O>> {
+    let out = broadcast_shape(a.shape(), b.shape())?;
+    let (sa, sb) = (
+        broadcast_strides(a.shape(), &out),
+        broadcast_strides(b.shape(), &out),
+    );
+    let mut data = vec![O::default(); out.iter().product()];
+    let (ad, bd) = (a.data(), b.data());
+    for_each_broadcast(&out, &sa, &sb, |o, i, j| data[o] = f(ad[i], bd[j]));
+    Ok(TensorOf::from_parts(out, data))
+}
+
+/// For every element of `out` (a shape `shape` broadcasts to), the index of the element of a
+/// `shape` tensor it reads: what Where and Expand gather through, and scatter-add back along.
+pub(crate) fn broadcast_sources(shape: &[usize], out: &[usize]) -> Result<Vec<usize>> {
+    if out.len() < shape.len() || broadcast_shape(shape, out)? != out {
+        return Err(Error::Shape(format!(
+            "{shape:?} does not broadcast to {out:?}"
+        )));
+    }
+    let s = broadcast_strides(shape, out);
+    let mut src = vec![0usize; out.iter().product()];
+    for_each_broadcast(out, &s, &s, |o, i, _| src[o] = i);
+    Ok(src)
+}
+
 /// Sums a gradient of the broadcast shape back to `shape`, weighting element `o` by `w(o, a_idx, b_idx)`.
 fn reduce_to(
     g: &Tensor,
@@ -197,6 +239,7 @@ impl Binary {
             }
             Kind::Max => x.max(y),
             Kind::Min => x.min(y),
+            Kind::Mod { fmod } => x - mod_quotient_f32(x, y, fmod) * y,
         }
     }
 
@@ -216,7 +259,23 @@ impl Binary {
             }
             Kind::Max => x.max(y),
             Kind::Min => x.min(y),
+            Kind::Mod { fmod } => match x.checked_rem(y) {
+                // A zero divisor gives 0 rather than a panic (the result is undefined in ONNX).
+                None => 0,
+                Some(r) if !fmod && r != 0 && (r < 0) != (y < 0) => r + y,
+                Some(r) => r,
+            },
         }
+    }
+}
+
+/// The quotient a float `Mod` subtracts: truncated for `fmod`, floored otherwise.
+fn mod_quotient_f32(x: f32, y: f32, fmod: bool) -> f32 {
+    let q = x / y;
+    if fmod {
+        q.trunc()
+    } else {
+        q.floor()
     }
 }
 
@@ -329,6 +388,9 @@ impl Op for Binary {
                     (Kind::Max, false) => (z > x) as u8 as f32,
                     (Kind::Min, true) => (x <= z) as u8 as f32,
                     (Kind::Min, false) => (z < x) as u8 as f32,
+                    // x − q·y with q piecewise constant.
+                    (Kind::Mod { .. }, true) => 1.0,
+                    (Kind::Mod { fmod }, false) => -mod_quotient_f32(x, z, fmod),
                 }
             };
             grads[which] = Some(reduce_to(g, shape, other, first, local));
@@ -340,6 +402,24 @@ impl Op for Binary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integer_mod_follows_the_divisor_sign_unless_fmod() {
+        let python = Binary(Kind::Mod { fmod: false });
+        let c = Binary(Kind::Mod { fmod: true });
+        assert_eq!(
+            [
+                python.i64(7, 3),
+                python.i64(-7, 3),
+                python.i64(7, -3),
+                python.i64(5, 0)
+            ],
+            [1, 2, -2, 0]
+        );
+        assert_eq!([c.i64(7, 3), c.i64(-7, 3), c.i64(7, -3)], [1, -1, 1]);
+        assert_eq!(c.f32(-7.5, 2.0), -1.5);
+        assert_eq!(python.f32(-7.5, 2.0), 0.5);
+    }
 
     #[test]
     fn broadcast_add_bias() {

@@ -23,6 +23,22 @@ struct Plan {
     out_shape: Vec<usize>,
 }
 
+impl Plan {
+    /// Folds the batch into the rows when `b` has no batch dimensions: `[..., m, k] · [k, n]`
+    /// is one `[batch·m, k] · [k, n]` product. A transformer's `Linear` on `[N, T, C]` (or
+    /// torchvision's attention input projection on `[T, N, C]` with N = 1, where m is 1) then
+    /// packs the weights once instead of once per batch element: ViT-B/16's in-projections
+    /// took 200 ms each as 197 one-row products.
+    fn folded(mut self) -> Plan {
+        if self.b_batch.is_empty() && !self.batch.is_empty() {
+            self.m *= self.batch.iter().product::<usize>();
+            self.batch.clear();
+            self.a_batch.clear();
+        }
+        self
+    }
+}
+
 fn plan(a: &[usize], b: &[usize]) -> Result<Plan> {
     if a.is_empty() || b.is_empty() {
         return Err(Error::Shape("MatMul of a scalar".into()));
@@ -87,7 +103,7 @@ struct MatMulOp;
 impl Op for MatMulOp {
     fn forward(&self, _: &ExecConfig, inputs: &[Option<&Value>]) -> Result<Vec<Value>> {
         let (a, b) = (float_input(inputs, 0)?, float_input(inputs, 1)?);
-        let p = plan(a.shape(), b.shape())?;
+        let p = plan(a.shape(), b.shape())?.folded();
         let nb: usize = p.batch.iter().product();
         let (mk, kn, mn) = (p.m * p.k, p.k * p.n, p.m * p.n);
         let mut out = vec![0.0f32; nb * mn];
@@ -110,7 +126,7 @@ impl Op for MatMulOp {
 
     fn backward(&self, v: &Vjp) -> Result<Vec<Option<Tensor>>> {
         let (a, b, g) = (v.input(0)?, v.input(1)?, v.grad(0)?);
-        let p = plan(a.shape(), b.shape())?;
+        let p = plan(a.shape(), b.shape())?.folded();
         let nb: usize = p.batch.iter().product();
         let (mk, kn, mn) = (p.m * p.k, p.k * p.n, p.m * p.n);
         let mut da = v.needs[0].then(|| vec![0.0f32; a.len()]);

@@ -64,6 +64,7 @@ pub(crate) use predict::first_output;
 use crate::batch::{fits, in_batches};
 use crate::error::{Error, Result};
 use crate::target::{Target, TargetRef, TargetSource};
+use crate::tokens::{map_layout, MapLayout, TokenConfig};
 
 /// Batch size of the extra forward passes of Score-CAM and Ablation-CAM.
 pub const DEFAULT_BATCH: usize = 32;
@@ -99,13 +100,19 @@ pub struct CamContext<'a> {
     pub model: &'a Model,
     /// The input image (a batch of one, in the model's layout).
     pub input: &'a Tensor,
-    /// The layer's value (an NCHW feature map).
+    /// The layer's value (a feature map, or tokens read as one: see [`CamContext::layout`]).
     pub layer: ValueId,
+    /// How the layer's value was read as maps ([`crate::tokens`]).
+    pub layout: MapLayout,
+    /// The layer's value for the image, in its own layout (what [`CamContext::layout`] read
+    /// the maps from; Score-CAM and Ablation-CAM write modified maps back into copies of it).
+    pub layer_value: &'a Tensor,
     /// The value the target reads (for a class: the pre-softmax logits when found).
     pub output: ValueId,
     /// Numbers in that value per image (for a class: the number of classes).
     pub output_len: usize,
-    /// The activations `A` of the single image, `channels × height × width`.
+    /// The activations `A` of the single image, `channels × height × width` (read through
+    /// [`CamContext::layout`]).
     pub activations: &'a [f32],
     /// Channels of the layer.
     pub channels: usize,
@@ -206,11 +213,37 @@ impl CamContext<'_> {
         fill: &dyn Fn(usize, &mut [f32]),
     ) -> Result<Vec<f32>> {
         let model = self.model;
-        let shape = [1, self.channels, self.height, self.width];
+        let shape = self.layer_value.shape().to_vec();
+        let (layout, original) = (self.layout, self.layer_value.data());
+        let mut chw = vec![0.0f32; self.channels * self.plane()];
+        let chw = Mutex::new(&mut chw);
+        // Each modified map is written back into a copy of the layer's own value (tokens
+        // dropped from the map keep their values).
+        let fill_value = |i: usize, item: &mut [f32]| {
+            let mut maps = chw.lock().expect("map buffer");
+            fill(i, &mut maps);
+            item.copy_from_slice(&original[..item.len()]);
+            layout.from_chw(&shape, &maps, item);
+        };
+        let item_shape = [&[1], &shape[1..]].concat();
         self.memo(key, n, &|| {
-            self.batched_values(&shape, n, fill, &|t| {
+            self.batched_values(&item_shape, n, &fill_value, &|t| {
                 let v = model
                     .run_from(&[(self.layer, t.clone())], &[self.output])
+                    .or_else(|_| {
+                        // Not a cut of the graph (a pre-norm transformer's LayerNorm: the
+                        // residual path goes around it): the rest also runs from the input.
+                        let input_id = model.resolve(&model.input_spec().name)?;
+                        let m = t.shape()[0];
+                        let tiled = Tensor::new(
+                            [&[m], &self.input.shape()[1..]].concat(),
+                            self.input.data().repeat(m),
+                        )?;
+                        model.run_from(
+                            &[(input_id, tiled), (self.layer, t.clone())],
+                            &[self.output],
+                        )
+                    })
                     .map_err(|e| {
                         Error::Layer(format!(
                             "cannot rerun the model from layer '{}' ({e}); pick a layer that every \
@@ -410,25 +443,97 @@ pub fn method(name: &str) -> Result<Box<dyn CamMethod>> {
 /// `_conv_head` for EfficientNet).
 pub fn auto_layer(model: &Model, input: &Tensor) -> Result<Layer> {
     let tape = model.forward(input, &[first_output(model)?])?;
-    auto_layer_in(model, &tape)
+    auto_layer_in(model, &tape, input)
 }
 
-/// [`auto_layer`] over the values of a forward pass.
-pub(crate) fn auto_layer_in(model: &Model, tape: &Tape<'_>) -> Result<Layer> {
-    model
+/// [`auto_layer`] over the values of a forward pass of `input`, token layers read with
+/// `tokens`.
+///
+/// In a model with a class token (ViT, DeiT) the last layers' patch tokens get no gradient
+/// (only the class token reaches the head), so the layer is instead the last block's first
+/// LayerNorm, as pytorch-grad-cam's ViT tutorial picks it (`blocks[-1].norm1`): the third
+/// LayerNorm from the end of a pre-norm transformer (norm1, norm2 per block, then the final
+/// norm). Otherwise it is the last layer whose value reads as spatial maps (Swin's final norm,
+/// ConvNeXt's last stage).
+pub(crate) fn auto_layer_with(
+    model: &Model,
+    tape: &Tape<'_>,
+    input: &Tensor,
+    tokens: &TokenConfig,
+) -> Result<Layer> {
+    let input_hw = model.input_spec().spatial(input.shape());
+    let spatial: Vec<(&Layer, MapLayout)> = model
         .layers()
         .iter()
-        .rev()
-        .find(|l| {
-            tape.value(l.value)
-                .is_ok_and(|t| matches!(*t.shape(), [_, _, h, w] if h > 1 && w > 1))
+        .filter_map(|l| {
+            let t = tape.value(l.value).ok()?;
+            let layout = map_layout(t.shape(), input_hw, tokens)?;
+            let (_, h, w) = layout.dims(t.shape());
+            (h > 1 && w > 1).then_some((l, layout))
         })
-        .cloned()
-        .ok_or_else(|| {
-            Error::Layer(
-                "the model has no layer with a spatial feature map (height and width > 1)".into(),
-            )
+        .collect();
+    let class_token_norms: Vec<&Layer> = spatial
+        .iter()
+        .filter(|(l, layout)| {
+            l.ops.starts_with("LayerNormalization")
+                && matches!(layout, MapLayout::Tokens { skip, .. } if *skip >= 1)
         })
+        .map(|(l, _)| *l)
+        .collect();
+    if class_token_norms.len() >= 3 {
+        return Ok(class_token_norms[class_token_norms.len() - 3].clone());
+    }
+    spatial.last().map(|(l, _)| (*l).clone()).ok_or_else(|| {
+        Error::Layer(
+            "the model has no layer with a spatial feature map (height and width > 1) or a token \
+             sequence that reads as one"
+                .into(),
+        )
+    })
+}
+
+/// [`auto_layer_with`] with token layers read by the default rule.
+pub(crate) fn auto_layer_in(model: &Model, tape: &Tape<'_>, input: &Tensor) -> Result<Layer> {
+    auto_layer_with(model, tape, input, &TokenConfig::default())
+}
+
+/// How the value of `layer` in a pass of `input` reads as maps, with an error naming the layer
+/// and its shape when it does not.
+pub fn layer_layout(
+    model: &Model,
+    tape: &Tape<'_>,
+    input: &Tensor,
+    layer: ValueId,
+    tokens: &TokenConfig,
+) -> Result<MapLayout> {
+    let a = tape.value(layer)?;
+    let input_hw = model.input_spec().spatial(input.shape());
+    match map_layout(a.shape(), input_hw, tokens) {
+        Some(layout) if a.shape().first() == Some(&1) => {
+            let (c, h, w) = layout.dims(a.shape());
+            if h * w > 1 && c > 0 {
+                return Ok(layout);
+            }
+        }
+        _ => {}
+    }
+    let name = model
+        .layers()
+        .iter()
+        .find(|l| l.value == layer)
+        .map_or(model.value_name(layer), |l| l.name.as_str());
+    let hint = if tokens.grid.is_some() || tokens.skip.is_some() {
+        format!(" with --tokens {tokens}")
+    } else if a.shape().len() == 3 {
+        " (a token sequence: give its grid with --tokens grid=HxW,skip=N)".to_string()
+    } else {
+        String::new()
+    };
+    Err(Error::Layer(format!(
+        "layer '{name}' has no spatial feature map (output shape {:?}){hint}; pick a convolution, \
+         pooling or token layer before the classifier",
+        a.shape()
+    )))
 }
 
 /// Options of [`run_cams`].
@@ -444,6 +549,8 @@ pub struct CamConfig {
     pub top: usize,
     /// Batch size of the extra forward passes of Score-CAM and Ablation-CAM.
     pub batch_size: usize,
+    /// How a token layer is read as maps (default: worked out, see [`crate::tokens`]).
+    pub tokens: TokenConfig,
 }
 
 impl Default for CamConfig {
@@ -454,6 +561,7 @@ impl Default for CamConfig {
             targets: Vec::new(),
             top: 1,
             batch_size: DEFAULT_BATCH,
+            tokens: TokenConfig::default(),
         }
     }
 }
@@ -474,6 +582,8 @@ pub struct CamRun {
     pub classifier: Option<ClassifierOutput>,
     /// One map per target, in the order of the targets.
     pub cams: Vec<Cam>,
+    /// How the layer's value was read as maps ([`MapLayout::describe`] says it in words).
+    pub layout: MapLayout,
 }
 
 /// Resolves the layer, the targets and the method of `cfg`, then computes the maps, all from
@@ -518,7 +628,7 @@ pub fn run_cams_in(
             (id, label)
         }
         None => {
-            let l = auto_layer_in(model, tape)?;
+            let l = auto_layer_with(model, tape, input, &cfg.tokens)?;
             (l.value, l.name)
         }
     };
@@ -539,6 +649,7 @@ pub fn run_cams_in(
         }
         _ => cfg.targets.clone(),
     };
+    let layout = layer_layout(model, tape, input, layer, &cfg.tokens)?;
     let cams = cams_from_tape(
         model,
         input,
@@ -548,6 +659,7 @@ pub fn run_cams_in(
         &targets,
         method.as_ref(),
         cfg.batch_size,
+        &cfg.tokens,
     )?;
     Ok(CamRun {
         method: method.name(),
@@ -556,6 +668,7 @@ pub fn run_cams_in(
         prediction,
         classifier,
         cams,
+        layout,
     })
 }
 
@@ -595,30 +708,8 @@ pub fn compute_cams(
         targets,
         method,
         DEFAULT_BATCH,
+        &TokenConfig::default(),
     )
-}
-
-/// The activations of `layer` in a pass, as `(channels, height, width)` and data, with errors
-/// for a batch or a value that is not a spatial map.
-pub(crate) fn feature_map<'t>(
-    model: &Model,
-    tape: &'t Tape<'_>,
-    layer: ValueId,
-) -> Result<(usize, usize, usize, &'t [f32])> {
-    let a = tape.value(layer)?;
-    match *a.shape() {
-        [1, c, h, w] if h * w > 1 && c > 0 => Ok((c, h, w, a.data())),
-        _ => Err(Error::Layer(format!(
-            "layer '{}' has no spatial feature map (output shape {:?}); pick a convolution or pooling \
-             layer before the classifier",
-            model
-                .layers()
-                .iter()
-                .find(|l| l.value == layer)
-                .map_or(model.value_name(layer), |l| l.name.as_str()),
-            a.shape()
-        ))),
-    }
 }
 
 /// The value a target reads in a pass, checked against the target: `(value, numbers per
@@ -669,6 +760,7 @@ pub(crate) fn cams_from_tape(
     targets: &[TargetRef],
     method: &dyn CamMethod,
     batch_size: usize,
+    tokens: &TokenConfig,
 ) -> Result<Vec<Cam>> {
     if input.shape().first() != Some(&1) {
         return Err(Error::Input(format!(
@@ -680,17 +772,20 @@ pub(crate) fn cams_from_tape(
         .iter()
         .map(|t| resolve_target(model, tape, classifier, t.as_ref()))
         .collect::<Result<_>>()?;
-    let (channels, height, width, activations) = feature_map(model, tape, layer)?;
+    let layout = layer_layout(model, tape, input, layer, tokens)?;
+    let layer_value = tape.value(layer)?;
+    let (channels, height, width) = layout.dims(layer_value.shape());
+    let activations = layout.to_chw(layer_value.shape(), layer_value.data());
     let cache = ScoreCache::default();
     let mut cams = Vec::with_capacity(targets.len());
     for (target, &(output, output_len, score)) in targets.iter().zip(&resolved) {
         let grads = if method.uses_gradients() {
             let seed = target_seed(target.as_ref(), tape.value(output)?);
             let mut g = tape.backward_to(vec![(output, seed)], &[layer])?;
-            Some(
-                g.remove(&layer)
-                    .expect("backward_to returns every wrt value"),
-            )
+            let g = g
+                .remove(&layer)
+                .expect("backward_to returns every wrt value");
+            Some(layout.to_chw(g.shape(), g.data()))
         } else {
             None
         };
@@ -698,13 +793,15 @@ pub(crate) fn cams_from_tape(
             model,
             input,
             layer,
+            layout,
+            layer_value,
             output,
             output_len,
-            activations,
+            activations: &activations,
             channels,
             height,
             width,
-            grads: grads.as_ref().map(Tensor::data),
+            grads: grads.as_deref(),
             target: target.as_ref(),
             score,
             batch_size: batch_size.max(1),
