@@ -13,6 +13,7 @@ pub(crate) mod geometry;
 pub(crate) mod im2col;
 pub(crate) mod panel;
 pub(crate) mod pooling;
+pub(crate) mod simd;
 pub(crate) mod winograd;
 
 /// Bits of the 16 vector lanes `l` with `lo ≤ base + l < hi`: the mask of a masked load or
