@@ -88,8 +88,6 @@ pub(crate) trait Simd: Copy + 'static {
     unsafe fn keep_between(v: Self::V, s: Self::V, lo: Self::V, hi: Self::V) -> Self::V;
     /// A hint to bring the line at `p` into L1 (never faults, any address).
     unsafe fn prefetch(p: *const f32);
-    /// The sum of the lanes.
-    unsafe fn sum(v: Self::V) -> f32;
     /// Transposes one `LANES × LANES` tile: row `r < read.0` at `src + r·src_stride`, its
     /// first `read.1` values read (the rest of the tile is zero); row `j < write.0` of the
     /// transpose goes to `dst + j·dst_stride`, its first `write.1` values written.
@@ -249,10 +247,6 @@ mod x86 {
             unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
         }
         #[inline(always)]
-        unsafe fn sum(v: __m512) -> f32 {
-            unsafe { _mm512_reduce_add_ps(v) }
-        }
-        #[inline(always)]
         unsafe fn transpose_tile(
             src: *const f32,
             src_stride: usize,
@@ -393,15 +387,6 @@ mod x86 {
         #[inline(always)]
         unsafe fn prefetch(p: *const f32) {
             unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
-        }
-        #[inline(always)]
-        unsafe fn sum(v: __m256) -> f32 {
-            unsafe {
-                let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-                let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
-                _mm_cvtss_f32(s)
-            }
         }
         #[inline(always)]
         unsafe fn transpose_tile(
@@ -566,10 +551,6 @@ mod arm {
         }
         #[inline(always)]
         unsafe fn prefetch(_p: *const f32) {}
-        #[inline(always)]
-        unsafe fn sum(v: float32x4_t) -> f32 {
-            unsafe { vaddvq_f32(v) }
-        }
         #[inline(always)]
         unsafe fn transpose_tile(
             src: *const f32,
