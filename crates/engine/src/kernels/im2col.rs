@@ -1,6 +1,7 @@
 //! im2col / col2im: the columns a convolution's matrix product reads, and their adjoint.
 
 use super::geometry::{valid_outputs, Axis};
+#[cfg(target_arch = "x86_64")]
 use super::lane_mask;
 use crate::runtime::cpu::Isa;
 

@@ -153,6 +153,84 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
+/// The peak multiply-add rate of `isa`'s vector path on this machine, in GFLOP/s (one
+/// multiply-add = 2 flops), on every thread of the engine's pool at once: twelve independent
+/// chains of vector multiply-adds per thread, enough to keep two FMA units busy through their
+/// latency, for about `seconds`. What the kernels' speeds are fractions of (docs/benchmarks.md).
+/// The portable path has no vector kernel: it reports the same chains in plain arithmetic.
+///
+/// ```
+/// use convscope_engine::{peak_fma_gflops, Isa};
+/// assert!(peak_fma_gflops(Isa::host(), 0.01) > 0.0);
+/// ```
+pub fn peak_fma_gflops(isa: Isa, seconds: f64) -> f64 {
+    let threads = rayon::current_num_threads().max(1);
+    // Calibrate the iterations on one thread, then time all threads together.
+    let mut iters = 1 << 14;
+    let lanes = loop {
+        let start = std::time::Instant::now();
+        let lanes = peak_loop(isa, iters);
+        if start.elapsed().as_secs_f64() > seconds / 4.0 || iters > 1 << 34 {
+            break lanes;
+        }
+        iters *= 2;
+    };
+    let start = std::time::Instant::now();
+    crate::runtime::pool::for_each_task(threads, |_| {
+        std::hint::black_box(peak_loop(isa, iters));
+    });
+    let flops = (threads * iters * PEAK_CHAINS * lanes * 2) as f64;
+    flops / start.elapsed().as_secs_f64() / 1e9
+}
+
+/// Independent multiply-add chains of [`peak_fma_gflops`].
+const PEAK_CHAINS: usize = 12;
+
+/// `iters` steps of the chains on `isa`'s path; returns the lanes per vector.
+fn peak_loop(isa: Isa, iters: usize) -> usize {
+    let path = Path::of(isa);
+    if !path.vector() {
+        // Plain arithmetic, as the compiler vectorises it for the baseline target (SSE2 on
+        // x86-64: a multiply and an add per step, 4 lanes).
+        let mut acc = [1.0f32; PEAK_CHAINS];
+        let (a, b) = std::hint::black_box((0.999_999f32, 1e-7f32));
+        for _ in 0..iters {
+            for x in &mut acc {
+                *x = *x * a + b;
+            }
+        }
+        std::hint::black_box(acc);
+        return 1;
+    }
+    // SAFETY: a vector path of this CPU.
+    unsafe { peak_on(path, iters) }
+}
+
+multiversion! {
+    /// The vector chains of [`peak_loop`].
+    unsafe fn peak_on(iters: usize) -> usize => peak_generic
+}
+
+#[inline(always)]
+unsafe fn peak_generic<S: Simd>(iters: usize) -> usize {
+    // SAFETY: `S`'s extensions (the dispatcher's contract); stores into a local array.
+    unsafe {
+        let (a, b) = (S::splat(0.999_999), S::splat(1e-7));
+        let mut acc = [S::splat(1.0); PEAK_CHAINS];
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = S::fmadd(*x, a, b);
+            }
+        }
+        let mut out = [0.0f32; 16];
+        for x in acc {
+            S::store(out.as_mut_ptr(), x);
+            std::hint::black_box(&out);
+        }
+    }
+    S::LANES
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86::{Avx2, Avx512};
 

@@ -48,7 +48,9 @@ pub(super) unsafe fn forward(
             let src = &x[plane * h.input * wa.input..][..h.input * wa.input];
             // SAFETY: a vector path (the caller's contract); this task alone writes plane
             // `plane` of the output, which holds n·c planes.
-            unsafe { convolve_plane(path, plane, src, w, bias, out, g, act) }
+            PLANE.with_borrow_mut(|buf| unsafe {
+                convolve_plane(path, buf, plane, src, w, bias, out, g, act)
+            })
         }
     });
 }
@@ -97,9 +99,10 @@ pub(super) unsafe fn forward_after_pointwise(
             for (l, src) in formed.chunks(plane_in).enumerate() {
                 // SAFETY: a vector path (the caller's contract); this task alone writes plane
                 // (img, c0 + l) of the output, which holds n·c planes.
-                unsafe {
-                    convolve_plane(Path::of(isa), img * g.c + c0 + l, src, w, bias, out, g, act)
-                }
+                PLANE.with_borrow_mut(|buf| unsafe {
+                    let plane = img * g.c + c0 + l;
+                    convolve_plane(Path::of(isa), buf, plane, src, w, bias, out, g, act)
+                })
             }
         });
     });
@@ -112,6 +115,7 @@ multiversion! {
     /// A vector path of this CPU; `out` must hold the n·c planes of oh·ow values, plane
     /// `plane` written by no other thread.
     unsafe fn convolve_plane(
+        buf: &mut Vec<f32>,
         plane: usize,
         src: &[f32],
         w: &[f32],
@@ -129,6 +133,7 @@ multiversion! {
 /// As [`convolve_plane`].
 #[inline(always)]
 unsafe fn convolve_plane_generic<S: Simd>(
+    buf: &mut Vec<f32>,
     plane: usize,
     src: &[f32],
     w: &[f32],
@@ -145,9 +150,9 @@ unsafe fn convolve_plane_generic<S: Simd>(
     unsafe {
         let dst = out.get().add(plane * h.output * wa.output);
         if wa.output.div_ceil(S::LANES) <= 4 {
-            plane_rows::<S, 2, 4>(src, taps, b, dst, g, act)
+            plane_rows::<S, 2, 4>(buf, src, taps, b, dst, g, act)
         } else {
-            plane_rows::<S, 1, 8>(src, taps, b, dst, g, act)
+            plane_rows::<S, 1, 8>(buf, src, taps, b, dst, g, act)
         }
     }
 }
@@ -207,7 +212,9 @@ impl PaddedPlane {
 }
 
 thread_local! {
-    /// The padded plane of [`plane_rows`], kept per thread and only grown.
+    /// The padded plane of [`plane_rows`], kept per thread and only grown. Taken by the
+    /// callers of the dispatcher: a closure inside the generic kernel would be compiled
+    /// without the path's extensions, its every intrinsic a call (10× slower).
     static PLANE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -217,6 +224,7 @@ thread_local! {
 /// `S`'s extensions; `dst` must be valid for the plane's `oh·ow` writes.
 #[inline(always)]
 unsafe fn plane_rows<S: Simd, const R: usize, const V: usize>(
+    buf: &mut Vec<f32>,
     src: &[f32],
     taps: &[f32],
     bias: f32,
@@ -232,7 +240,7 @@ unsafe fn plane_rows<S: Simd, const R: usize, const V: usize>(
     let clamp = act.map(|c| unsafe { (S::splat(c.lo), S::splat(c.hi)) });
     let vectors = ow.div_ceil(l);
     let line = padded.pitch;
-    PLANE.with_borrow_mut(|buf| {
+    {
         if buf.len() < padded.len() {
             buf.resize(padded.len(), 0.0);
         }
@@ -281,5 +289,5 @@ unsafe fn plane_rows<S: Simd, const R: usize, const V: usize>(
                 }
             }
         }
-    });
+    }
 }
