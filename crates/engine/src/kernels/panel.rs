@@ -272,7 +272,8 @@ unsafe fn by_width<S: Simd, const R: usize>(
 /// # Safety
 /// `S`'s extensions; `b` valid for `k` rows of `n` values at stride `brs`, `out` (and the mask
 /// source) for `live` rows of `n` values at stride `ors`.
-#[allow(clippy::too_many_arguments)]
+// The part index runs over two arrays (the weights' parts and the accumulators').
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 #[inline(always)]
 unsafe fn tail_columns<S: Simd>(
     panel: &[f32],

@@ -131,6 +131,7 @@ multiversion! {
 ///
 /// # Safety
 /// As [`convolve_plane`].
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn convolve_plane_generic<S: Simd>(
     buf: &mut Vec<f32>,
