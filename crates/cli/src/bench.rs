@@ -96,9 +96,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     }
     let want = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
     println!(
-        "# threads={} runs={}",
+        "# threads={} runs={} isa={}",
         rayon::current_num_threads(),
-        args.runs
+        args.runs,
+        convscope::lower::engine::Isa::host().name()
     );
     convscope::lower::engine::set_profiling(args.profile);
     let vgg_path = args.models.join("vgg16_tumor.onnx");

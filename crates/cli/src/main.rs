@@ -148,6 +148,13 @@ fn main() -> ExitCode {
         }
     };
     signals::install();
+    // CONVSCOPE_ISA=avx512|avx2|portable narrows the kernels' instruction set (read once by the
+    // engine); a name this CPU cannot run, or no name at all, stops here instead of running on
+    // another path than the one asked for.
+    if let Err(e) = convscope::lower::engine::Isa::requested() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     // CONVSCOPE_PROFILE=1 prints where the engine spent its time, per op and direction;
     // CONVSCOPE_PROFILE=nodes per node (also for `bench --profile`).
     let profile_env = std::env::var_os("CONVSCOPE_PROFILE");

@@ -526,6 +526,46 @@ fn bad_model_files_fail_cleanly() {
     assert!(o.one_line_error().contains("FooBar"));
 }
 
+/// `CONVSCOPE_ISA` narrows the kernels' path: a name this CPU cannot run, or no name at all,
+/// stops the binary with one error line and exit code 2 before any work; `portable` (which every
+/// CPU has) runs and writes what the default path writes.
+#[test]
+fn convscope_isa_narrows_or_fails_cleanly() {
+    let td = TestDir::new("isa");
+    let (model, input) = features(&td);
+    let run = |isa: &str, out: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_convscope"))
+            .arg("activations")
+            .args([&model, &input])
+            .args(["--npy", "--out", out])
+            .current_dir(td.root())
+            .env("CONVSCOPE_ISA", isa)
+            .output()
+            .unwrap();
+        Output {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            cmd: format!("CONVSCOPE_ISA={isa} convscope activations"),
+        }
+    };
+    let line = run("sse9", "bad").one_line_error();
+    assert!(
+        line.contains("CONVSCOPE_ISA=sse9") && line.contains("unknown instruction set"),
+        "{line}"
+    );
+    assert!(!td.root().join("bad").exists(), "nothing written on error");
+    if !convscope_engine::Isa::detected().avx512f() {
+        let line = run("avx512", "bad").one_line_error();
+        assert!(line.contains("lacks AVX-512F"), "{line}");
+    }
+    run("portable", "portable").success();
+    run("", "default").success();
+    let files = |dir: &str| list(&td.root().join(dir));
+    assert!(!files("default").is_empty());
+    assert_eq!(files("default"), files("portable"));
+}
+
 #[test]
 fn bad_inputs_and_options_fail_cleanly() {
     let td = TestDir::new("bad-input");

@@ -31,6 +31,10 @@ pub enum Error {
     /// The graph is not a valid ONNX graph (cycles, missing values, bad attributes).
     #[error("invalid model: {0}")]
     InvalidModel(String),
+    /// `CONVSCOPE_ISA` names no instruction set, or one this CPU lacks
+    /// ([`Isa::requested`](crate::Isa::requested)).
+    #[error("{0}")]
+    Isa(String),
     /// A failure inside one node, with the node's name and op for context.
     ///
     /// The message already includes `error`'s, so `error` is deliberately not reported as

@@ -66,6 +66,7 @@ pub use graph::{
     closest, ElemType, InferredValue, InputSpec, Layer, Layout, LoadOptions, ValueId,
     MAX_INPUT_SIDE,
 };
+pub use kernels::simd::peak_fma_gflops;
 pub use model::{LayerSummary, Model, Summary};
 pub use ops::ExecConfig;
 pub use runtime::alloc::CachingAlloc;

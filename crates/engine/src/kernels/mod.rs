@@ -13,11 +13,13 @@ pub(crate) mod geometry;
 pub(crate) mod im2col;
 pub(crate) mod panel;
 pub(crate) mod pooling;
+pub(crate) mod simd;
 pub(crate) mod winograd;
 
 /// Bits of the 16 vector lanes `l` with `lo ≤ base + l < hi`: the mask of a masked load or
 /// store of 16 values starting at index `base` that may touch only indices `lo..hi`.
 #[inline(always)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn lane_mask(lo: isize, hi: isize, base: isize) -> u16 {
     let lo = (lo - base).clamp(0, 16);
     let hi = (hi - base).clamp(0, 16);

@@ -10,14 +10,16 @@
 //! (design.md, "Pointwise convolutions").
 
 use super::epilogue::{Clamp, Epilogue};
+use super::simd::{multiversion, Path, Simd};
 use crate::runtime::cpu::Isa;
 
 /// Output channels per panel: 8 rows of accumulators, 16·NV columns each.
 pub(crate) const PANEL: usize = 8;
 
-/// Whether the panel kernel may run with `isa` (it needs AVX-512F).
+/// Whether the panel kernel may run with `isa` (it needs a vector path: AVX-512, AVX2 + FMA
+/// or NEON).
 pub(crate) fn available(isa: Isa) -> bool {
-    cfg!(target_arch = "x86_64") && isa.avx512f()
+    Path::of(isa).vector()
 }
 
 /// `g` groups of `mg × k` row-major weights → per group `ceil(mg/8)` panels of `k × 8`
@@ -96,7 +98,7 @@ pub(crate) unsafe fn product(
     ors: usize,
     epi: Epilogue,
 ) {
-    assert!(available(isa), "the panel kernel needs AVX-512F");
+    assert!(available(isa), "the panel kernel needs a vector path");
     assert!(k > 0 && wp.len() >= rows.div_ceil(PANEL) * k * PANEL);
     assert!(epi.bias.is_none_or(|b| b.len() >= rows));
     let extent = if rows == 0 || cols == 0 {
@@ -115,32 +117,13 @@ pub(crate) unsafe fn product(
         mask: epi.mask.map(|(m, c)| (m.as_ptr(), c)),
         residual: epi.residual.map(<[f32]>::as_ptr),
     };
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512F (asserted above); the operands as the caller promised, the epilogue's
-    // sources as long as the output block (asserted above).
-    unsafe {
-        avx512::product(wp, rows, k, b, brs, cols, out, ors, raw)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (b, brs, cols, out, ors, raw);
-        unreachable!("`available` is false off x86-64")
-    }
+    // SAFETY: a vector path (asserted above); the operands as the caller promised, the
+    // epilogue's sources as long as the output block (asserted above).
+    unsafe { product_on(Path::of(isa), wp, rows, k, b, brs, cols, out, ors, raw) }
 }
 
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use std::arch::x86_64::*;
-
-    use super::{RawEpilogue as Epilogue, PANEL};
-
-    /// Columns per block: 48 (24 accumulators, 3 loads and 8 broadcasts per `k`), as the
-    /// Winograd product kernel.
-    const BLOCK: usize = 48;
-
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn product(
+multiversion! {
+    unsafe fn product_on<'a>(
         wp: &[f32],
         rows: usize,
         k: usize,
@@ -149,123 +132,202 @@ mod avx512 {
         cols: usize,
         out: *mut f32,
         ors: usize,
-        epi: Epilogue,
-    ) {
-        // Panels outside, column blocks inside: each panel's 8 output rows are written as 8
-        // sequential streams while the block of `B` (k × cols, sized by the caller to stay in
-        // L2) is read again for every panel. Column blocks outside wrote all rows of the block at
-        // once, one 4 KB page per row: twice as slow on 96 rows of 12 544 columns.
-        for p0 in (0..rows).step_by(PANEL) {
-            let panel = &wp[p0 / PANEL * k * PANEL..][..k * PANEL];
-            let live = PANEL.min(rows - p0);
-            let mut j0 = 0;
-            while j0 < cols {
-                let mut width = BLOCK.min(cols - j0);
-                // A last block of fewer than 8 columns past a multiple of 16 (49 = 48 + 1 on
-                // 7×7 maps, 196 = 192 + 4 on 14×14) goes to `tail_columns`, which spends one
-                // 8-wide multiply-add per column where a masked 16-wide vector spends 8.
-                let narrow = width % 16;
-                if width < BLOCK && (1..8).contains(&narrow) {
-                    let first = j0 + width - narrow;
-                    // SAFETY: columns first .. first + narrow ≤ cols of rows p0 .. p0 + live.
-                    unsafe {
-                        tail_columns(
-                            panel,
-                            k,
-                            b.add(first),
-                            brs,
-                            narrow,
-                            out.add(p0 * ors + first),
-                            ors,
-                            live,
-                            p0,
-                            epi.moved(p0 * ors + first),
-                        )
-                    };
-                    width -= narrow;
-                    if width == 0 {
-                        break;
-                    }
-                }
-                let nv = width.div_ceil(16);
-                let tail = width - (nv - 1) * 16;
-                let last: __mmask16 = if tail == 16 { !0 } else { (1u16 << tail) - 1 };
-                // SAFETY: the block's first output is inside the output (and the sources).
-                let epi = unsafe { epi.moved(p0 * ors + j0) };
-                let at = Block {
-                    b: b.add(j0),
-                    brs,
-                    out: out.add(p0 * ors + j0),
-                    ors,
-                    live,
-                    last,
-                    first_row: p0,
-                };
-                // SAFETY (all three): the block covers columns j0 .. j0 + width ≤ cols of rows
-                // p0 .. p0 + live ≤ rows, inside what the caller promised.
+        epi: RawEpilogue<'a>,
+    ) => product_generic
+}
+
+/// Rows of a panel one block of accumulators covers: all 8 where there are 32 vector registers
+/// (AVX-512, NEON: 8 × 3 accumulators), half where there are 16 (AVX2: 4 × 3, leaving
+/// registers for the 3 loads and the broadcast).
+#[inline(always)]
+fn block_rows<S: Simd>() -> usize {
+    if S::REGISTERS >= 32 {
+        PANEL
+    } else {
+        PANEL / 2
+    }
+}
+
+/// Vectors of columns per block: 3 (48 columns on AVX-512, 24 on AVX2, 12 on NEON), as the
+/// Winograd product kernel.
+const NV: usize = 3;
+
+/// [`product`] on one path (the caller checked the sizes).
+///
+/// # Safety
+/// As [`product`], on a CPU with `S`'s extensions.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn product_generic<S: Simd>(
+    wp: &[f32],
+    rows: usize,
+    k: usize,
+    b: *const f32,
+    brs: usize,
+    cols: usize,
+    out: *mut f32,
+    ors: usize,
+    epi: RawEpilogue,
+) {
+    let lanes = S::LANES;
+    let block = NV * lanes;
+    let sub = block_rows::<S>();
+    // Panels outside, column blocks inside: each panel's 8 output rows are written as 8
+    // sequential streams while the block of `B` (k × cols, sized by the caller to stay in
+    // L2) is read again for every panel. Column blocks outside wrote all rows of the block at
+    // once, one 4 KB page per row: twice as slow on 96 rows of 12 544 columns.
+    for p0 in (0..rows).step_by(PANEL) {
+        let panel = &wp[p0 / PANEL * k * PANEL..][..k * PANEL];
+        let live = PANEL.min(rows - p0);
+        let mut j0 = 0;
+        while j0 < cols {
+            let mut width = block.min(cols - j0);
+            // A last block of fewer than 8 columns past a whole vector (49 = 48 + 1 on 7×7
+            // maps, 196 = 192 + 4 on 14×14) goes to `tail_columns`, which spends one multiply-add
+            // of a panel column per column where a masked vector per row spends 8.
+            let narrow = width % lanes;
+            if width < block && narrow > 0 && narrow < PANEL.min(lanes) {
+                let first = j0 + width - narrow;
+                // SAFETY: columns first .. first + narrow ≤ cols of rows p0 .. p0 + live.
                 unsafe {
-                    match (nv, tail == 16) {
-                        (3, true) => micro::<3, false>(panel, k, &at, epi),
-                        (3, false) => micro::<3, true>(panel, k, &at, epi),
-                        (2, true) => micro::<2, false>(panel, k, &at, epi),
-                        (2, false) => micro::<2, true>(panel, k, &at, epi),
-                        (_, true) => micro::<1, false>(panel, k, &at, epi),
-                        (_, false) => micro::<1, true>(panel, k, &at, epi),
+                    tail_columns::<S>(
+                        panel,
+                        k,
+                        b.add(first),
+                        brs,
+                        narrow,
+                        out.add(p0 * ors + first),
+                        ors,
+                        live,
+                        p0,
+                        epi.moved(p0 * ors + first),
+                    )
+                };
+                width -= narrow;
+                if width == 0 {
+                    break;
+                }
+            }
+            let nv = width.div_ceil(lanes);
+            let tail = width - (nv - 1) * lanes;
+            for r0 in (0..live).step_by(sub) {
+                // SAFETY: the block's first output is inside the output (and the sources).
+                let epi = unsafe { epi.moved((p0 + r0) * ors + j0) };
+                let at = Block {
+                    b: unsafe { b.add(j0) },
+                    brs,
+                    out: unsafe { out.add((p0 + r0) * ors + j0) },
+                    ors,
+                    live: sub.min(live - r0),
+                    tail,
+                    first_row: p0 + r0,
+                    panel_row: r0,
+                };
+                // SAFETY (all): the block covers columns j0 .. j0 + width ≤ cols of rows
+                // p0 + r0 .. p0 + r0 + at.live ≤ rows, inside what the caller promised.
+                unsafe {
+                    if sub == PANEL {
+                        by_width::<S, PANEL>(panel, k, &at, epi, nv)
+                    } else {
+                        by_width::<S, { PANEL / 2 }>(panel, k, &at, epi, nv)
                     }
                 }
-                j0 += width;
             }
+            j0 += width;
         }
     }
+}
 
-    /// Columns `0..n` (n < 8) of one panel, one column per 8-lane vector of output channels
-    /// (the panel's rows for one input channel are 8 consecutive weights), four independent
-    /// chains of multiply-adds between them so the FMA latency stays hidden.
-    ///
-    /// # Safety
-    /// AVX-512F (for the 256-bit FMA); `b` valid for `k` rows of `n` values at stride `brs`,
-    /// `out` (and the mask source) for `live` rows of `n` values at stride `ors`.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn tail_columns(
-        panel: &[f32],
-        k: usize,
-        b: *const f32,
-        brs: usize,
-        n: usize,
-        out: *mut f32,
-        ors: usize,
-        live: usize,
-        first_row: usize,
-        epi: Epilogue,
-    ) {
-        let w = panel.as_ptr();
-        // SAFETY (both closures): row kk < k of the panel and column j < n of row kk of B.
-        let wv = |kk: usize| unsafe { _mm256_loadu_ps(w.add(kk * PANEL)) };
-        let x = |kk: usize, j: usize| _mm256_set1_ps(unsafe { *b.add(kk * brs + j) });
+/// One block of `nv ≤ 3` vectors of columns (the last masked when `at.tail < LANES`).
+///
+/// # Safety
+/// As the call in [`product_generic`].
+#[inline(always)]
+unsafe fn by_width<S: Simd, const R: usize>(
+    panel: &[f32],
+    k: usize,
+    at: &Block,
+    epi: RawEpilogue,
+    nv: usize,
+) {
+    let whole = at.tail == S::LANES;
+    // SAFETY (all six): forwarded.
+    unsafe {
+        match (nv, whole) {
+            (3, true) => micro::<S, R, 3, false>(panel, k, at, epi),
+            (3, false) => micro::<S, R, 3, true>(panel, k, at, epi),
+            (2, true) => micro::<S, R, 2, false>(panel, k, at, epi),
+            (2, false) => micro::<S, R, 2, true>(panel, k, at, epi),
+            (_, true) => micro::<S, R, 1, false>(panel, k, at, epi),
+            (_, false) => micro::<S, R, 1, true>(panel, k, at, epi),
+        }
+    }
+}
+
+/// Columns `0..n` (n < 8) of one panel, one column per vector of the panel's 8 output channels
+/// (the panel's rows for one input channel are 8 consecutive weights: one vector on AVX2, the
+/// low half of one on AVX-512, two on NEON), four independent chains of multiply-adds between
+/// them so the FMA latency stays hidden.
+///
+/// # Safety
+/// `S`'s extensions; `b` valid for `k` rows of `n` values at stride `brs`, `out` (and the mask
+/// source) for `live` rows of `n` values at stride `ors`.
+// The part index runs over two arrays (the weights' parts and the accumulators').
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn tail_columns<S: Simd>(
+    panel: &[f32],
+    k: usize,
+    b: *const f32,
+    brs: usize,
+    n: usize,
+    out: *mut f32,
+    ors: usize,
+    live: usize,
+    first_row: usize,
+    epi: RawEpilogue,
+) {
+    // The panel's 8 weights of one input channel in `parts` vectors (the last masked).
+    const MAX_PARTS: usize = 2;
+    let parts = PANEL.div_ceil(S::LANES);
+    debug_assert!(parts <= MAX_PARTS);
+    let w = panel.as_ptr();
+    // SAFETY (all below): lanes of row kk < k of the panel (8 values), column j < n of row kk
+    // of B, 16 floats of `v`.
+    unsafe {
+        let part_mask = S::mask(0, PANEL.min(S::LANES) as isize);
+        let wv = |kk: usize, p: usize| S::load_masked(part_mask, w.add(kk * PANEL + p * S::LANES));
+        let x = |kk: usize, j: usize| S::splat(*b.add(kk * brs + j));
         let mut j = 0;
         while j < n {
             // Four chains: four columns at once, or one column's channels split four ways.
             let group = if n - j >= 4 { 4 } else { 1 };
-            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut acc = [[S::zero(); MAX_PARTS]; 4];
             if group == 4 {
                 for kk in 0..k {
-                    let a = wv(kk);
-                    for (c, acc_c) in acc.iter_mut().enumerate() {
-                        *acc_c = _mm256_fmadd_ps(a, x(kk, j + c), *acc_c);
+                    for p in 0..parts {
+                        let a = wv(kk, p);
+                        for (c, acc_c) in acc.iter_mut().enumerate() {
+                            acc_c[p] = S::fmadd(a, x(kk, j + c), acc_c[p]);
+                        }
                     }
                 }
             } else {
                 for kk in 0..k {
-                    acc[kk % 4] = _mm256_fmadd_ps(wv(kk), x(kk, j), acc[kk % 4]);
+                    let xv = x(kk, j);
+                    for p in 0..parts {
+                        acc[kk % 4][p] = S::fmadd(wv(kk, p), xv, acc[kk % 4][p]);
+                    }
                 }
-                let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-                acc[0] = s;
+                for p in 0..parts {
+                    acc[0][p] = S::add(S::add(acc[0][p], acc[1][p]), S::add(acc[2][p], acc[3][p]));
+                }
             }
             for (c, a) in acc.iter().take(group).enumerate() {
-                let mut v = [0.0f32; PANEL];
-                // SAFETY: 8 floats.
-                unsafe { _mm256_storeu_ps(v.as_mut_ptr(), *a) };
+                let mut v = [0.0f32; 16];
+                for (p, &ap) in a.iter().take(parts).enumerate() {
+                    S::store_masked(v.as_mut_ptr().add(p * S::LANES), part_mask, ap);
+                }
                 for (r, &val) in v.iter().enumerate().take(live) {
                     let mut y = val + epi.bias.map_or(0.0, |bs| bs[first_row + r]);
                     if let Some(cl) = epi.act {
@@ -273,122 +335,131 @@ mod avx512 {
                     }
                     let at = r * ors + j + c;
                     if let Some((src, cl)) = epi.mask {
-                        // SAFETY: the mask source has the output's layout (caller).
-                        if !cl.passes(unsafe { *src.add(at) }) {
+                        // The mask source has the output's layout (caller).
+                        if !cl.passes(*src.add(at)) {
                             y = 0.0;
                         }
                     }
                     if let Some(src) = epi.residual {
-                        // SAFETY: the residual has the output's layout (caller).
-                        y += unsafe { *src.add(at) };
+                        // The residual has the output's layout (caller).
+                        y += *src.add(at);
                     }
-                    // SAFETY: row r < live, column j + c < n (caller).
-                    unsafe { out.add(at).write(y) };
+                    // Row r < live, column j + c < n (caller).
+                    out.add(at).write(y);
                 }
             }
             j += group;
         }
     }
+}
 
-    /// Where one 8 × (16·NV) block reads and writes.
-    struct Block {
-        b: *const f32,
-        brs: usize,
-        out: *mut f32,
-        ors: usize,
-        /// Rows of the panel that exist (the rest are zero padding, never stored).
-        live: usize,
-        /// Mask of the last vector's columns.
-        last: __mmask16,
-        /// Row of the product where this panel starts (for the bias).
-        first_row: usize,
-    }
+/// Where one block of `R` rows × NV vectors reads and writes.
+struct Block {
+    b: *const f32,
+    brs: usize,
+    out: *mut f32,
+    ors: usize,
+    /// Rows of the block that exist (the rest are zero padding of the panel, never stored).
+    live: usize,
+    /// Columns of the last vector (`LANES` when it is whole).
+    tail: usize,
+    /// Row of the product where this block starts (for the bias).
+    first_row: usize,
+    /// Row of the panel where this block starts (for the weights).
+    panel_row: usize,
+}
 
-    /// How many input channels ahead [`micro`] prefetches.
-    const PREFETCH_K: usize = 8;
+/// How many input channels ahead [`micro`] prefetches.
+const PREFETCH_K: usize = 8;
 
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn micro<const NV: usize, const MASKED: bool>(
-        panel: &[f32],
-        k: usize,
-        at: &Block,
-        epi: Epilogue,
-    ) {
+/// Rows `at.panel_row .. + R` of one panel times NV vectors of columns, summed over all `k`
+/// input channels in registers, then the epilogue and one store of each output.
+///
+/// # Safety
+/// As the call in [`product_generic`].
+#[inline(always)]
+unsafe fn micro<S: Simd, const R: usize, const NV: usize, const MASKED: bool>(
+    panel: &[f32],
+    k: usize,
+    at: &Block,
+    epi: RawEpilogue,
+) {
+    // SAFETY (all below): row kk < k of B holds the block's columns (caller); the panel holds
+    // k·8 values; the outputs and the epilogue's sources are inside the block (caller).
+    unsafe {
         // Whole blocks load without a mask: a mask register live through the loop made the
         // compiler spill an accumulator to the stack on every step (perf: 9 % of the kernel).
-        let mask_of = |j: usize| if MASKED && j + 1 == NV { at.last } else { !0 };
-        let w = panel.as_ptr();
-        // SAFETY (both closures): row kk < k of B holds the block's columns (caller); the
-        // panel holds k·8 values.
-        let load = |kk: usize| -> [__m512; NV] {
-            let row = unsafe { at.b.add(kk * at.brs) };
-            std::array::from_fn(|j| unsafe {
-                if MASKED {
-                    _mm512_maskz_loadu_ps(mask_of(j), row.add(16 * j))
+        let last = S::mask(0, at.tail as isize);
+        let full = S::mask(0, S::LANES as isize);
+        let mask_of = |j: usize| if MASKED && j + 1 == NV { last } else { full };
+        let w = panel.as_ptr().add(at.panel_row);
+        let load = |kk: usize| -> [S::V; NV] {
+            let row = at.b.add(kk * at.brs);
+            std::array::from_fn(|j| {
+                if MASKED && j + 1 == NV {
+                    S::load_masked(last, row.add(S::LANES * j))
                 } else {
-                    _mm512_loadu_ps(row.add(16 * j))
+                    S::load(row.add(S::LANES * j))
                 }
             })
         };
-        let weight = |kk: usize, r: usize| _mm512_set1_ps(unsafe { *w.add(kk * PANEL + r) });
+        let weight = |kk: usize, r: usize| S::splat(*w.add(kk * PANEL + r));
         // The first channel multiplies instead of adding to zeros: a zeroed accumulator array
         // was built with a memset on the stack and reloaded (a store-forwarding stall on every
         // block, 9 % of the kernel on the 16-channel layers).
         let b0 = load(0);
-        let mut acc: [[__m512; NV]; PANEL] = std::array::from_fn(|r| {
+        let mut acc: [[S::V; NV]; R] = std::array::from_fn(|r| {
             let a = weight(0, r);
-            std::array::from_fn(|j| _mm512_mul_ps(a, b0[j]))
+            std::array::from_fn(|j| S::mul(a, b0[j]))
         });
         for kk in 1..k {
             // Ask for the weights and input rows a few channels ahead: a layer's weights and
             // input are usually out of cache, and the hardware prefetchers follow these strided
             // rows too slowly (a 7×7 layer ran 2–3× slower with cold caches).
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add((kk + PREFETCH_K) * PANEL).cast());
+            S::prefetch(w.wrapping_add((kk + PREFETCH_K) * PANEL));
             let ahead = at.b.wrapping_add((kk + PREFETCH_K) * at.brs);
             for j in 0..NV {
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16 * j).cast());
+                S::prefetch(ahead.wrapping_add(S::LANES * j));
             }
             let bv = load(kk);
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 let a = weight(kk, r);
                 for (acc_rj, &bj) in acc_r.iter_mut().zip(&bv) {
-                    *acc_rj = _mm512_fmadd_ps(a, bj, *acc_rj);
+                    *acc_rj = S::fmadd(a, bj, *acc_rj);
                 }
             }
         }
         let (lo, hi) = epi
             .act
             .map_or((f32::NEG_INFINITY, f32::INFINITY), |c| (c.lo, c.hi));
-        let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+        let (lo, hi) = (S::splat(lo), S::splat(hi));
+        let (mlo, mhi) = epi.mask.map_or((0.0, 0.0), |(_, c)| (c.lo, c.hi));
+        let (mlo, mhi) = (S::splat(mlo), S::splat(mhi));
         for (r, acc_r) in acc.iter().enumerate().take(at.live) {
-            let bias = epi.bias.map_or(0.0, |b| b[at.first_row + r]);
-            let bias = _mm512_set1_ps(bias);
+            let bias = S::splat(epi.bias.map_or(0.0, |b| b[at.first_row + r]));
             for (j, &a) in acc_r.iter().enumerate() {
                 let mut v = if epi.bias.is_some() {
-                    _mm512_add_ps(a, bias)
+                    S::add(a, bias)
                 } else {
                     a
                 };
                 if epi.act.is_some() {
-                    // NaN becomes `lo`, as `Clamp::apply` does (max returns its second operand).
-                    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+                    // NaN becomes `lo`, as `Clamp::apply` does.
+                    v = S::min(S::max(v, lo), hi);
                 }
-                let off = r * at.ors + 16 * j;
-                if let Some((src, c)) = epi.mask {
-                    // SAFETY: the mask source has the output's layout (caller).
-                    let s = unsafe { _mm512_maskz_loadu_ps(mask_of(j), src.add(off)) };
-                    let keep = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(s, _mm512_set1_ps(c.lo))
-                        & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s, _mm512_set1_ps(c.hi));
-                    v = _mm512_maskz_mov_ps(keep, v);
+                let off = r * at.ors + S::LANES * j;
+                if let Some((src, _)) = epi.mask {
+                    let s = S::load_masked(mask_of(j), src.add(off));
+                    v = S::keep_between(v, s, mlo, mhi);
                 }
                 if let Some(src) = epi.residual {
-                    // SAFETY: the residual has the output's layout (caller).
-                    let s = unsafe { _mm512_maskz_loadu_ps(mask_of(j), src.add(off)) };
-                    v = _mm512_add_ps(v, s);
+                    v = S::add(v, S::load_masked(mask_of(j), src.add(off)));
                 }
-                // SAFETY: row r < live of the block, columns inside it (caller).
-                unsafe { _mm512_mask_storeu_ps(at.out.add(off), mask_of(j), v) };
+                if MASKED && j + 1 == NV {
+                    S::store_masked(at.out.add(off), last, v);
+                } else {
+                    S::store(at.out.add(off), v);
+                }
             }
         }
     }
@@ -403,10 +474,14 @@ mod tests {
     /// operands, bias, activation, mask and residual, against an f64 loop.
     #[test]
     fn product_matches_a_direct_loop() {
-        let isa = Isa::host();
-        if !available(isa) {
-            return;
+        for isa in crate::kernels::simd::test_isas() {
+            if available(isa) {
+                product_matches_a_direct_loop_on(isa);
+            }
         }
+    }
+
+    fn product_matches_a_direct_loop_on(isa: Isa) {
         let clamp = Clamp { lo: 0.0, hi: 6.0 };
         for &(rows, k, cols) in &[
             (13, 5, 1),
@@ -414,6 +489,9 @@ mod tests {
             (16, 9, 16),
             (24, 33, 49),
             (8, 1, 97),
+            (12, 7, 30),
+            (5, 3, 4),
+            (20, 66, 27),
         ] {
             let (brs, ors) = (cols + 3, cols + 5);
             let w = values(rows * k, 1);
@@ -473,7 +551,7 @@ mod tests {
                         }
                         assert!(
                             (got as f64 - s).abs() < 1e-5,
-                            "rows {rows} k {k} cols {cols}: ({r}, {j}) = {got}, expected {s}"
+                            "{isa:?} rows {rows} k {k} cols {cols}: ({r}, {j}) = {got}, expected {s}"
                         );
                     }
                 }

@@ -88,12 +88,16 @@ pub(crate) fn max2x2_backward(
         let r0 = &xp[2 * oh * w.input..][..2 * ow_n];
         let r1 = &xp[(2 * oh + 1) * w.input..][..2 * ow_n];
         let (yr, dr) = (&yp[oh * ow_n..][..ow_n], &dy[oh * ow_n..][..ow_n]);
-        let mut done = 0;
-        #[cfg(target_arch = "x86_64")]
-        if isa.avx2() {
+        // Windows before `done` were written by a vector route.
+        let done = match () {
+            #[cfg(target_arch = "x86_64")]
             // SAFETY: `isa` says the CPU has AVX2.
-            done = unsafe { max2x2_row_avx2(g0, g1, r0, r1, yr, dr, mask) };
-        }
+            () if isa.avx2() => unsafe { max2x2_row_avx2(g0, g1, r0, r1, yr, dr, mask) },
+            () => {
+                let _ = isa;
+                0
+            }
+        };
         max2x2_row(g0, g1, r0, r1, yr, dr, mask, done);
     }
 }

@@ -11,7 +11,7 @@
 //! per channel group, so each is formed once per band (only a band's first strip forms the
 //! rows it shares with the band above).
 
-use super::{bias_cell, strip_rows, Cell, Kernel, Padded, Pointwise, Rows, Strip};
+use super::{bias_cell, strip_rows, Cell, Padded, Path, Pointwise, Rows, Strip};
 use super::{with_formed, LANES};
 use crate::kernels::epilogue::{Clamp, Epilogue};
 use crate::kernels::geometry::ConvGeometry;
@@ -107,7 +107,7 @@ pub(crate) fn forward(
             assert!(pw.bias.is_none_or(|b| b.len() == g.c), "1×1 bias");
         }
     }
-    let kernel = Kernel::of(isa);
+    let kernel = Path::of(isa);
     let padded = Padded::new(h, wa);
     let rows = strip_rows(&padded).min((STRIP_OUTPUTS / (g.c * wa.output).max(1)).max(1));
     // Two bands of rows per thread (for one image), so that a thread the machine takes away

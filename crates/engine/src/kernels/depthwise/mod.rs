@@ -18,11 +18,11 @@
 use super::epilogue::{self, Clamp, Epilogue};
 use super::geometry::{Axis, ConvGeometry};
 use super::panel::{self, PANEL};
+use super::simd::{multiversion, Path, Simd};
 use crate::runtime::cpu::Isa;
 use crate::runtime::pool::{for_each_range, for_each_task, SharedOut};
 
 pub(crate) mod block;
-#[cfg(target_arch = "x86_64")]
 mod planes;
 
 /// Channels a depthwise task handles together, one per vector lane.
@@ -76,24 +76,6 @@ impl ConvGeometry {
     }
 }
 
-/// Which inner loops run: AVX-512 register transposes and taps, or portable loops.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Kernel {
-    Avx512,
-    Portable,
-}
-
-impl Kernel {
-    /// The loops `isa` runs.
-    fn of(isa: Isa) -> Kernel {
-        if cfg!(target_arch = "x86_64") && isa.avx512f() {
-            Kernel::Avx512
-        } else {
-            Kernel::Portable
-        }
-    }
-}
-
 /// `out = epilogue(depthwise(x, w))` for the depthwise convolution `g`; writes every one of
 /// the `n·c·oh·ow` values of `out`. `lanes` is `w` as [`pack_lanes`] lays it out (kept by the
 /// caller across calls: building it was a tenth of a 7×7 layer's time). The bias and clamp are
@@ -114,14 +96,21 @@ pub(crate) fn forward(
     let (bias, act) = (epi.bias, epi.act);
     if runs_on_planes(isa, g) {
         assert_eq!(out.len(), g.output_len(), "depthwise output");
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the CPU has AVX-512F (`runs_on_planes` checked `isa`) and `out` holds the
+        // SAFETY: a vector path (`runs_on_planes` checked `isa`) and `out` holds the
         // n·c·oh·ow values, exclusively borrowed.
         unsafe {
-            planes::forward(x, w, bias, SharedOut(out.as_mut_ptr().cast()), g, act)
+            planes::forward(
+                Path::of(isa),
+                x,
+                w,
+                bias,
+                SharedOut(out.as_mut_ptr().cast()),
+                g,
+                act,
+            )
         };
     } else {
-        forward_with(Kernel::of(isa), x, lanes, bias, out, g, act);
+        forward_with(Path::of(isa), x, lanes, bias, out, g, act);
     }
     if let Some((src, clamp)) = epi.mask {
         // SAFETY: both routes above wrote every value of `out`.
@@ -132,16 +121,11 @@ pub(crate) fn forward(
 
 /// Whether [`forward`] runs `g` on the plane kernel (else on the strips).
 pub(crate) fn runs_on_planes(isa: Isa, g: &ConvGeometry) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if Kernel::of(isa) == Kernel::Avx512 && planes::supports(g) {
-        return true;
-    }
-    let _ = (isa, g);
-    false
+    Path::of(isa).vector() && planes::supports(g)
 }
 
 fn forward_with(
-    kernel: Kernel,
+    kernel: Path,
     x: &[f32],
     lane_taps: &[Cell],
     bias: Option<&[f32]>,
@@ -196,7 +180,7 @@ fn forward_with(
 
 /// One channel group's share of a forward pass: its padding, weights, bias and activation.
 struct Strip<'a> {
-    kernel: Kernel,
+    kernel: Path,
     padded: &'a Padded,
     taps: &'a [Cell],
     bias: &'a Cell,
@@ -383,11 +367,10 @@ pub(crate) fn forward_after_pointwise(
     );
     assert!(pw.bias.is_none_or(|b| b.len() == g.c), "1×1 bias");
     g.check_depthwise(lane_taps, out.len(), bias);
-    let kernel = Kernel::of(isa);
+    let kernel = Path::of(isa);
     let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
-    #[cfg(target_arch = "x86_64")]
     if runs_on_planes(isa, g) {
-        // SAFETY: AVX-512F (`runs_on_planes` checked it) and the panel kernel (asserted
+        // SAFETY: a vector path (`runs_on_planes` checked it) and the panel kernel (asserted
         // above); `out` holds the n·c·oh·ow values, exclusively borrowed.
         unsafe { planes::forward_after_pointwise(isa, pw, w, bias, dst, g, act) };
         return;
@@ -574,7 +557,7 @@ impl Padded {
 
     /// Padded row `pr` of channels `0..lanes` of `planes` into `row`, channels-last, with zeros
     /// in the padding and in unused lanes.
-    fn fill_row(&self, kernel: Kernel, planes: &Rows, lanes: usize, pr: usize, row: &mut [Cell]) {
+    fn fill_row(&self, kernel: Path, planes: &Rows, lanes: usize, pr: usize, row: &mut [Cell]) {
         let (left, nc) = Self::inside(&self.w, self.cols);
         let ih = pr as isize - self.h.pad_begin as isize;
         if ih < 0 || ih as usize >= self.h.input || nc == 0 {
@@ -586,11 +569,7 @@ impl Padded {
         let src = &planes.planes[(ih as usize % planes.ring) * self.w.input..];
         let cells = &mut row[left..left + nc];
         match kernel {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: Avx512 is only chosen when the CPU has AVX-512F; `gather_lanes` asserts
-            // that `src` holds the `lanes` rows `stride` apart.
-            Kernel::Avx512 => unsafe { avx512::gather_lanes(src, planes.stride, lanes, cells) },
-            _ => {
+            Path::Portable => {
                 for (l, lane) in (0..lanes).map(|l| (l, &src[l * planes.stride..][..nc])) {
                     for (cell, &v) in cells.iter_mut().zip(lane) {
                         cell[l] = v;
@@ -600,6 +579,9 @@ impl Padded {
                     cells.iter_mut().for_each(|c| c[lanes..].fill(0.0));
                 }
             }
+            // SAFETY: a vector path comes from an `Isa` the CPU has; `gather_lanes` asserts
+            // that `src` holds the `lanes` rows `stride` apart.
+            path => unsafe { vector::gather_lanes(path, src, planes.stride, lanes, cells) },
         }
     }
 
@@ -621,7 +603,7 @@ impl Padded {
 /// with `taps` in lanes (as [`pack_lanes`]).
 #[allow(clippy::too_many_arguments)]
 fn taps_row(
-    kernel: Kernel,
+    kernel: Path,
     input: &[Cell],
     taps: &[Cell],
     bias: &Cell,
@@ -631,9 +613,10 @@ fn taps_row(
     act: Option<Clamp>,
 ) {
     match kernel {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Avx512 is only chosen when the CPU has AVX-512F.
-        Kernel::Avx512 => unsafe { avx512::taps_row(input, taps, bias, p, r, orow, act) },
+        // SAFETY: a vector path comes from an `Isa` the CPU has.
+        path if path.vector() => unsafe {
+            vector::taps_row(path, input, taps, bias, p, r, orow, act)
+        },
         _ => {
             let (h, wa) = (&p.h, &p.w);
             for (ow, o) in orow.iter_mut().enumerate() {
@@ -660,11 +643,11 @@ fn taps_row(
 ///
 /// # Safety
 /// Each of those rows must be valid for `orow.len()` writes that no other thread touches.
-unsafe fn store_row(kernel: Kernel, orow: &[Cell], lanes: usize, first: *mut f32, plane: usize) {
+unsafe fn store_row(kernel: Path, orow: &[Cell], lanes: usize, first: *mut f32, plane: usize) {
     match kernel {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Avx512 is only chosen when the CPU has AVX-512F; the rows as the caller promised.
-        Kernel::Avx512 => unsafe { avx512::scatter_lanes(orow, lanes, first, plane) },
+        // SAFETY: a vector path comes from an `Isa` the CPU has; the rows as the caller
+        // promised.
+        path if path.vector() => unsafe { vector::scatter_lanes(path, orow, lanes, first, plane) },
         _ => {
             for l in 0..lanes {
                 for (ow, cell) in orow.iter().enumerate() {
@@ -713,130 +696,119 @@ fn adjoint_generic(dy: &[Cell], w: &[Cell], pad: &mut [Cell], p: &Padded) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    //! The AVX-512 inner loops: 16×16 register transposes between planes and lanes, and taps
-    //! over four outputs at a time (one weight load feeds four multiply-adds).
+mod vector {
+    //! The vector inner loops, written once over [`Simd`]: register transposes between
+    //! planes and 16-channel cells (one 16×16 tile on AVX-512, 2×2 tiles of 8×8 on AVX2,
+    //! 4×4 of 4×4 on NEON), and taps over up to eight outputs at a time (one weight load
+    //! feeds eight multiply-adds).
 
-    use std::arch::x86_64::*;
+    use super::{multiversion, Cell, Clamp, Padded, Simd, LANES};
 
-    use super::{Cell, Clamp, Padded, LANES};
-
-    /// Transposes the 16×16 block held in `r` (row i = `r[i]`) in place: 64 shuffles.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub(super) fn transpose16(r: &mut [__m512; 16]) {
-        // Stage 1: interleave 32-bit pairs of rows 2i, 2i+1.
-        let mut a = [_mm512_setzero_ps(); 16];
-        for i in 0..8 {
-            a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-            a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-        }
-        // Stage 2: interleave 64-bit pairs; b[4i + q], 128-bit lane k = column 4k + q of
-        // rows 4i .. 4i + 4.
-        let mut b = [_mm512_setzero_ps(); 16];
-        let (lo, hi) = (
-            |x: __m512, y: __m512| {
-                _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(x), _mm512_castps_pd(y)))
-            },
-            |x: __m512, y: __m512| {
-                _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(x), _mm512_castps_pd(y)))
-            },
-        );
-        for i in 0..4 {
-            b[4 * i] = lo(a[4 * i], a[4 * i + 2]);
-            b[4 * i + 1] = hi(a[4 * i], a[4 * i + 2]);
-            b[4 * i + 2] = lo(a[4 * i + 1], a[4 * i + 3]);
-            b[4 * i + 3] = hi(a[4 * i + 1], a[4 * i + 3]);
-        }
-        // Stages 3 and 4: for each q, a 4×4 transpose of 128-bit lanes across b[q], b[4 + q],
-        // b[8 + q], b[12 + q]; its lane-row k is output row 4k + q.
-        for q in 0..4 {
-            let c0 = _mm512_shuffle_f32x4::<0x88>(b[q], b[4 + q]);
-            let c1 = _mm512_shuffle_f32x4::<0xDD>(b[q], b[4 + q]);
-            let c2 = _mm512_shuffle_f32x4::<0x88>(b[8 + q], b[12 + q]);
-            let c3 = _mm512_shuffle_f32x4::<0xDD>(b[8 + q], b[12 + q]);
-            r[q] = _mm512_shuffle_f32x4::<0x88>(c0, c2);
-            r[4 + q] = _mm512_shuffle_f32x4::<0x88>(c1, c3);
-            r[8 + q] = _mm512_shuffle_f32x4::<0xDD>(c0, c2);
-            r[12 + q] = _mm512_shuffle_f32x4::<0xDD>(c1, c3);
-        }
+    multiversion! {
+        /// `cells[j][l] = src[l·plane + j]` for `l < lanes` (0 in the other lanes).
+        ///
+        /// # Safety
+        /// A path the CPU has (asserts the sizes itself).
+        pub(super) unsafe fn gather_lanes(
+            src: &[f32],
+            plane: usize,
+            lanes: usize,
+            cells: &mut [Cell],
+        ) => gather_lanes_generic
     }
 
-    /// `cells[j][l] = src[l·plane + j]` for `l < lanes` (0 in the other lanes).
-    ///
-    /// # Safety
-    /// AVX-512F; `src` holds at least `(lanes − 1)·plane + cells.len()` values.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn gather_lanes(src: &[f32], plane: usize, lanes: usize, cells: &mut [Cell]) {
+    #[inline(always)]
+    unsafe fn gather_lanes_generic<S: Simd>(
+        src: &[f32],
+        plane: usize,
+        lanes: usize,
+        cells: &mut [Cell],
+    ) {
         let n = cells.len();
         assert!(lanes <= LANES && (lanes == 0 || (lanes - 1) * plane + n <= src.len()));
-        let mut r = [_mm512_setzero_ps(); 16];
-        for j0 in (0..n).step_by(LANES) {
-            let width = LANES.min(n - j0);
-            let m: __mmask16 = if width == LANES {
-                !0
-            } else {
-                (1u16 << width) - 1
-            };
-            for (l, v) in r.iter_mut().enumerate() {
-                // SAFETY: `width` values from l·plane + j0 are inside `src` (asserted above).
-                *v = if l < lanes {
-                    unsafe { _mm512_maskz_loadu_ps(m, src.as_ptr().add(l * plane + j0)) }
-                } else {
-                    _mm512_setzero_ps()
+        let l = S::LANES;
+        for j0 in (0..n).step_by(l) {
+            let width = l.min(n - j0);
+            for g0 in (0..LANES).step_by(l) {
+                let rows = lanes.saturating_sub(g0).min(l);
+                // SAFETY: rows g0 .. g0 + rows < lanes of `width` values from column j0 are
+                // inside `src` (asserted above); cells j0 .. j0 + width exist, lanes
+                // g0 .. g0 + l of each written.
+                unsafe {
+                    S::transpose_tile(
+                        src.as_ptr().wrapping_add(g0 * plane + j0),
+                        plane,
+                        (rows, width),
+                        cells[j0].as_mut_ptr().add(g0),
+                        LANES,
+                        (width, l),
+                    )
                 };
-            }
-            transpose16(&mut r);
-            for (j, v) in r.iter().take(width).enumerate() {
-                // SAFETY: cell j0 + j < n exists; a Cell is 16 floats.
-                unsafe { _mm512_storeu_ps(cells[j0 + j].as_mut_ptr(), *v) };
             }
         }
     }
 
-    /// `first[l·plane + j] = cells[j][l]` for `l < lanes`.
-    ///
-    /// # Safety
-    /// AVX-512F; every row `first + l·plane` valid for `cells.len()` writes.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn scatter_lanes(
+    multiversion! {
+        /// `first[l·plane + j] = cells[j][l]` for `l < lanes`.
+        ///
+        /// # Safety
+        /// A path the CPU has; every row `first + l·plane` valid for `cells.len()` writes.
+        pub(super) unsafe fn scatter_lanes(
+            cells: &[Cell],
+            lanes: usize,
+            first: *mut f32,
+            plane: usize,
+        ) => scatter_lanes_generic
+    }
+
+    #[inline(always)]
+    unsafe fn scatter_lanes_generic<S: Simd>(
         cells: &[Cell],
         lanes: usize,
         first: *mut f32,
         plane: usize,
     ) {
         let n = cells.len();
-        let mut r = [_mm512_setzero_ps(); 16];
-        for j0 in (0..n).step_by(LANES) {
-            let width = LANES.min(n - j0);
-            let m: __mmask16 = if width == LANES {
-                !0
-            } else {
-                (1u16 << width) - 1
-            };
-            for (j, v) in r.iter_mut().enumerate() {
-                *v = if j < width {
-                    // SAFETY: cell j0 + j < n exists.
-                    unsafe { _mm512_loadu_ps(cells[j0 + j].as_ptr()) }
-                } else {
-                    _mm512_setzero_ps()
+        let l = S::LANES;
+        for j0 in (0..n).step_by(l) {
+            let width = l.min(n - j0);
+            for g0 in (0..lanes.min(LANES)).step_by(l) {
+                let rows = (lanes - g0).min(l);
+                // SAFETY: cells j0 .. j0 + width exist (lanes g0 .. g0 + l read); rows
+                // g0 .. g0 + rows < lanes of the output, `width` values from column j0, as the
+                // caller promised.
+                unsafe {
+                    S::transpose_tile(
+                        cells[j0].as_ptr().add(g0),
+                        LANES,
+                        (width, l),
+                        first.add(g0 * plane + j0),
+                        plane,
+                        (rows, width),
+                    )
                 };
-            }
-            transpose16(&mut r);
-            for (l, v) in r.iter().take(lanes).enumerate() {
-                // SAFETY: `width` values from column j0 of row l, as the caller promised.
-                unsafe { _mm512_mask_storeu_ps(first.add(l * plane + j0), m, *v) };
             }
         }
     }
 
-    /// As the portable loop of `taps_row`, four outputs at a time.
-    ///
-    /// # Safety
-    /// AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn taps_row(
+    multiversion! {
+        /// As the portable loop of `taps_row`, up to eight outputs at a time.
+        ///
+        /// # Safety
+        /// A path the CPU has (asserts the sizes itself).
+        pub(super) unsafe fn taps_row(
+            input: &[Cell],
+            taps: &[Cell],
+            bias: &Cell,
+            p: &Padded,
+            r: usize,
+            orow: &mut [Cell],
+            act: Option<Clamp>,
+        ) => taps_row_generic
+    }
+
+    #[inline(always)]
+    unsafe fn taps_row_generic<S: Simd>(
         input: &[Cell],
         taps: &[Cell],
         bias: &Cell,
@@ -852,58 +824,54 @@ mod avx512 {
             + (orow.len().max(1) - 1) * wa.stride
             + (wa.kernel - 1) * wa.dilation;
         assert!(orow.is_empty() || last < input.len());
-        let base = input.as_ptr().cast::<f32>();
-        // SAFETY: a Cell is 16 floats.
-        let bias = unsafe { _mm512_loadu_ps(bias.as_ptr()) };
         // Outputs in blocks of up to 8, the row split evenly (14 = 7 + 7, not 8 + 4 + 2):
         // independent accumulators hide the FMA latency, and a 7-wide row in blocks of 4, 2
         // and 1 waited on a chain of 25 dependent multiply-adds in its last block.
         let n = orow.len();
         let size = n.div_ceil(n.div_ceil(8)).max(1);
         let at = Row {
-            base,
+            base: input.as_ptr().cast::<f32>(),
             p,
             r,
             taps,
             bias,
-            clamp: act.map(|c| (_mm512_set1_ps(c.lo), _mm512_set1_ps(c.hi))),
+            act,
         };
         let mut ow = 0;
         while ow < n {
             let width = size.min(n - ow);
-            // SAFETY (all): AVX-512F, and the blocks stay within `orow` and below `last`
-            // (asserted above).
+            // SAFETY (all): the path's extensions, and the blocks stay within `orow` and below
+            // `last` (asserted above).
             ow += unsafe {
                 match wa.stride {
-                    1 => by_stride::<1>(&at, width, ow, orow),
-                    2 => by_stride::<2>(&at, width, ow, orow),
-                    _ => by_stride::<0>(&at, width, ow, orow),
+                    1 => by_stride::<S, 1>(&at, width, ow, orow),
+                    2 => by_stride::<S, 2>(&at, width, ow, orow),
+                    _ => by_stride::<S, 0>(&at, width, ow, orow),
                 }
             };
         }
     }
 
     /// What every block of one output row shares: the strip's cells, its geometry, the row,
-    /// the taps, the bias and the activation's bounds.
+    /// the taps, the bias and the activation.
     struct Row<'a> {
         base: *const f32,
         p: &'a Padded,
         r: usize,
         taps: &'a [Cell],
-        bias: __m512,
-        clamp: Option<(__m512, __m512)>,
+        bias: &'a Cell,
+        act: Option<Clamp>,
     }
 
-    /// A block of `width` outputs with the column stride `S` known at compile time (0: read
+    /// A block of `width` outputs with the column stride `ST` known at compile time (0: read
     /// from the geometry), so that the inputs of a block's outputs are fixed offsets from one
     /// pointer. Computed at run time, the compiler had formed the eight addresses in a vector
     /// register and extracted them one by one for every tap.
     ///
     /// # Safety
-    /// AVX-512F; `ow0 + width ≤ orow.len()`, and every cell read lies in the strip.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn by_stride<const S: usize>(
+    /// `S`'s extensions; `ow0 + width ≤ orow.len()`, and every cell read lies in the strip.
+    #[inline(always)]
+    unsafe fn by_stride<S: Simd, const ST: usize>(
         at: &Row,
         width: usize,
         ow0: usize,
@@ -912,59 +880,61 @@ mod avx512 {
         // SAFETY (all eight): forwarded from the caller.
         unsafe {
             match width {
-                8 => block::<8, S>(at, ow0, orow),
-                7 => block::<7, S>(at, ow0, orow),
-                6 => block::<6, S>(at, ow0, orow),
-                5 => block::<5, S>(at, ow0, orow),
-                4 => block::<4, S>(at, ow0, orow),
-                3 => block::<3, S>(at, ow0, orow),
-                2 => block::<2, S>(at, ow0, orow),
-                _ => block::<1, S>(at, ow0, orow),
+                8 => block::<S, 8, ST>(at, ow0, orow),
+                7 => block::<S, 7, ST>(at, ow0, orow),
+                6 => block::<S, 6, ST>(at, ow0, orow),
+                5 => block::<S, 5, ST>(at, ow0, orow),
+                4 => block::<S, 4, ST>(at, ow0, orow),
+                3 => block::<S, 3, ST>(at, ow0, orow),
+                2 => block::<S, 2, ST>(at, ow0, orow),
+                _ => block::<S, 1, ST>(at, ow0, orow),
             }
         }
     }
 
-    /// Outputs `ow0 .. ow0 + N` of row `r`; returns `N`.
+    /// Outputs `ow0 .. ow0 + N` of row `r`, each cell's 16 channels in `16 / LANES` parts
+    /// (one on AVX-512), each part's N accumulators through all taps; returns `N`.
     ///
     /// # Safety
     /// As [`by_stride`].
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn block<const N: usize, const S: usize>(
+    #[inline(always)]
+    unsafe fn block<S: Simd, const N: usize, const ST: usize>(
         at: &Row,
         ow0: usize,
         orow: &mut [Cell],
     ) -> usize {
         let (h, wa) = (&at.p.h, &at.p.w);
-        let stride = if S == 0 { wa.stride } else { S };
+        let stride = if ST == 0 { wa.stride } else { ST };
         let step = wa.dilation * LANES;
-        let mut acc = [at.bias; N];
-        let mut tap = at.taps.as_ptr().cast::<f32>();
-        for ki in 0..h.kernel {
-            let row = (at.r * h.stride + ki * h.dilation) * at.p.cols + ow0 * stride;
-            // SAFETY: cell `row` and the cells the taps reach from it lie in the strip (caller);
-            // `tap` walks the kh·kw cells of `taps` (the caller asserted its length).
-            unsafe {
-                let mut src = at.base.add(row * LANES);
-                for _ in 0..wa.kernel {
-                    let wt = _mm512_loadu_ps(tap);
-                    for (j, a) in acc.iter_mut().enumerate() {
-                        *a = _mm512_fmadd_ps(wt, _mm512_loadu_ps(src.add(j * stride * LANES)), *a);
+        // SAFETY (all below): cell `row` and the cells the taps reach from it lie in the strip
+        // (caller); `tap` walks the kh·kw cells of `taps` (the caller asserted its length);
+        // a Cell is 16 floats, part + LANES of S ≤ 16.
+        unsafe {
+            let clamp = at.act.map(|c| (S::splat(c.lo), S::splat(c.hi)));
+            for part in (0..LANES).step_by(S::LANES) {
+                let mut acc = [S::load(at.bias.as_ptr().add(part)); N];
+                let mut tap = at.taps.as_ptr().cast::<f32>().add(part);
+                for ki in 0..h.kernel {
+                    let row = (at.r * h.stride + ki * h.dilation) * at.p.cols + ow0 * stride;
+                    let mut src = at.base.add(row * LANES + part);
+                    for _ in 0..wa.kernel {
+                        let wt = S::load(tap);
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            *a = S::fmadd(wt, S::load(src.add(j * stride * LANES)), *a);
+                        }
+                        src = src.add(step);
+                        tap = tap.add(LANES);
                     }
-                    src = src.add(step);
-                    tap = tap.add(LANES);
+                }
+                for (o, a) in orow[ow0..ow0 + N].iter_mut().zip(acc) {
+                    let v = match clamp {
+                        // NaN becomes `lo`, as `Clamp::apply` does.
+                        Some((lo, hi)) => S::min(S::max(a, lo), hi),
+                        None => a,
+                    };
+                    S::store(o.as_mut_ptr().add(part), v);
                 }
             }
-        }
-        for (o, a) in orow[ow0..ow0 + N].iter_mut().zip(acc) {
-            let v = match at.clamp {
-                // NaN becomes `lo`, as `Clamp::apply` does: max returns its second operand on
-                // NaN.
-                Some((lo, hi)) => _mm512_min_ps(_mm512_max_ps(a, lo), hi),
-                None => a,
-            };
-            // SAFETY: a Cell is 16 floats.
-            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), v) };
         }
         N
     }
@@ -1022,31 +992,8 @@ mod tests {
         out
     }
 
-    #[test]
-    fn avx512_transpose_is_a_transpose() {
-        #[cfg(target_arch = "x86_64")]
-        if Isa::host().avx512f() {
-            use std::arch::x86_64::*;
-            let m: Vec<f32> = (0..256).map(|i| i as f32).collect();
-            // SAFETY: AVX-512F checked above; every load and store is of 16 floats in `m`/`t`.
-            unsafe {
-                let mut r: [__m512; 16] =
-                    std::array::from_fn(|i| _mm512_loadu_ps(m.as_ptr().add(16 * i)));
-                avx512::transpose16(&mut r);
-                let mut t = vec![0.0f32; 256];
-                for (i, v) in r.iter().enumerate() {
-                    _mm512_storeu_ps(t.as_mut_ptr().add(16 * i), *v);
-                }
-                for i in 0..16 {
-                    for j in 0..16 {
-                        assert_eq!(t[16 * i + j], m[16 * j + i], "element ({i}, {j})");
-                    }
-                }
-            }
-        }
-    }
-
-    /// Both kernels, against the direct loop, on channel counts that fill 16 lanes and leave a
+    /// The strips on every path this CPU has, and the plane kernel where the path and the
+    /// stride allow, against the direct loop, on channel counts that fill 16 lanes and leave a
     /// partial group, widths below, at and above 16, strides, dilations, asymmetric pads and
     /// strips (the 70-wide plane needs several).
     #[test]
@@ -1136,10 +1083,6 @@ mod tests {
                 Some(relu6),
             ),
         ];
-        let mut kernels = vec![Kernel::Portable];
-        if Kernel::of(Isa::host()) == Kernel::Avx512 {
-            kernels.push(Kernel::Avx512);
-        }
         for (case, &(n, c, h, w, act)) in cases.iter().enumerate() {
             let g = ConvGeometry {
                 n,
@@ -1156,24 +1099,26 @@ mod tests {
             let x: Vec<f32> = x.iter().map(|v| v * 4.0).collect();
             let want = direct(&x, &wt, &b, &g, act);
             let lanes = pack_lanes(&wt, c, h.kernel * w.kernel);
-            // `None`: the AVX-512 plane kernel, where the CPU has it and the stride allows.
-            let mut runs: Vec<Option<Kernel>> = kernels.iter().copied().map(Some).collect();
-            #[cfg(target_arch = "x86_64")]
-            if Kernel::of(Isa::host()) == Kernel::Avx512 && planes::supports(&g) {
-                runs.push(None);
+            // (path, whether on the plane kernel)
+            let mut runs = Vec::new();
+            for isa in crate::kernels::simd::test_isas() {
+                runs.push((isa, false));
+                if runs_on_planes(isa, &g) {
+                    runs.push((isa, true));
+                }
             }
-            for kernel in runs {
+            for (isa, on_planes) in runs {
+                let kernel = (Path::of(isa), on_planes);
                 let mut out = vec![std::mem::MaybeUninit::new(f32::NAN); want.len()];
-                match kernel {
-                    Some(kernel) => forward_with(kernel, &x, &lanes, Some(&b), &mut out, &g, act),
-                    None => {
-                        let epi = Epilogue {
-                            bias: Some(&b),
-                            act,
-                            ..Epilogue::default()
-                        };
-                        forward(Isa::host(), &x, &wt, &lanes, &mut out, &g, epi)
-                    }
+                if on_planes {
+                    let epi = Epilogue {
+                        bias: Some(&b),
+                        act,
+                        ..Epilogue::default()
+                    };
+                    forward(isa, &x, &wt, &lanes, &mut out, &g, epi)
+                } else {
+                    forward_with(Path::of(isa), &x, &lanes, Some(&b), &mut out, &g, act)
                 }
                 for (i, (o, &e)) in out.iter().zip(&want).enumerate() {
                     // SAFETY: initialised above (and overwritten by forward_with).

@@ -1,23 +1,21 @@
-//! AVX-512 depthwise forward pass straight on NCHW planes, for wide stride-1 layers.
+//! Depthwise forward pass straight on NCHW planes, for wide stride-1 layers (every vector
+//! path, written once over [`Simd`]).
 //!
-//! Each plane is convolved on its own, 16 output columns per vector, from a zero-padded copy of
+//! Each plane is convolved on its own, one vector of output columns at a time, from a zero-padded copy of
 //! the plane (so every tap is one plain load and one multiply-add, no masks or bounds); a block
 //! of `R` output rows × `V` vectors is accumulated in registers through all taps. Nothing is
 //! transposed. On EfficientNet's 112×112 and 56×56 stride-1 layers this beat the channels-last
 //! strips of the parent module; on its stride-2 layers and its 28×28 and smaller maps the strips
 //! were faster (per-node profiles, design.md "Depthwise convolutions"), so those stay there.
 
-use std::arch::x86_64::*;
-
-use super::MIN_TASK_MACS;
+use super::{multiversion, Path, Simd, MIN_TASK_MACS};
 use crate::kernels::epilogue::Clamp;
 use crate::kernels::geometry::ConvGeometry;
-use crate::kernels::lane_mask;
 use crate::kernels::panel::PANEL;
 use crate::runtime::cpu::Isa;
 use crate::runtime::pool::{for_each_range, for_each_task, SharedOut};
 
-/// Whether [`forward`] handles this geometry (the caller checks AVX-512): stride 1 across,
+/// Whether [`forward`] handles this geometry (the caller checks for a vector path): stride 1 across,
 /// rows of at least 56 outputs.
 pub(super) fn supports(g: &ConvGeometry) -> bool {
     g.w.stride == 1 && g.w.output >= 56
@@ -27,9 +25,10 @@ pub(super) fn supports(g: &ConvGeometry) -> bool {
 /// `n·c·oh·ow` values of `out`.
 ///
 /// # Safety
-/// The CPU must support AVX-512F; `out` must hold `n·c·oh·ow` values that no other thread
-/// touches during the call.
+/// `path` must be a vector path of this CPU; `out` must hold `n·c·oh·ow` values that no other
+/// thread touches during the call.
 pub(super) unsafe fn forward(
+    path: Path,
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
@@ -47,9 +46,11 @@ pub(super) unsafe fn forward(
     for_each_range(g.n * g.c, min_planes, |planes| {
         for plane in planes {
             let src = &x[plane * h.input * wa.input..][..h.input * wa.input];
-            // SAFETY: AVX-512F (the caller's contract); this task alone writes plane `plane`
-            // of the output, which holds n·c planes.
-            unsafe { convolve_plane(plane, src, w, bias, out, g, act) }
+            // SAFETY: a vector path (the caller's contract); this task alone writes plane
+            // `plane` of the output, which holds n·c planes.
+            PLANE.with_borrow_mut(|buf| unsafe {
+                convolve_plane(path, buf, plane, src, w, bias, out, g, act)
+            })
         }
     });
 }
@@ -96,23 +97,44 @@ pub(super) unsafe fn forward_after_pointwise(
                 )
             };
             for (l, src) in formed.chunks(plane_in).enumerate() {
-                // SAFETY: AVX-512F (the caller's contract); this task alone writes plane
+                // SAFETY: a vector path (the caller's contract); this task alone writes plane
                 // (img, c0 + l) of the output, which holds n·c planes.
-                unsafe { convolve_plane(img * g.c + c0 + l, src, w, bias, out, g, act) }
+                PLANE.with_borrow_mut(|buf| unsafe {
+                    let plane = img * g.c + c0 + l;
+                    convolve_plane(Path::of(isa), buf, plane, src, w, bias, out, g, act)
+                })
             }
         });
     });
 }
 
-/// Output plane `plane` (image-major: channel `plane % c`) from its input plane `src`, on the
-/// block shape that suits its rows: 2 rows × 4 vectors up to 64 outputs a row, else 1 × 8
-/// (8 accumulators: 4-cycle multiply-add latency, two units).
+multiversion! {
+    /// Output plane `plane` (image-major: channel `plane % c`) from its input plane `src`.
+    ///
+    /// # Safety
+    /// A vector path of this CPU; `out` must hold the n·c planes of oh·ow values, plane
+    /// `plane` written by no other thread.
+    unsafe fn convolve_plane(
+        buf: &mut Vec<f32>,
+        plane: usize,
+        src: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        out: SharedOut,
+        g: &ConvGeometry,
+        act: Option<Clamp>,
+    ) => convolve_plane_generic
+}
+
+/// [`convolve_plane`] on the block shape that suits its rows: 2 rows × 4 vectors up to 4
+/// vectors a row, else 1 × 8 (8 accumulators: 4-cycle multiply-add latency, two units).
 ///
 /// # Safety
-/// AVX-512F; `out` must hold the n·c planes of oh·ow values, plane `plane` written by no other
-/// thread.
-#[target_feature(enable = "avx512f")]
-unsafe fn convolve_plane(
+/// As [`convolve_plane`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn convolve_plane_generic<S: Simd>(
+    buf: &mut Vec<f32>,
     plane: usize,
     src: &[f32],
     w: &[f32],
@@ -128,10 +150,10 @@ unsafe fn convolve_plane(
     // SAFETY (all): as the caller promised; plane `plane` of `out` starts at plane·oh·ow.
     unsafe {
         let dst = out.get().add(plane * h.output * wa.output);
-        if wa.output.div_ceil(16) <= 4 {
-            plane_rows::<2, 4>(src, taps, b, dst, g, act)
+        if wa.output.div_ceil(S::LANES) <= 4 {
+            plane_rows::<S, 2, 4>(buf, src, taps, b, dst, g, act)
         } else {
-            plane_rows::<1, 8>(src, taps, b, dst, g, act)
+            plane_rows::<S, 1, 8>(buf, src, taps, b, dst, g, act)
         }
     }
 }
@@ -144,14 +166,14 @@ struct PaddedPlane {
 }
 
 impl PaddedPlane {
-    fn new<const R: usize, const V: usize>(g: &ConvGeometry) -> PaddedPlane {
+    fn new<const R: usize, const V: usize>(g: &ConvGeometry, lanes: usize) -> PaddedPlane {
         let (h, wa) = (&g.h, &g.w);
-        let vectors = wa.output.div_ceil(16);
+        let vectors = wa.output.div_ceil(lanes);
         // Row blocks run up to R rows past the last output row; their loads stay inside.
         let rows = (h.output.next_multiple_of(R) - 1) * h.stride + (h.kernel - 1) * h.dilation + 1;
         // Columns the last vector reads at the last tap, rounded to whole vectors.
         let reach = (wa.kernel - 1) * wa.dilation;
-        let pitch = (16 * vectors.next_multiple_of(V) + reach + 1).next_multiple_of(16);
+        let pitch = (lanes * vectors.next_multiple_of(V) + reach + 1).next_multiple_of(lanes);
         PaddedPlane { rows, pitch }
     }
 
@@ -161,8 +183,11 @@ impl PaddedPlane {
 
     /// Fills `buf` from `src` (one `ih × iw` plane): padded column `c` of row `r` is input
     /// `(r − pad_top, c − pad_left)`, zero outside.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn fill(&self, src: &[f32], g: &ConvGeometry, buf: &mut [f32]) {
+    ///
+    /// # Safety
+    /// `S`'s extensions.
+    #[inline(always)]
+    unsafe fn fill<S: Simd>(&self, src: &[f32], g: &ConvGeometry, buf: &mut [f32]) {
         let (h, wa) = (&g.h, &g.w);
         let (iw, pad) = (wa.input as isize, wa.pad_begin as isize);
         assert!(buf.len() >= self.len() && src.len() == h.input * wa.input);
@@ -174,28 +199,33 @@ impl PaddedPlane {
                 continue;
             }
             let row = src.as_ptr().wrapping_offset(iy * iw);
-            for j in (0..self.pitch).step_by(16) {
+            for j in (0..self.pitch).step_by(S::LANES) {
                 let at = j as isize - pad;
                 // SAFETY: masked-off lanes are not read, the others are columns 0..iw of input
-                // row iy; the store is 16 values at j, j + 16 ≤ pitch.
-                let v = _mm512_maskz_loadu_ps(lane_mask(-at, iw - at, 0), row.wrapping_offset(at));
-                _mm512_storeu_ps(line.as_mut_ptr().add(j), v);
+                // row iy; the store is LANES values at j, j + LANES ≤ pitch (a multiple).
+                unsafe {
+                    let v = S::load_masked(S::mask(-at, iw - at), row.wrapping_offset(at));
+                    S::store(line.as_mut_ptr().add(j), v);
+                }
             }
         }
     }
 }
 
 thread_local! {
-    /// The padded plane of [`plane_rows`], kept per thread and only grown.
+    /// The padded plane of [`plane_rows`], kept per thread and only grown. Taken by the
+    /// callers of the dispatcher: a closure inside the generic kernel would be compiled
+    /// without the path's extensions, its every intrinsic a call (10× slower).
     static PLANE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// One plane, in blocks of `R` output rows × `V` vectors of 16 columns.
+/// One plane, in blocks of `R` output rows × `V` vectors of columns.
 ///
 /// # Safety
-/// AVX-512F; `dst` must be valid for the plane's `oh·ow` writes.
-#[target_feature(enable = "avx512f")]
-unsafe fn plane_rows<const R: usize, const V: usize>(
+/// `S`'s extensions; `dst` must be valid for the plane's `oh·ow` writes.
+#[inline(always)]
+unsafe fn plane_rows<S: Simd, const R: usize, const V: usize>(
+    buf: &mut Vec<f32>,
     src: &[f32],
     taps: &[f32],
     bias: f32,
@@ -205,58 +235,60 @@ unsafe fn plane_rows<const R: usize, const V: usize>(
 ) {
     let (h, wa) = (&g.h, &g.w);
     let (ow, kw) = (wa.output, wa.kernel);
-    let padded = PaddedPlane::new::<R, V>(g);
-    let clamp = act.map(|c| (_mm512_set1_ps(c.lo), _mm512_set1_ps(c.hi)));
-    let vectors = ow.div_ceil(16);
+    let l = S::LANES;
+    let padded = PaddedPlane::new::<R, V>(g, l);
+    // SAFETY: `S`'s extensions (this function's contract).
+    let clamp = act.map(|c| unsafe { (S::splat(c.lo), S::splat(c.hi)) });
+    let vectors = ow.div_ceil(l);
     let line = padded.pitch;
-    PLANE.with_borrow_mut(|buf| {
+    {
         if buf.len() < padded.len() {
             buf.resize(padded.len(), 0.0);
         }
-        // SAFETY: AVX-512F (this function's own contract); `buf` holds the padded plane.
-        unsafe { padded.fill(src, g, buf) };
+        // SAFETY: `S`'s extensions (this function's own contract); `buf` holds the padded
+        // plane.
+        unsafe { padded.fill::<S>(src, g, buf) };
         let base = buf.as_ptr();
         for v0 in (0..vectors).step_by(V) {
-            let mut stores = [0u16; V];
-            for (v, s) in stores.iter_mut().enumerate() {
-                *s = lane_mask(0, ow as isize, 16 * (v0 + v) as isize);
-            }
-            for oy0 in (0..h.output).step_by(R) {
-                let mut acc = [[_mm512_set1_ps(bias); V]; R];
-                for ky in 0..h.kernel {
-                    let row0 = (oy0 * h.stride + ky * h.dilation) * line + 16 * v0;
-                    for kx in 0..kw {
-                        // SAFETY: tap (ky, kx) of taps, which holds kh·kw values.
-                        let wv = _mm512_set1_ps(unsafe { *taps.get_unchecked(ky * kw + kx) });
-                        let at = row0 + kx * wa.dilation;
-                        for (r, acc_r) in acc.iter_mut().enumerate() {
-                            for (v, a) in acc_r.iter_mut().enumerate() {
-                                // SAFETY: rows and columns of the padded plane (sized for the
-                                // last row block and vector at the last tap by `new`).
-                                let x = unsafe {
-                                    _mm512_loadu_ps(base.add(at + r * h.stride * line + 16 * v))
-                                };
-                                *a = _mm512_fmadd_ps(wv, x, *a);
+            // SAFETY (all below): `S`'s extensions; loads from rows and columns of the padded
+            // plane (sized for the last row block and vector at the last tap by `new`), tap
+            // (ky, kx) of taps (kh·kw values), stores to columns < ow of rows oy < oh of this
+            // plane (the caller's contract).
+            unsafe {
+                let stores: [S::M; V] = std::array::from_fn(|v| {
+                    let base = (l * (v0 + v)) as isize;
+                    S::mask(-base, ow as isize - base)
+                });
+                for oy0 in (0..h.output).step_by(R) {
+                    let mut acc = [[S::splat(bias); V]; R];
+                    for ky in 0..h.kernel {
+                        let row0 = (oy0 * h.stride + ky * h.dilation) * line + l * v0;
+                        for kx in 0..kw {
+                            let wv = S::splat(*taps.get_unchecked(ky * kw + kx));
+                            let at = row0 + kx * wa.dilation;
+                            for (r, acc_r) in acc.iter_mut().enumerate() {
+                                for (v, a) in acc_r.iter_mut().enumerate() {
+                                    let x = S::load(base.add(at + r * h.stride * line + l * v));
+                                    *a = S::fmadd(wv, x, *a);
+                                }
                             }
                         }
                     }
-                }
-                for (r, acc_r) in acc.iter().enumerate() {
-                    let oy = oy0 + r;
-                    if oy >= h.output {
-                        break;
-                    }
-                    for (vi, (&a, &m)) in acc_r.iter().zip(&stores).enumerate() {
-                        let y = match clamp {
-                            Some((lo, hi)) => _mm512_min_ps(_mm512_max_ps(a, lo), hi),
-                            None => a,
-                        };
-                        // SAFETY: columns < ow of row oy < oh of this plane (the caller's
-                        // contract).
-                        unsafe { _mm512_mask_storeu_ps(dst.add(oy * ow + 16 * (v0 + vi)), m, y) };
+                    for (r, acc_r) in acc.iter().enumerate() {
+                        let oy = oy0 + r;
+                        if oy >= h.output {
+                            break;
+                        }
+                        for (vi, (&a, &m)) in acc_r.iter().zip(&stores).enumerate() {
+                            let y = match clamp {
+                                Some((lo, hi)) => S::min(S::max(a, lo), hi),
+                                None => a,
+                            };
+                            S::store_masked(dst.add(oy * ow + l * (v0 + vi)), m, y);
+                        }
                     }
                 }
             }
         }
-    });
+    }
 }

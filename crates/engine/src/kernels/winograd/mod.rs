@@ -19,6 +19,7 @@ use std::mem::MaybeUninit;
 use super::epilogue::{Clamp, Epilogue};
 use super::gemm::{matmul_raw, Mat};
 use super::geometry::ConvGeometry;
+use super::simd::{multiversion, Path, Simd};
 use crate::runtime::cpu::Isa;
 use crate::runtime::pool::{for_each_task, SharedOut};
 
@@ -52,8 +53,8 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
     g.groups == 1 && plain(&g.h) && plain(&g.w) && g.c >= 16 && g.m >= 16 && g.tiles() >= 32
 }
 
-/// How the transformed weights `U` are laid out: for the AVX-512 product kernel
-/// ([`product_avx512`]) in panels of 8 output channels, else transposed for the `gemm` crate.
+/// How the transformed weights `U` are laid out: for the vector product kernel
+/// ([`product_on`]) in panels of 8 output channels, else transposed for the `gemm` crate.
 /// Fixed by the route a run takes ([`WeightLayout::of`]), so weights transformed for one route
 /// are never read by the other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +68,7 @@ pub(crate) enum WeightLayout {
 impl WeightLayout {
     /// The layout the products of `m` output channels read on `isa`.
     pub(crate) fn of(isa: Isa, m: usize) -> WeightLayout {
-        if cfg!(target_arch = "x86_64") && isa.avx512f() && m.is_multiple_of(8) {
+        if Path::of(isa).vector() && m.is_multiple_of(8) {
             WeightLayout::Panels
         } else {
             WeightLayout::Transposed
@@ -229,11 +230,10 @@ unsafe fn run_block(
         let u_xi = &u.u[xi * g.m * g.c..(xi + 1) * g.m * g.c];
         let v_xi = &v[xi * g.c * width..(xi + 1) * g.c * width];
         let mm_xi = &mut mm[xi * g.m * width..(xi + 1) * g.m * width];
-        #[cfg(target_arch = "x86_64")]
         if u.layout == WeightLayout::Panels {
-            // SAFETY: the panel layout is only chosen when `isa` has AVX-512F (asserted by
+            // SAFETY: the panel layout is only chosen on a vector path of `isa` (asserted by
             // `conv3x3`); sizes as documented there.
-            unsafe { product_avx512(u_xi, v_xi, mm_xi, g.m, g.c, width) };
+            unsafe { product_on(Path::of(isa), u_xi, v_xi, mm_xi, g.m, g.c, width) };
             continue;
         }
         // SAFETY: `mm_xi` is exclusively borrowed and sized m·width; `u_xi` is read as its
@@ -255,80 +255,132 @@ unsafe fn run_block(
     unsafe { transform_output(isa, mm, g, first, count, width, out, epilogue) };
 }
 
-/// `mm = U · V` for one transform position: `ut` holds `U` (`m × c`, m a multiple of 8) as
-/// `m/8` panels of `c × 8`, `v` is `c × width` and `mm` is `m × width` (width a multiple of 16),
-/// row-major.
-///
-/// No packing at run time: `V` rows are already contiguous runs of tiles, which the kernel loads
-/// as vectors, and each `U` panel holds the 8 output channels of a block side by side, read
-/// front to back (a `c × m` layout strided by `m` floats aliased in L1 and ran slower than the
-/// gemm crate). Blocks of 8 × 48 outputs live in 24 registers through the whole sum over
-/// channels (3 loads, 8 broadcasts, 24 FMAs per channel; 8 × 32 measured the same), with one
-/// narrower block for the last 16 or 32 columns. The gemm crate repacked both operands on every
-/// call, which cost as much as the multiplications at these sizes (design.md, "Winograd").
-///
-/// # Safety
-/// The CPU must support AVX-512F; the slices must have the sizes above.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn product_avx512(ut: &[f32], v: &[f32], mm: &mut [f32], m: usize, c: usize, width: usize) {
-    assert!(m.is_multiple_of(8) && width.is_multiple_of(16));
+multiversion! {
+    /// `mm = U · V` for one transform position: `ut` holds `U` (`m × c`, m a multiple of 8) as
+    /// `m/8` panels of `c × 8`, `v` is `c × width` and `mm` is `m × width` (width a multiple of 16),
+    /// row-major.
+    ///
+    /// No packing at run time: `V` rows are already contiguous runs of tiles, which the kernel loads
+    /// as vectors, and each `U` panel holds the 8 output channels of a block side by side, read
+    /// front to back (a `c × m` layout strided by `m` floats aliased in L1 and ran slower than the
+    /// gemm crate). On AVX-512, blocks of 8 × 48 outputs live in 24 registers through the whole
+    /// sum over channels (3 loads, 8 broadcasts, 24 FMAs per channel; 8 × 32 measured the same);
+    /// with 16 registers (AVX2), blocks of 4 × 24 (12 accumulators), each panel in two halves;
+    /// then narrower blocks for the last columns. The gemm crate repacked both operands on
+    /// every call, which cost as much as the multiplications at these sizes (design.md,
+    /// "Winograd").
+    ///
+    /// # Safety
+    /// A vector path of this CPU; the slices must have the sizes above.
+    unsafe fn product_on(
+        ut: &[f32],
+        v: &[f32],
+        mm: &mut [f32],
+        m: usize,
+        c: usize,
+        width: usize,
+    ) => product_generic
+}
+
+#[inline(always)]
+unsafe fn product_generic<S: Simd>(
+    ut: &[f32],
+    v: &[f32],
+    mm: &mut [f32],
+    m: usize,
+    c: usize,
+    width: usize,
+) {
+    assert!(m.is_multiple_of(8) && width.is_multiple_of(LANES));
     assert!(ut.len() >= c * m && v.len() >= c * width && mm.len() >= m * width);
     let (up, vp, op) = (ut.as_ptr(), v.as_ptr(), mm.as_mut_ptr());
+    let l = S::LANES;
+    let sub = if S::REGISTERS >= 32 { 8 } else { 4 };
     for m0 in (0..m).step_by(8) {
-        let mut t0 = 0;
-        // 48 columns (24 accumulators) while they fit, then one 32- or 16-column tail.
-        // SAFETY (all three calls): rows ci < c of `v` hold `width` values and each call reads
-        // columns t0..t0 + 16·NV ≤ width; panel m0/8 of `ut` holds c·8 values, m0 + 8 ≤ m;
-        // rows m0..m0+8 of `mm` hold `width` values. Checked by the asserts above.
-        while width - t0 >= 48 {
-            unsafe { micro_tile::<3>(up, vp, op, c, width, m0, t0) };
-            t0 += 48;
-        }
-        match width - t0 {
-            32 => unsafe { micro_tile::<2>(up, vp, op, c, width, m0, t0) },
-            16 => unsafe { micro_tile::<1>(up, vp, op, c, width, m0, t0) },
-            _ => {}
+        for r0 in (0..8).step_by(sub) {
+            let at = Tile {
+                up,
+                vp,
+                op,
+                c,
+                width,
+                m0,
+                r0,
+            };
+            let mut t0 = 0;
+            // 3 vectors of columns while they fit, then one 2- or 1-vector tail (width is a
+            // multiple of 16, so of every path's vector).
+            // SAFETY (all calls): rows ci < c of `v` hold `width` values and each call reads
+            // columns t0..t0 + LANES·NV ≤ width; panel m0/8 of `ut` holds c·8 values, m0 + 8 ≤
+            // m; rows m0..m0+8 of `mm` hold `width` values. Checked by the asserts above.
+            unsafe {
+                while width - t0 >= 3 * l {
+                    micro_tile_rows::<S, 3>(&at, sub, t0);
+                    t0 += 3 * l;
+                }
+                match (width - t0) / l {
+                    2 => micro_tile_rows::<S, 2>(&at, sub, t0),
+                    1 => micro_tile_rows::<S, 1>(&at, sub, t0),
+                    _ => {}
+                }
+            }
         }
     }
 }
 
-/// One 8 × 16·NV block of [`product_avx512`]: the sum over all `c` input channels, in
-/// registers.
-///
-/// # Safety
-/// As the calls in [`product_avx512`].
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn micro_tile<const NV: usize>(
+/// Where [`micro_tile`] reads and writes: the operands of [`product_generic`] and the block's
+/// first output channel (`m0 + r0`: a panel, and the half of it on AVX2).
+struct Tile {
     up: *const f32,
     vp: *const f32,
     op: *mut f32,
     c: usize,
     width: usize,
     m0: usize,
-    t0: usize,
-) {
-    use std::arch::x86_64::*;
+    r0: usize,
+}
+
+/// [`micro_tile`] with `sub` (8 or 4) rows.
+///
+/// # Safety
+/// As the calls in [`product_generic`].
+#[inline(always)]
+unsafe fn micro_tile_rows<S: Simd, const NV: usize>(at: &Tile, sub: usize, t0: usize) {
+    // SAFETY: forwarded.
+    unsafe {
+        if sub == 8 {
+            micro_tile::<S, 8, NV>(at, t0)
+        } else {
+            micro_tile::<S, 4, NV>(at, t0)
+        }
+    }
+}
+
+/// One R × LANES·NV block of [`product_generic`]: the sum over all `c` input channels, in
+/// registers.
+///
+/// # Safety
+/// As the calls in [`product_generic`].
+#[inline(always)]
+unsafe fn micro_tile<S: Simd, const R: usize, const NV: usize>(at: &Tile, t0: usize) {
     // SAFETY: the caller's contract covers every offset below.
     unsafe {
-        let mut acc = [[_mm512_setzero_ps(); NV]; 8];
-        for ci in 0..c {
-            let row = vp.add(ci * width + t0);
-            let b: [__m512; NV] = std::array::from_fn(|j| _mm512_loadu_ps(row.add(16 * j)));
-            let u = up.add((m0 / 8 * c + ci) * 8);
+        let mut acc = [[S::zero(); NV]; R];
+        for ci in 0..at.c {
+            let row = at.vp.add(ci * at.width + t0);
+            let b: [S::V; NV] = std::array::from_fn(|j| S::load(row.add(S::LANES * j)));
+            let u = at.up.add((at.m0 / 8 * at.c + ci) * 8 + at.r0);
             for (r, acc_r) in acc.iter_mut().enumerate() {
-                let a = _mm512_set1_ps(*u.add(r));
+                let a = S::splat(*u.add(r));
                 for (acc_rj, &bj) in acc_r.iter_mut().zip(&b) {
-                    *acc_rj = _mm512_fmadd_ps(a, bj, *acc_rj);
+                    *acc_rj = S::fmadd(a, bj, *acc_rj);
                 }
             }
         }
         for (r, acc_r) in acc.iter().enumerate() {
-            let dst = op.add((m0 + r) * width + t0);
+            let dst = at.op.add((at.m0 + at.r0 + r) * at.width + t0);
             for (j, &v) in acc_r.iter().enumerate() {
-                _mm512_storeu_ps(dst.add(16 * j), v);
+                S::store(dst.add(S::LANES * j), v);
             }
         }
     }
@@ -770,8 +822,7 @@ mod tests {
     /// Runs `check` on the portable route, then (where the CPU has them) the AVX2 and the
     /// AVX-512 routes.
     fn on_every_route(check: impl Fn(Isa)) {
-        let host = Isa::host();
-        for isa in [Isa::portable(), host.without_avx512(), host] {
+        for isa in crate::kernels::simd::test_isas() {
             check(isa);
         }
     }
@@ -821,6 +872,7 @@ mod tests {
             (1, 3, 2, 6, 6, 0, 0, 4, 4),
             (3, 4, 3, 13, 7, 0, 2, 11, 8),
             (1, 17, 33, 23, 21, 1, 1, 23, 21),
+            (1, 32, 64, 15, 30, 1, 1, 15, 30),
         ] {
             let g = geometry(n, c, m, (ih, iw), (pt, pl), (oh, ow));
             let (x, w) = inputs(&g);
