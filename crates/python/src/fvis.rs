@@ -9,23 +9,13 @@ use convscope::TileStyle;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use crate::errors::{invalid, OrRaise};
-use crate::results::{png_of, py_json, u8_array, PyPicture};
+use crate::errors::OrRaise;
+use crate::results::{png_of, py_json, tile_style, u8_array, PyPicture};
 
 /// Feature-visualization pictures: one per objective (and per copy with `batch=`).
 #[pyclass(module = "convscope", name = "Visualization", frozen)]
 pub struct PyVisualization {
     pub vis: Visualization,
-}
-
-impl PyVisualization {
-    fn tiles(&self, grid: Option<(usize, usize)>, margin: usize, labels: bool) -> TileStyle {
-        TileStyle {
-            grid,
-            margin,
-            labels,
-        }
-    }
 }
 
 #[pymethods]
@@ -99,12 +89,7 @@ impl PyVisualization {
         margin: usize,
         labels: bool,
     ) -> PyResult<PyPicture> {
-        if margin > 1024 {
-            return Err(invalid(format!(
-                "margin must be at most 1024 pixels, got {margin}"
-            )));
-        }
-        let style = self.tiles(grid, margin, labels);
+        let style = tile_style(grid, margin, labels)?;
         Ok(PyPicture::new(
             py.detach(|| self.vis.grid(&style)).or_raise()?,
         ))
@@ -148,7 +133,10 @@ impl PyVisualization {
     }
 
     fn _repr_png_(&self, py: Python<'_>) -> PyResult<Py<PyBytes>> {
-        let style = self.tiles(None, 5, true);
+        let style = TileStyle {
+            labels: true,
+            ..TileStyle::default()
+        };
         let picture = py.detach(|| self.vis.grid(&style)).or_raise()?;
         png_of(py, &picture)
     }

@@ -43,6 +43,24 @@ pub fn py_json<'py>(py: Python<'py>, value: &impl serde::Serialize) -> PyResult<
     py.import("json")?.call_method1("loads", (text,))
 }
 
+/// The tiling of a grid picture, refusing margins too large to be meant.
+pub fn tile_style(
+    grid: Option<(usize, usize)>,
+    margin: usize,
+    labels: bool,
+) -> PyResult<TileStyle> {
+    if margin > 1024 {
+        return Err(invalid(format!(
+            "margin must be at most 1024 pixels, got {margin}"
+        )));
+    }
+    Ok(TileStyle {
+        grid,
+        margin,
+        labels,
+    })
+}
+
 fn parse_colormap(name: &str) -> PyResult<Colormap> {
     name.parse::<Colormap>().map_err(|e| invalid(e.to_string()))
 }
@@ -764,16 +782,7 @@ impl PyFilterGrid {
         margin: usize,
         labels: bool,
     ) -> PyResult<PyPicture> {
-        if margin > 1024 {
-            return Err(invalid(format!(
-                "margin must be at most 1024 pixels, got {margin}"
-            )));
-        }
-        let style = TileStyle {
-            grid,
-            margin,
-            labels,
-        };
+        let style = tile_style(grid, margin, labels)?;
         Ok(PyPicture::new(
             py.detach(|| self.grid.picture(&style)).or_raise()?,
         ))
