@@ -72,11 +72,25 @@ def build(no_build: bool) -> tuple[Path, Path]:
     return release / "examples" / "dump_values", release / "convscope"
 
 
+# timm's versions of the same families (`--timm`; pip install timm): created with
+# pretrained=False, so nothing is downloaded either.
+TIMM_MODELS = [
+    "timm:convnext_tiny",
+    "timm:vit_small_patch16_224",
+    "timm:deit_small_patch16_224",
+    "timm:swin_tiny_patch4_window7_224",
+]
+
+
 def torch_model(name: str):
     import torch
     import torchvision
 
     torch.manual_seed(0)
+    if name.startswith("timm:"):
+        import timm
+
+        return timm.create_model(name[len("timm:"):], pretrained=False).eval()
     kwargs = {"weights": None}
     if name in ("inception_v3", "googlenet"):
         kwargs["aux_logits"] = False
@@ -90,7 +104,7 @@ def torch_model(name: str):
 def export(model, name: str, work: Path, x) -> Path:
     import torch
 
-    path = work / f"{name}.onnx"
+    path = work / f"{name.replace(':', '_')}.onnx"
     torch.onnx.export(
         model,
         x,
@@ -210,6 +224,7 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=REPO / "target" / "modern-nets")
     ap.add_argument("--only", action="append", help="model name (repeatable)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    ap.add_argument("--timm", action="store_true", help="also timm's ConvNeXt, ViT, DeiT and Swin")
     args = ap.parse_args()
     import onnxruntime
     import torch
@@ -222,7 +237,7 @@ def main() -> int:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
     failed = False
-    for name in args.only or MODELS:
+    for name in args.only or (MODELS + (TIMM_MODELS if args.timm else [])):
         model = torch_model(name)
         path = export(model, name, args.work, torch.from_numpy(x))
         v = compare_values(name, path, x, args.work, dump)
