@@ -192,6 +192,7 @@ async function showClass() {
     ]);
     $("class-name").textContent = `${meta.class}: ${meta.label}`;
     $(cap).textContent = `${meta.method} at ${meta.layer}` +
+      (meta.map_rule ? ` (${meta.map_rule})` : "") +
       (meta.probability != null ? `, p = ${(100 * meta.probability).toFixed(1)} %` : "") +
       (meta.all_zero ? " — no positive evidence at this layer" : "");
   }

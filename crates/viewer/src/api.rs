@@ -626,6 +626,7 @@ pub(crate) async fn cam(State(app): State<Arc<App>>, req: Request) -> ApiResult 
                 "size": [map.size().height, map.size().width],
                 "peak": [map.peak().0, map.peak().1],
                 "all_zero": map.all_zero(),
+                "map_rule": set.map_rule,
             })),
             "heatmap" => png(map.heatmap(style.colormap)?.png_bytes_fast()?),
             _ => png(map.overlay_input(&style)?.png_bytes_fast()?),

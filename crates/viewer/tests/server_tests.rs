@@ -128,3 +128,40 @@ fn filter_patterns_come_by_each_recipe() {
         "{body}"
     );
 }
+
+#[path = "../../methods/tests/transformer_models/mod.rs"]
+mod transformer_models;
+
+/// On a ViT-style model the Grad-CAM JSON says how the token layer became a grid (the page
+/// shows it in the caption); on the demo CNN there is no rule to tell.
+#[test]
+fn cam_json_names_the_token_rule_of_a_vit() {
+    let vit =
+        convscope::Model::from_bytes(&transformer_models::vit_style().encode(), "vit").unwrap();
+    let server = Server::start(
+        vit,
+        ServeConfig {
+            port: 0,
+            ..ServeConfig::default()
+        },
+    )
+    .unwrap();
+    let (status, body) = get(&server, "/api/cam?image=scene&class=0&format=json");
+    assert_eq!(status, 200, "{body}");
+    let meta: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        meta["map_rule"], "tokens: class token dropped, 4x4 grid",
+        "{meta}"
+    );
+    let demo = Server::start(
+        convscope::Model::demo().unwrap(),
+        ServeConfig {
+            port: 0,
+            ..ServeConfig::default()
+        },
+    )
+    .unwrap();
+    let (_, body) = get(&demo, "/api/cam?image=scene&class=0&format=json");
+    let meta: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(meta["map_rule"].is_null(), "{meta}");
+}
