@@ -106,6 +106,15 @@ pub(crate) fn open_model(
         .with_tokens(run.tokens.unwrap_or_default()))
 }
 
+/// The input options of a command whose only input option is `--preprocess`: the model's own
+/// normalisation unless one is given.
+pub(crate) fn model_input(own: &InputConfig, preprocess: Option<Preprocess>) -> InputConfig {
+    InputConfig {
+        preprocess: preprocess.unwrap_or(own.preprocess),
+        ..InputConfig::default()
+    }
+}
+
 /// Reads a labels file and attaches it.
 pub(crate) fn with_labels(model: Model, labels: Option<&PathBuf>) -> Result<Model> {
     Ok(match labels {

@@ -10,7 +10,7 @@ use convscope::prelude::*;
 use convscope::text::file_stem;
 use convscope::{Optimizer, Preprocess};
 
-use crate::args::{finite, open_model, parse_size, Bar, RunArgs};
+use crate::args::{finite, model_input, open_model, parse_size, Bar, RunArgs};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub(crate) enum OptimizerArg {
@@ -192,15 +192,6 @@ pub(crate) fn run(args: FiltersArgs) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-/// The input options of a command whose only input option is `--preprocess`: the model's own
-/// normalisation unless one is given.
-pub(crate) fn model_input(own: &InputConfig, preprocess: Option<Preprocess>) -> InputConfig {
-    InputConfig {
-        preprocess: preprocess.unwrap_or(own.preprocess),
-        ..InputConfig::default()
-    }
 }
 
 /// `--filters`: the given selection, or the first 64 filters (all of a smaller layer).

@@ -68,7 +68,7 @@ pub(crate) fn run(args: VisualizeArgs) -> Result<()> {
     let start = Instant::now();
     let model = with_labels(
         open_model(&args.model, &args.run, |own| {
-            crate::filters::model_input(own, args.preprocess)
+            crate::args::model_input(own, args.preprocess)
         })?,
         args.labels.as_ref(),
     )?;

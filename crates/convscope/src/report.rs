@@ -17,7 +17,7 @@ use crate::output::Sink;
 use crate::progress::Progress;
 use crate::size::Size;
 use crate::text::file_stem;
-use crate::visualize::{layer_channels, Recipe, Visualization, VisualizeConfig};
+use crate::visualize::{filter_objectives, layer_channels, Recipe, Visualization, VisualizeConfig};
 
 /// Steps per filter picture of a report with the lucid or maco recipe.
 pub const REPORT_STEPS: usize = 128;
@@ -216,25 +216,23 @@ pub fn write_report(
                     .filters_with_progress(&target.label, &cfg, progress)
                     .map(|grid| FilterPictures::Walkthrough(Box::new(grid)))
             }
-            recipe => VisualizeConfig::filters(model, &target.label, &set)
-                .and_then(|objectives| {
-                    let cfg = VisualizeConfig {
-                        recipe,
-                        steps: Some(config.steps),
-                        size: Some(size),
-                        view: Some(size),
-                        ..objectives
-                    };
-                    model.visualize_with_progress(&cfg, progress)
+            // The layer is probed once, for its objectives and its section's caption.
+            recipe => layer_channels(model, &target.label).and_then(|(layer, channels)| {
+                let cfg = VisualizeConfig {
+                    objectives: filter_objectives(&layer, channels, &set)?,
+                    recipe,
+                    steps: Some(config.steps),
+                    size: Some(size),
+                    view: Some(size),
+                    ..VisualizeConfig::default()
+                };
+                let vis = model.visualize_with_progress(&cfg, progress)?;
+                Ok(FilterPictures::Recipe {
+                    layer,
+                    channels,
+                    vis: Box::new(vis),
                 })
-                .and_then(|vis| {
-                    let (layer, channels) = layer_channels(model, &target.label)?;
-                    Ok(FilterPictures::Recipe {
-                        layer,
-                        channels,
-                        vis: Box::new(vis),
-                    })
-                }),
+            }),
         };
         if let Ok(pictures) = section {
             filter_sections.push(filter_section(sink, &pictures)?);

@@ -211,12 +211,21 @@ impl VisualizeConfig {
     /// ```
     pub fn filters(model: &Model, layer: &str, filters: &FilterSet) -> Result<VisualizeConfig> {
         let (label, channels) = layer_channels(model, layer)?;
-        let indices = filters.resolve(channels, &label)?;
         Ok(VisualizeConfig {
-            objectives: indices.iter().map(|i| format!("{label}:{i}")).collect(),
+            objectives: filter_objectives(&label, channels, filters)?,
             ..VisualizeConfig::default()
         })
     }
+}
+
+/// One objective per selected filter of `label`, a layer with `channels` filters.
+pub(crate) fn filter_objectives(
+    label: &str,
+    channels: usize,
+    filters: &FilterSet,
+) -> Result<Vec<String>> {
+    let indices = filters.resolve(channels, label)?;
+    Ok(indices.iter().map(|i| format!("{label}:{i}")).collect())
 }
 
 /// The canonical name of `layer` and its channel count (refusing a layer without a spatial

@@ -1240,28 +1240,8 @@ impl Tx<'_> {
         }
     }
 
-    /// A number or a list of numbers in the config, as f32s; `None` when absent.
-    fn numbers(&mut self, l: &LayerSpec, key: &str) -> Option<std::result::Result<Vec<f32>, ()>> {
-        let v = cfg(l, key)?;
-        Some(match v {
-            Value::Number(_) => v.as_f64().map(|f| vec![f as f32]).ok_or(()),
-            Value::Array(items) => items
-                .iter()
-                .map(|i| i.as_f64().map(|f| f as f32))
-                .collect::<Option<Vec<f32>>>()
-                .ok_or(()),
-            _ => Err(()),
-        })
-    }
-
-    /// Whether `x`'s channels can take per-channel constants: the last Keras axis of an image
-    /// or of a `[batch, features]` tensor.
-    fn channels_last_axis(&self, x: &T) -> bool {
-        x.image || x.rank == 2
-    }
-
     fn rescaling(&mut self, l: &LayerSpec, x: &T, out: &str) -> Result<Option<T>> {
-        let scale = match self.numbers(l, "scale") {
+        let scale = match numbers(l, "scale") {
             Some(Ok(v)) if !v.is_empty() => v,
             _ => {
                 self.unsupported(Some(
@@ -1270,7 +1250,7 @@ impl Tx<'_> {
                 return Ok(None);
             }
         };
-        let offset = match self.numbers(l, "offset") {
+        let offset = match numbers(l, "offset") {
             None => vec![0.0],
             Some(Ok(v)) if !v.is_empty() => v,
             Some(_) => {
@@ -1281,7 +1261,7 @@ impl Tx<'_> {
             }
         };
         let per_channel = scale.len() > 1 || offset.len() > 1;
-        if per_channel && !self.channels_last_axis(x) {
+        if per_channel && !channels_last_axis(x) {
             self.unsupported(Some(format!(
                 "a per-channel scale on a {}-D tensor",
                 x.rank
@@ -1313,14 +1293,14 @@ impl Tx<'_> {
                     .or_else(|| v.as_array().filter(|a| a.len() == 1)?.first()?.as_i64())
             })
             .unwrap_or(-1);
-        if self.axis(axis, x) != Some(1) || !self.channels_last_axis(x) {
+        if self.axis(axis, x) != Some(1) || !channels_last_axis(x) {
             self.unsupported(Some(format!(
                 "normalising axis {axis} of a {}-D tensor",
                 x.rank
             )));
             return Ok(None);
         }
-        let given = (self.numbers(l, "mean"), self.numbers(l, "variance"));
+        let given = (numbers(l, "mean"), numbers(l, "variance"));
         let (mean, variance) = match given {
             (Some(Ok(m)), Some(Ok(v))) => (m, v),
             (None, None) => {
@@ -1364,6 +1344,26 @@ impl Tx<'_> {
             ..x.clone()
         }))
     }
+}
+
+/// A number or a list of numbers in the config, as f32s; `None` when absent.
+fn numbers(l: &LayerSpec, key: &str) -> Option<std::result::Result<Vec<f32>, ()>> {
+    let v = cfg(l, key)?;
+    Some(match v {
+        Value::Number(_) => v.as_f64().map(|f| vec![f as f32]).ok_or(()),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_f64().map(|f| f as f32))
+            .collect::<Option<Vec<f32>>>()
+            .ok_or(()),
+        _ => Err(()),
+    })
+}
+
+/// Whether `x`'s channels can take per-channel constants: the last Keras axis of an image or of
+/// a `[batch, features]` tensor.
+fn channels_last_axis(x: &T) -> bool {
+    x.image || x.rank == 2
 }
 
 fn a_bad(k: &Array, kh: i64, kw: i64) -> bool {
