@@ -52,6 +52,7 @@ pub(crate) fn run(args: ActivationsArgs) -> Result<()> {
         colormap: args.colormap,
         channel: args.channel,
         npy: args.npy,
+        ..GridStyle::default()
     };
     style.validate()?;
     let model = open_model(&args.model, &args.run, |own| args.input_args.config(own))?;

@@ -193,12 +193,17 @@ pub(crate) struct AtlasArgs {
     /// Images per pass.
     #[arg(long, default_value_t = convscope::examples::DEFAULT_BATCH)]
     pub batch: usize,
-    /// Size of each unit's picture of what it wants (gradient ascent).
+    /// Size of each unit's picture of what it wants.
     #[arg(long, value_parser = crate::args::parse_size, default_value = "96")]
     pub picture_size: convscope::Size,
-    /// Gradient-ascent steps of those pictures.
-    #[arg(long, default_value_t = 40)]
-    pub steps: usize,
+    /// How those pictures are made: lucid (Lucid's recipe), maco, or walkthrough (the
+    /// walk-through's gradient ascent).
+    #[arg(long, default_value = "lucid")]
+    pub recipe: convscope::Recipe,
+    /// Optimisation steps of those pictures (default: 128 for lucid and maco, 40 for
+    /// walkthrough).
+    #[arg(long)]
+    pub steps: Option<usize>,
     /// Leave out the pictures of what each unit wants (only the examples).
     #[arg(long)]
     pub no_pictures: bool,
@@ -223,11 +228,11 @@ pub(crate) fn run_atlas(args: AtlasArgs) -> Result<()> {
             batch: args.batch,
             ..ExamplesConfig::default()
         },
-        pictures: (!args.no_pictures).then(|| convscope::FiltersConfig {
+        pictures: (!args.no_pictures).then(|| convscope::atlas::UnitPictures {
+            recipe: args.recipe,
             size: args.picture_size,
-            steps: args.steps,
-            preprocess: model.input_config().preprocess,
-            ..convscope::FiltersConfig::default()
+            steps: args.steps.map(|n| n.max(1)),
+            preprocess: None,
         }),
         ..convscope::atlas::AtlasConfig::default()
     };

@@ -214,3 +214,67 @@ fn a_killed_run_resumes_and_ends_with_the_same_result() {
         "the checkpoint goes with the finished run"
     );
 }
+
+/// `convscope atlas` as a user runs it: Lucid's recipe by default, the walk-through's one flag
+/// away, each unit page saying which made its picture; an unknown recipe is one line, exit 2.
+#[test]
+fn the_atlas_command_draws_units_by_the_chosen_recipe() {
+    let td = TestDir::new("atlas-cli");
+    setup(&td, 6);
+    let atlas = |recipe: &[&str], out: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_convscope"));
+        cmd.args([
+            "atlas",
+            "demo.onnx",
+            "--images",
+            "images",
+            "--layers",
+            "conv4",
+            "--size",
+            "64",
+            "--top",
+            "2",
+            "--picture-size",
+            "32",
+            "--steps",
+            "3",
+            "--out",
+            out,
+        ])
+        .args(recipe)
+        .current_dir(td.root());
+        cmd.output().unwrap()
+    };
+    let mut pictures = Vec::new();
+    for (recipe, out, says) in [
+        (&[][..], "lucid", "3 steps of Lucid"),
+        (
+            &["--recipe", "walkthrough"][..],
+            "walk",
+            "3 steps of gradient ascent",
+        ),
+    ] {
+        let o = atlas(recipe, out);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let unit =
+            std::fs::read_to_string(td.path(&format!("{out}/unit_conv4_0003.html"))).unwrap();
+        assert!(unit.contains(says), "{out}: {unit}");
+        let wants = std::fs::read_dir(td.path(out))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("wants_conv4_"))
+            .count();
+        assert_eq!(wants, 64, "{out}: one picture per unit of conv4");
+        pictures.push(std::fs::read(td.path(&format!("{out}/wants_conv4_0003.png"))).unwrap());
+    }
+    assert_ne!(
+        pictures[0], pictures[1],
+        "the recipes draw different pictures"
+    );
+    let o = atlas(&["--recipe", "deepdream"], "bad");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("deepdream"), "{err}");
+    assert!(!td.path("bad").exists(), "no half-written site");
+}

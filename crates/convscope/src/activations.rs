@@ -48,6 +48,9 @@ pub struct GridStyle {
     pub channel: Option<usize>,
     /// Also write each layer's raw values as `.npy`.
     pub npy: bool,
+    /// Draw the layer's name and shape above the grid (a page that shows them itself leaves
+    /// them out).
+    pub title: bool,
 }
 
 impl Default for GridStyle {
@@ -58,6 +61,7 @@ impl Default for GridStyle {
             colormap: Colormap::Viridis,
             channel: None,
             npy: false,
+            title: true,
         }
     }
 }
@@ -221,7 +225,9 @@ impl Activations {
             per_row: style.per_row,
             cell_min: style.cell,
             colormap: style.colormap,
-            title: Some(format!("{}  {c}x{h}x{w}", a.selected.label)),
+            title: style
+                .title
+                .then(|| format!("{}  {c}x{h}x{w}", a.selected.label)),
             ..GridConfig::default()
         };
         Ok((planar, cfg))

@@ -18,11 +18,14 @@ use crate::examples::{
 };
 use crate::filters::{FilterSet, FiltersConfig};
 use crate::html::page;
+use crate::input::Preprocess;
 use crate::model::Model;
 use crate::output::Sink;
 use crate::progress::Progress;
+use crate::report::REPORT_STEPS;
 use crate::size::Size;
 use crate::text::file_stem;
+use crate::visualize::{filter_objectives, layer_channels, Recipe, VisualizeConfig};
 
 /// Options of [`write_atlas`].
 #[derive(Clone, Debug)]
@@ -31,7 +34,7 @@ pub struct AtlasConfig {
     /// always cut).
     pub examples: ExamplesConfig,
     /// How each unit's picture of what it wants is made; `None` leaves them out.
-    pub pictures: Option<FiltersConfig>,
+    pub pictures: Option<UnitPictures>,
     /// Side of the activation overlays, in pixels.
     pub overlay_size: usize,
     /// Page title (default: the model's name).
@@ -42,12 +45,98 @@ impl Default for AtlasConfig {
     fn default() -> Self {
         AtlasConfig {
             examples: ExamplesConfig::default(),
-            pictures: Some(FiltersConfig {
-                size: Size::square(96),
-                ..FiltersConfig::default()
-            }),
+            pictures: Some(UnitPictures::default()),
             overlay_size: 112,
             title: None,
+        }
+    }
+}
+
+/// How an atlas makes each unit's picture of what it wants.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnitPictures {
+    /// Lucid's recipe by default (a decorrelated Fourier image under jitter, scaling and
+    /// rotation), the walk-through's gradient ascent or MaCo's one option away.
+    pub recipe: Recipe,
+    /// Side of each picture; the network sees it at this size.
+    pub size: Size,
+    /// Optimisation steps (default: 128 for Lucid's and MaCo's recipes, as the report's
+    /// pictures, 40 for the walk-through's).
+    pub steps: Option<usize>,
+    /// How a picture's pixels become the model's input (default: the model's input options).
+    pub preprocess: Option<Preprocess>,
+}
+
+impl Default for UnitPictures {
+    fn default() -> Self {
+        UnitPictures {
+            recipe: Recipe::Lucid,
+            size: Size::square(96),
+            steps: None,
+            preprocess: None,
+        }
+    }
+}
+
+impl UnitPictures {
+    /// The steps used: given, or the recipe's default for an atlas.
+    pub fn steps(&self) -> usize {
+        self.steps.unwrap_or(match self.recipe {
+            Recipe::Walkthrough => 40,
+            _ => REPORT_STEPS,
+        })
+    }
+
+    /// One picture per channel of `layer`, in channel order.
+    fn draw(
+        &self,
+        model: &Model,
+        layer: &str,
+        progress: &dyn Progress,
+    ) -> Result<Vec<crate::Picture>> {
+        let preprocess = self.preprocess.unwrap_or(model.input_config().preprocess);
+        if self.recipe == Recipe::Walkthrough {
+            let cfg = FiltersConfig {
+                filters: FilterSet::All,
+                size: self.size,
+                steps: self.steps(),
+                preprocess,
+                ..FiltersConfig::default()
+            };
+            let grid = model.filters_with_progress(layer, &cfg, progress)?;
+            return Ok(grid.tiles());
+        }
+        let (label, channels) = layer_channels(model, layer)?;
+        let cfg = VisualizeConfig {
+            objectives: filter_objectives(&label, channels, &FilterSet::All)?,
+            recipe: self.recipe,
+            steps: Some(self.steps()),
+            size: Some(self.size),
+            view: Some(self.size),
+            preprocess: Some(preprocess),
+            ..VisualizeConfig::default()
+        };
+        let vis = model.visualize_with_progress(&cfg, progress)?;
+        Ok(vis.pictures.into_iter().map(|p| p.picture).collect())
+    }
+
+    /// How the pictures were made, for the pages' captions.
+    fn method(&self) -> String {
+        match self.recipe {
+            Recipe::Walkthrough => format!(
+                "{} steps of gradient ascent from grey noise (the walk-through's method)",
+                self.steps()
+            ),
+            Recipe::Lucid => format!(
+                "{} steps of Lucid's recipe (a decorrelated 1/f Fourier image under random \
+                 jitter, scaling and rotation)",
+                self.steps()
+            ),
+            Recipe::Maco => format!(
+                "{} steps of MaCo's recipe (only the phase of a natural-image spectrum is \
+                 optimised)",
+                self.steps()
+            ),
         }
     }
 }
@@ -110,25 +199,31 @@ pub fn write_atlas(
     write_examples(&index, images, true, sink, progress)?;
     // What each unit wants.
     let mut with_picture = Vec::new();
-    if let Some(fv) = &config.pictures {
+    if let Some(pictures) = &config.pictures {
         for layer in &index.layers {
-            let cfg = FiltersConfig {
-                filters: FilterSet::All,
-                ..fv.clone()
-            };
-            let grid = model.filters_with_progress(&layer.name, &cfg, progress)?;
-            for (p, tile) in grid.patterns.iter().zip(grid.tiles()) {
-                sink.put(&picture_name(&layer.name, p.filter), &tile.png_bytes()?)?;
+            for (channel, tile) in pictures
+                .draw(model, &layer.name, progress)?
+                .iter()
+                .enumerate()
+            {
+                sink.put(&picture_name(&layer.name, channel), &tile.png_bytes()?)?;
             }
             with_picture.push(layer.name.clone());
         }
     }
+    let method = config.pictures.as_ref().map(UnitPictures::method);
     write_overlays(model, images, &index, config.overlay_size, sink, progress)?;
     let title = config
         .title
         .clone()
         .unwrap_or_else(|| format!("convscope atlas: {}", model.source()));
-    let has_picture = |l: &str| with_picture.iter().any(|n| n == l);
+    let has_picture = |l: &str| {
+        with_picture
+            .iter()
+            .any(|n| n == l)
+            .then_some(method.as_deref())
+            .flatten()
+    };
     sink.put("index.html", index_page(&title, &index).as_bytes())?;
     let mut units = 0;
     for (li, layer) in index.layers.iter().enumerate() {
@@ -242,7 +337,13 @@ fn index_page(title: &str, index: &ExamplesIndex) -> String {
     page(title, body)
 }
 
-fn layer_page_html(title: &str, index: &ExamplesIndex, li: usize, pictures: bool) -> String {
+/// `pictures`: how the units' pictures were made, when the layer has them.
+fn layer_page_html(
+    title: &str,
+    index: &ExamplesIndex,
+    li: usize,
+    pictures: Option<&str>,
+) -> String {
     let layer = &index.layers[li];
     let prev = li.checked_sub(1).map(|i| &index.layers[i].name);
     let next = index.layers.get(li + 1).map(|l| &l.name);
@@ -250,8 +351,9 @@ fn layer_page_html(title: &str, index: &ExamplesIndex, li: usize, pictures: bool
         (nav(title, index, None))
         h1 { (layer.name) " " small { (layer.shape[0]) " units" } }
         p.caption {
-            "Each tile: " @if pictures { "what the unit wants (gradient ascent), then " }
+            "Each tile: " @if pictures.is_some() { "what the unit wants, then " }
             "the part of the image that excites it most. Click a unit for its page."
+            @if let Some(method) = pictures { " The pictures: " (method) "." }
         }
         p {
             @if let Some(p) = prev { a href=(layer_page(p)) { "← " (p) } " " }
@@ -260,7 +362,7 @@ fn layer_page_html(title: &str, index: &ExamplesIndex, li: usize, pictures: bool
         div style="display:flex;flex-wrap:wrap;gap:6px" {
             @for unit in &layer.units {
                 a href=(unit_page(&layer.name, unit.channel)) style="display:block;text-align:center;font-size:.8em" {
-                    @if pictures {
+                    @if pictures.is_some() {
                         img src=(picture_name(&layer.name, unit.channel)) alt="wants" width="64" height="64";
                     }
                     @if !unit.top.is_empty() {
@@ -279,7 +381,7 @@ fn unit_page_html(
     index: &ExamplesIndex,
     li: usize,
     channel: usize,
-    pictures: bool,
+    pictures: Option<&str>,
 ) -> String {
     let layer = &index.layers[li];
     let unit = &layer.units[channel];
@@ -291,10 +393,10 @@ fn unit_page_html(
             @if channel > 0 { a href=(unit_page(&layer.name, channel - 1)) { "← unit " (channel - 1) } " " }
             @if channel + 1 < n { a href=(unit_page(&layer.name, channel + 1)) { "unit " (channel + 1) " →" } }
         }
-        @if pictures {
+        @if let Some(method) = pictures {
             section {
                 h2 { "What it wants" }
-                p.caption { "The input pattern gradient ascent finds for the unit's mean activation." }
+                p.caption { "The input pattern that maximises the unit's mean activation, found by " (method) "." }
                 img src=(picture_name(&layer.name, channel)) alt="what the unit wants" width="192";
             }
         }

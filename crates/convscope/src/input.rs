@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use convscope_engine::Tensor;
 use convscope_methods::input::{
@@ -113,9 +114,11 @@ impl InputConfig {
 /// An input ready for the model, with the pictures that go with it.
 #[derive(Clone, Debug)]
 pub struct Input {
-    tensor: Tensor,
-    display: Image,
-    original: Image,
+    // Shared: results (activations, CAMs, a viewer's kept passes) each hold their input, and
+    // an image's three copies are megabytes of `f32` that a clone need not copy.
+    tensor: Arc<Tensor>,
+    display: Arc<Image>,
+    original: Arc<Image>,
     crop: Option<Region>,
     source: String,
 }
@@ -191,7 +194,7 @@ impl Input {
             .source()
             .map_or_else(|| "image".to_string(), |p| p.display().to_string());
         let mut input = Input::finish(model, prepared, crop, source)?;
-        input.original = image.clone();
+        input.original = Arc::new(image.clone());
         Ok(input)
     }
 
@@ -278,9 +281,9 @@ impl Input {
             }
         }
         Ok(Input {
-            tensor: prepared.tensor,
-            display: Image::from_pixels(prepared.display),
-            original: Image::from_pixels(prepared.original),
+            tensor: Arc::new(prepared.tensor),
+            display: Arc::new(Image::from_pixels(prepared.display)),
+            original: Arc::new(Image::from_pixels(prepared.original)),
             crop,
             source,
         })

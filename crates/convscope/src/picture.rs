@@ -179,6 +179,23 @@ impl Picture {
         Ok(convscope_image::png_bytes_fast(&self.0)?)
     }
 
+    /// PNG-encoded bytes without compression, made at memory speed: for a picture at its
+    /// data's own resolution that a browser nearby enlarges (the viewer's grids), where
+    /// compression would save little.
+    ///
+    /// ```
+    /// use convscope::{Picture, Size};
+    ///
+    /// let p = Picture::filled(Size::new(64, 64), [0, 128, 255]);
+    /// let png = p.png_bytes_stored()?;
+    /// assert!(png.len() > 64 * 64 * 3);
+    /// assert_eq!(&png[1..4], b"PNG");
+    /// # Ok::<(), convscope::Error>(())
+    /// ```
+    pub fn png_bytes_stored(&self) -> Result<Vec<u8>> {
+        Ok(convscope_image::png_bytes_stored(&self.0)?)
+    }
+
     /// Writes a PNG file atomically (a temporary file renamed into place).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();

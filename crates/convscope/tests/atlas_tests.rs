@@ -2,7 +2,7 @@
 //! two EfficientNet-Lite0 layers over real pictures, each page opened in headless Chromium with
 //! every image loaded.
 
-use convscope::atlas::{write_atlas, AtlasConfig};
+use convscope::atlas::{write_atlas, AtlasConfig, UnitPictures};
 use convscope::examples::ExamplesConfig;
 use convscope::output::OutputDir;
 use convscope::prelude::*;
@@ -37,10 +37,11 @@ fn an_atlas_of_the_demo_model_renders_every_page() {
             top: 4,
             ..ExamplesConfig::default()
         },
-        pictures: Some(FiltersConfig {
+        pictures: Some(UnitPictures {
+            recipe: Recipe::Walkthrough,
             size: Size::square(48),
-            steps: 10,
-            ..FiltersConfig::default()
+            steps: Some(10),
+            ..UnitPictures::default()
         }),
         ..AtlasConfig::default()
     };
@@ -80,6 +81,7 @@ fn an_atlas_of_the_demo_model_renders_every_page() {
     }
     let unit = std::fs::read_to_string(site.join("unit_conv4_0007.html")).unwrap();
     assert!(unit.contains("unit_conv4_0006.html") && unit.contains("unit_conv4_0008.html"));
+    assert!(unit.contains("10 steps of gradient ascent from grey noise"));
 }
 
 #[test]
@@ -116,11 +118,11 @@ fn an_atlas_of_two_efficientnet_layers_renders() {
             top: 3,
             ..ExamplesConfig::default()
         },
-        pictures: Some(FiltersConfig {
+        pictures: Some(UnitPictures {
             size: Size::square(48),
-            steps: 8,
-            preprocess: Preprocess::Imagenet,
-            ..FiltersConfig::default()
+            steps: Some(8),
+            preprocess: Some(Preprocess::Imagenet),
+            ..UnitPictures::default()
         }),
         ..AtlasConfig::default()
     };
@@ -129,6 +131,15 @@ fn an_atlas_of_two_efficientnet_layers_renders() {
     let summary = write_atlas(&model, &dir.path(""), &cfg, &mut out, &NoProgress).unwrap();
     out.commit().unwrap();
     assert_eq!(summary.units, 24 + 40);
+    // Lucid's recipe by default: a picture per unit, and the pages say how they were made.
+    let unit = std::fs::read_to_string(site.join("unit_blocks.1._project_conv_0005.html")).unwrap();
+    assert!(unit.contains("8 steps of Lucid"), "{unit}");
+    let wants = std::fs::read_dir(&site)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("wants_"))
+        .count();
+    assert_eq!(wants, 24 + 40);
     for page in [
         "index.html",
         "layer_blocks.3._project_conv.html",

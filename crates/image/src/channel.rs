@@ -1,5 +1,28 @@
 //! Post-processing of one activation channel for display.
 
+/// The sum of `f(v)` over `values` in `f64`, accumulated in eight interleaved lanes: the
+/// compiler vectorises it, where one running sum waits on each addition (a layer's
+/// statistics and its grid's standardisation were both bound by that latency). The order
+/// differs from a running sum only in the last bits of the `f64`.
+///
+/// ```
+/// use convscope_image::channel::sum_f64;
+/// assert_eq!(sum_f64(&[1.0, 2.0, 3.5], |v| v as f64), 6.5);
+/// assert_eq!(sum_f64(&[], |v| v as f64), 0.0);
+/// ```
+#[inline]
+pub fn sum_f64(values: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let mut chunks = values.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += f(v);
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    lanes.iter().sum::<f64>() + tail
+}
+
 /// Standardises one activation channel to bytes, as in *Deep Learning with
 /// Python* (ch. 9, "visualizing intermediate activations"):
 ///
@@ -24,6 +47,34 @@
 /// assert_eq!(standardize_channel(&[5.0, 5.0]), vec![0, 0]);
 /// ```
 pub fn standardize_channel(values: &[f32]) -> Vec<u8> {
+    // The common case, every value finite, runs as straight-line loops the compiler
+    // vectorises (the checks per value below kept a 240-channel grid's standardisation at
+    // a quarter of its drawing time).
+    if values.iter().fold(true, |all, v| all & v.is_finite()) {
+        let n = values.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let mean = sum_f64(values, |v| v as f64) / n as f64;
+        let var = sum_f64(values, |v| {
+            let d = v as f64 - mean;
+            d * d
+        }) / n as f64;
+        let std = var.sqrt();
+        if !(std.is_finite() && std > 0.0) {
+            return vec![0; n];
+        }
+        return values
+            .iter()
+            .map(|&v| {
+                let x = ((v as f64 - mean) / std * 64.0 + 128.0).clamp(0.0, 255.0);
+                // SAFETY: `v`, `mean` and `std` are finite and `std > 0`, so `x` is a
+                // number (never NaN) clamped to 0..=255, which fits an `i32`. The checked
+                // `as u8` kept this loop scalar: 0.36 ms of a 188k-value grid.
+                unsafe { x.to_int_unchecked::<i32>() as u8 }
+            })
+            .collect();
+    }
     let (mut n, mut sum) = (0usize, 0.0f64);
     for &v in values.iter().filter(|v| v.is_finite()) {
         n += 1;
@@ -68,6 +119,51 @@ pub fn standardize_channel(values: &[f32]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Values of a layer-like spread (mostly small, some zero, a few large), `n` of them.
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..n)
+            .map(|i| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let u = (state >> 40) as f32 / (1u64 << 24) as f32;
+                if i % 5 == 0 {
+                    0.0
+                } else {
+                    (u - 0.3) * if i % 17 == 0 { 40.0 } else { 3.0 }
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lane_sums_equal_a_running_sum() {
+        for n in [0, 1, 7, 8, 9, 63, 784, 1001] {
+            let v = values(n, n as u64);
+            let running: f64 = v.iter().map(|&x| x as f64).sum();
+            let squares: f64 = v.iter().map(|&x| (x as f64).powi(2)).sum();
+            assert!((sum_f64(&v, |x| x as f64) - running).abs() <= 1e-12 * running.abs().max(1.0));
+            assert!((sum_f64(&v, |x| (x as f64).powi(2)) - squares).abs() <= 1e-12 * squares);
+        }
+    }
+
+    /// The all-finite fast path and the general path (taken when one value is not finite)
+    /// give the same bytes for the same finite values.
+    #[test]
+    fn the_fast_path_agrees_with_the_general_path() {
+        for (n, seed) in [(784, 1), (196, 2), (3136, 3), (50, 4)] {
+            let v = values(n, seed);
+            let fast = standardize_channel(&v);
+            let mut with_nan = v.clone();
+            with_nan.push(f32::NAN);
+            let general = standardize_channel(&with_nan);
+            assert_eq!(general[n], 0, "NaN shows as 0");
+            assert_eq!(fast[..], general[..n], "n = {n}");
+            assert!(fast.iter().any(|&b| b > 200) && fast.iter().any(|&b| b < 60));
+        }
+    }
 
     #[test]
     fn matches_numpy() {

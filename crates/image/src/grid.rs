@@ -285,13 +285,18 @@ pub fn channel_grid(maps: &Planar, cfg: &GridConfig) -> Result<RgbImage> {
     let stride = layout.width * 3;
     let canvas: &mut [u8] = &mut img;
     let mut row = vec![0u8; cw * 3];
+    let table = cfg.colormap.table();
     for i in 0..c {
         let bytes = standardize_channel(maps.channel(i));
         let cx = x0 + (i % cols) * (cw + sep);
         let cy = y0 + (i / cols) * (ch + sep);
         for (sy, src_row) in bytes.chunks_exact(w).enumerate() {
-            for (xx, px) in row.chunks_exact_mut(3).enumerate() {
-                px.copy_from_slice(&cfg.colormap.map_u8(src_row[xx / k]));
+            // Each source pixel's colour is looked up once and written `k` times.
+            for (&v, out) in src_row.iter().zip(row.chunks_exact_mut(3 * k)) {
+                let rgb = table[v as usize];
+                for px in out.chunks_exact_mut(3) {
+                    px.copy_from_slice(&rgb);
+                }
             }
             for yy in sy * k..((sy + 1) * k).min(ch) {
                 let at = (cy + yy) * stride + cx * 3;

@@ -72,8 +72,8 @@ pub use resize::{
     resize_u8_like_pillow, ResizeFilter,
 };
 pub use save::{
-    npy_bytes_f32, parse_npy_bytes_f32, png_bytes, png_bytes_fast, read_npy_f32, save_npy_f32,
-    save_png, write_atomic,
+    npy_bytes_f32, parse_npy_bytes_f32, png_bytes, png_bytes_fast, png_bytes_stored, read_npy_f32,
+    save_npy_f32, save_png, write_atomic,
 };
 pub use types::{Planar, RgbImageF32};
 

@@ -2,6 +2,7 @@
 //! statistics behind the walk-through's "sparsity increases with depth".
 
 use convscope_engine::{Model, Tensor};
+use convscope_image::channel::sum_f64;
 
 use crate::error::{Error, Result};
 use crate::select::Selected;
@@ -97,9 +98,31 @@ pub fn layer_stats(t: &Tensor) -> LayerStats {
     let channels = s.get(1).copied().unwrap_or(1).max(1);
     let plane = item.len() / channels;
     let count = item.len().max(1) as f64;
-    let mean = item.iter().map(|&v| v as f64).sum::<f64>() / count;
-    let var = item.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / count;
-    let zeros = item.iter().filter(|&&v| v == 0.0).count();
+    // Lane sums (`sum_f64`) and one sweep for zeros, min and max: a viewer's click reads a
+    // layer's statistics, and one running `f64` sum per pass over 188k values was a
+    // third of that click's time.
+    let mean = sum_f64(item, |v| v as f64) / count;
+    let var = sum_f64(item, |v| (v as f64 - mean).powi(2)) / count;
+    // Zeros, min and max in eight lanes too (min and max skip NaN in any order).
+    let mut zeros = [0usize; 8];
+    let mut min = [f32::INFINITY; 8];
+    let mut max = [f32::NEG_INFINITY; 8];
+    let mut chunks = item.chunks_exact(8);
+    for c in &mut chunks {
+        for (j, &v) in c.iter().enumerate() {
+            zeros[j] += usize::from(v == 0.0);
+            min[j] = min[j].min(v);
+            max[j] = max[j].max(v);
+        }
+    }
+    for &v in chunks.remainder() {
+        zeros[0] += usize::from(v == 0.0);
+        min[0] = min[0].min(v);
+        max[0] = max[0].max(v);
+    }
+    let zeros: usize = zeros.iter().sum();
+    let min = min.iter().copied().fold(f32::INFINITY, f32::min);
+    let max = max.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let blank = if plane == 0 {
         0
     } else {
@@ -110,8 +133,8 @@ pub fn layer_stats(t: &Tensor) -> LayerStats {
     LayerStats {
         mean,
         std: var.sqrt(),
-        min: item.iter().copied().fold(f32::INFINITY, f32::min),
-        max: item.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        min,
+        max,
         zero_fraction: zeros as f64 / count,
         blank_channels: blank,
         channels,
@@ -198,6 +221,45 @@ pub fn compute_activations_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lane-parallel statistics equal straightforward running ones, for lengths that
+    /// do and do not fill the lanes, with zeros and a NaN (which min and max skip).
+    #[test]
+    fn stats_equal_running_statistics() {
+        for n in [1usize, 7, 8, 13, 800, 1003] {
+            let data: Vec<f32> = (0..n)
+                .map(|i| match i % 7 {
+                    0 => 0.0,
+                    3 if i == 3 => f32::NAN,
+                    k => (k as f32 - 3.3) * (i as f32 * 0.37).sin() * 5.0,
+                })
+                .collect();
+            let t = Tensor::new(vec![1, 1, 1, n], data.clone()).unwrap();
+            let s = layer_stats(&t);
+            let finite: Vec<f32> = data.iter().copied().filter(|v| !v.is_nan()).collect();
+            let min = finite.iter().copied().fold(f32::INFINITY, f32::min);
+            let max = finite.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!((s.min, s.max), (min, max), "n = {n}");
+            let zeros = data.iter().filter(|&&v| v == 0.0).count();
+            assert_eq!(s.zero_fraction, zeros as f64 / n as f64);
+            if n > 3 {
+                assert!(s.mean.is_nan(), "a NaN makes the mean NaN, as before");
+            } else {
+                let mean = data.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+                let var = data.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64;
+                assert!((s.mean - mean).abs() <= 1e-12 * mean.abs().max(1.0));
+                assert!((s.std - var.sqrt()).abs() <= 1e-12 * var.sqrt().max(1.0));
+            }
+        }
+        let data: Vec<f32> = (0..1003)
+            .map(|i| (i as f32 * 0.11).cos() * 2.0 - 0.5)
+            .collect();
+        let s = layer_stats(&Tensor::new(vec![1, 1, 1, 1003], data.clone()).unwrap());
+        let mean = data.iter().map(|&v| v as f64).sum::<f64>() / 1003.0;
+        let var = data.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / 1003.0;
+        assert!((s.mean - mean).abs() <= 1e-12);
+        assert!((s.std - var.sqrt()).abs() <= 1e-12);
+    }
 
     #[test]
     fn stats_count_blank_channels() {

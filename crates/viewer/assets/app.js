@@ -214,13 +214,27 @@ function applyOpacity() {
 
 const gridLayouts = {};
 
+// The page asks for each grid at the maps' own size, without the title (the page shows the
+// name and shape itself), and lets the browser enlarge it pixel for pixel to cells of at
+// least 48 px: the same picture as the CLI's grid, for a sixteenth of the pixels to draw,
+// encode and send (docs/design.md, "Viewer grids").
+const GRID = { cell: 1, title: 0 };
+const GRID_CELL = 48;
+
+function sizeGrid(img, g) {
+  const k = Math.max(1, Math.ceil(GRID_CELL / Math.max(g.cell_width, g.cell_height)));
+  img.style.width = `${g.width * k}px`;
+  // Enlarged cells stay sharp squares; a grid the page must shrink is smoothed instead.
+  img.style.imageRendering = k > 1 ? "pixelated" : "auto";
+}
+
 async function showLayer() {
   const view = $("layer-view");
   view.hidden = !state.layer;
   highlightLayer();
   if (view.hidden) return;
   $("layer-name").textContent = state.layer;
-  const info = await getJson("activations", { ...inputParams(state.image), layer: state.layer, format: "json" });
+  const info = await getJson("activations", { ...inputParams(state.image), layer: state.layer, ...GRID, format: "json" });
   const s = info.stats;
   $("layer-stats").textContent = `shape [${info.shape.join(", ")}] · mean ${fmt(s.mean)} · std ${fmt(s.std)} · ` +
     `min ${fmt(s.min)} · max ${fmt(s.max)} · sparsity ${(100 * s.zero_fraction).toFixed(1)} % zeros · ` +
@@ -233,12 +247,14 @@ async function showLayer() {
   }
   $("grid-img").hidden = false;
   gridLayouts["grid-img"] = info.grid;
-  const loads = [loadImage($("grid-img"), "activations", { ...inputParams(state.image), layer: state.layer })];
+  sizeGrid($("grid-img"), info.grid);
+  const loads = [loadImage($("grid-img"), "activations", { ...inputParams(state.image), layer: state.layer, ...GRID })];
   $("grid2-fig").hidden = !state.image2;
   if (state.image2) {
     gridLayouts["grid2-img"] = info.grid;
+    sizeGrid($("grid2-img"), info.grid);
     $("grid2-cap").textContent = $("image2").selectedOptions[0]?.textContent || state.image2;
-    loads.push(loadImage($("grid2-img"), "activations", { ...inputParams(state.image2), layer: state.layer }));
+    loads.push(loadImage($("grid2-img"), "activations", { ...inputParams(state.image2), layer: state.layer, ...GRID }));
   }
   await Promise.all(loads);
   mark("grids");

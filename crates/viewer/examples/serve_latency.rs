@@ -20,19 +20,6 @@ use convscope::prelude::*;
 use convscope::{FilterSet, InputConfig};
 use convscope_viewer::{ServeConfig, Server};
 
-/// Median of `n` runs of `f`, in milliseconds.
-fn median_ms(n: usize, mut f: impl FnMut()) -> f64 {
-    let mut t: Vec<f64> = (0..n)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[n / 2]
-}
-
 /// `GET` over a fresh loopback connection; panics unless the status is 200.
 fn get(server: &Server, path: &str) -> Vec<u8> {
     let mut s = TcpStream::connect(server.addr()).unwrap();
@@ -59,50 +46,67 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
+/// Medians in milliseconds of `n` alternating runs of `reference` and `server`: each pair
+/// runs back to back, so load from other work on a shared machine falls on both sides.
+fn paired(n: usize, mut reference: impl FnMut(), mut server: impl FnMut()) -> (f64, f64) {
+    let time = |f: &mut dyn FnMut()| {
+        let s = Instant::now();
+        f();
+        s.elapsed().as_secs_f64() * 1e3
+    };
+    let (mut r, mut s): (Vec<f64>, Vec<f64>) = (0..n)
+        .map(|_| (time(&mut reference), time(&mut server)))
+        .unzip();
+    r.sort_by(f64::total_cmp);
+    s.sort_by(f64::total_cmp);
+    (r[n / 2], s[n / 2])
+}
+
 fn measure(model_path: &Path, image: &Path, layer: &str, input: InputConfig) {
     let name = model_path.file_name().unwrap().to_string_lossy();
     println!("\n## {name}, layer {layer}, image {}", image.display());
-    // The same job through the facade, as the CLI runs it.
+    // The same jobs through the facade, as the CLI runs them.
     let model = Model::load(model_path).unwrap().with_input(input.clone());
     let prepared = model.input(image).unwrap();
     let value = model.select_one(layer).unwrap().value;
     let runs = 15;
-    let forward_layer = median_ms(runs, || {
-        model.engine().run(prepared.tensor(), &[value]).unwrap();
-    });
-    let forward_full = median_ms(runs, || {
-        model.pass(&prepared).unwrap();
-    });
     let class = model.predict(&prepared).unwrap().best();
-    let cli_cam = median_ms(runs, || {
-        let cam = model.gradcam(&prepared, Class(class)).unwrap();
-        cam.overlay_input(&OverlayStyle::default())
-            .unwrap()
-            .png_bytes()
-            .unwrap();
-    });
     let filter_config = |k: usize| FiltersConfig {
         filters: FilterSet::Indices(vec![k]),
         size: Size::square(128),
         preprocess: input.preprocess,
         ..FiltersConfig::default()
     };
-    let cli_filter = median_ms(3, || {
-        model.filters(layer, &filter_config(0)).unwrap();
-    });
+    // The viewer's default recipe (lucid, 128 steps) through the facade, one channel.
+    let lucid_config = VisualizeConfig {
+        steps: Some(128),
+        size: Some(Size::square(128)),
+        view: Some(Size::square(128)),
+        preprocess: Some(input.preprocess),
+        ..VisualizeConfig::filters(&model, layer, &FilterSet::Indices(vec![0])).unwrap()
+    };
 
     // The server, with the image in its folder.
     let dir = std::env::temp_dir().join(format!("serve-latency-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = image.file_name().unwrap().to_string_lossy().to_string();
     std::fs::copy(image, dir.join(&file)).unwrap();
+    // Copies under new names: each is a new image to the server, so a cold click can be
+    // repeated (three references below, each paired with its own cold clicks).
+    let copies: Vec<String> = (0..3 * runs)
+        .map(|i| {
+            let name = format!("new{i}-{file}");
+            std::fs::copy(image, dir.join(&name)).unwrap();
+            name
+        })
+        .collect();
     let served = Model::load(model_path).unwrap();
     let server = Server::start(
         served,
         ServeConfig {
             port: 0,
             images: Some(dir.clone()),
-            input: Some(input),
+            input: Some(input.clone()),
             ..ServeConfig::default()
         },
     )
@@ -112,95 +116,145 @@ fn measure(model_path: &Path, image: &Path, layer: &str, input: InputConfig) {
     // The first pass of a freshly loaded model also builds the kernels' per-layer caches:
     // warm them with the scene, so "cold" is what a new image costs.
     get(&server, "/api/predictions?image=scene");
-    let cold = {
-        let s = Instant::now();
-        get(&server, &format!("/api/predictions?{img}"));
-        s.elapsed().as_secs_f64() * 1e3
+    get(&server, &format!("/api/predictions?{img}"));
+    let server = &server;
+    let mut copy = copies.iter();
+    let mut cold = || {
+        let name = enc(copy.next().unwrap());
+        get(server, &format!("/api/predictions?image={name}"));
     };
-    let predictions = median_ms(runs, || {
-        get(&server, &format!("/api/predictions?{img}"));
-    });
-    let grid = median_ms(runs, || {
-        get(&server, &format!("/api/activations?{img}&layer={l}"));
-    });
-    let npy = median_ms(runs, || {
-        get(
-            &server,
-            &format!("/api/activations?{img}&layer={l}&format=npy"),
-        );
-    });
-    let channel = median_ms(runs, || {
-        get(
-            &server,
-            &format!("/api/activations?{img}&layer={l}&channel=1"),
-        );
-    });
-    let cam = median_ms(runs, || {
-        get(
-            &server,
-            &format!("/api/cam?{img}&class={class}&method=gradcam"),
-        );
-    });
-    let mut k = 0;
-    let filter = median_ms(3, || {
-        k += 1; // a new channel each time: nothing kept
-        get(
-            &server,
-            &format!("/api/filter?layer={l}&channel={k}&size=128&wait=1"),
-        );
-    });
-    let _ = std::fs::remove_dir_all(&dir);
+    let forward_layer = || {
+        model.engine().run(prepared.tensor(), &[value]).unwrap();
+    };
+    let endpoint = |query: String| move || drop(get(server, &query));
 
     println!("| job | server (median ms) | reference in-process (ms) | ratio |");
     println!("| --- | ---: | ---: | ---: |");
-    let row = |job: &str, server: f64, reference: f64, what: &str| {
+    let row = |job: &str, (reference, server): (f64, f64), what: &str| {
         println!(
             "| {job} | {server:.1} | {reference:.1} ({what}) | {:.2}× |",
             server / reference
         )
     };
+    // What a new image costs in-process: read and decode the file, prepare it, taped pass.
     row(
         "first click on a new image: predictions, cold",
-        cold,
-        forward_full,
-        "taped forward pass",
+        paired(
+            runs,
+            || {
+                let input = model.input(image).unwrap();
+                model.pass(&input).unwrap();
+            },
+            &mut cold,
+        ),
+        "read + decode + prepare + taped pass",
     );
+    // The same, keeping each pass as the server keeps it for the next clicks: the memory is
+    // then new to the process each time, and the operating system's page faults count.
+    let mut kept = Vec::new();
     row(
-        "predictions, warm",
-        predictions,
-        forward_layer,
-        "engine forward to the layer",
+        "first click on a new image: predictions, cold",
+        paired(
+            runs,
+            || {
+                let input = model.input(image).unwrap();
+                kept.push(model.pass(&input).unwrap());
+            },
+            &mut cold,
+        ),
+        "the same, each pass kept",
     );
+    drop(kept);
     row(
-        "activations grid PNG, warm",
-        grid,
-        forward_layer,
-        "engine forward to the layer",
+        "first click on a new image: predictions, cold",
+        paired(
+            runs,
+            || {
+                model.pass(&prepared).unwrap();
+            },
+            &mut cold,
+        ),
+        "taped forward pass alone",
     );
-    row(
-        "activations .npy, warm",
-        npy,
-        forward_layer,
-        "engine forward to the layer",
-    );
-    row(
-        "one channel large PNG, warm",
-        channel,
-        forward_layer,
-        "engine forward to the layer",
-    );
+    let warm = [
+        ("predictions, warm", format!("/api/predictions?{img}")),
+        (
+            "activations grid PNG, warm",
+            format!("/api/activations?{img}&layer={l}"),
+        ),
+        (
+            "the page's grid PNG (cell=1, title=0), warm",
+            format!("/api/activations?{img}&layer={l}&cell=1&title=0"),
+        ),
+        (
+            "activations .npy, warm",
+            format!("/api/activations?{img}&layer={l}&format=npy"),
+        ),
+        (
+            "one channel large PNG, warm",
+            format!("/api/activations?{img}&layer={l}&channel=1"),
+        ),
+    ];
+    for (job, query) in warm {
+        row(
+            job,
+            paired(runs, forward_layer, endpoint(query)),
+            "engine forward to the layer",
+        );
+    }
     row(
         "Grad-CAM overlay PNG, warm",
-        cam,
-        cli_cam,
+        paired(
+            runs,
+            || {
+                let cam = model.gradcam(&prepared, Class(class)).unwrap();
+                cam.overlay_input(&OverlayStyle::default())
+                    .unwrap()
+                    .png_bytes()
+                    .unwrap();
+            },
+            endpoint(format!("/api/cam?{img}&class={class}&method=gradcam")),
+        ),
         "CLI: gradcam + overlay PNG",
     );
+    let mut k = 0;
     row(
-        "filter pattern (128 px, 40 steps)",
-        filter,
-        cli_filter,
+        "filter pattern, walk-through (128 px, 40 steps)",
+        paired(
+            3,
+            || {
+                model.filters(layer, &filter_config(0)).unwrap();
+            },
+            || {
+                k += 1; // a new channel each time: nothing kept
+                get(
+                    server,
+                    &format!(
+                        "/api/filter?layer={l}&channel={k}&size=128&recipe=walkthrough&wait=1"
+                    ),
+                );
+            },
+        ),
         "CLI: filters of one channel",
     );
+    row(
+        "filter pattern, lucid (128 px, 128 steps)",
+        paired(
+            3,
+            || {
+                model.visualize(&lucid_config).unwrap();
+            },
+            || {
+                k += 1;
+                get(
+                    server,
+                    &format!("/api/filter?layer={l}&channel={k}&size=128&wait=1"),
+                );
+            },
+        ),
+        "facade: VisualizeConfig::lucid, one channel",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn main() {

@@ -8,6 +8,13 @@ use convscope_viewer::{ServeConfig, Server};
 
 /// `GET path` (token added); returns (status, body as lossy UTF-8).
 fn get(server: &Server, path: &str) -> (u16, String) {
+    let (status, body) = get_bytes(server, path);
+    // PNG bodies arrive too; their bytes are compared as (lossy) text.
+    (status, String::from_utf8_lossy(&body).to_string())
+}
+
+/// `GET path` (token added); returns (status, body bytes).
+fn get_bytes(server: &Server, path: &str) -> (u16, Vec<u8>) {
     let sep = if path.contains('?') { '&' } else { '?' };
     let mut s = TcpStream::connect(server.addr()).unwrap();
     write!(
@@ -18,14 +25,80 @@ fn get(server: &Server, path: &str) -> (u16, String) {
     .unwrap();
     let mut bytes = Vec::new();
     s.read_to_end(&mut bytes).unwrap();
-    // PNG bodies arrive too; their bytes are compared as (lossy) text.
-    let raw = String::from_utf8_lossy(&bytes);
-    let status = raw[9..12].parse().unwrap();
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
+    let status = String::from_utf8_lossy(&bytes[9..12]).parse().unwrap();
+    let start = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(bytes.len(), |i| i + 4);
+    (status, bytes[start..].to_vec())
+}
+
+/// The page asks for grids at one pixel per value and without the title, and the browser
+/// enlarges them: every cell must be the CLI-style grid's cell, pixel for pixel, and the
+/// JSON layout must describe the picture the same parameters give.
+#[test]
+fn the_page_grid_is_the_full_grid_at_one_pixel_per_value() {
+    use convscope::lower::image::image::{load_from_memory, RgbImage};
+    let server = Server::start(
+        convscope::Model::demo().unwrap(),
+        ServeConfig {
+            port: 0,
+            ..ServeConfig::default()
+        },
+    )
+    .unwrap();
+    let fetch = |query: &str| -> (serde_json::Value, RgbImage, usize) {
+        let (status, json) = get(
+            &server,
+            &format!("/api/activations?image=scene&layer=conv4{query}&format=json"),
+        );
+        assert_eq!(status, 200, "{json}");
+        let layout: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let (status, png) = get_bytes(
+            &server,
+            &format!("/api/activations?image=scene&layer=conv4{query}"),
+        );
+        assert_eq!(status, 200);
+        let picture = load_from_memory(&png).unwrap().to_rgb8();
+        (layout, picture, png.len())
+    };
+    let (big_json, big, _) = fetch("");
+    let (small_json, small, small_bytes) = fetch("&cell=1&title=0");
+    let channels = small_json["shape"][1].as_u64().unwrap() as u32;
+    let (big_layout, small_layout) = (&big_json["grid"], &small_json["grid"]);
+    let n = |g: &serde_json::Value, k: &str| g[k].as_u64().unwrap() as u32;
+    for (g, p) in [(big_layout, &big), (small_layout, &small)] {
+        assert_eq!((n(g, "width"), n(g, "height")), p.dimensions());
+    }
+    assert_eq!(n(small_layout, "y0"), 0, "no title bar");
+    assert!(n(big_layout, "y0") > 0, "the full grid has its title");
+    let k = n(big_layout, "cell_width") / n(small_layout, "cell_width");
+    assert!(k > 1, "the demo's conv4 maps are enlarged in the full grid");
+    let cols = n(small_layout, "columns");
+    let mut compared = 0;
+    for c in 0..channels {
+        let (col, row) = (c % cols, c / cols);
+        let origin = |g: &serde_json::Value| {
+            (
+                n(g, "x0") + col * (n(g, "cell_width") + n(g, "separator")),
+                n(g, "y0") + row * (n(g, "cell_height") + n(g, "separator")),
+            )
+        };
+        let ((sx, sy), (bx, by)) = (origin(small_layout), origin(big_layout));
+        for y in 0..n(small_layout, "cell_height") {
+            for x in 0..n(small_layout, "cell_width") {
+                assert_eq!(
+                    small.get_pixel(sx + x, sy + y),
+                    big.get_pixel(bx + x * k, by + y * k),
+                    "channel {c} at ({x}, {y})"
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 1000);
+    // Sent uncompressed (fast compression saves little at one pixel per value).
+    assert!(small_bytes >= (small.width() * small.height() * 3) as usize);
 }
 
 #[test]
