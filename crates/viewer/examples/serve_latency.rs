@@ -20,6 +20,11 @@ use convscope::prelude::*;
 use convscope::{FilterSet, InputConfig};
 use convscope_viewer::{ServeConfig, Server};
 
+/// The allocator `convscope serve` runs with (the CLI wraps it with a byte counter): large
+/// freed blocks are kept for the next pass instead of being returned to the kernel.
+#[global_allocator]
+static ALLOC: convscope::lower::engine::CachingAlloc = convscope::lower::engine::CachingAlloc;
+
 /// `GET` over a fresh loopback connection; panics unless the status is 200.
 fn get(server: &Server, path: &str) -> Vec<u8> {
     let mut s = TcpStream::connect(server.addr()).unwrap();
