@@ -632,6 +632,7 @@ impl Tx<'_> {
             }
             "Rescaling" => self.rescaling(l, &x, &out)?,
             "Normalization" => self.normalization(l, &x, &out)?,
+            "Resizing" => self.resizing(l, &x, &out)?,
             _ => None,
         };
         match result {
@@ -936,16 +937,25 @@ impl Tx<'_> {
         Ok(self.layer_activation(l, t, out))
     }
 
+    /// Keras's Dense multiplies the last axis by its kernel, whatever the rank: a `[batch,
+    /// features]` tensor takes a Gemm, an image (held NCHW) a 1×1 Conv so it stays an image the
+    /// engine groups and maps like any convolution, and any other rank (a token sequence) a
+    /// MatMul, which broadcasts over the leading axes, plus the bias.
     fn dense(&mut self, l: &LayerSpec, x: &T, out: &str) -> Result<Option<T>> {
-        if x.rank != 2 {
-            self.unsupported(Some(format!("Dense on a {}-D input", x.rank)));
-            return Ok(None);
-        }
         let use_bias = cfg_bool(l, "use_bias", true);
         let w = self.weights(l, 1 + usize::from(use_bias))?;
         self.check_shape(&w[0], 2, "kernel")?;
         let (fin, units) = (w[0].shape[0], w[0].shape[1]);
-        let kn = self.init("kernel", &[fin as i64, units as i64], &w[0].values);
+        if use_bias && w[1].values.len() != units {
+            return Err(Error::Weights {
+                layer: self.path.clone(),
+                class: l.class.clone(),
+                problem: format!(
+                    "its bias has {} values for {units} units",
+                    w[1].values.len()
+                ),
+            });
+        }
         let lin = if cfg(l, "activation")
             .and_then(Value::as_str)
             .is_none_or(|a| a == "linear")
@@ -954,27 +964,39 @@ impl Tx<'_> {
         } else {
             self.fresh("dense")
         };
-        if use_bias {
-            if w[1].values.len() != units {
-                return Err(Error::Weights {
-                    layer: self.path.clone(),
-                    class: l.class.clone(),
-                    problem: format!(
-                        "its bias has {} values for {units} units",
-                        w[1].values.len()
-                    ),
-                });
+        if x.image {
+            // [fin, units] → [units, fin, 1, 1].
+            let mut k = vec![0.0; fin * units];
+            for i in 0..fin {
+                for o in 0..units {
+                    k[o * fin + i] = w[0].values[i * units + o];
+                }
             }
-            let bn = self.init("bias", &[units as i64], &w[1].values);
-            self.push("Gemm", vec![x.value.clone(), kn, bn], &lin, vec![]);
+            let kn = self.init("kernel", &[units as i64, fin as i64, 1, 1], &k);
+            let mut ins = vec![x.value.clone(), kn];
+            if use_bias {
+                ins.push(self.init("bias", &[units as i64], &w[1].values));
+            }
+            self.push("Conv", ins, &lin, vec![A::ints("kernel_shape", &[1, 1])]);
         } else {
-            self.push("MatMul", vec![x.value.clone(), kn], &lin, vec![]);
+            let kn = self.init("kernel", &[fin as i64, units as i64], &w[0].values);
+            match (use_bias, x.rank) {
+                (true, 2) => {
+                    let bn = self.init("bias", &[units as i64], &w[1].values);
+                    self.push("Gemm", vec![x.value.clone(), kn, bn], &lin, vec![]);
+                }
+                (true, _) => {
+                    let product = self.op("MatMul", vec![x.value.clone(), kn], vec![]);
+                    let bn = self.init("bias", &[units as i64], &w[1].values);
+                    self.push("Add", vec![product, bn], &lin, vec![]);
+                }
+                (false, _) => self.push("MatMul", vec![x.value.clone(), kn], &lin, vec![]),
+            }
         }
         let t = T {
             value: lin,
-            rank: 2,
-            image: false,
             is_input: false,
+            ..x.clone()
         };
         Ok(self.layer_activation(l, t, out))
     }
@@ -1281,6 +1303,70 @@ impl Tx<'_> {
             is_input: false,
             ..x.clone()
         }))
+    }
+
+    /// Keras's Resizing to a fixed `height` × `width`, as `tf.image.resize` computes it without
+    /// antialiasing: bilinear with half-pixel centres, or nearest picking
+    /// `floor((x + 0.5) · in / out)` (ONNX's `tf_half_pixel_for_nn`). The output size goes in
+    /// as Resize's `sizes`, made of the input's own batch and channel count (Shape → Slice)
+    /// and the layer's constants, so any batch size runs. Cropping or padding to the aspect
+    /// ratio, antialiasing and the other interpolations are refused.
+    fn resizing(&mut self, l: &LayerSpec, x: &T, out: &str) -> Result<Option<T>> {
+        let side = |key: &str| {
+            cfg(l, key)
+                .and_then(Value::as_i64)
+                .filter(|v| (1..=1 << 16).contains(v))
+                .ok_or_else(|| Error::Config(format!("layer '{}': bad {key}", l.name)))
+        };
+        let (height, width) = (side("height")?, side("width")?);
+        let interpolation = cfg_str(l, "interpolation", "bilinear");
+        let (mode, coord, nearest) = match interpolation {
+            "bilinear" => ("linear", "half_pixel", "floor"),
+            "nearest" => ("nearest", "tf_half_pixel_for_nn", "floor"),
+            other => {
+                self.unsupported(Some(format!(
+                    "interpolation '{other}' (bilinear and nearest are read)"
+                )));
+                return Ok(None);
+            }
+        };
+        for option in ["crop_to_aspect_ratio", "pad_to_aspect_ratio", "antialias"] {
+            if cfg_bool(l, option, false) {
+                self.unsupported(Some(format!("{option}=True")));
+                return Ok(None);
+            }
+        }
+        if !x.image {
+            self.unsupported(Some("the input is not a 4-D image tensor".into()));
+            return Ok(None);
+        }
+        // The size helpers are not the layer: the Resize heads it.
+        let head = std::mem::replace(
+            &mut self.head,
+            format!("{}:size", self.path.replace('/', ".")),
+        );
+        let shape = self.op("Shape", vec![x.value.clone()], vec![]);
+        let starts = self.init_i64("starts", &[0]);
+        let ends = self.init_i64("ends", &[2]);
+        let batch_channels = self.op("Slice", vec![shape, starts, ends], vec![]);
+        let spatial = self.init_i64("size", &[height, width]);
+        let sizes = self.op(
+            "Concat",
+            vec![batch_channels, spatial],
+            vec![A::int("axis", 0)],
+        );
+        self.head = head;
+        Ok(self.image_op(
+            x,
+            out,
+            "Resize",
+            vec![x.value.clone(), String::new(), String::new(), sizes],
+            vec![
+                A::string("mode", mode),
+                A::string("coordinate_transformation_mode", coord),
+                A::string("nearest_mode", nearest),
+            ],
+        ))
     }
 
     /// Keras's Normalization: `(x - mean) / max(sqrt(variance), 1e-7)` per channel (`invert`:

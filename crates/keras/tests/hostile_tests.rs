@@ -91,6 +91,70 @@ fn config_naming_missing_weights_is_named() {
     assert!(KerasModel::from_bytes(&zip_stored(&same)).is_ok());
 }
 
+/// `file` with the first `from` in its config.json replaced by `to`.
+fn with_config_edit(file: &str, from: &str, to: &str) -> Vec<u8> {
+    let members: Vec<(String, Vec<u8>)> = unzip_stored(&fixture(file))
+        .into_iter()
+        .map(|(n, d)| {
+            if n != "config.json" {
+                return (n, d);
+            }
+            let text = String::from_utf8(d).unwrap();
+            assert!(text.contains(from), "{file}'s config has no {from}");
+            (n, text.replacen(from, to, 1).into_bytes())
+        })
+        .collect();
+    let refs: Vec<(&str, Vec<u8>)> = members
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.clone()))
+        .collect();
+    zip_stored(&refs)
+}
+
+/// The Resizing options convscope does not translate are refused at load, one line naming the
+/// layer and the option (the first Resizing of the fixture, `shrink`, is bilinear).
+#[test]
+fn resizing_options_not_read_are_named() {
+    for (from, to, want) in [
+        (
+            "\"crop_to_aspect_ratio\": false",
+            "\"crop_to_aspect_ratio\": true",
+            "shrink (Resizing: crop_to_aspect_ratio=True)",
+        ),
+        (
+            "\"pad_to_aspect_ratio\": false",
+            "\"pad_to_aspect_ratio\": true",
+            "shrink (Resizing: pad_to_aspect_ratio=True)",
+        ),
+        (
+            "\"antialias\": false",
+            "\"antialias\": true",
+            "shrink (Resizing: antialias=True)",
+        ),
+        (
+            "\"interpolation\": \"bilinear\"",
+            "\"interpolation\": \"bicubic\"",
+            "shrink (Resizing: interpolation 'bicubic' (bilinear and nearest are read))",
+        ),
+    ] {
+        let e = error_of(&with_config_edit("resize_dense.keras", from, to));
+        assert_eq!(e, format!("unsupported Keras layers: {want}"));
+    }
+    let e = error_of(&with_config_edit(
+        "resize_dense.keras",
+        "\"height\": 15",
+        "\"height\": 0",
+    ));
+    assert_eq!(e, "bad Keras model config: layer 'shrink': bad height");
+    // The same archive unchanged loads: the rewrite itself is sound.
+    assert!(KerasModel::from_bytes(&with_config_edit(
+        "resize_dense.keras",
+        "\"height\": 15",
+        "\"height\": 15"
+    ))
+    .is_ok());
+}
+
 #[test]
 fn custom_layer_is_listed_with_its_class() {
     let e = error_of(&fixture("custom_layer.keras"));
@@ -133,13 +197,17 @@ fn fuzz_mutated_and_truncated_files() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1));
     let (mut ok, mut refused) = (0, 0);
-    for file in [
+    let inputs: Vec<(&str, Vec<u8>)> = [
         "catsdogs.keras",
         "catsdogs_k2.h5",
         "nested_k2.h5",
         "mobilenet_like.keras",
-    ] {
-        let original = fixture(file);
+        "resize_dense_k3.h5",
+    ]
+    .into_iter()
+    .map(|f| (f, fixture(f)))
+    .collect();
+    for (file, original) in inputs {
         for run in 0..runs {
             let mut b = original.clone();
             if run.is_multiple_of(5) {
