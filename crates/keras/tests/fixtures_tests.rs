@@ -109,6 +109,34 @@ fn resizing_and_dense_of_rank_above_two_keras3_h5() {
     check("resize_dense_k3.h5", "resize_dense.json");
 }
 
+/// Two nested models each holding a layer named `conv`: both run like Keras by their full paths.
+#[test]
+fn same_layer_name_in_two_nested_models() {
+    check("clash.keras", "clash.json");
+}
+
+/// The short name of a layer two nested models share is refused with one line naming both
+/// paths; each full path resolves, to different values.
+#[test]
+fn a_short_name_two_nested_models_share_is_refused() {
+    let model = load("clash.keras");
+    let e = model.resolve("conv").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "'conv' is ambiguous: it names inner_a/conv, inner_b/conv; give the full path"
+    );
+    let (a, b) = (
+        model.resolve("inner_a/conv").unwrap(),
+        model.resolve("inner_b/conv").unwrap(),
+    );
+    assert_ne!(a, b);
+    let names: Vec<&str> = model.layers().iter().map(|l| l.name.as_str()).collect();
+    assert!(
+        names.contains(&"inner_a.conv") && names.contains(&"inner_b.conv"),
+        "{names:?}"
+    );
+}
+
 #[test]
 fn zoo_of_other_layers() {
     check("zoo.keras", "zoo.json");
