@@ -20,7 +20,7 @@ use crate::picture::{Image, Region};
 use crate::progress::{NoProgress, Progress};
 use crate::saliency::{SaliencyConfig, SaliencyMap};
 use crate::size::Size;
-use crate::summary::SummaryDoc;
+use crate::summary::{KerasLayerDoc, SummaryDoc};
 use crate::visualize::{Visualization, VisualizeConfig};
 
 /// A convolutional network, ready to show what it has learned.
@@ -50,6 +50,8 @@ pub struct Model {
     /// The parameter count the file's own tool reports (Keras's "Total params"), which the
     /// summary shows instead of the graph's count.
     declared_params: Option<usize>,
+    /// The rows Keras's `model.summary()` prints, for a model read from a Keras file.
+    keras_layers: Option<Vec<convscope_keras::KerasLayer>>,
     tokens: TokenConfig,
 }
 
@@ -99,6 +101,7 @@ impl Model {
             memory: MemoryLimit::from_available(),
             allow_nonfinite: false,
             declared_params: None,
+            keras_layers: None,
             tokens: TokenConfig::default(),
         }
     }
@@ -268,12 +271,62 @@ impl Model {
 
     /// [`Model::summary`] at a given input size (`None`: the declared size, else 224×224).
     pub fn summary_at(&self, size: Option<Size>) -> Result<SummaryDoc> {
-        Ok(SummaryDoc::new(&self.engine_summary(size)?))
+        let engine = self.engine_summary(size)?;
+        let mut doc = SummaryDoc::new(&engine);
+        doc.keras_layers = self.keras_rows(&engine.input_shape)?;
+        Ok(doc)
     }
 
-    /// The plain-text table of [`Model::summary`], as Keras prints it.
+    /// The plain-text table of [`Model::summary`], as Keras prints it; a model read from a
+    /// Keras file also gets the rows of Keras's own `model.summary()` (one per Keras layer,
+    /// a nested model as one row).
     pub fn summary_text(&self) -> Result<String> {
-        Ok(self.engine_summary(self.input.size)?.to_string())
+        let engine = self.engine_summary(self.input.size)?;
+        let mut text = engine.to_string();
+        if let Some(rows) = self.keras_rows(&engine.input_shape)? {
+            text.push_str("\n\n");
+            text.push_str(&crate::summary::keras_table(&rows, engine.total_params));
+        }
+        Ok(text)
+    }
+
+    /// Keras's summary rows with their output shapes for an input of `input_shape`.
+    fn keras_rows(&self, input_shape: &[usize]) -> Result<Option<Vec<KerasLayerDoc>>> {
+        let Some(layers) = &self.keras_layers else {
+            return Ok(None);
+        };
+        let input = self.engine.input_spec().name.clone();
+        let mut rows = Vec::with_capacity(layers.len());
+        for l in layers {
+            // By value name: an engine layer of the same name may end elsewhere (a
+            // GlobalAveragePooling2D's layer is the pooling, its Keras output the flattened one).
+            let id = match self.engine.value_named(&l.value) {
+                Some(id) => id,
+                None => self.engine.resolve(&l.value)?,
+            };
+            let mut shape = self.engine.value_shape(input_shape, id)?;
+            // Images are held NCHW after the input; Keras shows them NHWC.
+            if shape.len() == 4 && l.value != input {
+                shape = vec![shape[0], shape[2], shape[3], shape[1]];
+            }
+            let mut output_shape: Vec<Option<usize>> = shape.into_iter().map(Some).collect();
+            if let Some(batch) = output_shape.first_mut() {
+                *batch = None;
+            }
+            rows.push(KerasLayerDoc {
+                name: l.name.clone(),
+                class: l.class.clone(),
+                output_shape,
+                params: l.params,
+            });
+        }
+        Ok(Some(rows))
+    }
+
+    /// Keeps the rows of Keras's `model.summary()` for [`Model::summary`].
+    pub(crate) fn with_keras_layers(mut self, layers: Vec<convscope_keras::KerasLayer>) -> Model {
+        self.keras_layers = Some(layers);
+        self
     }
 
     /// The engine's summary, with the file's own parameter count when it declares one.
