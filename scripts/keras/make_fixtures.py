@@ -309,6 +309,26 @@ def clash(k):
     )
 
 
+def quantize_for_git(model, rng, dense_density=0.01, levels=4):
+    """Weights that git's zlib packs small. The large Dense kernel (3.2 M of the 3.45 M values)
+    is zero but for a random `dense_density` of its entries, each one of 2*levels multiples of
+    a step; every other weight is rounded to bfloat16's precision, so the low 16 bits of each
+    float32 are zero. The convolutions' weights stay continuous: coarsely quantised ones make
+    equal values in max-pooling windows, whose gradient TensorFlow and convscope route to
+    different (equally right) positions. The network and its file are full size."""
+    for w in model.weights:
+        shape = tuple(w.shape)
+        v = np.asarray(w.numpy(), dtype=np.float64)
+        if len(shape) == 2 and shape[0] * shape[1] > 1_000_000:
+            step = max(float(np.abs(v).max()) / levels, 1e-6)
+            q = np.clip(np.round(v / step), -levels, levels) * step
+            q = q * (rng.uniform(size=shape) < dense_density) / np.sqrt(dense_density)
+        else:
+            # bfloat16's precision: the low 16 bits of every float32 are zero.
+            q = (v.astype(np.float32).view(np.uint32) + 0x8000 & 0xFFFF0000).view(np.float32)
+        w.assign(np.asarray(q, dtype=np.float32))
+
+
 def keras_rows(model):
     """The rows Keras's `model.summary()` prints: one per entry of `model.layers` (a nested model
     is one row), with its name, class, output shape as Keras formats it and `count_params()`."""
@@ -367,7 +387,7 @@ def main():
     here = pathlib.Path(__file__).resolve().parent
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=pathlib.Path, default=here.parent.parent / "crates/keras/tests/data")
-    parser.add_argument("--only", choices=["preprocessing", "resize_dense", "clash"],
+    parser.add_argument("--only", choices=["preprocessing", "resize_dense", "clash", "walkthrough_full"],
                         help="write only this fixture (the others keep their committed bytes)")
     parser.add_argument("--summary-rows", action="store_true",
                         help="only write <fixture>.summary.json, Keras's summary rows of the committed files")
@@ -412,6 +432,21 @@ def main():
         write_reference(out / "clash.json", cl, x, "inner_a/conv", ["clash.keras"],
                         "two nested models each with a layer named conv",
                         grad_channel=living_channel(cl, x, "inner_a/conv"))
+
+    if args.only == "walkthrough_full":
+        # The walk-through's network at full size (32/64/128/128, Dense 512; 13.8 MB per file),
+        # as a Keras 2 .h5 only, its weights made for git's compression (quantize_for_git).
+        wrng = np.random.default_rng(SEED + 4)
+        w3 = catsdogs(keras, widths=(32, 64, 128, 128), dense=512)
+        randomize(w3, wrng)
+        quantize_for_git(w3, wrng)
+        w2 = catsdogs(tf_keras, widths=(32, 64, 128, 128), dense=512)
+        w2.set_weights(w3.get_weights())
+        w2.save(out / "walkthrough_full_k2.h5")
+        x = fixed_input(150, 150, 3)
+        write_reference(out / "walkthrough_full.json", w3, x, "conv2d_3", ["walkthrough_full_k2.h5"],
+                        "the walk-through's cats-vs-dogs convnet at full size; its Dense kernel 99% zeros, the rest quantised, the other weights at bfloat16 precision",
+                        grad_channel=living_channel(w3, x, "conv2d_3"))
 
     if args.only:
         return 0

@@ -152,6 +152,7 @@ fn fixtures_count_the_parameters_keras_counts() {
         "preprocessing.json",
         "resize_dense.json",
         "clash.json",
+        "walkthrough_full.json",
     ] {
         let doc: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(fixture(json)).unwrap()).unwrap();
@@ -180,6 +181,7 @@ fn summary_shows_the_rows_keras_prints() {
         "nested",
         "preprocessing",
         "resize_dense",
+        "walkthrough_full",
         "zoo",
     ] {
         let want: serde_json::Value = serde_json::from_str(
@@ -229,7 +231,7 @@ fn summary_shows_the_rows_keras_prints() {
             files += 1;
         }
     }
-    assert_eq!(files, 12);
+    assert_eq!(files, 13);
 }
 
 /// The summary JSON of an ONNX model has no `keras_layers` field (the viewer and scripts read

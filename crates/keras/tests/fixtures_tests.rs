@@ -70,6 +70,14 @@ fn catsdogs_keras2_h5() {
     check("catsdogs_k2.h5", "catsdogs.json");
 }
 
+/// The walk-through's network at full size (Conv2D 32/64/128/128, Dense 512, 3,453,121
+/// parameters, 13.8 MB) as Keras 2 wrote it; its weights are quantised and its Dense kernel
+/// mostly zero so git stores the file in about 1 MB.
+#[test]
+fn walkthrough_full_size_keras2_h5() {
+    check("walkthrough_full_k2.h5", "walkthrough_full.json");
+}
+
 #[test]
 fn nested_keras3_zip() {
     check("nested.keras", "nested.json");
