@@ -300,19 +300,17 @@ impl Model {
         for l in layers {
             // By value name: an engine layer of the same name may end elsewhere (a
             // GlobalAveragePooling2D's layer is the pooling, its Keras output the flattened one).
-            let id = match self.engine.value_named(&l.value) {
-                Some(id) => id,
-                None => self.engine.resolve(&l.value)?,
+            // A row without one value (a nested model with several outputs) shows `?`, as Keras
+            // does for a shape it cannot tell, rather than failing the whole summary.
+            let id = self
+                .engine
+                .value_named(&l.value)
+                .or_else(|| self.engine.resolve(&l.value).ok());
+            let shape = match id {
+                Some(id) => self.engine.value_shape(input_shape, id)?,
+                None => Vec::new(),
             };
-            let mut shape = self.engine.value_shape(input_shape, id)?;
-            // Images are held NCHW after the input; Keras shows them NHWC.
-            if shape.len() == 4 && l.value != input {
-                shape = vec![shape[0], shape[2], shape[3], shape[1]];
-            }
-            let mut output_shape: Vec<Option<usize>> = shape.into_iter().map(Some).collect();
-            if let Some(batch) = output_shape.first_mut() {
-                *batch = None;
-            }
+            let output_shape = keras_shape(shape, l.value == input);
             rows.push(KerasLayerDoc {
                 name: l.name.clone(),
                 class: l.class.clone(),
@@ -762,4 +760,58 @@ pub fn demo_scene() -> DemoScene {
         })
         .collect();
     DemoScene { image, shapes }
+}
+
+/// An engine shape as Keras shows it: 4-D values other than the model input are held NCHW
+/// and go back to NHWC, and the batch is `None`.
+fn keras_shape(mut shape: Vec<usize>, is_input: bool) -> Vec<Option<usize>> {
+    if shape.len() == 4 && !is_input {
+        shape = vec![shape[0], shape[2], shape[3], shape[1]];
+    }
+    let mut out: Vec<Option<usize>> = shape.into_iter().map(Some).collect();
+    if let Some(batch) = out.first_mut() {
+        *batch = None;
+    }
+    out
+}
+
+#[cfg(test)]
+mod keras_summary_tests {
+    use super::*;
+
+    #[test]
+    fn keras_shapes_are_nhwc_with_a_free_batch() {
+        assert_eq!(
+            keras_shape(vec![1, 32, 148, 140], false),
+            [None, Some(148), Some(140), Some(32)]
+        );
+        assert_eq!(
+            keras_shape(vec![1, 150, 150, 3], true),
+            [None, Some(150), Some(150), Some(3)]
+        );
+        assert_eq!(
+            keras_shape(vec![1, 30, 4], false),
+            [None, Some(30), Some(4)]
+        );
+    }
+
+    /// A row whose value the graph lacks shows `?` instead of failing the summary.
+    #[test]
+    fn a_row_without_a_value_shows_a_question_mark() {
+        let model = Model::demo()
+            .unwrap()
+            .with_keras_layers(vec![convscope_keras::KerasLayer {
+                name: "two_outputs".into(),
+                class: "Functional".into(),
+                value: "no such value".into(),
+                params: 7,
+            }]);
+        let doc = model.summary().unwrap();
+        let row = &doc.keras_layers.unwrap()[0];
+        assert_eq!((row.shape_text().as_str(), row.params), ("?", 7));
+        assert!(model
+            .summary_text()
+            .unwrap()
+            .contains("two_outputs (Functional)  ?"));
+    }
 }

@@ -30,7 +30,8 @@ pub struct KerasLayerDoc {
     pub name: String,
     /// Its class as Keras shows it (`Conv2D`, `Functional`).
     pub class: String,
-    /// Output shape in Keras's order (NHWC), the batch `None` (`null` in JSON).
+    /// Output shape in Keras's order (NHWC), the batch `None` (`null` in JSON); empty when
+    /// the layer has no single output value (printed `?`, as Keras prints an unknown shape).
     pub output_shape: Vec<Option<usize>>,
     /// Its parameters as Keras counts them (`count_params()`).
     pub params: usize,
@@ -49,6 +50,9 @@ impl KerasLayerDoc {
     /// assert_eq!(row.shape_text(), "(None, 148, 148, 32)");
     /// ```
     pub fn shape_text(&self) -> String {
+        if self.output_shape.is_empty() {
+            return "?".into();
+        }
         let dims: Vec<String> = self
             .output_shape
             .iter()
