@@ -39,7 +39,8 @@ struct T {
     rank: usize,
     /// A 4-D image tensor, held NCHW (Keras NHWC).
     image: bool,
-    /// Whether it is the model input itself.
+    /// Whether it holds the model input's own pixel values: the input itself, or the input
+    /// resized (a `Rescaling` meeting it means the model wants raw pixels).
     is_input: bool,
 }
 
@@ -1356,7 +1357,7 @@ impl Tx<'_> {
             vec![A::int("axis", 0)],
         );
         self.head = head;
-        Ok(self.image_op(
+        let resized = self.image_op(
             x,
             out,
             "Resize",
@@ -1366,7 +1367,13 @@ impl Tx<'_> {
                 A::string("coordinate_transformation_mode", coord),
                 A::string("nearest_mode", nearest),
             ],
-        ))
+        );
+        // Resized pixels are still the input's pixels: `Resizing` then `Rescaling(1/255)`, the
+        // usual start of a Keras model, wants raw pixels like a `Rescaling` alone.
+        Ok(resized.map(|t| T {
+            is_input: x.is_input,
+            ..t
+        }))
     }
 
     /// Keras's Normalization: `(x - mean) / max(sqrt(variance), 1e-7)` per channel (`invert`:
@@ -1476,4 +1483,45 @@ fn lookup(env: &HashMap<String, Vec<Vec<T>>>, r: &TensorRef) -> Option<T> {
             .or_else(|| calls.get(r.node.checked_sub(1)?))?
     };
     call.get(r.tensor).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sequential(layers: serde_json::Value) -> Graph {
+        crate::config::parse_model(&serde_json::json!({
+            "class_name": "Sequential",
+            "config": {"name": "s", "layers": layers}
+        }))
+        .unwrap()
+    }
+
+    /// `Resizing` then `Rescaling`, the start of Keras's own preprocessing examples, wants raw
+    /// pixels like a `Rescaling` alone; a `Rescaling` after a convolution does not.
+    #[test]
+    fn rescaling_after_resizing_the_input_sets_the_raw_pixel_preset() {
+        let input = serde_json::json!({"class_name": "InputLayer",
+            "config": {"name": "in", "batch_shape": [null, 40, 50, 3]}});
+        let resize = serde_json::json!({"class_name": "Resizing",
+            "config": {"name": "resize", "height": 20, "width": 25}});
+        let rescale = serde_json::json!({"class_name": "Rescaling",
+            "config": {"name": "rescale", "scale": 0.00392156862745098, "offset": 0.0}});
+        let pool = serde_json::json!({"class_name": "MaxPooling2D", "config": {"name": "pool"}});
+        let weights = Weights::default();
+        let t = translate(
+            &sequential(serde_json::json!([input, resize, rescale])),
+            &weights,
+            false,
+        )
+        .unwrap();
+        assert_eq!(t.input_rescaling, Some((1.0 / 255.0, 0.0)));
+        let t = translate(
+            &sequential(serde_json::json!([input, pool, rescale])),
+            &weights,
+            false,
+        )
+        .unwrap();
+        assert_eq!(t.input_rescaling, None);
+    }
 }
