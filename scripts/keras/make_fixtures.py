@@ -139,7 +139,7 @@ def living_channel(model, x, layer_path):
     return alive[0]
 
 
-def write_reference(path, model, x, grad_layer, formats, notes="", grad_channel=0):
+def write_reference(path, model, x, grad_layer, formats, notes="", grad_channel=0, input_scale=None):
     ref = {
         "made_by": "scripts/keras/make_fixtures.py",
         "keras_version": keras.__version__,
@@ -153,6 +153,9 @@ def write_reference(path, model, x, grad_layer, formats, notes="", grad_channel=
         "output": summarize(model.predict(x, verbose=0)),
         "gradient": gradient(model, x, grad_layer, grad_channel),
     }
+    if input_scale is not None:
+        # The input is the usual one times this (a model that wants raw 0..255 pixels).
+        ref["input_scale"] = input_scale
     path.write_text(json.dumps(ref, indent=1) + "\n")
 
 
@@ -329,6 +332,19 @@ def quantize_for_git(model, rng, dense_density=0.01, levels=4):
         w.assign(np.asarray(q, dtype=np.float32))
 
 
+def any_size(k):
+    """An input of any size, resized to a fixed one and rescaled inside the model, as Keras's
+    guides start a model: `Resizing` then `Rescaling(1/255)`."""
+    L = k.layers
+    inp = k.Input(shape=(None, None, 3))
+    x = L.Resizing(18, 22, name="resize")(inp)
+    x = L.Rescaling(1.0 / 255, name="rescale")(x)
+    x = L.Conv2D(4, 3, activation="relu", name="conv")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(3, activation="softmax", name="head")(x)
+    return k.Model(inp, out, name="any_size")
+
+
 def keras_rows(model):
     """The rows Keras's `model.summary()` prints: one per entry of `model.layers` (a nested model
     is one row), with its name, class, output shape as Keras formats it and `count_params()`."""
@@ -416,7 +432,7 @@ def main():
     here = pathlib.Path(__file__).resolve().parent
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=pathlib.Path, default=here.parent.parent / "crates/keras/tests/data")
-    parser.add_argument("--only", choices=["preprocessing", "resize_dense", "clash", "walkthrough_full"],
+    parser.add_argument("--only", choices=["preprocessing", "resize_dense", "clash", "walkthrough_full", "any_size"],
                         help="write only this fixture (the others keep their committed bytes)")
     parser.add_argument("--summary-rows", action="store_true",
                         help="only write <fixture>.summary.json, Keras's summary rows of the committed files")
@@ -481,6 +497,17 @@ def main():
         write_reference(out / "walkthrough_full.json", w3, x, "conv2d_3", ["walkthrough_full_k2.h5"],
                         "the walk-through's cats-vs-dogs convnet at full size; its Dense kernel 99% zeros, the rest quantised, the other weights at bfloat16 precision",
                         grad_channel=living_channel(w3, x, "conv2d_3"))
+
+    if args.only in (None, "any_size"):
+        arng = np.random.default_rng(SEED + 5)
+        a = any_size(keras)
+        randomize(a, arng)
+        a.save(out / "any_size.keras")
+        # Raw pixels, as the model wants them; any size (this one is neither 18x22 nor square).
+        x = fixed_input(26, 31, 3) * np.float32(255.0)
+        write_reference(out / "any_size.json", a, x, "conv", ["any_size.keras"],
+                        "input of any size: Resizing then Rescaling(1/255)",
+                        grad_channel=living_channel(a, x, "conv"), input_scale=255.0)
 
     if args.only:
         return 0

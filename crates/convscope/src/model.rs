@@ -295,7 +295,16 @@ impl Model {
         let Some(layers) = &self.keras_layers else {
             return Ok(None);
         };
-        let input = self.engine.input_spec().name.clone();
+        let spec = self.engine.input_spec();
+        let input = spec.name.clone();
+        // A file that leaves the input's size free: Keras shows `None` for every dimension that
+        // follows it. Those are the dimensions that change when the input's size does.
+        let other_size = match (spec.height, spec.width, spec.layout) {
+            (Some(_), Some(_), _) | (_, _, convscope_engine::Layout::Nchw) => None,
+            _ => input_shape
+                .get(1..3)
+                .map(|hw| spec.shape(1, hw[0] + 7, hw[1] + 5)),
+        };
         let mut rows = Vec::with_capacity(layers.len());
         for l in layers {
             // By value name: an engine layer of the same name may end elsewhere (a
@@ -310,7 +319,15 @@ impl Model {
                 Some(id) => self.engine.value_shape(input_shape, id)?,
                 None => Vec::new(),
             };
-            let output_shape = keras_shape(shape, l.value == input);
+            let mut output_shape = keras_shape(shape, l.value == input);
+            if let (Some(id), Some(other)) = (id, &other_size) {
+                let moved = keras_shape(self.engine.value_shape(other, id)?, l.value == input);
+                for (d, m) in output_shape.iter_mut().zip(moved) {
+                    if *d != m {
+                        *d = None;
+                    }
+                }
+            }
             rows.push(KerasLayerDoc {
                 name: l.name.clone(),
                 class: l.class.clone(),

@@ -134,6 +134,9 @@ fn rescaling_layer_sets_the_raw_pixel_preset() {
     // A per-channel Rescaling later on does not change what the input rescaling set.
     let pre = Model::load(fixture("preprocessing.keras")).unwrap();
     assert_eq!(pre.input_config().preprocess, Preprocess::Raw);
+    // Resizing then Rescaling at the input (Keras's guides start a model this way).
+    let any = Model::load(fixture("any_size.keras")).unwrap();
+    assert_eq!(any.input_config().preprocess, Preprocess::Raw);
     let plain = Model::load(fixture("catsdogs.keras")).unwrap();
     assert_eq!(plain.input_config().preprocess, Preprocess::Unit);
 }
@@ -153,6 +156,7 @@ fn fixtures_count_the_parameters_keras_counts() {
         "resize_dense.json",
         "clash.json",
         "walkthrough_full.json",
+        "any_size.json",
     ] {
         let doc: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(fixture(json)).unwrap()).unwrap();
@@ -175,6 +179,7 @@ fn fixtures_count_the_parameters_keras_counts() {
 fn summary_shows_the_rows_keras_prints() {
     let mut files = 0;
     for json in [
+        "any_size",
         "catsdogs",
         "clash",
         "mobilenet_like",
@@ -231,7 +236,7 @@ fn summary_shows_the_rows_keras_prints() {
             files += 1;
         }
     }
-    assert_eq!(files, 13);
+    assert_eq!(files, 14);
 }
 
 /// The summary JSON of an ONNX model has no `keras_layers` field (the viewer and scripts read

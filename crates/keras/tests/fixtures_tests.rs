@@ -16,7 +16,15 @@ fn check(file: &str, reference_name: &str) {
         .iter()
         .map(|d| d.as_u64().unwrap() as usize)
         .collect();
-    let x = fixed_input(dims[1], dims[2], dims[3]);
+    let mut x = fixed_input(dims[1], dims[2], dims[3]);
+    // A model that wants raw pixels is fed the usual input times 255.
+    if let Some(scale) = r.get("input_scale").and_then(|s| s.as_f64()) {
+        x = Tensor::new(
+            x.shape().to_vec(),
+            x.data().iter().map(|v| v * scale as f32).collect(),
+        )
+        .unwrap();
+    }
     let layers = r["layers"].as_array().unwrap();
     let ids: Vec<_> = layers
         .iter()
@@ -81,6 +89,13 @@ fn catsdogs_keras2_h5() {
 #[test]
 fn walkthrough_full_size_keras2_h5() {
     check("walkthrough_full_k2.h5", "walkthrough_full.json");
+}
+
+/// An input of any size, resized and rescaled inside the model (`Resizing` then
+/// `Rescaling(1/255)`), fed a 26×31 picture of raw pixels.
+#[test]
+fn any_input_size_resized_inside() {
+    check("any_size.keras", "any_size.json");
 }
 
 #[test]
