@@ -124,7 +124,22 @@ def gradient(model, x, layer_path, channel):
     return {"layer": layer_path, "channel": channel, **summarize(g)}
 
 
-def write_reference(path, model, x, grad_layer, formats, notes=""):
+def living_channel(model, x, layer_path):
+    """The first channel of a layer that is not zero everywhere on x (a dead ReLU channel has
+    a zero input gradient, which checks nothing)."""
+    parts = layer_path.split("/")
+    if len(parts) == 1:
+        y = keras.Model(model.inputs, model.get_layer(parts[0]).output)(x, training=False)
+    else:
+        inner = model.get_layer(parts[0])
+        y = keras.Model(inner.inputs, inner.get_layer(parts[1]).output)(x, training=False)
+    y = np.asarray(y)
+    alive = [c for c in range(y.shape[-1]) if np.abs(y[..., c]).max() > 0]
+    assert alive, f"every channel of {layer_path} is zero"
+    return alive[0]
+
+
+def write_reference(path, model, x, grad_layer, formats, notes="", grad_channel=0, input_scale=None):
     ref = {
         "made_by": "scripts/keras/make_fixtures.py",
         "keras_version": keras.__version__,
@@ -136,8 +151,11 @@ def write_reference(path, model, x, grad_layer, formats, notes=""):
         "notes": notes,
         "layers": layer_outputs(model, x),
         "output": summarize(model.predict(x, verbose=0)),
-        "gradient": gradient(model, x, grad_layer, 0),
+        "gradient": gradient(model, x, grad_layer, grad_channel),
     }
+    if input_scale is not None:
+        # The input is the usual one times this (a model that wants raw 0..255 pixels).
+        ref["input_scale"] = input_scale
     path.write_text(json.dumps(ref, indent=1) + "\n")
 
 
@@ -258,27 +276,239 @@ def preprocessing(k, adapt_on):
     return k.Model(inp, x, name="preprocessing")
 
 
+def resize_dense(k):
+    """Resizing where its output size is fixed (bilinear and nearest, down and up by factors
+    that are not whole numbers) and Dense on inputs of rank > 2: per pixel on a 4-D map and per
+    token on a [batch, tokens, features] sequence."""
+    L = k.layers
+    inp = k.Input(shape=(20, 24, 3))
+    x = L.Resizing(15, 18, interpolation="bilinear", name="shrink")(inp)
+    x = L.Conv2D(4, 3, padding="same", activation="relu", name="conv")(x)
+    x = L.Resizing(26, 31, interpolation="nearest", name="grow_nearest")(x)
+    x = L.Dense(6, activation="relu", name="per_pixel")(x)
+    x = L.Resizing(10, 11, interpolation="nearest", name="shrink_nearest")(x)
+    x = L.Resizing(12, 14, interpolation="bilinear", name="grow")(x)
+    x = L.Conv2D(4, 3, strides=2, name="strided")(x)
+    x = L.Reshape((30, 4), name="tokens")(x)
+    x = L.Dense(3, activation="tanh", name="per_token")(x)
+    x = L.Flatten(name="flat")(x)
+    out = L.Dense(2, activation="softmax", name="head")(x)
+    return k.Model(inp, out, name="resize_dense")
+
+
+def clash(k):
+    """Two nested models that both hold a layer named `conv`: the short name is ambiguous, the
+    paths `inner_a/conv` and `inner_b/conv` are not."""
+    L = k.layers
+
+    def inner(name, channels):
+        i = k.Input(shape=(12, 12, channels))
+        return k.Model(i, L.Conv2D(4, 3, padding="same", activation="relu", name="conv")(i), name=name)
+
+    return k.Sequential(
+        [k.Input(shape=(12, 12, 3)), inner("inner_a", 3), inner("inner_b", 4),
+         L.GlobalAveragePooling2D(name="gap"), L.Dense(2, name="head")],
+        name="clash",
+    )
+
+
+def quantize_for_git(model, rng, dense_density=0.01, levels=4):
+    """Weights that git's zlib packs small. The large Dense kernel (3.2 M of the 3.45 M values)
+    is zero but for a random `dense_density` of its entries, each one of 2*levels multiples of
+    a step; every other weight is rounded to bfloat16's precision, so the low 16 bits of each
+    float32 are zero. The convolutions' weights stay continuous: coarsely quantised ones make
+    equal values in max-pooling windows, whose gradient TensorFlow and convscope route to
+    different (equally right) positions. The network and its file are full size."""
+    for w in model.weights:
+        shape = tuple(w.shape)
+        v = np.asarray(w.numpy(), dtype=np.float64)
+        if len(shape) == 2 and shape[0] * shape[1] > 1_000_000:
+            step = max(float(np.abs(v).max()) / levels, 1e-6)
+            q = np.clip(np.round(v / step), -levels, levels) * step
+            q = q * (rng.uniform(size=shape) < dense_density) / np.sqrt(dense_density)
+        else:
+            # bfloat16's precision: the low 16 bits of every float32 are zero.
+            q = (v.astype(np.float32).view(np.uint32) + 0x8000 & 0xFFFF0000).view(np.float32)
+        w.assign(np.asarray(q, dtype=np.float32))
+
+
+def any_size(k):
+    """An input of any size, resized to a fixed one and rescaled inside the model, as Keras's
+    guides start a model: `Resizing` then `Rescaling(1/255)`."""
+    L = k.layers
+    inp = k.Input(shape=(None, None, 3))
+    x = L.Resizing(18, 22, name="resize")(inp)
+    x = L.Rescaling(1.0 / 255, name="rescale")(x)
+    x = L.Conv2D(4, 3, activation="relu", name="conv")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(3, activation="softmax", name="head")(x)
+    return k.Model(inp, out, name="any_size")
+
+
+def keras_rows(model):
+    """The rows Keras's `model.summary()` prints: one per entry of `model.layers` (a nested model
+    is one row), with its name, class, output shape as Keras formats it and `count_params()`."""
+    rows = []
+    for layer in model.layers:
+        shape = layer.output.shape
+        rows.append({
+            "name": layer.name,
+            "class": layer.__class__.__name__,
+            "output_shape": "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")",
+            "params": int(layer.count_params()),
+        })
+    return rows
+
+
+def write_summary_rows(out):
+    """`<fixture>.summary.json` for every fixture, from the committed files loaded back with Keras
+    (the files themselves are not rewritten): Keras 3 reads the .keras and Keras 3 .h5 files,
+    tf-keras the Keras 2 ones, and the rows of all files of a fixture must agree."""
+    for ref_path in sorted(out.glob("*.json")):
+        if ref_path.name.endswith(".summary.json"):
+            continue
+        ref = json.loads(ref_path.read_text())
+        per_file = {}
+        for f in ref["files"]:
+            if f.endswith("_k2.h5"):
+                m = tf_keras.models.load_model(out / f, compile=False)
+                total = int(m.count_params())
+                rows = [{
+                    "name": l.name,
+                    "class": l.__class__.__name__,
+                    "output_shape": str(tuple(l.output_shape)).replace(",)", ")"),
+                    "params": int(l.count_params()),
+                } for l in m.layers]
+            else:
+                m = keras.saving.load_model(out / f, compile=False)
+                total = int(m.count_params())
+                rows = keras_rows(m)
+            per_file[f] = {"rows": rows, "total_params": total}
+        first = next(iter(per_file.values()))
+        for f, got in per_file.items():
+            assert got == first, f"{f}: Keras rows differ from {ref['files'][0]}:\n{got}\n{first}"
+        lines = []
+        keras.saving.load_model(out / ref["files"][0], compile=False).summary(
+            print_fn=lambda line, *a, **kw: lines.append(line)) if not ref["files"][0].endswith("_k2.h5") else None
+        summary = {"made_by": "scripts/keras/make_fixtures.py --summary-rows",
+                   "keras_version": keras.__version__, "files": ref["files"],
+                   "rows": first["rows"], "total_params": first["total_params"],
+                   "keras_printed": "\n".join(lines).splitlines()}
+        path = out / ref_path.name.replace(".json", ".summary.json")
+        path.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+        print(f"{path.name}: {len(first['rows'])} rows, {first['total_params']} params")
+
+
+def living_gradients(out):
+    """Rewrites the reference JSON of every fixture whose input gradient is zero (the channel
+    it looked at is a dead ReLU on the test input) with the first living channel, from the
+    committed file loaded back with Keras 3; the files, and every other part of the JSON
+    (checked to come out the same), are untouched."""
+    for ref_path in sorted(out.glob("*.json")):
+        if ref_path.name.endswith(".summary.json"):
+            continue
+        ref = json.loads(ref_path.read_text())
+        if ref["gradient"]["max_abs"] > 0:
+            continue
+        first = next(f for f in ref["files"] if not f.endswith("_k2.h5"))
+        model = keras.saving.load_model(out / first, compile=False)
+        x = fixed_input(*ref["input_shape"][1:])
+        layer = ref["gradient"]["layer"]
+        fresh = dict(ref)
+        fresh["layers"] = layer_outputs(model, x)
+        fresh["output"] = summarize(model.predict(x, verbose=0))
+        for got, want in zip(fresh["layers"] + [fresh["output"]], ref["layers"] + [ref["output"]]):
+            scale = max(want["max_abs"], 1e-6)
+            worst = max(abs(a[1] - b[1]) for a, b in zip(got["samples"], want["samples"])) / scale
+            assert got["shape"] == want["shape"] and worst < 1e-6, \
+                f"{ref_path.name} {want.get('name')}: the committed file gives other outputs ({worst:.1e})"
+        fresh["layers"], fresh["output"] = ref["layers"], ref["output"]
+        fresh["gradient"] = gradient(model, x, layer, living_channel(model, x, layer))
+        ref_path.write_text(json.dumps(fresh, indent=1) + "\n")
+        print(f"{ref_path.name}: gradient of {layer} channel {fresh['gradient']['channel']}")
+
+
 def main():
     here = pathlib.Path(__file__).resolve().parent
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=pathlib.Path, default=here.parent.parent / "crates/keras/tests/data")
-    parser.add_argument("--only", choices=["preprocessing"],
+    parser.add_argument("--only", choices=["preprocessing", "resize_dense", "clash", "walkthrough_full", "any_size"],
                         help="write only this fixture (the others keep their committed bytes)")
+    parser.add_argument("--summary-rows", action="store_true",
+                        help="only write <fixture>.summary.json, Keras's summary rows of the committed files")
+    parser.add_argument("--living-gradients", action="store_true",
+                        help="only rewrite the gradient of references that look at a dead channel")
     args = parser.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
+    if args.summary_rows:
+        write_summary_rows(out)
+        return 0
+    if args.living_gradients:
+        living_gradients(out)
+        return 0
 
-    # Preprocessing layers: its own seed, so adding it left the other fixtures' weights alone.
-    prng = np.random.default_rng(SEED + 1)
-    pixels = prng.uniform(0, 255, (64, 12, 14, 3)).astype(np.float32) * np.array([1.0, 0.7, 0.4], np.float32)
-    # The fixtures' input is 0..1, so after `to_unit` the pixels are 0..1/255: adapt on that.
-    pre = preprocessing(keras, pixels / 255.0 / 255.0)
-    randomize_trainable(pre, prng)
-    pre.save(out / "preprocessing.keras")
-    pre.save(out / "preprocessing_k3.h5")
-    write_reference(out / "preprocessing.json", pre, fixed_input(12, 14, 3), "conv",
-                    ["preprocessing.keras", "preprocessing_k3.h5"],
-                    "Rescaling, adapted Normalization, per-channel Rescaling; a Normalization with given statistics")
+    if args.only in (None, "preprocessing"):
+        # Preprocessing layers: its own seed, so adding it left the other fixtures' weights alone.
+        prng = np.random.default_rng(SEED + 1)
+        pixels = prng.uniform(0, 255, (64, 12, 14, 3)).astype(np.float32) * np.array([1.0, 0.7, 0.4], np.float32)
+        # The fixtures' input is 0..1, so after `to_unit` the pixels are 0..1/255: adapt on that.
+        pre = preprocessing(keras, pixels / 255.0 / 255.0)
+        randomize_trainable(pre, prng)
+        pre.save(out / "preprocessing.keras")
+        pre.save(out / "preprocessing_k3.h5")
+        write_reference(out / "preprocessing.json", pre, fixed_input(12, 14, 3), "conv",
+                        ["preprocessing.keras", "preprocessing_k3.h5"],
+                        "Rescaling, adapted Normalization, per-channel Rescaling; a Normalization with given statistics")
+
+    if args.only in (None, "resize_dense"):
+        rrng = np.random.default_rng(SEED + 2)
+        rd = resize_dense(keras)
+        randomize(rd, rrng)
+        rd.save(out / "resize_dense.keras")
+        rd.save(out / "resize_dense_k3.h5")
+        x = fixed_input(20, 24, 3)
+        write_reference(out / "resize_dense.json", rd, x, "per_pixel",
+                        ["resize_dense.keras", "resize_dense_k3.h5"],
+                        "Resizing bilinear/nearest down and up; Dense per pixel (4-D) and per token (3-D)",
+                        grad_channel=living_channel(rd, x, "per_pixel"))
+
+    if args.only in (None, "clash"):
+        crng = np.random.default_rng(SEED + 3)
+        cl = clash(keras)
+        randomize(cl, crng)
+        cl.save(out / "clash.keras")
+        x = fixed_input(12, 12, 3)
+        write_reference(out / "clash.json", cl, x, "inner_a/conv", ["clash.keras"],
+                        "two nested models each with a layer named conv",
+                        grad_channel=living_channel(cl, x, "inner_a/conv"))
+
+    if args.only == "walkthrough_full":
+        # The walk-through's network at full size (32/64/128/128, Dense 512; 13.8 MB per file),
+        # as a Keras 2 .h5 only, its weights made for git's compression (quantize_for_git).
+        wrng = np.random.default_rng(SEED + 4)
+        w3 = catsdogs(keras, widths=(32, 64, 128, 128), dense=512)
+        randomize(w3, wrng)
+        quantize_for_git(w3, wrng)
+        w2 = catsdogs(tf_keras, widths=(32, 64, 128, 128), dense=512)
+        w2.set_weights(w3.get_weights())
+        w2.save(out / "walkthrough_full_k2.h5")
+        x = fixed_input(150, 150, 3)
+        write_reference(out / "walkthrough_full.json", w3, x, "conv2d_3", ["walkthrough_full_k2.h5"],
+                        "the walk-through's cats-vs-dogs convnet at full size; its Dense kernel 99% zeros, the rest quantised, the other weights at bfloat16 precision",
+                        grad_channel=living_channel(w3, x, "conv2d_3"))
+
+    if args.only in (None, "any_size"):
+        arng = np.random.default_rng(SEED + 5)
+        a = any_size(keras)
+        randomize(a, arng)
+        a.save(out / "any_size.keras")
+        # Raw pixels, as the model wants them; any size (this one is neither 18x22 nor square).
+        x = fixed_input(26, 31, 3) * np.float32(255.0)
+        write_reference(out / "any_size.json", a, x, "conv", ["any_size.keras"],
+                        "input of any size: Resizing then Rescaling(1/255)",
+                        grad_channel=living_channel(a, x, "conv"), input_scale=255.0)
+
     if args.only:
         return 0
 

@@ -40,9 +40,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print a Keras-style summary of an ONNX model: layers, ops, output shapes, parameters.
+    /// Print a Keras-style summary of a model: layers, ops, output shapes, parameters (a Keras
+    /// file also gets the rows Keras's own model.summary() prints).
     Summary {
-        /// The ONNX model file.
+        /// The ONNX or Keras (.keras, .h5) model file.
         model: PathBuf,
         /// Print JSON instead of a table.
         #[arg(long)]

@@ -27,7 +27,8 @@ pub(crate) fn load(path: &Path, options: &LoadOptions) -> Result<Model> {
     let engine = convscope_engine::Model::from_proto_with(keras.proto, options)?;
     let mut model = Model::from_engine(engine, path.display().to_string())
         .allow_nonfinite(options.allow_nonfinite)
-        .with_declared_params(keras.weight_count);
+        .with_declared_params(keras.weight_count)
+        .with_keras_layers(keras.layers);
     if keras.input_rescaling.is_some() {
         model.set_input(InputConfig {
             preprocess: Preprocess::Raw,

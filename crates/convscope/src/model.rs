@@ -20,7 +20,7 @@ use crate::picture::{Image, Region};
 use crate::progress::{NoProgress, Progress};
 use crate::saliency::{SaliencyConfig, SaliencyMap};
 use crate::size::Size;
-use crate::summary::SummaryDoc;
+use crate::summary::{KerasLayerDoc, SummaryDoc};
 use crate::visualize::{Visualization, VisualizeConfig};
 
 /// A convolutional network, ready to show what it has learned.
@@ -50,6 +50,8 @@ pub struct Model {
     /// The parameter count the file's own tool reports (Keras's "Total params"), which the
     /// summary shows instead of the graph's count.
     declared_params: Option<usize>,
+    /// The rows Keras's `model.summary()` prints, for a model read from a Keras file.
+    keras_layers: Option<Vec<convscope_keras::KerasLayer>>,
     tokens: TokenConfig,
 }
 
@@ -99,6 +101,7 @@ impl Model {
             memory: MemoryLimit::from_available(),
             allow_nonfinite: false,
             declared_params: None,
+            keras_layers: None,
             tokens: TokenConfig::default(),
         }
     }
@@ -268,12 +271,77 @@ impl Model {
 
     /// [`Model::summary`] at a given input size (`None`: the declared size, else 224×224).
     pub fn summary_at(&self, size: Option<Size>) -> Result<SummaryDoc> {
-        Ok(SummaryDoc::new(&self.engine_summary(size)?))
+        let engine = self.engine_summary(size)?;
+        let mut doc = SummaryDoc::new(&engine);
+        doc.keras_layers = self.keras_rows(&engine.input_shape)?;
+        Ok(doc)
     }
 
-    /// The plain-text table of [`Model::summary`], as Keras prints it.
+    /// The plain-text table of [`Model::summary`], as Keras prints it; a model read from a
+    /// Keras file also gets the rows of Keras's own `model.summary()` (one per Keras layer,
+    /// a nested model as one row).
     pub fn summary_text(&self) -> Result<String> {
-        Ok(self.engine_summary(self.input.size)?.to_string())
+        let engine = self.engine_summary(self.input.size)?;
+        let mut text = engine.to_string();
+        if let Some(rows) = self.keras_rows(&engine.input_shape)? {
+            text.push_str("\n\n");
+            text.push_str(&crate::summary::keras_table(&rows, engine.total_params));
+        }
+        Ok(text)
+    }
+
+    /// Keras's summary rows with their output shapes for an input of `input_shape`.
+    fn keras_rows(&self, input_shape: &[usize]) -> Result<Option<Vec<KerasLayerDoc>>> {
+        let Some(layers) = &self.keras_layers else {
+            return Ok(None);
+        };
+        let spec = self.engine.input_spec();
+        let input = spec.name.clone();
+        // A file that leaves the input's size free: Keras shows `None` for every dimension that
+        // follows it. Those are the dimensions that change when the input's size does.
+        let other_size = match (spec.height, spec.width, spec.layout) {
+            (Some(_), Some(_), _) | (_, _, convscope_engine::Layout::Nchw) => None,
+            _ => input_shape
+                .get(1..3)
+                .map(|hw| spec.shape(1, hw[0] + 7, hw[1] + 5)),
+        };
+        let mut rows = Vec::with_capacity(layers.len());
+        for l in layers {
+            // By value name: an engine layer of the same name may end elsewhere (a
+            // GlobalAveragePooling2D's layer is the pooling, its Keras output the flattened one).
+            // A row without one value (a nested model with several outputs) shows `?`, as Keras
+            // does for a shape it cannot tell, rather than failing the whole summary.
+            let id = self
+                .engine
+                .value_named(&l.value)
+                .or_else(|| self.engine.resolve(&l.value).ok());
+            let shape = match id {
+                Some(id) => self.engine.value_shape(input_shape, id)?,
+                None => Vec::new(),
+            };
+            let mut output_shape = keras_shape(shape, l.value == input);
+            if let (Some(id), Some(other)) = (id, &other_size) {
+                let moved = keras_shape(self.engine.value_shape(other, id)?, l.value == input);
+                for (d, m) in output_shape.iter_mut().zip(moved) {
+                    if *d != m {
+                        *d = None;
+                    }
+                }
+            }
+            rows.push(KerasLayerDoc {
+                name: l.name.clone(),
+                class: l.class.clone(),
+                output_shape,
+                params: l.params,
+            });
+        }
+        Ok(Some(rows))
+    }
+
+    /// Keeps the rows of Keras's `model.summary()` for [`Model::summary`].
+    pub(crate) fn with_keras_layers(mut self, layers: Vec<convscope_keras::KerasLayer>) -> Model {
+        self.keras_layers = Some(layers);
+        self
     }
 
     /// The engine's summary, with the file's own parameter count when it declares one.
@@ -709,4 +777,58 @@ pub fn demo_scene() -> DemoScene {
         })
         .collect();
     DemoScene { image, shapes }
+}
+
+/// An engine shape as Keras shows it: 4-D values other than the model input are held NCHW
+/// and go back to NHWC, and the batch is `None`.
+fn keras_shape(mut shape: Vec<usize>, is_input: bool) -> Vec<Option<usize>> {
+    if shape.len() == 4 && !is_input {
+        shape = vec![shape[0], shape[2], shape[3], shape[1]];
+    }
+    let mut out: Vec<Option<usize>> = shape.into_iter().map(Some).collect();
+    if let Some(batch) = out.first_mut() {
+        *batch = None;
+    }
+    out
+}
+
+#[cfg(test)]
+mod keras_summary_tests {
+    use super::*;
+
+    #[test]
+    fn keras_shapes_are_nhwc_with_a_free_batch() {
+        assert_eq!(
+            keras_shape(vec![1, 32, 148, 140], false),
+            [None, Some(148), Some(140), Some(32)]
+        );
+        assert_eq!(
+            keras_shape(vec![1, 150, 150, 3], true),
+            [None, Some(150), Some(150), Some(3)]
+        );
+        assert_eq!(
+            keras_shape(vec![1, 30, 4], false),
+            [None, Some(30), Some(4)]
+        );
+    }
+
+    /// A row whose value the graph lacks shows `?` instead of failing the summary.
+    #[test]
+    fn a_row_without_a_value_shows_a_question_mark() {
+        let model = Model::demo()
+            .unwrap()
+            .with_keras_layers(vec![convscope_keras::KerasLayer {
+                name: "two_outputs".into(),
+                class: "Functional".into(),
+                value: "no such value".into(),
+                params: 7,
+            }]);
+        let doc = model.summary().unwrap();
+        let row = &doc.keras_layers.unwrap()[0];
+        assert_eq!((row.shape_text().as_str(), row.params), ("?", 7));
+        assert!(model
+            .summary_text()
+            .unwrap()
+            .contains("two_outputs (Functional)  ?"));
+    }
 }

@@ -134,6 +134,9 @@ fn rescaling_layer_sets_the_raw_pixel_preset() {
     // A per-channel Rescaling later on does not change what the input rescaling set.
     let pre = Model::load(fixture("preprocessing.keras")).unwrap();
     assert_eq!(pre.input_config().preprocess, Preprocess::Raw);
+    // Resizing then Rescaling at the input (Keras's guides start a model this way).
+    let any = Model::load(fixture("any_size.keras")).unwrap();
+    assert_eq!(any.input_config().preprocess, Preprocess::Raw);
     let plain = Model::load(fixture("catsdogs.keras")).unwrap();
     assert_eq!(plain.input_config().preprocess, Preprocess::Unit);
 }
@@ -150,6 +153,10 @@ fn fixtures_count_the_parameters_keras_counts() {
         "nested.json",
         "zoo.json",
         "preprocessing.json",
+        "resize_dense.json",
+        "clash.json",
+        "walkthrough_full.json",
+        "any_size.json",
     ] {
         let doc: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(fixture(json)).unwrap()).unwrap();
@@ -159,5 +166,88 @@ fn fixtures_count_the_parameters_keras_counts() {
             let model = Model::load(fixture(file)).unwrap();
             assert_eq!(model.summary().unwrap().total_params, keras, "{file}");
         }
+    }
+}
+
+/// Every fixture file's summary carries the rows Keras's own `model.summary()` printed for it
+/// (recorded in `<fixture>.summary.json` by `make_fixtures.py --summary-rows`, which loads the
+/// committed files back with Keras 3, and tf-keras for the Keras 2 files): per layer the name,
+/// class, output shape as Keras prints it and `count_params()`, a nested model as one
+/// `Functional` row, Sequential models without their InputLayer; the text shows the same
+/// rows, and the selectable layers (`layers`) are still the engine's.
+#[test]
+fn summary_shows_the_rows_keras_prints() {
+    let mut files = 0;
+    for json in [
+        "any_size",
+        "catsdogs",
+        "clash",
+        "mobilenet_like",
+        "nested",
+        "preprocessing",
+        "resize_dense",
+        "walkthrough_full",
+        "zoo",
+    ] {
+        let want: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture(&format!("{json}.summary.json"))).unwrap(),
+        )
+        .unwrap();
+        let rows = want["rows"].as_array().unwrap();
+        for file in want["files"].as_array().unwrap() {
+            let file = file.as_str().unwrap();
+            let model = Model::load(fixture(file)).unwrap();
+            let doc = model.summary().unwrap();
+            let got = doc
+                .keras_layers
+                .as_ref()
+                .expect("a Keras file has Keras rows");
+            let got: Vec<(String, String, String, usize)> = got
+                .iter()
+                .map(|r| (r.name.clone(), r.class.clone(), r.shape_text(), r.params))
+                .collect();
+            let want_rows: Vec<(String, String, String, usize)> = rows
+                .iter()
+                .map(|r| {
+                    (
+                        r["name"].as_str().unwrap().to_string(),
+                        r["class"].as_str().unwrap().to_string(),
+                        r["output_shape"].as_str().unwrap().to_string(),
+                        r["params"].as_u64().unwrap() as usize,
+                    )
+                })
+                .collect();
+            assert_eq!(got, want_rows, "{file}");
+            assert_eq!(
+                doc.total_params,
+                want["total_params"].as_u64().unwrap() as usize
+            );
+            let text = model.summary_text().unwrap();
+            for (name, class, shape, _) in &want_rows {
+                let row = format!("{name} ({class})");
+                let line = text
+                    .lines()
+                    .find(|l| l.starts_with(&format!("{row} ")))
+                    .unwrap_or_else(|| panic!("{file}: no row {row} in\n{text}"));
+                assert!(line.contains(shape.as_str()), "{file}: {line}");
+            }
+            // The engine's rows, which --layers selects from, are still there.
+            assert!(doc.layers.iter().all(|l| model.select_one(&l.name).is_ok()));
+            files += 1;
+        }
+    }
+    assert_eq!(files, 14);
+}
+
+/// The summary JSON of an ONNX model has no `keras_layers` field (the viewer and scripts read
+/// the same fields as before).
+#[test]
+fn onnx_summary_json_has_no_keras_rows() {
+    let doc = Model::demo().unwrap().summary().unwrap();
+    assert!(doc.keras_layers.is_none());
+    let json = serde_json::to_value(&doc).unwrap();
+    assert!(json.get("keras_layers").is_none());
+    for field in ["input", "producer", "opset", "layers", "total_params"] {
+        assert!(json.get(field).is_some(), "{field}");
     }
 }

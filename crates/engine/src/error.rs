@@ -19,6 +19,15 @@ pub enum Error {
         /// Existing names, closest first.
         closest: Vec<String>,
     },
+    /// A short name that ends more than one path (`conv` when two nested Keras models each
+    /// hold a `conv`: `inner_a/conv`, `inner_b/conv`); every path is listed.
+    #[error("'{name}' is ambiguous: it names {}; give the full path", .paths.join(", "))]
+    AmbiguousName {
+        /// The name that was asked for.
+        name: String,
+        /// Every value path ending in `/name`.
+        paths: Vec<String>,
+    },
     /// The input tensor does not fit the model.
     #[error("bad input: {0}")]
     Input(String),

@@ -31,6 +31,8 @@ pub(crate) struct LayerSpec {
 #[derive(Debug, Clone)]
 pub(crate) struct Graph {
     pub name: String,
+    /// A Sequential model (Keras's summary leaves out its InputLayer).
+    pub sequential: bool,
     pub layers: Vec<LayerSpec>,
     pub inputs: Vec<TensorRef>,
     pub outputs: Vec<TensorRef>,
@@ -163,6 +165,7 @@ fn parse_sequential(config: &Value, depth: usize) -> Result<Graph> {
     let first = layers[0].name.clone();
     Ok(Graph {
         name,
+        sequential: true,
         layers,
         inputs: vec![TensorRef {
             layer: first,
@@ -263,6 +266,7 @@ fn parse_functional(config: &Value, depth: usize) -> Result<Graph> {
     }
     Ok(Graph {
         name,
+        sequential: false,
         inputs: tensor_refs(config.get("input_layers"), "input_layers")?,
         outputs: tensor_refs(config.get("output_layers"), "output_layers")?,
         layers,

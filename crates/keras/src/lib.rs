@@ -46,6 +46,24 @@ pub struct KerasModel {
     /// (BatchNormalization's moving statistics and an adapted Normalization's count included;
     /// constants a layer keeps in its config, such as a per-channel Rescaling's scale, not).
     pub weight_count: usize,
+    /// The rows Keras's `model.summary()` prints, in its order: every top-level layer (a
+    /// nested model is one row, as Keras shows it; a Sequential's InputLayer is left out, a
+    /// Functional model's listed).
+    pub layers: Vec<KerasLayer>,
+}
+
+/// One row of Keras's `model.summary()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KerasLayer {
+    /// The layer's name, e.g. `conv2d` or `vgg16`.
+    pub name: String,
+    /// Its class as Keras shows it: `Conv2D`, `Functional` or `Sequential` for a nested model.
+    pub class: String,
+    /// The graph value holding its output (of its first call). A 4-D value is held NCHW
+    /// (Keras's NHWC transposed), except the model input itself, which stays NHWC.
+    pub value: String,
+    /// Its weight values (`layer.count_params()`: non-trainable statistics included).
+    pub params: usize,
 }
 
 /// Which file format, from the first bytes.
@@ -112,11 +130,27 @@ fn finish(graph: &Graph, weights: &Weights, keras_version: Option<String>) -> Re
         .as_deref()
         .is_some_and(|v| v.starts_with('2') || v.starts_with('1'));
     let t = translate::translate(graph, weights, keras2)?;
+    let layers = graph
+        .layers
+        .iter()
+        .filter(|l| !(graph.sequential && l.class == "InputLayer"))
+        .map(|l| KerasLayer {
+            name: l.name.clone(),
+            class: match l.class.as_str() {
+                // Keras 2's name for a nested Functional model; Keras shows its class.
+                "Model" => "Functional".into(),
+                c => c.to_string(),
+            },
+            value: l.name.clone(),
+            params: weights.count_of(&l.name),
+        })
+        .collect();
     Ok(KerasModel {
         proto: t.proto,
         input_rescaling: t.input_rescaling,
         keras_version,
         weight_count: weights.element_count(),
+        layers,
     })
 }
 

@@ -39,7 +39,8 @@ struct T {
     rank: usize,
     /// A 4-D image tensor, held NCHW (Keras NHWC).
     image: bool,
-    /// Whether it is the model input itself.
+    /// Whether it holds the model input's own pixel values: the input itself, or the input
+    /// resized (a `Rescaling` meeting it means the model wants raw pixels).
     is_input: bool,
 }
 
@@ -632,6 +633,7 @@ impl Tx<'_> {
             }
             "Rescaling" => self.rescaling(l, &x, &out)?,
             "Normalization" => self.normalization(l, &x, &out)?,
+            "Resizing" => self.resizing(l, &x, &out)?,
             _ => None,
         };
         match result {
@@ -936,16 +938,25 @@ impl Tx<'_> {
         Ok(self.layer_activation(l, t, out))
     }
 
+    /// Keras's Dense multiplies the last axis by its kernel, whatever the rank: a `[batch,
+    /// features]` tensor takes a Gemm, an image (held NCHW) a 1×1 Conv so it stays an image the
+    /// engine groups and maps like any convolution, and any other rank (a token sequence) a
+    /// MatMul, which broadcasts over the leading axes, plus the bias.
     fn dense(&mut self, l: &LayerSpec, x: &T, out: &str) -> Result<Option<T>> {
-        if x.rank != 2 {
-            self.unsupported(Some(format!("Dense on a {}-D input", x.rank)));
-            return Ok(None);
-        }
         let use_bias = cfg_bool(l, "use_bias", true);
         let w = self.weights(l, 1 + usize::from(use_bias))?;
         self.check_shape(&w[0], 2, "kernel")?;
         let (fin, units) = (w[0].shape[0], w[0].shape[1]);
-        let kn = self.init("kernel", &[fin as i64, units as i64], &w[0].values);
+        if use_bias && w[1].values.len() != units {
+            return Err(Error::Weights {
+                layer: self.path.clone(),
+                class: l.class.clone(),
+                problem: format!(
+                    "its bias has {} values for {units} units",
+                    w[1].values.len()
+                ),
+            });
+        }
         let lin = if cfg(l, "activation")
             .and_then(Value::as_str)
             .is_none_or(|a| a == "linear")
@@ -954,27 +965,39 @@ impl Tx<'_> {
         } else {
             self.fresh("dense")
         };
-        if use_bias {
-            if w[1].values.len() != units {
-                return Err(Error::Weights {
-                    layer: self.path.clone(),
-                    class: l.class.clone(),
-                    problem: format!(
-                        "its bias has {} values for {units} units",
-                        w[1].values.len()
-                    ),
-                });
+        if x.image {
+            // [fin, units] → [units, fin, 1, 1].
+            let mut k = vec![0.0; fin * units];
+            for i in 0..fin {
+                for o in 0..units {
+                    k[o * fin + i] = w[0].values[i * units + o];
+                }
             }
-            let bn = self.init("bias", &[units as i64], &w[1].values);
-            self.push("Gemm", vec![x.value.clone(), kn, bn], &lin, vec![]);
+            let kn = self.init("kernel", &[units as i64, fin as i64, 1, 1], &k);
+            let mut ins = vec![x.value.clone(), kn];
+            if use_bias {
+                ins.push(self.init("bias", &[units as i64], &w[1].values));
+            }
+            self.push("Conv", ins, &lin, vec![A::ints("kernel_shape", &[1, 1])]);
         } else {
-            self.push("MatMul", vec![x.value.clone(), kn], &lin, vec![]);
+            let kn = self.init("kernel", &[fin as i64, units as i64], &w[0].values);
+            match (use_bias, x.rank) {
+                (true, 2) => {
+                    let bn = self.init("bias", &[units as i64], &w[1].values);
+                    self.push("Gemm", vec![x.value.clone(), kn, bn], &lin, vec![]);
+                }
+                (true, _) => {
+                    let product = self.op("MatMul", vec![x.value.clone(), kn], vec![]);
+                    let bn = self.init("bias", &[units as i64], &w[1].values);
+                    self.push("Add", vec![product, bn], &lin, vec![]);
+                }
+                (false, _) => self.push("MatMul", vec![x.value.clone(), kn], &lin, vec![]),
+            }
         }
         let t = T {
             value: lin,
-            rank: 2,
-            image: false,
             is_input: false,
+            ..x.clone()
         };
         Ok(self.layer_activation(l, t, out))
     }
@@ -1283,6 +1306,76 @@ impl Tx<'_> {
         }))
     }
 
+    /// Keras's Resizing to a fixed `height` × `width`, as `tf.image.resize` computes it without
+    /// antialiasing: bilinear with half-pixel centres, or nearest picking
+    /// `floor((x + 0.5) · in / out)` (ONNX's `tf_half_pixel_for_nn`). The output size goes in
+    /// as Resize's `sizes`, made of the input's own batch and channel count (Shape → Slice)
+    /// and the layer's constants, so any batch size runs. Cropping or padding to the aspect
+    /// ratio, antialiasing and the other interpolations are refused.
+    fn resizing(&mut self, l: &LayerSpec, x: &T, out: &str) -> Result<Option<T>> {
+        let side = |key: &str| {
+            cfg(l, key)
+                .and_then(Value::as_i64)
+                .filter(|v| (1..=1 << 16).contains(v))
+                .ok_or_else(|| Error::Config(format!("layer '{}': bad {key}", l.name)))
+        };
+        let (height, width) = (side("height")?, side("width")?);
+        let interpolation = cfg_str(l, "interpolation", "bilinear");
+        let (mode, coord, nearest) = match interpolation {
+            "bilinear" => ("linear", "half_pixel", "floor"),
+            "nearest" => ("nearest", "tf_half_pixel_for_nn", "floor"),
+            other => {
+                self.unsupported(Some(format!(
+                    "interpolation '{other}' (bilinear and nearest are read)"
+                )));
+                return Ok(None);
+            }
+        };
+        for option in ["crop_to_aspect_ratio", "pad_to_aspect_ratio", "antialias"] {
+            if cfg_bool(l, option, false) {
+                self.unsupported(Some(format!("{option}=True")));
+                return Ok(None);
+            }
+        }
+        if !x.image {
+            self.unsupported(Some("the input is not a 4-D image tensor".into()));
+            return Ok(None);
+        }
+        // The size helpers are not the layer: the Resize heads it.
+        let head = std::mem::replace(
+            &mut self.head,
+            format!("{}:size", self.path.replace('/', ".")),
+        );
+        let shape = self.op("Shape", vec![x.value.clone()], vec![]);
+        let starts = self.init_i64("starts", &[0]);
+        let ends = self.init_i64("ends", &[2]);
+        let batch_channels = self.op("Slice", vec![shape, starts, ends], vec![]);
+        let spatial = self.init_i64("size", &[height, width]);
+        let sizes = self.op(
+            "Concat",
+            vec![batch_channels, spatial],
+            vec![A::int("axis", 0)],
+        );
+        self.head = head;
+        let resized = self.image_op(
+            x,
+            out,
+            "Resize",
+            vec![x.value.clone(), String::new(), String::new(), sizes],
+            vec![
+                A::string("mode", mode),
+                A::string("coordinate_transformation_mode", coord),
+                A::string("nearest_mode", nearest),
+            ],
+        );
+        // Resized pixels are still the input's pixels: `Resizing` then `Rescaling(1/255)`, the
+        // usual start of a Keras model, wants raw pixels like a `Rescaling` alone.
+        Ok(resized.map(|t| T {
+            is_input: x.is_input,
+            ..t
+        }))
+    }
+
     /// Keras's Normalization: `(x - mean) / max(sqrt(variance), 1e-7)` per channel (`invert`:
     /// `mean + x * max(sqrt(variance), 1e-7)`), the statistics from the config when given, else
     /// the adapted weights (mean, variance, count).
@@ -1390,4 +1483,45 @@ fn lookup(env: &HashMap<String, Vec<Vec<T>>>, r: &TensorRef) -> Option<T> {
             .or_else(|| calls.get(r.node.checked_sub(1)?))?
     };
     call.get(r.tensor).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sequential(layers: serde_json::Value) -> Graph {
+        crate::config::parse_model(&serde_json::json!({
+            "class_name": "Sequential",
+            "config": {"name": "s", "layers": layers}
+        }))
+        .unwrap()
+    }
+
+    /// `Resizing` then `Rescaling`, the start of Keras's own preprocessing examples, wants raw
+    /// pixels like a `Rescaling` alone; a `Rescaling` after a convolution does not.
+    #[test]
+    fn rescaling_after_resizing_the_input_sets_the_raw_pixel_preset() {
+        let input = serde_json::json!({"class_name": "InputLayer",
+            "config": {"name": "in", "batch_shape": [null, 40, 50, 3]}});
+        let resize = serde_json::json!({"class_name": "Resizing",
+            "config": {"name": "resize", "height": 20, "width": 25}});
+        let rescale = serde_json::json!({"class_name": "Rescaling",
+            "config": {"name": "rescale", "scale": 0.00392156862745098, "offset": 0.0}});
+        let pool = serde_json::json!({"class_name": "MaxPooling2D", "config": {"name": "pool"}});
+        let weights = Weights::default();
+        let t = translate(
+            &sequential(serde_json::json!([input, resize, rescale])),
+            &weights,
+            false,
+        )
+        .unwrap();
+        assert_eq!(t.input_rescaling, Some((1.0 / 255.0, 0.0)));
+        let t = translate(
+            &sequential(serde_json::json!([input, pool, rescale])),
+            &weights,
+            false,
+        )
+        .unwrap();
+        assert_eq!(t.input_rescaling, None);
+    }
 }

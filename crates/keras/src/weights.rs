@@ -74,6 +74,27 @@ impl Weights {
         keras3 + legacy
     }
 
+    /// Every weight value of the top-level layer `name`, a nested model's inner layers
+    /// included: what Keras's `layer.count_params()` counts.
+    pub(crate) fn count_of(&self, name: &str) -> usize {
+        let inner = format!("{name}/");
+        let keras3: usize = self
+            .by_path
+            .iter()
+            .filter(|(path, _)| *path == name || path.starts_with(&inner))
+            .flat_map(|(_, arrays)| arrays)
+            .map(|a| a.values.len())
+            .sum();
+        let legacy: usize = self
+            .legacy
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|(_, a)| a.values.len())
+            .sum();
+        keras3 + legacy
+    }
+
     /// The weights of the layer at `path` (`["block1_conv1"]` or `["vgg16", "block1_conv1"]`),
     /// or `None` when the file has none for it.
     pub(crate) fn get(&self, path: &[String]) -> Option<Vec<Array>> {

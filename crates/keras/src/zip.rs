@@ -1,6 +1,8 @@
 //! The few zip features a `.keras` archive uses: the central directory, stored and deflated
-//! members, CRC-32 checks. Every offset and length is checked against the bytes present, so a
-//! truncated or hostile archive gives [`Error::Zip`], never a panic or a huge allocation.
+//! members, CRC-32 checks, and the ZIP64 records Python's `zipfile` writes for archives or
+//! members past 4 GiB (or 65,535 members). Every offset and length is checked against the bytes
+//! present, so a truncated or hostile archive gives [`Error::Zip`], never a panic or a huge
+//! allocation.
 
 use std::io::Read;
 
@@ -9,6 +11,12 @@ use crate::error::{Error, Result};
 const END_OF_CENTRAL_DIRECTORY: u32 = 0x0605_4b50;
 const CENTRAL_ENTRY: u32 = 0x0201_4b50;
 const LOCAL_HEADER: u32 = 0x0403_4b50;
+const ZIP64_END_OF_CENTRAL_DIRECTORY: u32 = 0x0606_4b50;
+const ZIP64_LOCATOR: u32 = 0x0706_4b50;
+/// The id of the extra field that holds a member's 64-bit sizes and offset.
+const ZIP64_EXTRA: u16 = 0x0001;
+/// A 32-bit field that says "see the ZIP64 record".
+const SEE_ZIP64: u32 = u32::MAX;
 
 /// The signature every zip archive (a `.keras` file) starts with.
 pub(crate) const MAGIC: &[u8] = b"PK\x03\x04";
@@ -36,12 +44,24 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     ))
 }
 
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
+}
+
+/// A 64-bit count or offset as `usize`, `None` past the address space.
+fn u64_usize(b: &[u8], at: usize) -> Option<usize> {
+    usize::try_from(u64_at(b, at)?).ok()
+}
+
 fn truncated() -> Error {
     Error::Zip("the archive is truncated (its directory is missing or cut short)".into())
 }
 
-/// The archive's members.
-pub(crate) fn entries(b: &[u8]) -> Result<Vec<Entry>> {
+/// Where the central directory is and how many entries it has: from the end record, or from
+/// the ZIP64 end record its locator (the 20 bytes before the end record) points at.
+fn directory(b: &[u8]) -> Result<(usize, usize)> {
     // The end record is 22 bytes plus a comment of at most 65535.
     let lowest = b.len().saturating_sub(22 + 65535);
     let end = (lowest..=b.len().saturating_sub(22))
@@ -49,7 +69,70 @@ pub(crate) fn entries(b: &[u8]) -> Result<Vec<Entry>> {
         .find(|&i| u32_at(b, i) == Some(END_OF_CENTRAL_DIRECTORY))
         .ok_or_else(truncated)?;
     let count = u16_at(b, end + 10).ok_or_else(truncated)? as usize;
-    let dir_offset = u32_at(b, end + 16).ok_or_else(truncated)? as usize;
+    let offset = u32_at(b, end + 16).ok_or_else(truncated)?;
+    let locator = end.checked_sub(20);
+    if locator.and_then(|at| u32_at(b, at)) != Some(ZIP64_LOCATOR) {
+        if offset == SEE_ZIP64 {
+            return Err(Error::Zip(
+                "its end record refers to a ZIP64 record that is missing".into(),
+            ));
+        }
+        return Ok((offset as usize, count));
+    }
+    let bad64 = |what: &str| Error::Zip(format!("its ZIP64 end record {what}"));
+    let at = locator
+        .and_then(|l| u64_usize(b, l + 8))
+        .ok_or_else(|| bad64("is not where its locator says"))?;
+    // The record (56 bytes) lies before the locator; anywhere else it is made up.
+    if locator.is_none_or(|l| at.checked_add(56).is_none_or(|e| e > l))
+        || u32_at(b, at) != Some(ZIP64_END_OF_CENTRAL_DIRECTORY)
+    {
+        return Err(bad64("is not where its locator says"));
+    }
+    let count = u64_usize(b, at + 32).ok_or_else(|| bad64("is cut short"))?;
+    let offset = u64_usize(b, at + 48).ok_or_else(|| bad64("is cut short"))?;
+    if offset >= at {
+        return Err(bad64("puts the directory past its own start"));
+    }
+    Ok((offset, count))
+}
+
+/// The 64-bit values of a central entry's ZIP64 extra field, for the fields (uncompressed
+/// size, compressed size, local header offset, in this order) whose 32-bit value is
+/// [`SEE_ZIP64`]; the others keep their 32-bit values.
+fn zip64_fields(extra: &[u8], fields: [u32; 3], name: &str) -> Result<[usize; 3]> {
+    let missing = || {
+        Error::Zip(format!(
+            "the ZIP64 sizes of '{name}' are missing or cut short"
+        ))
+    };
+    let mut at = 0;
+    while at + 4 <= extra.len() {
+        let id = u16_at(extra, at).ok_or_else(missing)?;
+        let len = u16_at(extra, at + 2).ok_or_else(missing)? as usize;
+        let body = extra.get(at + 4..at + 4 + len).ok_or_else(missing)?;
+        if id == ZIP64_EXTRA {
+            let mut out = [0; 3];
+            let mut next = 0;
+            for (o, &f) in out.iter_mut().zip(&fields) {
+                *o = if f == SEE_ZIP64 {
+                    let v = u64_usize(body, next).ok_or_else(missing)?;
+                    next += 8;
+                    v
+                } else {
+                    f as usize
+                };
+            }
+            return Ok(out);
+        }
+        at += 4 + len;
+    }
+    Err(missing())
+}
+
+/// The archive's members.
+pub(crate) fn entries(b: &[u8]) -> Result<Vec<Entry>> {
+    let (dir_offset, count) = directory(b)?;
     let mut at = dir_offset;
     let mut out = Vec::with_capacity(count.min(1024));
     for _ in 0..count {
@@ -67,18 +150,23 @@ pub(crate) fn entries(b: &[u8]) -> Result<Vec<Entry>> {
         );
         let local_offset = word(42)?;
         let name = b.get(at + 46..at + 46 + name_len).ok_or_else(truncated)?;
-        if compressed == u32::MAX || size == u32::MAX || local_offset == u32::MAX {
-            return Err(Error::Zip(
-                "ZIP64 archives (members over 4 GiB) are not supported".into(),
-            ));
-        }
+        let name = String::from_utf8_lossy(name).into_owned();
+        let extra = b
+            .get(at + 46 + name_len..at + 46 + name_len + extra_len)
+            .ok_or_else(truncated)?;
+        let [size, compressed, local_offset] =
+            if [size, compressed, local_offset].contains(&SEE_ZIP64) {
+                zip64_fields(extra, [size, compressed, local_offset], &name)?
+            } else {
+                [size as usize, compressed as usize, local_offset as usize]
+            };
         out.push(Entry {
-            name: String::from_utf8_lossy(name).into_owned(),
+            name,
             method,
             crc,
-            compressed: compressed as usize,
-            size: size as usize,
-            local_offset: local_offset as usize,
+            compressed,
+            size,
+            local_offset,
         });
         at += 46 + name_len + extra_len + comment_len;
     }
@@ -108,7 +196,7 @@ pub(crate) fn read(b: &[u8], entries: &[Entry], name: &str) -> Result<Vec<u8>> {
             // The declared size bounds the allocation; a member that inflates past it is corrupt.
             let mut out = Vec::with_capacity(e.size.min(data.len().saturating_mul(1032)));
             flate2::read::DeflateDecoder::new(data)
-                .take(e.size as u64 + 1)
+                .take((e.size as u64).saturating_add(1))
                 .read_to_end(&mut out)
                 .map_err(|err| Error::Zip(format!("'{name}' does not inflate: {err}")))?;
             out

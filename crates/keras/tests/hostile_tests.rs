@@ -91,6 +91,70 @@ fn config_naming_missing_weights_is_named() {
     assert!(KerasModel::from_bytes(&zip_stored(&same)).is_ok());
 }
 
+/// `file` with the first `from` in its config.json replaced by `to`.
+fn with_config_edit(file: &str, from: &str, to: &str) -> Vec<u8> {
+    let members: Vec<(String, Vec<u8>)> = unzip_stored(&fixture(file))
+        .into_iter()
+        .map(|(n, d)| {
+            if n != "config.json" {
+                return (n, d);
+            }
+            let text = String::from_utf8(d).unwrap();
+            assert!(text.contains(from), "{file}'s config has no {from}");
+            (n, text.replacen(from, to, 1).into_bytes())
+        })
+        .collect();
+    let refs: Vec<(&str, Vec<u8>)> = members
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.clone()))
+        .collect();
+    zip_stored(&refs)
+}
+
+/// The Resizing options convscope does not translate are refused at load, one line naming the
+/// layer and the option (the first Resizing of the fixture, `shrink`, is bilinear).
+#[test]
+fn resizing_options_not_read_are_named() {
+    for (from, to, want) in [
+        (
+            "\"crop_to_aspect_ratio\": false",
+            "\"crop_to_aspect_ratio\": true",
+            "shrink (Resizing: crop_to_aspect_ratio=True)",
+        ),
+        (
+            "\"pad_to_aspect_ratio\": false",
+            "\"pad_to_aspect_ratio\": true",
+            "shrink (Resizing: pad_to_aspect_ratio=True)",
+        ),
+        (
+            "\"antialias\": false",
+            "\"antialias\": true",
+            "shrink (Resizing: antialias=True)",
+        ),
+        (
+            "\"interpolation\": \"bilinear\"",
+            "\"interpolation\": \"bicubic\"",
+            "shrink (Resizing: interpolation 'bicubic' (bilinear and nearest are read))",
+        ),
+    ] {
+        let e = error_of(&with_config_edit("resize_dense.keras", from, to));
+        assert_eq!(e, format!("unsupported Keras layers: {want}"));
+    }
+    let e = error_of(&with_config_edit(
+        "resize_dense.keras",
+        "\"height\": 15",
+        "\"height\": 0",
+    ));
+    assert_eq!(e, "bad Keras model config: layer 'shrink': bad height");
+    // The same archive unchanged loads: the rewrite itself is sound.
+    assert!(KerasModel::from_bytes(&with_config_edit(
+        "resize_dense.keras",
+        "\"height\": 15",
+        "\"height\": 15"
+    ))
+    .is_ok());
+}
+
 #[test]
 fn custom_layer_is_listed_with_its_class() {
     let e = error_of(&fixture("custom_layer.keras"));
@@ -108,6 +172,116 @@ fn weights_only_and_non_model_files_are_named() {
     );
     let zip = zip_stored(&[("config.json", b"{\"class_name\": \"Sequential\"".to_vec())]);
     assert!(error_of(&zip).starts_with("bad Keras model config: config.json is not valid JSON"));
+}
+
+/// The members of `catsdogs.keras`, as a ZIP64 archive.
+fn catsdogs_zip64() -> (Vec<u8>, Zip64Layout) {
+    let members = unzip_stored(&fixture("catsdogs.keras"));
+    let refs: Vec<(&str, Vec<u8>)> = members
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.clone()))
+        .collect();
+    zip64_stored(&refs)
+}
+
+/// A `.keras` archive written with ZIP64 records (as Python's zipfile writes archives past
+/// 4 GiB) reads as the same model as the plain archive (before ZIP64 support: "ZIP64 archives
+/// (members over 4 GiB) are not supported").
+#[test]
+fn zip64_keras_archive_reads_like_the_plain_one() {
+    let plain = KerasModel::from_bytes(&fixture("catsdogs.keras")).unwrap();
+    let (zip64, _) = catsdogs_zip64();
+    let read = KerasModel::from_bytes(&zip64).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(read.proto, plain.proto);
+    assert_eq!(read.weight_count, plain.weight_count);
+}
+
+/// `b` with the little-endian `value` written at `at`.
+fn patched(b: &[u8], at: usize, value: &[u8]) -> Vec<u8> {
+    let mut b = b.to_vec();
+    b[at..at + value.len()].copy_from_slice(value);
+    b
+}
+
+/// Damaged ZIP64 records and fields: one line each, never a panic, never a huge allocation.
+#[test]
+fn hostile_zip64_records_are_one_line() {
+    let (zip, at) = catsdogs_zip64();
+    let n = zip.len();
+    let big = (1u64 << 40).to_le_bytes();
+    // The extra fields (id, length, size, compressed size, offset) of the first two entries;
+    // config.json's damage must stop the load (a bad metadata.json only loses the version).
+    let metadata_extra = at.directory + 46 + "metadata.json".len();
+    let config_extra = metadata_extra + 28 + 46 + "config.json".len();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "locator pointing past the end",
+            patched(&zip, at.locator + 8, &big),
+            "ZIP64 end record is not where its locator says",
+        ),
+        (
+            "locator pointing into the directory",
+            patched(&zip, at.locator + 8, &(at.directory as u64).to_le_bytes()),
+            "ZIP64 end record is not where its locator says",
+        ),
+        (
+            "directory offset past the end",
+            patched(&zip, at.end64 + 48, &big),
+            "ZIP64 end record puts the directory past its own start",
+        ),
+        (
+            "directory offset of u64::MAX",
+            patched(&zip, at.end64 + 48, &u64::MAX.to_le_bytes()),
+            "puts the directory past its own start",
+        ),
+        (
+            "an entry count past the directory",
+            patched(&zip, at.end64 + 32, &big),
+            "truncated",
+        ),
+        (
+            // The first member's extra field: id, length, size, compressed size, offset.
+            "a compressed size past the end",
+            patched(&zip, config_extra + 12, &big),
+            "'config.json' is cut short",
+        ),
+        (
+            "a compressed size of u64::MAX",
+            patched(&zip, config_extra + 12, &u64::MAX.to_le_bytes()),
+            "'config.json' is cut short",
+        ),
+        (
+            "a local offset past the end",
+            patched(&zip, config_extra + 20, &big),
+            "the header of 'config.json' is corrupt",
+        ),
+        (
+            "a ZIP64 extra field too short for its fields",
+            patched(&zip, metadata_extra + 2, &[8, 0]),
+            "the ZIP64 sizes of 'metadata.json' are missing or cut short",
+        ),
+        (
+            "an extra field that is not ZIP64",
+            patched(&zip, metadata_extra, &[0x55, 0x54]),
+            "the ZIP64 sizes of 'metadata.json' are missing or cut short",
+        ),
+        (
+            "the locator gone, the end record deferring to it",
+            patched(&zip, at.locator, b"XXXX"),
+            "its end record refers to a ZIP64 record that is missing",
+        ),
+    ];
+    for (what, bytes, want) in cases {
+        let e = error_of(&bytes);
+        assert!(
+            e.starts_with("corrupt .keras archive") && e.contains(want),
+            "{what}: {e}"
+        );
+    }
+    // Cut anywhere in the directory and the end records.
+    for cut in at.directory..n {
+        error_of(&zip[..cut]);
+    }
 }
 
 /// xorshift64*.
@@ -133,13 +307,18 @@ fn fuzz_mutated_and_truncated_files() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1));
     let (mut ok, mut refused) = (0, 0);
-    for file in [
+    let mut inputs: Vec<(&str, Vec<u8>)> = [
         "catsdogs.keras",
         "catsdogs_k2.h5",
         "nested_k2.h5",
         "mobilenet_like.keras",
-    ] {
-        let original = fixture(file);
+        "resize_dense_k3.h5",
+    ]
+    .into_iter()
+    .map(|f| (f, fixture(f)))
+    .collect();
+    inputs.push(("catsdogs.keras as ZIP64", catsdogs_zip64().0));
+    for (file, original) in inputs {
         for run in 0..runs {
             let mut b = original.clone();
             if run.is_multiple_of(5) {

@@ -158,6 +158,21 @@ impl Graph {
         if let Some(n) = self.nodes.iter().find(|n| n.name == name) {
             return Ok(n.outputs[0]);
         }
+        // A short name ending several paths (two nested Keras models with a layer of the same
+        // name) must not silently pick one.
+        let suffix = format!("/{name}");
+        let paths: Vec<String> = self
+            .values
+            .iter()
+            .filter(|v| v.name.ends_with(&suffix))
+            .map(|v| v.name.clone())
+            .collect();
+        if paths.len() > 1 {
+            return Err(Error::AmbiguousName {
+                name: name.to_string(),
+                paths,
+            });
+        }
         let candidates = self
             .layers
             .iter()

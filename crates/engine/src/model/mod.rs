@@ -179,6 +179,11 @@ impl Model {
         self.graph.resolve(name)
     }
 
+    /// The value with exactly this ONNX name (no layer or node names, unlike [`Model::resolve`]).
+    pub fn value_named(&self, name: &str) -> Option<ValueId> {
+        self.graph.by_name.get(name).copied()
+    }
+
     /// Checks that `x` can be fed to the model, with a one-line explanation when not.
     pub fn check_input(&self, x: &Tensor) -> Result<()> {
         self.graph.check_input(x)

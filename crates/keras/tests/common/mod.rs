@@ -140,6 +140,83 @@ pub fn zip_stored(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
+/// Where the parts of a [`zip64_stored`] archive are, for tests that damage them.
+#[derive(Debug, Clone, Copy)]
+pub struct Zip64Layout {
+    /// Offset of the central directory.
+    pub directory: usize,
+    /// Offset of the ZIP64 end-of-central-directory record (56 bytes).
+    pub end64: usize,
+    /// Offset of the ZIP64 locator (20 bytes), just before the classic end record.
+    pub locator: usize,
+}
+
+/// A ZIP64 archive of stored members, as Python's `zipfile` writes one past 4 GiB or 65,535
+/// members: every local header carries a ZIP64 extra field (as `force_zip64=True` writes it),
+/// every central entry says `0xFFFFFFFF` for both sizes and the local offset and gives them in
+/// its ZIP64 extra field, and the classic end record defers to a ZIP64 end record found
+/// through its locator. Small data, so readers must take the ZIP64 path, not the 32-bit one.
+pub fn zip64_stored(members: &[(&str, Vec<u8>)]) -> (Vec<u8>, Zip64Layout) {
+    let (mut out, mut dir) = (Vec::new(), Vec::new());
+    let le16 = |v: usize| (v as u16).to_le_bytes();
+    let le64 = |v: usize| (v as u64).to_le_bytes();
+    let all_ones = u32::MAX.to_le_bytes();
+    for (name, data) in members {
+        let crc = crc32(data);
+        let offset = out.len();
+        out.extend_from_slice(b"PK\x03\x04\x2d\0\0\0\0\0\0\0\0\0");
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&all_ones);
+        out.extend_from_slice(&all_ones);
+        out.extend_from_slice(&le16(name.len()));
+        out.extend_from_slice(&le16(20));
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&[1, 0, 16, 0]);
+        out.extend_from_slice(&le64(data.len()));
+        out.extend_from_slice(&le64(data.len()));
+        out.extend_from_slice(data);
+        dir.extend_from_slice(b"PK\x01\x02\x2d\0\x2d\0\0\0\0\0\0\0\0\0");
+        dir.extend_from_slice(&crc.to_le_bytes());
+        dir.extend_from_slice(&all_ones);
+        dir.extend_from_slice(&all_ones);
+        dir.extend_from_slice(&le16(name.len()));
+        dir.extend_from_slice(&le16(28));
+        dir.extend_from_slice(&[0; 10]);
+        dir.extend_from_slice(&all_ones);
+        dir.extend_from_slice(name.as_bytes());
+        dir.extend_from_slice(&[1, 0, 24, 0]);
+        dir.extend_from_slice(&le64(data.len()));
+        dir.extend_from_slice(&le64(data.len()));
+        dir.extend_from_slice(&le64(offset));
+    }
+    let directory = out.len();
+    out.extend_from_slice(&dir);
+    let end64 = out.len();
+    out.extend_from_slice(b"PK\x06\x06");
+    out.extend_from_slice(&le64(44));
+    out.extend_from_slice(&[45, 0, 45, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&le64(members.len()));
+    out.extend_from_slice(&le64(members.len()));
+    out.extend_from_slice(&le64(dir.len()));
+    out.extend_from_slice(&le64(directory));
+    let locator = out.len();
+    out.extend_from_slice(b"PK\x06\x07\0\0\0\0");
+    out.extend_from_slice(&le64(end64));
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(b"PK\x05\x06\0\0\0\0\xff\xff\xff\xff");
+    out.extend_from_slice(&all_ones);
+    out.extend_from_slice(&all_ones);
+    out.extend_from_slice(&[0, 0]);
+    (
+        out,
+        Zip64Layout {
+            directory,
+            end64,
+            locator,
+        },
+    )
+}
+
 /// CRC-32 (IEEE), bit by bit: test files are small.
 fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;
