@@ -55,6 +55,7 @@ pub(crate) mod softmax;
 /// let portable = ExecConfig {
 ///     isa: Isa::portable(),
 ///     winograd: false,
+///     ..ExecConfig::default()
 /// };
 /// assert_ne!(portable, ExecConfig::default());
 /// assert_eq!(ExecConfig::default().isa, Isa::host());
@@ -68,6 +69,11 @@ pub struct ExecConfig {
     /// multiply-adds for 3×3 layers but the rounding of a plain dot product; the `conv_micro`
     /// example times both.
     pub winograd: bool,
+    /// Whether a pass's plan folds the values that follow from the input's shape and the
+    /// constants alone (the `Shape → Gather → Concat → Reshape` subgraphs exporters emit,
+    /// masks built from them), computing them once per input shape instead of in every pass
+    /// (default: on). Off, every node runs in every pass; the values are the same.
+    pub fold_shapes: bool,
 }
 
 impl Default for ExecConfig {
@@ -75,6 +81,7 @@ impl Default for ExecConfig {
         ExecConfig {
             isa: Isa::host(),
             winograd: true,
+            fold_shapes: true,
         }
     }
 }
