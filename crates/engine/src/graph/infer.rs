@@ -229,6 +229,7 @@ const RULES: &[&str] = &[
     "HardSigmoid",
     "HardSwish",
     "Erf",
+    "Gelu",
     "Sqrt",
     "Exp",
     "Log",
@@ -305,7 +306,7 @@ fn apply_rule<'m>(node: &Node, ins: &[Option<Abs<'m>>], opset: i64) -> Result<Ve
     };
     Ok(match node.op_type.as_str() {
         "Relu" | "LeakyRelu" | "Elu" | "Selu" | "Sigmoid" | "Tanh" | "HardSigmoid"
-        | "HardSwish" | "Erf" | "Sqrt" | "Exp" | "Log" | "Neg" | "Abs" | "Reciprocal"
+        | "HardSwish" | "Erf" | "Gelu" | "Sqrt" | "Exp" | "Log" | "Neg" | "Abs" | "Reciprocal"
         | "Softplus" | "Clip" | "Softmax" | "LogSoftmax" | "BatchNormalization" | "Identity"
         | "LayerNormalization" | "ScatterND" => {
             vec![same()?]
