@@ -19,7 +19,9 @@ use convscope_onnx::{data_type, AttributeProto, AttributeValue};
 use super::{node_error, Graph, Node, Source, ValueId};
 use crate::error::{Error, Result};
 use crate::kernels::geometry::same_pads;
-use crate::ops::{binary::broadcast_shape, check_size, norm_axis, ExecConfig, MAX_ELEMENTS};
+use crate::ops::{
+    binary::broadcast_shape, check_size, einsum, norm_axis, ExecConfig, MAX_ELEMENTS,
+};
 use crate::tensor::{IntTensor, Tensor, Value};
 
 /// A value's shape and kind, worked out without running the model
@@ -291,6 +293,7 @@ const RULES: &[&str] = &[
     "Where",
     "Expand",
     "ScatterND",
+    "Einsum",
 ];
 
 fn has_rule(op: &str) -> bool {
@@ -327,6 +330,11 @@ fn apply_rule<'m>(node: &Node, ins: &[Option<Abs<'m>>], opset: i64) -> Result<Ve
                 .map(|d| to_usize(d, "Expand dimension"))
                 .collect::<Result<Vec<_>>>()?;
             vec![out(broadcast_shape(x()?.shape(), &dims)?, x()?.is_float())]
+        }
+        "Einsum" => {
+            let shapes: Vec<&[usize]> = ins.iter().flatten().map(Abs::shape).collect();
+            let shape = einsum::output_shape(&a.string("equation", ""), &shapes)?;
+            vec![out(shape, true)]
         }
         "Dropout" => {
             let mut v = vec![same()?];

@@ -31,6 +31,7 @@ pub use pool::Pool;
 pub(crate) mod activation;
 pub(crate) mod binary;
 pub(crate) mod conv;
+pub(crate) mod einsum;
 pub(crate) mod gemm;
 pub(crate) mod index;
 pub(crate) mod layer_norm;
@@ -222,6 +223,7 @@ pub fn registry() -> &'static HashMap<&'static str, Builder> {
         activation::register(&mut reg);
         binary::register(&mut reg);
         conv::register(&mut reg);
+        einsum::register(&mut reg);
         gemm::register(&mut reg);
         index::register(&mut reg);
         layer_norm::register(&mut reg);
