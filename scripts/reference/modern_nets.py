@@ -22,6 +22,7 @@ Run from anywhere (it builds the two binaries it needs with cargo, in release mo
     python3 scripts/reference/modern_nets.py               # all 13 models, ~10 min on 2 cores
     python3 scripts/reference/modern_nets.py --only vit_b_16 --only swin_t
     python3 scripts/reference/modern_nets.py --work /tmp/cs-modern --no-build
+    python3 scripts/reference/modern_nets.py --opset 20 --only vit_b_16   # one Gelu node per GELU
 
 Exports and dumps go to --work (default <repo>/target/modern-nets), never into git.
 Exit code 1 when any check fails. Not part of the test suite: it needs torch, torchvision,
@@ -101,15 +102,16 @@ def torch_model(name: str):
     return m
 
 
-def export(model, name: str, work: Path, x) -> Path:
+def export(model, name: str, work: Path, x, opset: int = 17) -> Path:
     import torch
 
-    path = work / f"{name.replace(':', '_')}.onnx"
+    suffix = "" if opset == 17 else f"_opset{opset}"
+    path = work / f"{name.replace(':', '_')}{suffix}.onnx"
     torch.onnx.export(
         model,
         x,
         str(path),
-        opset_version=17,
+        opset_version=opset,
         dynamo=False,
         input_names=["input"],
         output_names=["logits"],
@@ -225,6 +227,12 @@ def main() -> int:
     ap.add_argument("--only", action="append", help="model name (repeatable)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
     ap.add_argument("--timm", action="store_true", help="also timm's ConvNeXt, ViT, DeiT and Swin")
+    ap.add_argument(
+        "--opset",
+        type=int,
+        default=17,
+        help="export opset (20: GELU as one Gelu node); files get an _opsetN suffix",
+    )
     args = ap.parse_args()
     import onnxruntime
     import torch
@@ -239,7 +247,7 @@ def main() -> int:
     failed = False
     for name in args.only or (MODELS + (TIMM_MODELS if args.timm else [])):
         model = torch_model(name)
-        path = export(model, name, args.work, torch.from_numpy(x))
+        path = export(model, name, args.work, torch.from_numpy(x), args.opset)
         v = compare_values(name, path, x, args.work, dump)
         if "error" in v:
             failed = True

@@ -1,6 +1,6 @@
 //! The ops transformer and ConvNeXt exports need (LayerNormalization, Where, Expand, ScatterND,
-//! Mod, and the boolean and index ops that build masks and shapes): finite-difference checks of
-//! every gradient they pass, and forward values of each on a small generated model.
+//! Mod, Gelu, and the boolean and index ops that build masks and shapes): finite-difference
+//! checks of every gradient they pass, and forward values of each on a small generated model.
 
 mod common;
 
@@ -50,6 +50,31 @@ fn grad_layer_norm() {
                 vec![A::int("axis", 2)],
             );
         (n, xin(rng, &XS))
+    });
+    f.finish();
+}
+
+/// Opset 20's Gelu, exact and tanh, over ±3 (both tails and the bend around zero).
+#[test]
+fn grad_gelu() {
+    let mut f = Family::default();
+    for approximate in ["none", "tanh"] {
+        f.case(&format!("gelu_{approximate}"), |rng| {
+            let mut n = Net::new(&XS, 20);
+            n.node(
+                "Gelu",
+                &["x"],
+                &["y"],
+                vec![A::string("approximate", approximate)],
+            );
+            (n, xscaled(rng, &XS, 3.0))
+        });
+    }
+    // The attribute left out means "none".
+    f.case("gelu_default", |rng| {
+        let mut n = Net::new(&XS, 20);
+        n.node("Gelu", &["x"], &["y"], vec![]);
+        (n, xscaled(rng, &XS, 3.0))
     });
     f.finish();
 }
@@ -208,14 +233,85 @@ fn layer_norm_matches_its_definition() {
     }
 }
 
+/// Gelu against onnxruntime's opset-20 Gelu and torch.nn.functional.gelu (values and
+/// derivatives) at 130 points in [−12, 12], from `scripts/reference/gelu_reference.py`.
+#[test]
+fn gelu_matches_onnxruntime_and_torch() {
+    let doc = common::load_json("gelu_opset20.json");
+    let x = common::f32s(&doc["x"]);
+    let n = x.len();
+    for approximate in ["none", "tanh"] {
+        let mut net = Net::new(&[1, 1, 1, n], 20);
+        net.node(
+            "Gelu",
+            &["x"],
+            &["y"],
+            vec![A::string("approximate", approximate)],
+        );
+        let model = net.build().unwrap();
+        let y_id = model.resolve("y").unwrap();
+        let input = Tensor::new(vec![1, 1, 1, n], x.clone()).unwrap();
+        let y = model.run_float(&input, &[y_id]).unwrap().remove(0);
+        let tape = model.forward(&input, &[y_id]).unwrap();
+        let dx = tape
+            .backward(vec![(y_id, Tensor::full(&[1, 1, 1, n], 1.0))], &[])
+            .unwrap()
+            .input;
+        let ort = common::f32s(&doc[format!("ort_{approximate}").as_str()]);
+        let torch = common::f32s(&doc[format!("torch_{approximate}").as_str()]);
+        let grad = common::f32s(&doc[format!("torch_{approximate}_grad").as_str()]);
+        for i in 0..n {
+            // 2e-7 of erf's approximation, times |x| up to 12, plus float rounding.
+            let tol = 3e-7 * (1.0 + x[i].abs());
+            let got = y.data()[i];
+            assert!(
+                (got - ort[i]).abs() <= tol,
+                "{approximate} at {}: {got} vs onnxruntime {}",
+                x[i],
+                ort[i]
+            );
+            assert!(
+                (got - torch[i]).abs() <= tol,
+                "{approximate} at {}: {got} vs torch {}",
+                x[i],
+                torch[i]
+            );
+            let d = dx.data()[i];
+            assert!(
+                (d - grad[i]).abs() <= 1e-6,
+                "{approximate}' at {}: {d} vs torch {}",
+                x[i],
+                grad[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn gelu_refuses_an_unknown_approximation() {
+    let mut n = Net::new(&[1, 1, 1, 2], 20);
+    n.node(
+        "Gelu",
+        &["x"],
+        &["y"],
+        vec![A::string("approximate", "fast")],
+    );
+    let e = n.build().err().expect("refused");
+    assert!(e.contains("gelu_0") && e.contains("'fast'"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+}
+
 #[test]
 fn unsupported_ops_are_listed_together() {
-    let mut n = Net::new(&[1, 1, 1, 2], 17);
+    // Gelu (opset 20) is implemented: only the unknown ops are listed.
+    let mut n = Net::new(&[1, 1, 1, 2], 20);
     n.node("Einsum2", &["x"], &["a"], vec![])
-        .node("Hardmax2", &["a"], &["b"], vec![])
+        .node("Gelu", &["a"], &["g"], vec![])
+        .node("Hardmax2", &["g"], &["b"], vec![])
         .node("Einsum2", &["b"], &["y"], vec![]);
     let Err(e) = n.build() else {
         panic!("unknown ops are refused")
     };
     assert!(e.contains("Einsum2") && e.contains("Hardmax2"), "{e}");
+    assert!(!e.contains("Gelu"), "{e}");
 }

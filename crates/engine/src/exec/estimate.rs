@@ -114,7 +114,12 @@ pub(crate) fn estimate(
         input_shape.to_vec(),
         input_bytes,
     );
-    let mut total = input_bytes;
+    // The values the plan folded are in the store from the start, as the input is.
+    let folded_bytes = plan
+        .folded
+        .iter()
+        .fold(0u64, |acc, (id, _)| acc.saturating_add(bytes_of(*id)));
+    let mut total = input_bytes.saturating_add(folded_bytes);
     for &ni in &plan.nodes {
         for &o in &graph.nodes[ni].outputs {
             let b = bytes_of(o);
@@ -129,7 +134,13 @@ pub(crate) fn estimate(
         }
     }
     let peak = match pass {
-        Pass::Inference => inference_peak(graph, plan, input_bytes, &bytes_of, &activation),
+        Pass::Inference => inference_peak(
+            graph,
+            plan,
+            input_bytes.saturating_add(folded_bytes),
+            &bytes_of,
+            &activation,
+        ),
         Pass::Tape => total,
         Pass::Gradient => {
             total.saturating_add(gradient_peak(graph, plan, targets, shapes, &size_of))
@@ -142,8 +153,8 @@ pub(crate) fn estimate(
     }
 }
 
-/// The most bytes alive at once in an inference pass: values are freed after their last
-/// reader (the plan's `last_use`; targets are kept), a node's inputs are alive while it forms
+/// The most bytes alive at once in an inference pass starting with `input_bytes` (the input and
+/// the folded values): values are freed after their last reader (the plan's `last_use`; targets are kept), a node's inputs are alive while it forms
 /// its outputs, and a convolution forms the output of the activation run in its sweep
 /// (`activation[conv]`).
 fn inference_peak(

@@ -58,6 +58,10 @@ fn execute_here(
     for (id, v) in leaves {
         store[id.0] = Some(v);
     }
+    // Values the plan folded for these shapes; the nodes forming them are not among its steps.
+    for (id, v) in &plan.folded {
+        store[id.0] = Some(v.clone());
+    }
     let mut fused = vec![false; graph.nodes.len()];
     let mut flops = 0u64;
     for (pos, step) in plan.steps.iter().enumerate() {

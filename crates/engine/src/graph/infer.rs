@@ -19,7 +19,9 @@ use convscope_onnx::{data_type, AttributeProto, AttributeValue};
 use super::{node_error, Graph, Node, Source, ValueId};
 use crate::error::{Error, Result};
 use crate::kernels::geometry::same_pads;
-use crate::ops::{binary::broadcast_shape, check_size, norm_axis, ExecConfig, MAX_ELEMENTS};
+use crate::ops::{
+    binary::broadcast_shape, check_size, einsum, norm_axis, ExecConfig, MAX_ELEMENTS,
+};
 use crate::tensor::{IntTensor, Tensor, Value};
 
 /// A value's shape and kind, worked out without running the model
@@ -229,6 +231,7 @@ const RULES: &[&str] = &[
     "HardSigmoid",
     "HardSwish",
     "Erf",
+    "Gelu",
     "Sqrt",
     "Exp",
     "Log",
@@ -290,6 +293,7 @@ const RULES: &[&str] = &[
     "Where",
     "Expand",
     "ScatterND",
+    "Einsum",
 ];
 
 fn has_rule(op: &str) -> bool {
@@ -305,7 +309,7 @@ fn apply_rule<'m>(node: &Node, ins: &[Option<Abs<'m>>], opset: i64) -> Result<Ve
     };
     Ok(match node.op_type.as_str() {
         "Relu" | "LeakyRelu" | "Elu" | "Selu" | "Sigmoid" | "Tanh" | "HardSigmoid"
-        | "HardSwish" | "Erf" | "Sqrt" | "Exp" | "Log" | "Neg" | "Abs" | "Reciprocal"
+        | "HardSwish" | "Erf" | "Gelu" | "Sqrt" | "Exp" | "Log" | "Neg" | "Abs" | "Reciprocal"
         | "Softplus" | "Clip" | "Softmax" | "LogSoftmax" | "BatchNormalization" | "Identity"
         | "LayerNormalization" | "ScatterND" => {
             vec![same()?]
@@ -326,6 +330,11 @@ fn apply_rule<'m>(node: &Node, ins: &[Option<Abs<'m>>], opset: i64) -> Result<Ve
                 .map(|d| to_usize(d, "Expand dimension"))
                 .collect::<Result<Vec<_>>>()?;
             vec![out(broadcast_shape(x()?.shape(), &dims)?, x()?.is_float())]
+        }
+        "Einsum" => {
+            let shapes: Vec<&[usize]> = ins.iter().flatten().map(Abs::shape).collect();
+            let shape = einsum::output_shape(&a.string("equation", ""), &shapes)?;
+            vec![out(shape, true)]
         }
         "Dropout" => {
             let mut v = vec![same()?];
@@ -772,7 +781,10 @@ fn apply_rule<'m>(node: &Node, ins: &[Option<Abs<'m>>], opset: i64) -> Result<Ve
                         .collect()
                 }
             };
-            if sizes.len() != outputs || sizes.iter().sum::<usize>() != len {
+            // Checked: sizes near i64::MAX overflowed the sum (a panic in debug builds, and
+            // since plans fold shapes, on the way of every pass).
+            let total = sizes.iter().try_fold(0usize, |acc, &d| acc.checked_add(d));
+            if sizes.len() != outputs || total != Some(len) {
                 return Err(shape_err(format!(
                     "Split sizes {sizes:?} for {outputs} outputs of an axis of {len}"
                 )));
@@ -900,22 +912,49 @@ fn slice_len(span: i64, step: i64) -> usize {
     (span as u128).div_ceil(step) as usize
 }
 
+/// How [`Graph::infer`] goes about a pass: which values it computes, and what a node it cannot
+/// work out does to the rest.
+#[derive(Clone, Copy)]
+struct Mode {
+    /// Outputs of at most this many elements are computed when everything their node reads
+    /// is known.
+    known_limit: usize,
+    /// Whether a node whose shapes cannot be worked out (or whose inputs are not known) only
+    /// leaves its own outputs unknown, instead of failing the whole inference.
+    lenient: bool,
+}
+
+/// What the shape questions ([`Graph::infer_shapes`], [`Graph::infer_value`]) ask for.
+const STRICT: Mode = Mode {
+    known_limit: SMALL,
+    lenient: false,
+};
+
+/// Largest value, in elements, that a plan folds ([`Graph::fold_values`]): Swin-T's
+/// shifted-window mask of its first stage, `[64, 49, 49]` (153,664), fits; anything this size
+/// costs a few milliseconds at most to form once and 4 MB to keep.
+pub(crate) const FOLD_LIMIT: usize = 1 << 20;
+
 impl Graph {
-    /// What is known about every value `nodes` need, for an input of `input_shape`; small
-    /// integer values (shapes, sizes) are computed with `config`.
+    /// What is known about every value `nodes` need, given the shapes of the `leaves` (the
+    /// values a pass starts from); small integer values (shapes, sizes) are computed with
+    /// `config`.
     fn infer(
         &self,
         config: &ExecConfig,
-        input_shape: &[usize],
+        leaves: &[(ValueId, &[usize])],
         nodes: &[usize],
+        mode: Mode,
     ) -> Result<Vec<Option<Abs<'_>>>> {
-        if check_size(input_shape, "").is_err() {
-            return Err(Error::Input(format!(
-                "an input of shape {input_shape:?} is larger than the {MAX_ELEMENTS}-element limit of one tensor"
-            )));
-        }
         let mut store: Vec<Option<Abs>> = vec![None; self.values.len()];
-        store[self.input.0] = Some(out(input_shape.to_vec(), true));
+        for &(id, shape) in leaves {
+            if check_size(shape, "").is_err() {
+                return Err(Error::Input(format!(
+                    "an input of shape {shape:?} is larger than the {MAX_ELEMENTS}-element limit of one tensor"
+                )));
+            }
+            store[id.0] = Some(out(shape.to_vec(), true));
+        }
         for &ni in nodes {
             let node = &self.nodes[ni];
             let ins: Vec<Option<Abs>> = node
@@ -934,19 +973,56 @@ impl Graph {
                 .zip(&ins)
                 .find_map(|(id, v)| id.filter(|_| v.is_none()))
             {
+                if mode.lenient {
+                    continue;
+                }
                 return Err(Error::Input(format!(
                     "'{}' is needed by node '{}' but was not given",
                     self.values[missing.0].name, node.name
                 )));
             }
-            let outs = self
-                .infer_node(config, node, &ins)
-                .map_err(|e| node_error(&node.name, &node.op_type, e))?;
+            let outs = match self.infer_node(config, node, &ins, mode.known_limit) {
+                Ok(outs) => outs,
+                Err(_) if mode.lenient => continue,
+                Err(e) => return Err(node_error(&node.name, &node.op_type, e)),
+            };
             for (id, v) in node.outputs.iter().zip(outs) {
                 store[id.0] = Some(v);
             }
         }
         Ok(store)
+    }
+
+    /// The values among the outputs of `nodes` that follow from the shapes of the `leaves` and
+    /// the constants alone (the `Shape → Gather → Concat → Reshape` subgraphs of exporters,
+    /// masks and position tables built from them), up to [`FOLD_LIMIT`] elements each: what a
+    /// plan for these leaf shapes folds. Nodes whose shapes cannot be worked out only leave
+    /// their own outputs (and what follows from them) out.
+    pub(crate) fn fold_values(
+        &self,
+        config: &ExecConfig,
+        leaves: &[(ValueId, Vec<usize>)],
+        nodes: &[usize],
+    ) -> Vec<(ValueId, Value)> {
+        let leaves: Vec<(ValueId, &[usize])> =
+            leaves.iter().map(|(id, s)| (*id, s.as_slice())).collect();
+        let mode = Mode {
+            known_limit: FOLD_LIMIT,
+            lenient: true,
+        };
+        let Ok(store) = self.infer(config, &leaves, nodes, mode) else {
+            // Only a leaf beyond the element limit fails here; the pass refuses it itself.
+            return Vec::new();
+        };
+        let mut folded = Vec::new();
+        for &ni in nodes {
+            for &id in &self.nodes[ni].outputs {
+                if let Some(Abs::Known(v)) = &store[id.0] {
+                    folded.push((id, v.clone().into_owned()));
+                }
+            }
+        }
+        folded
     }
 
     /// The shape and kind of every value `nodes` form (and of the input) for an input of
@@ -961,7 +1037,7 @@ impl Graph {
         input_shape: &[usize],
         nodes: &[usize],
     ) -> Result<Vec<Option<InferredValue>>> {
-        let store = self.infer(config, input_shape, nodes)?;
+        let store = self.infer(config, &[(self.input, input_shape)], nodes, STRICT)?;
         Ok(store
             .iter()
             .zip(&self.values)
@@ -995,7 +1071,7 @@ impl Graph {
             });
         }
         let nodes = self.needed_nodes(&[value], &[]);
-        let store = self.infer(config, input_shape, &nodes)?;
+        let store = self.infer(config, &[(self.input, input_shape)], &nodes, STRICT)?;
         store[value.0]
             .as_ref()
             .map(|v| InferredValue {
@@ -1014,6 +1090,7 @@ impl Graph {
         config: &ExecConfig,
         node: &Node,
         ins: &[Option<Abs<'m>>],
+        known_limit: usize,
     ) -> Result<Vec<Abs<'m>>> {
         let shapes = match rule(node, ins, self.opset) {
             Some(shapes) => shapes?,
@@ -1045,7 +1122,7 @@ impl Graph {
         let all_known = ins.iter().flatten().all(|i| i.known().is_some());
         let small = shapes
             .iter()
-            .all(|s| elements(s.shape()).is_some_and(|n| n <= SMALL));
+            .all(|s| elements(s.shape()).is_some_and(|n| n <= known_limit));
         if all_known && small && !matches!(shapes.first(), Some(Abs::Known(_))) {
             return run_small(config, node, ins, true);
         }

@@ -207,8 +207,11 @@ impl Graph {
         let mut need = vec![false; self.nodes.len()];
         let mut stack: Vec<ValueId> = targets.to_vec();
         let mut seen = vec![false; self.values.len()];
+        // A plan passes its folded values as leaves too: thousands on a Swin.
+        let mut given = vec![false; self.values.len()];
+        leaves.iter().for_each(|l| given[l.0] = true);
         while let Some(v) = stack.pop() {
-            if std::mem::replace(&mut seen[v.0], true) || leaves.contains(&v) {
+            if std::mem::replace(&mut seen[v.0], true) || given[v.0] {
                 continue;
             }
             if let Source::Node(n) = self.values[v.0].source {

@@ -2,6 +2,18 @@
 //! node by node on the failure path (where the first NaN or infinity appears).
 
 use super::Model;
+
+/// What a pass's plan runs ([`Model::plan_nodes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanNodes {
+    /// Nodes the pass runs (each once; fused neighbours counted apart).
+    pub run: usize,
+    /// Nodes the targets need that the pass does not run: their values were folded for this
+    /// input shape, or only folded nodes read them.
+    pub skipped: usize,
+    /// Folded values the pass starts with (those its nodes read or that are asked for).
+    pub folded_values: usize,
+}
 use crate::error::Result;
 use crate::exec::estimate::{estimate, MemoryEstimate, Pass};
 use crate::exec::nonfinite::{first_nonfinite, NonFinite};
@@ -100,6 +112,43 @@ impl Model {
             targets,
             pass,
         ))
+    }
+
+    /// What the plan of a pass over an input of `input_shape` up to `targets` runs: how many
+    /// nodes are its steps, and how many of the nodes the targets need it leaves out because
+    /// their values follow from the input's shape and the constants alone
+    /// ([`ExecConfig::fold_shapes`](crate::ExecConfig::fold_shapes)). The plan is made here and
+    /// kept for the pass itself.
+    ///
+    /// ```
+    /// use convscope_engine::{Model, Pass};
+    /// use convscope_onnx::{Dim, GraphBuilder, TensorProto};
+    ///
+    /// // y = Reshape(x, Shape(x)[0..2] ++ [-1]): the shape is worked out once per input shape.
+    /// let mut g = GraphBuilder::new("flatten");
+    /// g.input("x", &[Dim::Param("N".into()), Dim::Value(3), Dim::Value(4), Dim::Value(4)])
+    ///     .initializer(TensorProto::from_i64("rest", &[1], &[-1]))
+    ///     .node("Shape", "shape", &["x"], &["s"], vec![])
+    ///     .node("Slice", "head", &["s", "zero", "two"], &["nc"], vec![])
+    ///     .initializer(TensorProto::from_i64("zero", &[1], &[0]))
+    ///     .initializer(TensorProto::from_i64("two", &[1], &[2]))
+    ///     .node("Concat", "cat", &["nc", "rest"], &["dims"], vec![convscope_onnx::AttributeProto::int("axis", 0)])
+    ///     .node("Reshape", "reshape", &["x", "dims"], &["y"], vec![])
+    ///     .output("y", &[]);
+    /// let model = Model::from_proto(g.build(13))?;
+    /// let y = model.resolve("y")?;
+    /// let nodes = model.plan_nodes(&[2, 3, 4, 4], &[y], Pass::Inference);
+    /// assert_eq!((nodes.run, nodes.skipped), (1, 3)); // only the Reshape runs
+    /// # Ok::<(), convscope_engine::Error>(())
+    /// ```
+    pub fn plan_nodes(&self, input_shape: &[usize], targets: &[ValueId], pass: Pass) -> PlanNodes {
+        let leaves = vec![(self.graph.input, input_shape.to_vec())];
+        let plan = self.plan_for_shapes(targets, leaves, pass.keeps_values());
+        PlanNodes {
+            run: plan.nodes.len(),
+            skipped: plan.skipped,
+            folded_values: plan.folded.len(),
+        }
     }
 
     /// The first value, in execution order, that holds NaN or ±infinity when the model runs on

@@ -17,6 +17,7 @@ use crate::tensor::{Tensor, Value};
 mod inspect;
 mod summary;
 
+pub use inspect::PlanNodes;
 pub use summary::{LayerSummary, Summary};
 
 /// Plans kept per model: more than a process asks for in practice (one per layer set, mode and
@@ -228,8 +229,13 @@ impl Model {
                 made.remove(&old);
             }
         }
-        let ids: Vec<ValueId> = key.leaves.iter().map(|(id, _)| *id).collect();
-        let plan = Arc::new(Plan::new(&self.graph, targets, &ids, keep));
+        let plan = Arc::new(Plan::new(
+            &self.graph,
+            &self.config,
+            targets,
+            &key.leaves,
+            keep,
+        ));
         order.push(key.clone());
         made.insert(key, Arc::clone(&plan));
         plan

@@ -24,6 +24,10 @@ enum Kind {
     },
     HardSwish,
     Erf,
+    /// ONNX's `Gelu` (opset 20): `x·Φ(x)` exactly, or with `tanh` its tanh approximation.
+    Gelu {
+        tanh: bool,
+    },
     Sqrt,
     Exp,
     Log,
@@ -61,6 +65,19 @@ pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
     });
     reg.insert("HardSwish", |_| mk(Kind::HardSwish));
     reg.insert("Erf", |_| mk(Kind::Erf));
+    reg.insert("Gelu", |c| {
+        let tanh = match c.string("approximate", "none").as_str() {
+            "none" => false,
+            "tanh" => true,
+            other => {
+                return Err(Error::InvalidModel(format!(
+                    "Gelu approximate '{}' is neither 'none' nor 'tanh'",
+                    other.escape_debug()
+                )))
+            }
+        };
+        mk(Kind::Gelu { tanh })
+    });
     reg.insert("Sqrt", |_| mk(Kind::Sqrt));
     reg.insert("Exp", |_| mk(Kind::Exp));
     reg.insert("Log", |_| mk(Kind::Log));
@@ -94,14 +111,53 @@ pub struct Unary {
 
 /// `erf` to within ~1e-7 (Abramowitz & Stegun 7.1.26 evaluated in f64).
 fn erf(x: f32) -> f32 {
-    let x = x as f64;
+    erf_f64(f64::from(x)) as f32
+}
+
+/// [`erf`] in f64 (the approximation's error, ~1.5e-7, stays).
+fn erf_f64(x: f64) -> f64 {
     let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
     let poly = t
         * (0.254_829_592
             + t * (-0.284_496_736
                 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     let r = 1.0 - poly * (-x * x).exp();
-    (if x >= 0.0 { r } else { -r }) as f32
+    if x >= 0.0 {
+        r
+    } else {
+        -r
+    }
+}
+
+/// √(2/π), the scale of the tanh GELU's argument.
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+/// The cubic coefficient of the tanh GELU.
+const GELU_CUBIC: f64 = 0.044_715;
+
+/// `x·Φ(x) = x/2·(1 + erf(x/√2))`, or with `tanh` the approximation
+/// `x/2·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`; in f64, as the erf it uses.
+fn gelu(x: f32, tanh: bool) -> f32 {
+    let xd = f64::from(x);
+    let inner = if tanh {
+        (SQRT_2_OVER_PI * (xd + GELU_CUBIC * xd * xd * xd)).tanh()
+    } else {
+        erf_f64(xd * std::f64::consts::FRAC_1_SQRT_2)
+    };
+    (0.5 * xd * (1.0 + inner)) as f32
+}
+
+/// d gelu / dx: `Φ(x) + x·φ(x)`, or the derivative of the tanh form.
+fn gelu_derivative(x: f32, tanh: bool) -> f32 {
+    let xd = f64::from(x);
+    if tanh {
+        let t = (SQRT_2_OVER_PI * (xd + GELU_CUBIC * xd * xd * xd)).tanh();
+        let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * xd * xd);
+        (0.5 * (1.0 + t) + 0.5 * xd * (1.0 - t * t) * du) as f32
+    } else {
+        let cdf = 0.5 * (1.0 + erf_f64(xd * std::f64::consts::FRAC_1_SQRT_2));
+        let pdf = (-0.5 * xd * xd).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        (cdf + xd * pdf) as f32
+    }
 }
 
 impl Unary {
@@ -145,6 +201,7 @@ impl Unary {
             Kind::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
             Kind::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
             Kind::Erf => erf(x),
+            Kind::Gelu { tanh } => gelu(x, tanh),
             Kind::Sqrt => x.sqrt(),
             Kind::Exp => x.exp(),
             Kind::Log => x.ln(),
@@ -201,6 +258,7 @@ impl Unary {
                 }
             }
             Kind::Erf => std::f32::consts::FRAC_2_SQRT_PI * (-x * x).exp(),
+            Kind::Gelu { tanh } => gelu_derivative(x, tanh),
             Kind::Sqrt => 0.5 / y,
             Kind::Exp => y,
             Kind::Log => 1.0 / x,

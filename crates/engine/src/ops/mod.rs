@@ -31,6 +31,7 @@ pub use pool::Pool;
 pub(crate) mod activation;
 pub(crate) mod binary;
 pub(crate) mod conv;
+pub(crate) mod einsum;
 pub(crate) mod gemm;
 pub(crate) mod index;
 pub(crate) mod layer_norm;
@@ -55,6 +56,7 @@ pub(crate) mod softmax;
 /// let portable = ExecConfig {
 ///     isa: Isa::portable(),
 ///     winograd: false,
+///     ..ExecConfig::default()
 /// };
 /// assert_ne!(portable, ExecConfig::default());
 /// assert_eq!(ExecConfig::default().isa, Isa::host());
@@ -68,6 +70,11 @@ pub struct ExecConfig {
     /// multiply-adds for 3×3 layers but the rounding of a plain dot product; the `conv_micro`
     /// example times both.
     pub winograd: bool,
+    /// Whether a pass's plan folds the values that follow from the input's shape and the
+    /// constants alone (the `Shape → Gather → Concat → Reshape` subgraphs exporters emit,
+    /// masks built from them), computing them once per input shape instead of in every pass
+    /// (default: on). Off, every node runs in every pass; the values are the same.
+    pub fold_shapes: bool,
 }
 
 impl Default for ExecConfig {
@@ -75,6 +82,7 @@ impl Default for ExecConfig {
         ExecConfig {
             isa: Isa::host(),
             winograd: true,
+            fold_shapes: true,
         }
     }
 }
@@ -215,6 +223,7 @@ pub fn registry() -> &'static HashMap<&'static str, Builder> {
         activation::register(&mut reg);
         binary::register(&mut reg);
         conv::register(&mut reg);
+        einsum::register(&mut reg);
         gemm::register(&mut reg);
         index::register(&mut reg);
         layer_norm::register(&mut reg);

@@ -187,13 +187,56 @@ pub(crate) struct Plan {
     /// For each node, its clamp when it is a Relu/Clip that may run inside the convolution
     /// before it (its backward pass then reads the clamp from here).
     pub clamps: Vec<Option<Clamp>>,
+    /// The values folded for the leaves' shapes that the steps read (or that are asked for):
+    /// every pass starts with them in its store.
+    pub folded: Vec<(ValueId, Value)>,
+    /// How many of the nodes the targets need do not run: their outputs were folded, or only
+    /// folded nodes read them (a node whose output only a `Shape` reads).
+    pub skipped: usize,
 }
 
 impl Plan {
-    /// The plan for computing `targets` from `leaves`, keeping every value (`keep`, a taped
-    /// pass) or freeing each after its last reader (an inference pass).
-    pub fn new(graph: &Graph, targets: &[ValueId], leaves: &[ValueId], keep: bool) -> Plan {
-        let nodes = graph.needed_nodes(targets, leaves);
+    /// The plan for computing `targets` from `leaves` of the given shapes, keeping every value
+    /// (`keep`, a taped pass) or freeing each after its last reader (an inference pass).
+    ///
+    /// With `config.fold_shapes`, the values that follow from the leaves' shapes and the
+    /// constants alone are computed here, once ([`Graph::fold_values`]), and the nodes that
+    /// form them leave the pass, as do the nodes whose outputs only they read.
+    pub fn new(
+        graph: &Graph,
+        config: &ExecConfig,
+        targets: &[ValueId],
+        leaves: &[(ValueId, Vec<usize>)],
+        keep: bool,
+    ) -> Plan {
+        let leaf_ids: Vec<ValueId> = leaves.iter().map(|(id, _)| *id).collect();
+        let all = graph.needed_nodes(targets, &leaf_ids);
+        let mut folded = if config.fold_shapes {
+            graph.fold_values(config, leaves, &all)
+        } else {
+            Vec::new()
+        };
+        let nodes = if folded.is_empty() {
+            all.clone()
+        } else {
+            let given: Vec<ValueId> = leaf_ids
+                .iter()
+                .copied()
+                .chain(folded.iter().map(|(id, _)| *id))
+                .collect();
+            graph.needed_nodes(targets, &given)
+        };
+        // Keep only the folded values the pass reads (or returns).
+        let mut read = vec![false; graph.values.len()];
+        for &n in &nodes {
+            graph.nodes[n]
+                .inputs
+                .iter()
+                .flatten()
+                .for_each(|id| read[id.0] = true);
+        }
+        targets.iter().for_each(|t| read[t.0] = true);
+        folded.retain(|(id, _)| read[id.0]);
         let mut runs = vec![false; graph.nodes.len()];
         nodes.iter().for_each(|&n| runs[n] = true);
         let mut last_use = vec![usize::MAX; graph.values.len()];
@@ -230,9 +273,11 @@ impl Plan {
             .collect();
         Plan {
             steps,
+            skipped: all.len() - nodes.len(),
             nodes,
             last_use,
             clamps,
+            folded,
         }
     }
 }
