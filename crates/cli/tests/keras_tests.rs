@@ -230,7 +230,7 @@ fn report_on_a_keras_file() {
         "stem_conv",
         "b1_dw",
         "b2_project",
-        "Total parameters: 1029",
+        "Total parameters: 1,029",
         "Grad-CAM",
     ] {
         assert!(html.contains(want), "the report lacks {want}");

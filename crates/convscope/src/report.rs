@@ -134,7 +134,7 @@ pub fn write_report(
                 }
             }
             @if let Some(s) = &summary {
-                p { "Total parameters: " (s.total_params) ". Input " code { (s.input.name) } ", shape " (format!("{:?}", s.input.shape)) "." }
+                p { "Total parameters: " (convscope_engine::group_digits(s.total_params)) ". Input " code { (s.input.name) } ", shape " (format!("{:?}", s.input.shape)) "." }
             } @else {
                 p { "(the classifier part needs the model's declared input size)" }
             }

@@ -1,5 +1,6 @@
 //! `summary --json`: the model's layers as a serialisable document.
 
+use convscope_engine::group_digits;
 use convscope_engine::{Layout, Summary};
 use serde::Serialize;
 
@@ -162,17 +163,4 @@ impl SummaryDoc {
             keras_layers: None,
         }
     }
-}
-
-/// `1234567` → `1,234,567`, as Keras prints counts.
-fn group_digits(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -67,7 +67,7 @@ pub use graph::{
     MAX_INPUT_SIDE,
 };
 pub use kernels::simd::peak_fma_gflops;
-pub use model::{LayerSummary, Model, PlanNodes, Summary};
+pub use model::{group_digits, LayerSummary, Model, PlanNodes, Summary};
 pub use ops::ExecConfig;
 pub use runtime::alloc::CachingAlloc;
 pub use runtime::cpu::Isa;

@@ -6,6 +6,18 @@ use std::time::{Duration, Instant};
 
 use convscope_viewer::{ServeConfig, Server};
 
+/// The demo model served on a free port.
+fn demo_server() -> Server {
+    Server::start(
+        convscope::Model::demo().unwrap(),
+        ServeConfig {
+            port: 0,
+            ..ServeConfig::default()
+        },
+    )
+    .unwrap()
+}
+
 /// `GET path` (token added); returns (status, body as lossy UTF-8).
 fn get(server: &Server, path: &str) -> (u16, String) {
     let (status, body) = get_bytes(server, path);
@@ -39,14 +51,7 @@ fn get_bytes(server: &Server, path: &str) -> (u16, Vec<u8>) {
 #[test]
 fn the_page_grid_is_the_full_grid_at_one_pixel_per_value() {
     use convscope::lower::image::image::{load_from_memory, RgbImage};
-    let server = Server::start(
-        convscope::Model::demo().unwrap(),
-        ServeConfig {
-            port: 0,
-            ..ServeConfig::default()
-        },
-    )
-    .unwrap();
+    let server = demo_server();
     let fetch = |query: &str| -> (serde_json::Value, RgbImage, usize) {
         let (status, json) = get(
             &server,
@@ -139,14 +144,7 @@ fn a_job_nobody_asks_about_is_cancelled_after_its_lease() {
 
 #[test]
 fn a_port_in_use_is_one_line_error() {
-    let first = Server::start(
-        convscope::Model::demo().unwrap(),
-        ServeConfig {
-            port: 0,
-            ..ServeConfig::default()
-        },
-    )
-    .unwrap();
+    let first = demo_server();
     let e = Server::start(
         convscope::Model::demo().unwrap(),
         ServeConfig {
@@ -166,14 +164,7 @@ fn a_port_in_use_is_one_line_error() {
 /// each its own job and picture; an unknown recipe is a 400 naming the recipes.
 #[test]
 fn filter_patterns_come_by_each_recipe() {
-    let server = Server::start(
-        convscope::Model::demo().unwrap(),
-        ServeConfig {
-            port: 0,
-            ..ServeConfig::default()
-        },
-    )
-    .unwrap();
+    let server = demo_server();
     let mut bodies = Vec::new();
     for recipe in ["", "&recipe=walkthrough", "&recipe=maco"] {
         let path = format!("/api/filter?layer=conv2&channel=1&size=32&steps=3&wait=1{recipe}");
@@ -226,14 +217,7 @@ fn cam_json_names_the_token_rule_of_a_vit() {
         meta["map_rule"], "tokens: class token dropped, 4x4 grid",
         "{meta}"
     );
-    let demo = Server::start(
-        convscope::Model::demo().unwrap(),
-        ServeConfig {
-            port: 0,
-            ..ServeConfig::default()
-        },
-    )
-    .unwrap();
+    let demo = demo_server();
     let (_, body) = get(&demo, "/api/cam?image=scene&class=0&format=json");
     let meta: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(meta["map_rule"].is_null(), "{meta}");

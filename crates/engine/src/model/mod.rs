@@ -18,7 +18,7 @@ mod inspect;
 mod summary;
 
 pub use inspect::PlanNodes;
-pub use summary::{LayerSummary, Summary};
+pub use summary::{group_digits, LayerSummary, Summary};
 
 /// Plans kept per model: more than a process asks for in practice (one per layer set, mode and
 /// batch shape); past it the oldest half is dropped.

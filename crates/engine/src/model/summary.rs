@@ -95,7 +95,13 @@ impl Model {
     }
 }
 
-fn group_digits(n: usize) -> String {
+/// `1234567` → `1,234,567`, as Keras prints parameter counts.
+///
+/// ```
+/// assert_eq!(convscope_engine::group_digits(16_363_524), "16,363,524");
+/// assert_eq!(convscope_engine::group_digits(896), "896");
+/// ```
+pub fn group_digits(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
