@@ -128,8 +128,9 @@ pub(crate) fn transform_weights(
                 let k = |r: usize, s: usize| k[r * 3 + s] as f64;
                 // Columns first: t[i][s] = (G g)[i][s].
                 let cols: [[f64; 6]; 3] = std::array::from_fn(|s| g(k(0, s), k(1, s), k(2, s)));
-                for i in 0..6 {
-                    let row = g(cols[0][i], cols[1][i], cols[2][i]);
+                let rows: [[f64; 6]; 6] =
+                    std::array::from_fn(|i| g(cols[0][i], cols[1][i], cols[2][i]));
+                for (i, row) in rows.iter().enumerate() {
                     for (j, &v) in row.iter().enumerate() {
                         let at = u_index(layout, i * 6 + j, mi, ci, m, c);
                         assert!(at < len);
