@@ -180,8 +180,12 @@ impl Activations {
     /// Layer `i`'s grid of every channel (each standardised as the walk-through does,
     /// `(x − mean)/std·64 + 128`, clipped); an error when the layer is not a spatial map.
     pub fn grid(&self, i: usize, style: &GridStyle) -> Result<Picture> {
-        let (planar, cfg) = self.grid_parts(i, style)?;
-        Ok(Picture::new(channel_grid(&planar, &cfg)?))
+        let ((c, h, w), cfg) = self.grid_parts(i, style)?;
+        let values = self.layer(i)?.values.data()[..c * h * w].to_vec();
+        Ok(Picture::new(channel_grid(
+            &Planar::new(c, h, w, values)?,
+            &cfg,
+        )?))
     }
 
     /// Where [`Activations::grid`] puts each channel of layer `i`: the picture's size and each
@@ -200,17 +204,18 @@ impl Activations {
     /// # Ok::<(), convscope::Error>(())
     /// ```
     pub fn grid_layout(&self, i: usize, style: &GridStyle) -> Result<GridLayout> {
-        let (planar, cfg) = self.grid_parts(i, style)?;
-        Ok(grid_layout(
-            planar.channels,
-            planar.height,
-            planar.width,
-            &cfg,
-        )?)
+        // The layout needs the map's dimensions only, not a copy of its values.
+        let ((c, h, w), cfg) = self.grid_parts(i, style)?;
+        Ok(grid_layout(c, h, w, &cfg)?)
     }
 
-    /// The maps of layer `i` and the grid options of `style`.
-    fn grid_parts(&self, i: usize, style: &GridStyle) -> Result<(Planar, GridConfig)> {
+    /// The map dimensions `(channels, height, width)` of layer `i` and the grid options of
+    /// `style`.
+    fn grid_parts(
+        &self,
+        i: usize,
+        style: &GridStyle,
+    ) -> Result<((usize, usize, usize), GridConfig)> {
         style.validate()?;
         let a = self.layer(i)?;
         let Some((c, h, w)) = a.spatial() else {
@@ -220,7 +225,6 @@ impl Activations {
                 a.values.shape()
             )));
         };
-        let planar = Planar::new(c, h, w, a.values.data()[..c * h * w].to_vec())?;
         let cfg = GridConfig {
             per_row: style.per_row,
             cell_min: style.cell,
@@ -230,7 +234,7 @@ impl Activations {
                 .then(|| format!("{}  {c}x{h}x{w}", a.selected.label)),
             ..GridConfig::default()
         };
-        Ok((planar, cfg))
+        Ok(((c, h, w), cfg))
     }
 
     /// Channel `k` of layer `i` alone, large (longer side `side` pixels), with a colour bar.

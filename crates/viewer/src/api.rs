@@ -518,11 +518,12 @@ pub(crate) async fn activations(State(app): State<Arc<App>>, req: Request) -> Ap
                 }))
             }
             _ => {
-                let grid = acts.grid(0, &style)?;
                 // At one pixel per value (the page's grids, enlarged by the browser) fast
                 // compression saved 23 % of the bytes for 17× the time; enlarged cells repeat
                 // rows and pixels, which it shrinks 2.6× (docs/design.md, "Viewer grids").
-                if acts.grid_layout(0, &style)?.scale == 1 {
+                let one_to_one = acts.grid_layout(0, &style)?.scale == 1;
+                let grid = acts.grid(0, &style)?;
+                if one_to_one {
                     png(grid.png_bytes_stored()?)
                 } else {
                     png(grid.png_bytes_fast()?)
