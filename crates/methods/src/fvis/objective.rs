@@ -91,6 +91,24 @@ impl Term {
             Term::Class { value, .. } => *value,
         }
     }
+
+    /// Whether the term reads particular positions of its map (a neuron, a direction at a
+    /// point, inversion and caricature compare position by position), so transformations that
+    /// move the picture far blur what it asks for.
+    ///
+    /// ```
+    /// use convscope_methods::fvis::objective::Term;
+    /// # let layer = convscope_engine::ValueId(0);
+    /// assert!(Term::Neuron { layer, channel: 5, at: None }.reads_positions());
+    /// assert!(!Term::Channel { layer, channel: 5 }.reads_positions());
+    /// ```
+    pub fn reads_positions(&self) -> bool {
+        match self {
+            Term::Neuron { .. } | Term::Match { .. } | Term::Caricature { .. } => true,
+            Term::Direction { at, .. } => at.is_some(),
+            Term::Channel { .. } | Term::Class { .. } | Term::Diversity { .. } => false,
+        }
+    }
 }
 
 /// A weighted sum of terms, maximised.
@@ -132,6 +150,11 @@ impl Objective {
             }
         }
         v
+    }
+
+    /// Whether any term reads particular positions ([`Term::reads_positions`]).
+    pub fn reads_positions(&self) -> bool {
+        self.terms.iter().any(|(_, t)| t.reads_positions())
     }
 
     /// Whether any term couples pictures (diversity).
