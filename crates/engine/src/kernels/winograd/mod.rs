@@ -279,7 +279,8 @@ multiversion! {
     /// gemm crate). On AVX-512, blocks of 8 × 48 outputs live in 24 registers through the whole
     /// sum over channels (3 loads, 8 broadcasts, 24 FMAs per channel; 8 × 32 measured the same);
     /// with 16 registers (AVX2), blocks of 4 × 24 (12 accumulators), each panel in two halves;
-    /// then narrower blocks for the last columns. The gemm crate repacked both operands on
+    /// then narrower blocks for the last columns (4 vectors as 2 + 2: the 32-tile blocks on
+    /// AVX2). The gemm crate repacked both operands on
     /// every call, which cost as much as the multiplications at these sizes (design.md,
     /// "Winograd").
     ///
@@ -320,22 +321,28 @@ unsafe fn product_generic<S: Simd>(
                 m0,
                 r0,
             };
-            let mut t0 = 0;
-            // 3 vectors of columns while they fit, then one 2- or 1-vector tail (width is a
-            // multiple of 16, so of every path's vector).
+            // 3 vectors of columns at a time, but 4 as 2 + 2 rather than 3 + 1 (width is a
+            // multiple of 16, so of every path's vector). A 1-vector block has R chains of
+            // multiply-adds: on AVX2 (R = 4) too few to cover two FMA units' latency, and
+            // the 32-tile blocks every VGG16 layer takes are 4 vectors wide there.
             // SAFETY (all calls): rows ci < c of `v` hold `width` values and each call reads
             // columns t0..t0 + LANES·NV ≤ width; panel m0/8 of `ut` holds c·8 values, m0 + 8 ≤
             // m; rows m0..m0+8 of `mm` hold `width` values. Checked by the asserts above.
-            unsafe {
-                while width - t0 >= 3 * l {
-                    micro_tile_rows::<S, 3>(&at, sub, t0);
-                    t0 += 3 * l;
+            let mut t0 = 0;
+            while t0 < width {
+                let vectors = match (width - t0) / l {
+                    1 => 1,
+                    2 | 4 => 2,
+                    _ => 3,
+                };
+                unsafe {
+                    match vectors {
+                        1 => micro_tile_rows::<S, 1>(&at, sub, t0),
+                        2 => micro_tile_rows::<S, 2>(&at, sub, t0),
+                        _ => micro_tile_rows::<S, 3>(&at, sub, t0),
+                    }
                 }
-                match (width - t0) / l {
-                    2 => micro_tile_rows::<S, 2>(&at, sub, t0),
-                    1 => micro_tile_rows::<S, 1>(&at, sub, t0),
-                    _ => {}
-                }
+                t0 += vectors * l;
             }
         }
     }
