@@ -137,3 +137,135 @@ fn vgg16_agrees_across_paths() {
         5e-2,
     );
 }
+
+/// `relu(conv3x3(x, w) + b)` with padding 1, in f64: `x` is `n × c × h × w`, `w` is
+/// `m × c × 3 × 3`.
+fn conv_relu_f64(
+    x: &[f64],
+    (n, c, h, wd): (usize, usize, usize, usize),
+    w: &[f32],
+    b: &[f32],
+) -> Vec<f64> {
+    let m = b.len();
+    let mut out = vec![0.0f64; n * m * h * wd];
+    for (i, o) in out.iter_mut().enumerate() {
+        let (img, mi, oy, ox) = (i / (m * h * wd), i / (h * wd) % m, i / wd % h, i % wd);
+        let mut s = b[mi] as f64;
+        for ci in 0..c {
+            for (r, q) in (0..9).map(|k| (k / 3, k % 3)) {
+                let (iy, ix) = ((oy + r) as isize - 1, (ox + q) as isize - 1);
+                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                    s += x[((img * c + ci) * h + iy as usize) * wd + ix as usize]
+                        * w[((mi * c + ci) * 3 + r) * 3 + q] as f64;
+                }
+            }
+        }
+        *o = s.max(0.0);
+    }
+    out
+}
+
+/// The input gradient of `conv3x3(x, w)` (padding 1) for the output gradient `dy`
+/// (`n × m × h × w`), in f64.
+fn conv_input_grad_f64(
+    dy: &[f64],
+    (n, m, h, wd): (usize, usize, usize, usize),
+    w: &[f32],
+    c: usize,
+) -> Vec<f64> {
+    let mut dx = vec![0.0f64; n * c * h * wd];
+    for (i, &g) in dy.iter().enumerate() {
+        let (img, mi, oy, ox) = (i / (m * h * wd), i / (h * wd) % m, i / wd % h, i % wd);
+        for ci in 0..c {
+            for (r, q) in (0..9).map(|k| (k / 3, k % 3)) {
+                let (iy, ix) = ((oy + r) as isize - 1, (ox + q) as isize - 1);
+                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                    dx[((img * c + ci) * h + iy as usize) * wd + ix as usize] +=
+                        g * w[((mi * c + ci) * 3 + r) * 3 + q] as f64;
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// The largest difference of `got` from the f64 `want`, relative to `want`'s largest magnitude.
+fn off_by(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
+    assert!(scale > 0.0, "a meaningful value");
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(&a, &b)| (a as f64 - b).abs())
+        .fold(0.0, f64::max);
+    worst / scale
+}
+
+/// The Winograd route of every path against f64 references, on a generated two-layer network
+/// `x → Conv → ReLU → Conv → ReLU` (16 → 24 → 16 channels, 3×3, padding 1): the forward pass
+/// (input and output transforms with bias and clamp) and the input gradient (the flipped
+/// convolutions, the second with the first ReLU's mask in its epilogue). Widths of 70, 32 and
+/// 9 columns give rows of 18, 8 and 3 tiles: whole groups of 8 and 16 tiles inside the image,
+/// groups cut by the left and right padding, and partial groups, on every vector width.
+#[test]
+fn winograd_layers_match_f64_on_every_path() {
+    use common::grad::{Net, Rng};
+    use convscope_onnx::AttributeProto as A;
+    let (c, m) = (16, 24);
+    for (n, h, wd) in [(2, 13, 70), (1, 32, 32), (4, 9, 9)] {
+        let mut rng = Rng::new(0x5eed + wd as u64);
+        let (wa, ba) = (rng.vec(m * c * 9, -0.2, 0.2), rng.vec(m, -0.1, 0.3));
+        let (wb, bb) = (rng.vec(c * m * 9, -0.2, 0.2), rng.vec(c, -0.1, 0.3));
+        let x: Vec<f32> = rng.vec(n * c * h * wd, -1.0, 1.0);
+        let seed: Vec<f32> = rng.vec(n * c * h * wd, -1.0, 1.0);
+        let pads = || vec![A::ints("pads", &[1, 1, 1, 1])];
+        let mut net = Net::new(&[n, c, h, wd], 13);
+        net.f("wa", &[m, c, 3, 3], &wa)
+            .f("ba", &[m], &ba)
+            .f("wb", &[c, m, 3, 3], &wb)
+            .f("bb", &[c], &bb)
+            .node("Conv", &["x", "wa", "ba"], &["za"], pads())
+            .node("Relu", &["za"], &["ha"], vec![])
+            .node("Conv", &["ha", "wb", "bb"], &["zb"], pads())
+            .node("Relu", &["zb"], &["y"], vec![]);
+        // The forward pass in f64 from the same weights.
+        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let ha64 = conv_relu_f64(&x64, (n, c, h, wd), &wa, &ba);
+        let y64 = conv_relu_f64(&ha64, (n, m, h, wd), &wb, &bb);
+        let xt = Tensor::new(vec![n, c, h, wd], x.clone()).unwrap();
+        for isa in isas() {
+            let model = net.build().unwrap().with_config(ExecConfig {
+                isa,
+                ..ExecConfig::default()
+            });
+            let what = format!("{}: n {n}, {h}×{wd}", isa.name());
+            let (ha, y) = (model.resolve("ha").unwrap(), model.outputs()[0]);
+            let Value::Float(out) = model.run(&xt, &[y]).unwrap().remove(0) else {
+                panic!("a float output")
+            };
+            let off = off_by(out.data(), &y64);
+            assert!(off < 2e-5, "{what}: inference output off by {off:e}");
+            // The input gradient of Σ seed ⊙ y, masked by the engine's own activations (a
+            // value at a ReLU's kink may round to either side).
+            let tape = model.forward(&xt, &[ha, y]).unwrap();
+            let off = off_by(tape.value(y).unwrap().data(), &y64);
+            assert!(off < 2e-5, "{what}: taped output off by {off:e}");
+            let masked = |g: &[f64], act: &Tensor| -> Vec<f64> {
+                g.iter()
+                    .zip(act.data())
+                    .map(|(&g, &a)| if a > 0.0 { g } else { 0.0 })
+                    .collect()
+            };
+            let yv = tape.value(y).unwrap().clone();
+            let hav = tape.value(ha).unwrap().clone();
+            let seed64: Vec<f64> = seed.iter().map(|&v| v as f64).collect();
+            let dha = conv_input_grad_f64(&masked(&seed64, &yv), (n, c, h, wd), &wb, m);
+            let dx64 = conv_input_grad_f64(&masked(&dha, &hav), (n, m, h, wd), &wa, c);
+            let seed_t = Tensor::new(vec![n, c, h, wd], seed.clone()).unwrap();
+            let dx = tape.backward(vec![(y, seed_t)], &[]).unwrap().input;
+            let off = off_by(dx.data(), &dx64);
+            assert!(off < 5e-5, "{what}: input gradient off by {off:e}");
+        }
+    }
+}

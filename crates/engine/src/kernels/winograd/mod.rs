@@ -23,8 +23,7 @@ use super::simd::{multiversion, Path, Simd};
 use crate::runtime::cpu::Isa;
 use crate::runtime::pool::{for_each_task, SharedOut};
 
-#[cfg(target_arch = "x86_64")]
-mod avx512;
+mod vector;
 
 /// Block widths (tiles per product) are multiples of this: the product kernel's vector width.
 const LANES: usize = 16;
@@ -280,7 +279,8 @@ multiversion! {
     /// gemm crate). On AVX-512, blocks of 8 × 48 outputs live in 24 registers through the whole
     /// sum over channels (3 loads, 8 broadcasts, 24 FMAs per channel; 8 × 32 measured the same);
     /// with 16 registers (AVX2), blocks of 4 × 24 (12 accumulators), each panel in two halves;
-    /// then narrower blocks for the last columns. The gemm crate repacked both operands on
+    /// then narrower blocks for the last columns (4 vectors as 2 + 2: the 32-tile blocks on
+    /// AVX2). The gemm crate repacked both operands on
     /// every call, which cost as much as the multiplications at these sizes (design.md,
     /// "Winograd").
     ///
@@ -321,22 +321,28 @@ unsafe fn product_generic<S: Simd>(
                 m0,
                 r0,
             };
-            let mut t0 = 0;
-            // 3 vectors of columns while they fit, then one 2- or 1-vector tail (width is a
-            // multiple of 16, so of every path's vector).
+            // 3 vectors of columns at a time, but 4 as 2 + 2 rather than 3 + 1 (width is a
+            // multiple of 16, so of every path's vector). A 1-vector block has R chains of
+            // multiply-adds: on AVX2 (R = 4) too few to cover two FMA units' latency, and
+            // the 32-tile blocks every VGG16 layer takes are 4 vectors wide there.
             // SAFETY (all calls): rows ci < c of `v` hold `width` values and each call reads
             // columns t0..t0 + LANES·NV ≤ width; panel m0/8 of `ut` holds c·8 values, m0 + 8 ≤
             // m; rows m0..m0+8 of `mm` hold `width` values. Checked by the asserts above.
-            unsafe {
-                while width - t0 >= 3 * l {
-                    micro_tile_rows::<S, 3>(&at, sub, t0);
-                    t0 += 3 * l;
+            let mut t0 = 0;
+            while t0 < width {
+                let vectors = match (width - t0) / l {
+                    1 => 1,
+                    2 | 4 => 2,
+                    _ => 3,
+                };
+                unsafe {
+                    match vectors {
+                        1 => micro_tile_rows::<S, 1>(&at, sub, t0),
+                        2 => micro_tile_rows::<S, 2>(&at, sub, t0),
+                        _ => micro_tile_rows::<S, 3>(&at, sub, t0),
+                    }
                 }
-                match (width - t0) / l {
-                    2 => micro_tile_rows::<S, 2>(&at, sub, t0),
-                    1 => micro_tile_rows::<S, 1>(&at, sub, t0),
-                    _ => {}
-                }
+                t0 += vectors * l;
             }
         }
     }
@@ -454,35 +460,16 @@ fn transform_input(
     width: usize,
     v: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if isa.avx512f() {
-        // SAFETY: `isa` says the CPU has AVX-512F.
-        return unsafe { avx512::transform_input(x, g, first, count, width, v) };
+    let path = Path::of(isa);
+    if path.vector() {
+        // SAFETY: a vector path of this CPU; `run_block` sizes the slices.
+        return unsafe { vector::transform_input_on(path, x, g, first, count, width, v) };
     }
-    #[cfg(target_arch = "x86_64")]
-    if isa.avx2_fma() {
-        // SAFETY: `isa` says the CPU has AVX2 and FMA.
-        return unsafe { transform_input_avx2(x, g, first, count, width, v) };
-    }
-    let _ = isa;
-    transform_input_generic(x, g, first, count, width, v)
+    transform_input_portable(x, g, first, count, width, v)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn transform_input_avx2(
-    x: &[f32],
-    g: &ConvGeometry,
-    first: usize,
-    count: usize,
-    width: usize,
-    v: &mut [f32],
-) {
-    transform_input_generic(x, g, first, count, width, v)
-}
-
-#[inline(always)]
-fn transform_input_generic(
+/// The portable [`transform_input`].
+fn transform_input_portable(
     x: &[f32],
     g: &ConvGeometry,
     first: usize,
@@ -646,38 +633,22 @@ unsafe fn transform_output(
     out: SharedOut,
     epilogue: Epilogue,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if isa.avx512f() {
-        // SAFETY: `isa` says the CPU has AVX-512F; the rest is the caller's.
-        return unsafe { avx512::transform_output(mm, g, first, count, width, out, epilogue) };
+    let path = Path::of(isa);
+    if path.vector() {
+        // SAFETY: a vector path of this CPU; the rest is the caller's.
+        return unsafe {
+            vector::transform_output_on(path, mm, g, first, count, width, out, epilogue)
+        };
     }
-    #[cfg(target_arch = "x86_64")]
-    if isa.avx2_fma() {
-        // SAFETY: `isa` says the CPU has AVX2 and FMA; the rest is the caller's.
-        return unsafe { transform_output_avx2(mm, g, first, count, width, out, epilogue) };
-    }
-    let _ = isa;
     // SAFETY: forwarded from the caller.
-    unsafe { transform_output_generic(mm, g, first, count, width, out, epilogue) }
+    unsafe { transform_output_portable(mm, g, first, count, width, out, epilogue) }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn transform_output_avx2(
-    mm: &[f32],
-    g: &ConvGeometry,
-    first: usize,
-    count: usize,
-    width: usize,
-    out: SharedOut,
-    epilogue: Epilogue,
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe { transform_output_generic(mm, g, first, count, width, out, epilogue) }
-}
-
-#[inline(always)]
-unsafe fn transform_output_generic(
+/// The portable [`transform_output`].
+///
+/// # Safety
+/// As [`run_block`].
+unsafe fn transform_output_portable(
     mm: &[f32],
     g: &ConvGeometry,
     first: usize,
@@ -887,6 +858,11 @@ mod tests {
             (3, 4, 3, 13, 7, 0, 2, 11, 8),
             (1, 17, 33, 23, 21, 1, 1, 23, 21),
             (1, 32, 64, 15, 30, 1, 1, 15, 30),
+            // Whole groups of 8 and 16 tiles inside the image, one ending exactly at the end
+            // of the row (and of the input), and a row of 9 tiles between two pads.
+            (1, 16, 16, 10, 66, 0, 0, 8, 64),
+            (2, 16, 8, 8, 34, 0, 0, 6, 32),
+            (1, 16, 16, 6, 33, 1, 1, 6, 33),
         ] {
             let g = geometry(n, c, m, (ih, iw), (pt, pl), (oh, ow));
             let (x, w) = inputs(&g);
