@@ -555,7 +555,7 @@ impl<'m> ExamplesRun<'m> {
         std::thread::scope(|scope| -> Result<()> {
             let mut last_save = Instant::now();
             // The next batch, decoding on a thread of its own while this one runs through the
-            // model (design.md, "Dataset examples: reading ahead").
+            // model (design.md, "Dataset examples: speed").
             let mut ahead: Option<std::thread::ScopedJoinHandle<'_, Vec<Decoded>>> = None;
             while self.state.done < self.images.len() {
                 if progress.cancelled() {

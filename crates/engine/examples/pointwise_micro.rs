@@ -2,7 +2,7 @@
 //! RUNS: `cargo run --release -p convscope-engine --example pointwise_micro -- C M H W N [RUNS]`
 //! (in channels, out channels, map height and width, batch). EfficientNet's 1×1 layers on
 //! 7×7 and 14×14 maps were the largest per-layer gap to onnxruntime at batch 8 (design.md,
-//! "Dataset examples"); this isolates them.
+//! "Dataset examples: speed"); this isolates them.
 use convscope_engine::{Model, Tensor};
 use convscope_onnx::{Dim, GraphBuilder, TensorProto};
 use std::time::Instant;

@@ -1011,10 +1011,9 @@ impl Conv {
         // the products are short. Smaller maps of one image stay in cache anyway. In a batch
         // of several images (`convscope examples` runs 16–32) the depthwise output written
         // whole is the batch's, out of cache, and with two images per thread a band is a whole
-        // image (no row formed twice): fused there, EfficientNet's blocks 3–15 at batch 32
-        // took 0.55–1.0× the time (design.md, "Dataset examples: whole blocks in a batch"). The
-        // rule counts images, not threads, so that whether a block fuses does not depend on
-        // the machine.
+        // image (no row formed twice): fused there, EfficientNet's pass to its head took 0.82×
+        // the time at batch 32 (design.md, "Dataset examples: speed"). The rule counts images,
+        // not threads, so that whether a block fuses does not depend on the machine.
         let fits = d2.depthwise()
             && (ow >= BLOCK_MIN_COLUMNS || d2.n >= BLOCK_MIN_IMAGES)
             && b2.is_none_or(|b| b.len() == d2.m)
