@@ -17,6 +17,8 @@ does not grow with the number of images.
     pip install -r scripts/reference/requirements.txt
     python3 scripts/bench/examples_compare.py                      # both models, 512 images
     python3 scripts/bench/examples_compare.py --memory 1000,10000  # peak memory vs images
+    python3 scripts/bench/examples_compare.py --only effnet --baseline /tmp/convscope-old --no-torch
+        # an older binary in the same rounds (order alternating), without the PyTorch loop
 """
 
 from __future__ import annotations
@@ -155,6 +157,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", choices=list(JOBS), default=None)
     ap.add_argument("--memory", default=None, help="folder sizes for the peak-memory check, e.g. 1000,10000")
+    ap.add_argument("--baseline", type=Path, default=None, help="an older convscope binary, run in the same rounds")
+    ap.add_argument("--no-torch", action="store_true", help="leave the PyTorch loop out")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="convscope-examples-bench-"))
     try:
@@ -172,17 +176,26 @@ def main() -> int:
             folder = tmp / key
             paths = make_images(args.shared, args.images, folder, size)
             model_path = args.shared / "models" / model
-            rates = {"convscope": [], "pytorch": [], "onnxruntime": []}
+            rates = {"convscope": [], "baseline": [], "pytorch": [], "onnxruntime": []}
             for r in range(args.rounds):
                 print(f"# {key} round {r + 1}/{args.rounds}", file=sys.stderr)
-                wall, _ = convscope_run(args.binary, model_path, folder, layer, norm, tmp / f"out-{key}")
-                rates["convscope"].append(len(paths) / wall)
-                rates["pytorch"].append(len(paths) / torch_run(model_path, paths, value, size, layout, norm))
+                binaries = [("convscope", args.binary)] + ([("baseline", args.baseline)] if args.baseline else [])
+                for name, binary in binaries if r % 2 == 0 else binaries[::-1]:
+                    wall, _ = convscope_run(binary, model_path, folder, layer, norm, tmp / f"out-{key}")
+                    rates[name].append(len(paths) / wall)
+                if not args.no_torch:
+                    rates["pytorch"].append(len(paths) / torch_run(model_path, paths, value, size, layout, norm))
                 rates["onnxruntime"].append(len(paths) / ort_run(model_path, paths, value, size, layout, norm))
-            med = {k: statistics.median(v) for k, v in rates.items()}
-            print(f"{key:<7} {layer:<14} images/s: convscope {med['convscope']:.1f}, PyTorch loop {med['pytorch']:.1f} "
-                  f"({med['convscope'] / med['pytorch']:.2f}x), onnxruntime bare forward {med['onnxruntime']:.1f} "
-                  f"({med['convscope'] / med['onnxruntime']:.2f}x)")
+                print("#   images/s " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items() if v), file=sys.stderr)
+            med = {k: statistics.median(v) for k, v in rates.items() if v}
+            line = f"{key:<7} {layer:<14} images/s: convscope {med['convscope']:.1f}"
+            if "pytorch" in med:
+                line += f", PyTorch loop {med['pytorch']:.1f} ({med['convscope'] / med['pytorch']:.2f}x)"
+            line += f", onnxruntime bare forward {med['onnxruntime']:.1f} ({med['convscope'] / med['onnxruntime']:.2f}x)"
+            if "baseline" in med:
+                line += (f", baseline {med['baseline']:.1f} ({med['baseline'] / med['onnxruntime']:.2f}x of onnxruntime;"
+                         f" new / baseline {med['convscope'] / med['baseline']:.2f}x)")
+            print(line)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

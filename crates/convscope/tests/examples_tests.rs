@@ -192,16 +192,22 @@ fn a_run_stopped_halfway_and_resumed_equals_one_run() {
 #[test]
 fn unreadable_images_are_listed_and_skipped() {
     let dir = TempDir::new("examples-bad");
-    scenes(&dir, 10);
+    scenes(&dir, 40);
+    // One in the first batch (decoded on every thread), one in the third (read ahead on a
+    // thread of its own while the second runs through the model).
     std::fs::write(dir.path("part0/broken.png"), b"not a png").unwrap();
+    std::fs::write(dir.path("part0/zz-broken.png"), b"not a png either").unwrap();
     std::fs::write(dir.path("notes.txt"), b"not an image name").unwrap();
     let index = demo_at_64()
         .examples(dir.path(""), &config("conv1"))
         .unwrap();
-    assert_eq!(index.images_used, 10);
-    assert_eq!(index.skipped.len(), 1);
-    assert_eq!(index.skipped[0].image, "part0/broken.png");
-    assert!(index.skipped[0].reason.contains("not a decodable image"));
+    assert_eq!(index.images_used, 40);
+    let skipped: Vec<&str> = index.skipped.iter().map(|s| s.image.as_str()).collect();
+    assert_eq!(skipped, ["part0/broken.png", "part0/zz-broken.png"]);
+    assert!(index
+        .skipped
+        .iter()
+        .all(|s| s.reason.contains("not a decodable image")));
 }
 
 #[test]

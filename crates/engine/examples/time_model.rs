@@ -1,6 +1,8 @@
 //! Times the inference pass (`Model::run`) of any ONNX file on a constant input:
 //! `cargo run --release -p convscope-engine --example time_model -- MODEL 1,3,224,224 [RUNS]`.
-//! Prints the median and the fastest run in ms; with `PROFILE=1` also each node's mean time.
+//! Prints the median and the fastest run in ms; with `PROFILE=1` also each node's mean time;
+//! with `TARGET=VALUE` the pass stops at that value (e.g. EfficientNet's
+//! `/_swish_1/Clip_output_0` at any batch, as `convscope examples` runs it).
 //! `scripts/bench/block_compare.py` runs it beside onnxruntime on single EfficientNet blocks.
 use convscope_engine::{Model, Tensor};
 use std::time::Instant;
@@ -21,7 +23,12 @@ fn main() {
         .collect();
     let runs: usize = args.get(2).map_or(300, |r| r.parse().expect("a run count"));
     let x = Tensor::full(&shape, 0.5);
-    let out = model.outputs().to_vec();
+    let out = match std::env::var("TARGET") {
+        Ok(name) => vec![model
+            .resolve(&name)
+            .expect("TARGET names a value of the model")],
+        Err(_) => model.outputs().to_vec(),
+    };
     for _ in 0..10 {
         model.run(&x, &out).expect("a pass");
     }

@@ -122,6 +122,45 @@ fn efficientnet_lite0_agrees_across_paths() {
     agree_across_paths("efficientnet_lite0.onnx", &[1, 3, 224, 224], &[], 285, 1e-4);
 }
 
+/// In a batch of four, the inference pass runs EfficientNet's inverted-residual blocks on its
+/// 28×28 to 7×7 maps as one too (a band per image): the head's values agree across paths, and
+/// with the taped pass, which runs every node apart.
+#[test]
+fn efficientnet_lite0_in_a_batch_agrees_across_paths() {
+    let Some(path) = common::shared("models/efficientnet_lite0.onnx") else {
+        return;
+    };
+    let x = input(&[4, 3, 224, 224]);
+    let head = "/_swish_1/Clip_output_0";
+    let model = |isa: Isa| {
+        Model::load(&path).unwrap().with_config(ExecConfig {
+            isa,
+            ..ExecConfig::default()
+        })
+    };
+    let isas = isas();
+    let widest = model(isas[0]);
+    let id = widest.resolve(head).unwrap();
+    let want = widest.run_float(&x, &[id]).unwrap().remove(0);
+    let tape = widest.forward(&x, &[id]).unwrap();
+    let (worst, _) = differences(&want, tape.value(id).unwrap());
+    assert!(worst < 2e-5, "fused against taped: off by {worst:e}");
+    for &isa in &isas[1..] {
+        let m = model(isa);
+        let got = m
+            .run_float(&x, &[m.resolve(head).unwrap()])
+            .unwrap()
+            .remove(0);
+        let (worst, _) = differences(&got, &want);
+        assert!(
+            worst < 2e-5,
+            "{} against {}: off by {worst:e}",
+            isa.name(),
+            isas[0].name()
+        );
+    }
+}
+
 /// Winograd and im2col convolutions, max pooling. The gradient's tolerance is wide: a rounding
 /// difference that swaps which of two nearly equal values a 2×2 max pool keeps sends that
 /// window's gradient to the other position, and the swap spreads through the layers below (one

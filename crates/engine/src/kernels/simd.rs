@@ -344,8 +344,14 @@ mod x86 {
                 });
                 transpose16(&mut r);
                 let wm = bits16(0, write.1 as isize);
-                for (j, v) in r.iter().take(write.0).enumerate() {
-                    _mm512_mask_storeu_ps(dst.add(j * dst_stride), wm, *v);
+                // Every row tested against `write.0` in a loop of constant length, so that it
+                // unrolls and each store names its register: `take(write.0)` indexed the tile
+                // at run time, which sent it through the stack (a store and a reload per row,
+                // half of the depthwise strips' transposes back into planes).
+                for (j, v) in r.iter().enumerate() {
+                    if j < write.0 {
+                        _mm512_mask_storeu_ps(dst.add(j * dst_stride), wm, *v);
+                    }
                 }
             }
         }
@@ -489,7 +495,11 @@ mod x86 {
                 });
                 let t = transpose8(r);
                 let wm = Self::mask(0, write.1 as isize);
-                for (j, v) in t.iter().take(write.0).enumerate() {
+                // Constant indices, as on AVX-512 (the tile stays in registers).
+                for (j, v) in t.iter().enumerate() {
+                    if j >= write.0 {
+                        continue;
+                    }
                     if write.1 >= 8 {
                         _mm256_storeu_ps(dst.add(j * dst_stride), *v);
                     } else {
@@ -658,8 +668,11 @@ mod arm {
                     vreinterpretq_f32_f64(vtrn2q_f64(half(a.1), half(b.1))),
                 ];
                 let wm = Self::mask(0, write.1 as isize);
-                for (j, v) in t.iter().take(write.0).enumerate() {
-                    Self::store_masked(dst.add(j * dst_stride), wm, *v);
+                // Constant indices, as on AVX-512 (the tile stays in registers).
+                for (j, v) in t.iter().enumerate() {
+                    if j < write.0 {
+                        Self::store_masked(dst.add(j * dst_stride), wm, *v);
+                    }
                 }
             }
         }

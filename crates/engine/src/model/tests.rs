@@ -190,7 +190,7 @@ fn block_model(expand: bool, k: usize, s: i64, hw: (i64, i64), m: usize, tail: &
     let pad = (k / 2) as i64;
     let mut g = GraphBuilder::new("block");
     let dims = [
-        Dim::Value(2),
+        Dim::Param("N".into()),
         Dim::Value(c as i64),
         Dim::Value(hw.0),
         Dim::Value(hw.1),
@@ -257,24 +257,29 @@ fn block_model(expand: bool, k: usize, s: i64, hw: (i64, i64), m: usize, tail: &
 /// output as well turns the block off.
 #[test]
 fn an_inverted_residual_block_run_as_one_changes_no_value() {
-    for (expand, k, s, hw, m, tail) in [
-        (true, 3, 1, (100, 60), 8, "add"),
-        (true, 5, 1, (40, 57), 8, "add"),
-        (true, 3, 2, (41, 113), 24, "none"),
-        (true, 5, 2, (12, 120), 3, "clip"),
-        (false, 3, 1, (30, 70), 16, "none"),
-        (false, 5, 2, (9, 121), 17, "clip"),
+    // Maps of 56+ output columns fuse at any batch; narrower ones (EfficientNet's 28×28 to
+    // 7×7 stages) from 4 images on, one band per image.
+    for (expand, k, s, hw, m, tail, images) in [
+        (true, 3, 1, (100, 60), 8, "add", 2),
+        (true, 5, 1, (40, 57), 8, "add", 2),
+        (true, 3, 2, (41, 113), 24, "none", 2),
+        (true, 5, 2, (12, 120), 3, "clip", 2),
+        (false, 3, 1, (30, 70), 16, "none", 2),
+        (false, 5, 2, (9, 121), 17, "clip", 2),
+        (true, 3, 1, (14, 14), 8, "add", 4),
+        (true, 5, 2, (15, 13), 24, "none", 5),
+        (false, 5, 1, (7, 7), 17, "clip", 4),
     ] {
         let model = block_model(expand, k, s, hw, m, tail);
         let (y, a) = (model.resolve("y").unwrap(), model.resolve("a").unwrap());
         let c = if expand { 8 } else { 40 };
-        let n = 2 * c * hw.0 as usize * hw.1 as usize;
+        let n = images * c * hw.0 as usize * hw.1 as usize;
         let x = Tensor::new(
-            vec![2, c, hw.0 as usize, hw.1 as usize],
+            vec![images, c, hw.0 as usize, hw.1 as usize],
             (0..n).map(|i| (i as f32 * 0.37).sin() * 3.0).collect(),
         )
         .unwrap();
-        let case = format!("expand={expand} k={k} s={s} {hw:?} m={m} {tail}");
+        let case = format!("expand={expand} k={k} s={s} {hw:?} m={m} {tail} n={images}");
         let first = if expand { "expand" } else { "depthwise" };
         let ni = node(&model, first);
         // The block offered first takes in every node but the first.

@@ -817,6 +817,9 @@ pub(crate) enum BlockRole {
 
 /// Output columns from which a depthwise layer runs with its block ([`Conv::forward_block`]).
 const BLOCK_MIN_COLUMNS: usize = 56;
+/// Images from which a batch runs inverted-residual blocks as one on narrower maps too (two
+/// per thread on this project's 2-core machines; see [`Conv::forward_block`]).
+const BLOCK_MIN_IMAGES: usize = 4;
 
 /// `Conv` (2-D, NCHW), with groups, strides, dilations, pads and auto_pad; its fused forms are
 /// its own methods (see the module).
@@ -1005,9 +1008,14 @@ impl Conv {
         let d3 = &proj.d;
         // Maps of 56 columns and more. On 28×28 maps (EfficientNet's blocks 3 and 4, 5×5 taps)
         // it measured no faster, or slower: a band's first strip forms 2–4 rows twice, and
-        // the products are short. Smaller maps stay in cache anyway.
+        // the products are short. Smaller maps of one image stay in cache anyway. In a batch
+        // of several images (`convscope examples` runs 16–32) the depthwise output written
+        // whole is the batch's, out of cache, and with two images per thread a band is a whole
+        // image (no row formed twice): fused there, EfficientNet's pass to its head took 0.82×
+        // the time at batch 32 (design.md, "Dataset examples: speed"). The rule counts images,
+        // not threads, so that whether a block fuses does not depend on the machine.
         let fits = d2.depthwise()
-            && ow >= BLOCK_MIN_COLUMNS
+            && (ow >= BLOCK_MIN_COLUMNS || d2.n >= BLOCK_MIN_IMAGES)
             && b2.is_none_or(|b| b.len() == d2.m)
             && parts
                 .residual
