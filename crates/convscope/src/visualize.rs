@@ -117,19 +117,6 @@ impl Recipe {
     }
 }
 
-/// The transformations a picture of `objective` gets under a recipe's `transforms`. MaCo's
-/// crops move the picture by up to half its side between steps, which blurs an objective that
-/// reads positions (a neuron, a direction at a point, inversion, caricature): those get
-/// [`MacoCrops::aligned`], which keep a position within a few pixels, as Lucid's jitter does.
-fn transforms_for(transforms: &Transforms, objective: &Objective) -> Transforms {
-    match transforms {
-        Transforms::Maco(_) if objective.reads_positions() => {
-            Transforms::Maco(MacoCrops::aligned())
-        }
-        other => other.clone(),
-    }
-}
-
 impl FromStr for Recipe {
     type Err = Error;
     fn from_str(s: &str) -> Result<Recipe> {
@@ -865,33 +852,11 @@ impl Visualization {
         )?;
         rc.chunk = chunk;
         progress.start((jobs.len() * steps) as u64, "visualize");
-        // Jobs whose transformations differ (positional objectives under MaCo) render apart;
-        // each job's random draws depend only on its index, so the split changes no picture.
-        let mut rendered: Vec<Option<_>> = (0..jobs.len()).map(|_| None).collect();
-        let mut done_before = 0;
-        let mut left: Vec<usize> = (0..jobs.len()).collect();
-        while let Some(&first) = left.first() {
-            let transforms = transforms_for(&rc.transforms, &jobs[first].objective);
-            let (which, rest): (Vec<usize>, Vec<usize>) = left
-                .into_iter()
-                .partition(|&i| transforms_for(&rc.transforms, &jobs[i].objective) == transforms);
-            left = rest;
-            let group: Vec<Job> = which.iter().map(|&i| jobs[i].clone()).collect();
-            let group_rc = RenderConfig {
-                transforms,
-                ..rc.clone()
-            };
-            let out = render(model.engine(), &group, &group_rc, &mut |done| {
-                progress.set((done_before + done) as u64);
-                !progress.cancelled()
-            })?;
-            done_before += group.len() * steps;
-            for (i, r) in which.into_iter().zip(out) {
-                rendered[i] = Some(r);
-            }
-        }
+        let rendered = render(model.engine(), &jobs, &rc, &mut |done| {
+            progress.set(done as u64);
+            !progress.cancelled()
+        })?;
         progress.finish();
-        let rendered = rendered.into_iter().flatten();
         let pictures = rendered
             .into_iter()
             .zip(names)
@@ -910,39 +875,5 @@ impl Visualization {
             seed: config.seed,
             model_source: model.source().to_string(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn maco_keeps_positions_for_objectives_that_read_them() {
-        let layer = ValueId(0);
-        let neuron = Objective::from(Term::Neuron {
-            layer,
-            channel: 1,
-            at: None,
-        });
-        let channel = Objective::from(Term::Channel { layer, channel: 1 });
-        let class = Objective::from(Term::Class {
-            value: layer,
-            index: 3,
-        });
-        let maco = Transforms::Maco(MacoCrops::default());
-        let aligned = Transforms::Maco(MacoCrops::aligned());
-        assert_ne!(maco, aligned);
-        assert_eq!(transforms_for(&maco, &neuron), aligned);
-        assert_eq!(
-            transforms_for(&maco, &(channel.clone() + neuron.clone())),
-            aligned
-        );
-        assert_eq!(transforms_for(&maco, &channel), maco);
-        assert_eq!(transforms_for(&maco, &class), maco);
-        // Lucid's transformations keep positions already.
-        let lucid = Transforms::Lucid(LucidTransforms::default());
-        assert_eq!(transforms_for(&lucid, &neuron), lucid);
-        assert_eq!(transforms_for(&Transforms::None, &neuron), Transforms::None);
     }
 }

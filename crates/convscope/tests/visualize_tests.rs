@@ -99,11 +99,11 @@ fn every_objective_kind_improves() {
     }
 }
 
-/// Under MaCo, objectives that read positions render apart from the others of the same call
-/// (with crops that keep positions in place); the split changes no picture: each picture of a
-/// mixed call is byte for byte the one a call of only its kind makes at the same index.
+/// Under MaCo, objectives that read positions get crops that keep positions in place, the
+/// others MaCo's own, picture by picture in one pass: each picture of a mixed call is byte for
+/// byte the one a call of only its kind makes at the same index.
 #[test]
-fn maco_splits_a_mixed_call_without_changing_its_pictures() {
+fn maco_crops_each_picture_of_a_mixed_call_by_its_own_kind() {
     let model = Model::demo().unwrap();
     let run = |specs: &[&str]| {
         let cfg = VisualizeConfig {

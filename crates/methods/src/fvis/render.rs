@@ -1,6 +1,7 @@
 //! The render loop: parameterise, transform, run the network, evaluate the objectives, pull the
 //! gradient back through everything, step; all pictures of a batch through the network at once.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -288,6 +289,17 @@ pub fn render(
             .map(|p| Optimizer::new(cfg.rule, cfg.lr, p.len()))
             .collect();
         let mut curves: Vec<Vec<f32>> = vec![Vec::with_capacity(cfg.steps); batch.len()];
+        // Each picture's transformations: objectives that read positions keep them in place.
+        let transforms: Vec<Cow<Transforms>> = batch
+            .iter()
+            .map(|j| {
+                if j.objective.reads_positions() {
+                    Cow::Owned(cfg.transforms.keeping_positions())
+                } else {
+                    Cow::Borrowed(&cfg.transforms)
+                }
+            })
+            .collect();
         // Every view of picture i is item i·views + v; views share their picture's objective
         // and are compared by diversity only with the same view of the group's other pictures.
         let objectives: Vec<&Objective> = batch
@@ -301,9 +313,10 @@ pub fn render(
         for _ in 0..cfg.steps {
             let steps: Vec<Vec<Vec<Step>>> = rngs
                 .iter_mut()
-                .map(|r| {
+                .zip(&transforms)
+                .map(|(r, t)| {
                     (0..cfg.views)
-                        .map(|_| cfg.transforms.sample(r, cfg.size, cfg.view))
+                        .map(|_| t.sample(r, cfg.size, cfg.view))
                         .collect()
                 })
                 .collect();

@@ -386,17 +386,18 @@ impl Default for MacoCrops {
 }
 
 impl MacoCrops {
-    /// Crops for objectives that read positions ([`crate::fvis::objective::Term::reads_positions`]):
-    /// 0.9 to all of the side, centred within 2 %, so a position of the view stays within a
-    /// few pixels of the same place in the picture from step to step, as under Lucid's jitter
-    /// and ±10 % scales. The default crops move it by up to half the picture, which on the
-    /// demo model left caricature at 0.46 of its target and inversion at −0.61 after 256
-    /// steps, against 0.75 and −0.44 with these (docs/design.md, "Feature visualization").
-    pub fn aligned() -> MacoCrops {
+    /// These crops for objectives that read positions
+    /// ([`crate::fvis::objective::Term::reads_positions`]): 0.9 to all of the side, centred
+    /// within 2 %, so a position of the view stays within a few pixels of the same place in
+    /// the picture from step to step, as under Lucid's jitter and ±10 % scales. The default
+    /// crops move it by up to half the picture, which on the demo model left caricature at 0.46
+    /// of its target and inversion at −0.61 after 256 steps, against 0.75 and −0.44 with these
+    /// (docs/design.md, "Feature visualization").
+    pub fn aligned(&self) -> MacoCrops {
         MacoCrops {
             box_size: (0.9, 1.0),
             centre_sd: 0.02,
-            ..MacoCrops::default()
+            ..self.clone()
         }
     }
 }
@@ -430,6 +431,16 @@ fn roundup(v: f32) -> usize {
 }
 
 impl Transforms {
+    /// These transformations for a picture whose objective reads positions: MaCo's crops
+    /// become [`MacoCrops::aligned`]; the others move a position by a few pixels at most
+    /// already and stay as they are.
+    pub fn keeping_positions(&self) -> Transforms {
+        match self {
+            Transforms::Maco(crops) => Transforms::Maco(crops.aligned()),
+            other => other.clone(),
+        }
+    }
+
     /// Draws the steps for one picture of `size` seen by the model at `view` (`(h, w)`).
     pub fn sample(&self, rng: &mut Rng, size: (usize, usize), view: (usize, usize)) -> Vec<Step> {
         let mut steps = Vec::new();
@@ -527,6 +538,28 @@ mod tests {
 
     /// ⟨T x, g⟩ = ⟨x, Tᵀ g⟩ for every kind of step (the constant part of padding and noise
     /// aside, which do not depend on x: they are compared on T x − T 0).
+    #[test]
+    fn maco_crops_keep_positions_for_objectives_that_read_them() {
+        let crops = MacoCrops {
+            noise: 0.07,
+            ..MacoCrops::default()
+        };
+        let aligned = Transforms::Maco(crops.clone()).keeping_positions();
+        assert_eq!(
+            aligned,
+            Transforms::Maco(MacoCrops {
+                box_size: (0.9, 1.0),
+                centre_sd: 0.02,
+                noise: 0.07,
+            })
+        );
+        assert_ne!(aligned, Transforms::Maco(crops));
+        // Lucid's transformations and none keep positions already.
+        let lucid = Transforms::Lucid(LucidTransforms::default());
+        assert_eq!(lucid.keeping_positions(), lucid);
+        assert_eq!(Transforms::None.keeping_positions(), Transforms::None);
+    }
+
     #[test]
     fn every_adjoint_is_exact() {
         let (h, w) = (9, 11);
