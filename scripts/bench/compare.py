@@ -9,9 +9,11 @@ one table with the ratios. Both sides use 2 threads.
     pip install -r scripts/reference/requirements.txt
     python3 scripts/bench/compare.py            # --rounds 3 --runs 10
 
-CONVSCOPE_ISA=avx2 forces convscope's AVX2 path (both binaries, unless --baseline-isa);
-ATEN_CPU_CAPABILITY=avx2 restricts PyTorch likewise. onnxruntime has no such switch: it always
-runs the widest kernels this CPU has.
+To compare all three on their AVX2 kernels on an AVX-512 machine, run the whole script under
+`sh scripts/bench/avx2_only.sh` (it hides AVX-512 from CPUID, so each program picks its AVX2
+path by its own detection; onnxruntime has no switch of its own). CONVSCOPE_ISA=avx2 forces
+convscope's AVX2 path alone (both binaries, unless --baseline-isa); ATEN_CPU_CAPABILITY=avx2
+restricts PyTorch likewise.
 """
 
 from __future__ import annotations

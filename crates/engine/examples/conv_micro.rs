@@ -40,6 +40,12 @@ fn main() {
         (96, 24, 28, 1, 1, 1, 1),
         (672, 112, 14, 1, 1, 1, 1),
         (112, 672, 14, 1, 1, 1, 1),
+        // Small maps: where the Winograd route stops paying (winograd::applies).
+        (512, 512, 9, 1, 3, 1, 1),
+        (512, 512, 7, 1, 3, 1, 1),
+        (512, 512, 4, 1, 3, 1, 1),
+        (256, 256, 8, 1, 3, 1, 1),
+        (64, 64, 8, 1, 3, 1, 1),
     ];
     // `conv_micro 0` runs only case 0. Each case runs with and without the Winograd path.
     let only: Option<usize> = std::env::args().nth(1).and_then(|a| a.parse().ok());

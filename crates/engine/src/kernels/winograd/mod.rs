@@ -15,6 +15,7 @@
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use super::epilogue::{Clamp, Epilogue};
 use super::gemm::{matmul_raw, Mat};
@@ -46,10 +47,14 @@ impl ConvGeometry {
 /// Whether the Winograd route computes `g` and pays off there: a 3×3, stride-1, undilated,
 /// ungrouped convolution with enough channels for the products to dominate the transforms (the
 /// first layer of a network, with 3 input channels, stays on im2col), and enough tiles per
-/// weight for the products not to be bound by reading the transformed weights.
+/// weight for the products not to be bound by reading the transformed weights, which are 4×
+/// the direct weights: from 8 tiles (a 9×9 map). 512 → 512 channels at batch 1, AVX2 / AVX-512
+/// (`conv_micro`): 15×15 3.3 / 1.9 ms against im2col's 7.0 / 4.0, 9×9 2.7 / 2.0 against
+/// 3.1 / 2.0, but 7×7 (4 tiles, 64 % of their outputs inside the map) 2.8 / 2.4 against
+/// 1.7 / 1.3.
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
     let plain = |a: &super::geometry::Axis| a.kernel == 3 && a.stride == 1 && a.dilation == 1;
-    g.groups == 1 && plain(&g.h) && plain(&g.w) && g.c >= 16 && g.m >= 16 && g.tiles() >= 32
+    g.groups == 1 && plain(&g.h) && plain(&g.w) && g.c >= 16 && g.m >= 16 && g.tiles() >= 8
 }
 
 /// How the transformed weights `U` are laid out: for the vector product kernel
@@ -193,15 +198,36 @@ pub(crate) fn conv3x3(
         .next_multiple_of(LANES)
         .min(per_thread);
     let blocks = tiles.div_ceil(block);
+    // Fewer blocks than threads (a small map, such as VGG16's 15×15 block5 at batch 1: 16
+    // tiles, one block): each block's output channels are split among tasks too, each task
+    // transforming the block's input itself (a small part of the work at these sizes) and
+    // reading only its channels' weights. The vector products take panels of 8 channels;
+    // the `gemm` crate's transposed layout stays whole.
+    let parts = if u.layout == WeightLayout::Panels {
+        threads.div_ceil(blocks).min(g.m / 8).max(1)
+    } else {
+        1
+    };
+    let per_part = if parts == 1 {
+        g.m
+    } else {
+        (g.m / 8).div_ceil(parts) * 8
+    };
     let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
-    for_each_task(blocks, |b| {
+    for_each_task(blocks * parts, |task| {
+        let (b, part) = (task / parts, task % parts);
         let first = b * block;
         let count = block.min(tiles - first);
+        let channels = part * per_part..((part + 1) * per_part).min(g.m);
+        if channels.is_empty() {
+            return;
+        }
         SCRATCH.with(|s| {
             let (v, mm) = &mut *s.borrow_mut();
-            // SAFETY: block `b` writes only the output tiles first..first+count, which no other
-            // block touches, and every write stays inside `out` (checked sizes above).
-            unsafe { run_block(isa, x, u, &g, first, count, v, mm, dst, epilogue) };
+            // SAFETY: task (b, part) writes only output channels `channels` of the tiles
+            // first..first+count, which no other task touches, and every write stays inside
+            // `out` (checked sizes above).
+            unsafe { run_block(isa, x, u, &g, first, count, channels, v, mm, dst, epilogue) };
         });
     });
 }
@@ -213,11 +239,13 @@ thread_local! {
     static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// Transforms, multiplies and writes back tiles `first..first + count`.
+/// Transforms tiles `first..first + count`, multiplies them by the weights of output channels
+/// `channels` (whole panels of 8, or every channel on the transposed layout) and writes those
+/// channels back.
 ///
 /// # Safety
-/// `out` must point to the `n × m × oh × ow` output, and no other thread may write the output
-/// tiles of this block during the call.
+/// `out` must point to the `n × m × oh × ow` output, and no other thread may write these output
+/// channels of the block's tiles during the call.
 #[allow(clippy::too_many_arguments)]
 unsafe fn run_block(
     isa: Isa,
@@ -226,29 +254,39 @@ unsafe fn run_block(
     g: &ConvGeometry,
     first: usize,
     count: usize,
+    channels: Range<usize>,
     v: &mut Vec<f32>,
     mm: &mut Vec<f32>,
     out: SharedOut,
     epilogue: Epilogue,
 ) {
     let width = count.next_multiple_of(LANES);
+    let ms = channels.len();
+    assert!(
+        channels.end <= g.m
+            && (channels.start.is_multiple_of(8) && ms.is_multiple_of(8) || ms == g.m),
+        "whole panels of output channels"
+    );
     if v.len() < 36 * g.c * width {
         v.resize(36 * g.c * width, 0.0);
     }
-    if mm.len() < 36 * g.m * width {
-        mm.resize(36 * g.m * width, 0.0);
+    if mm.len() < 36 * ms * width {
+        mm.resize(36 * ms * width, 0.0);
     }
     transform_input(isa, x, g, first, count, width, v);
     for xi in 0..36 {
-        let u_xi = &u.u[xi * g.m * g.c..(xi + 1) * g.m * g.c];
         let v_xi = &v[xi * g.c * width..(xi + 1) * g.c * width];
-        let mm_xi = &mut mm[xi * g.m * width..(xi + 1) * g.m * width];
+        let mm_xi = &mut mm[xi * ms * width..(xi + 1) * ms * width];
         if u.layout == WeightLayout::Panels {
+            // Panels of 8 channels follow each other, so these channels' panels are one run.
+            let u_xi = &u.u[(xi * g.m + channels.start) * g.c..(xi * g.m + channels.end) * g.c];
             // SAFETY: the panel layout is only chosen on a vector path of `isa` (asserted by
             // `conv3x3`); sizes as documented there.
-            unsafe { product_on(Path::of(isa), u_xi, v_xi, mm_xi, g.m, g.c, width) };
+            unsafe { product_on(Path::of(isa), u_xi, v_xi, mm_xi, ms, g.c, width) };
             continue;
         }
+        assert_eq!(ms, g.m, "the transposed layout is multiplied whole");
+        let u_xi = &u.u[xi * g.m * g.c..(xi + 1) * g.m * g.c];
         // SAFETY: `mm_xi` is exclusively borrowed and sized m·width; `u_xi` is read as its
         // transpose (c × m stored, m × c used).
         unsafe {
@@ -265,7 +303,7 @@ unsafe fn run_block(
         };
     }
     // SAFETY: forwarded from the caller.
-    unsafe { transform_output(isa, mm, g, first, count, width, out, epilogue) };
+    unsafe { transform_output(isa, mm, g, first, count, width, channels, out, epilogue) };
 }
 
 multiversion! {
@@ -618,7 +656,8 @@ fn six_rows(
     )
 }
 
-/// `Y = Aᵀ M A` of every tile and output channel, with the epilogue, written into the output.
+/// `Y = Aᵀ M A` of every tile and of output channels `channels`, with the epilogue, written
+/// into the output. `mm` holds the products of those channels only (`36 × channels × width`).
 ///
 /// # Safety
 /// As [`run_block`].
@@ -630,6 +669,7 @@ unsafe fn transform_output(
     first: usize,
     count: usize,
     width: usize,
+    channels: Range<usize>,
     out: SharedOut,
     epilogue: Epilogue,
 ) {
@@ -637,26 +677,30 @@ unsafe fn transform_output(
     if path.vector() {
         // SAFETY: a vector path of this CPU; the rest is the caller's.
         return unsafe {
-            vector::transform_output_on(path, mm, g, first, count, width, out, epilogue)
+            vector::transform_output_on(path, mm, g, first, count, width, channels, out, epilogue)
         };
     }
     // SAFETY: forwarded from the caller.
-    unsafe { transform_output_portable(mm, g, first, count, width, out, epilogue) }
+    unsafe { transform_output_portable(mm, g, first, count, width, channels, out, epilogue) }
 }
 
 /// The portable [`transform_output`].
 ///
 /// # Safety
 /// As [`run_block`].
+#[allow(clippy::too_many_arguments)]
 unsafe fn transform_output_portable(
     mm: &[f32],
     g: &ConvGeometry,
     first: usize,
     count: usize,
     width: usize,
+    channels: Range<usize>,
     out: SharedOut,
     epilogue: Epilogue,
 ) {
+    let ms = channels.len();
+    assert!(mm.len() >= 36 * ms * width && channels.end <= g.m);
     let Epilogue {
         bias, act, mask, ..
     } = epilogue;
@@ -670,10 +714,10 @@ unsafe fn transform_output_portable(
         let n = run.len;
         // Output columns of this run (the last tile may be cut by the image's edge).
         let cols = (g.w.output - run.ox).min(4 * n);
-        for mi in 0..g.m {
+        for mi in channels.clone() {
             for s in 0..6 {
                 let m = |r: usize| {
-                    let o = ((r * 6 + s) * g.m + mi) * width + run.col;
+                    let o = ((r * 6 + s) * ms + mi - channels.start) * width + run.col;
                     &mm[o..o + n]
                 };
                 let (m0, m1, m2, m3, m4, m5) = (m(0), m(1), m(2), m(3), m(4), m(5));
@@ -885,6 +929,66 @@ mod tests {
                     "{isa:?} {n}x{c}->{m} {ih}x{iw} at {i}: {a} vs {b}"
                 );
             }
+        }
+    }
+
+    /// Maps of a single block of tiles with more threads than blocks: each block's output
+    /// channels are split among tasks (unevenly when the panels do not divide). Every value
+    /// against the direct convolution, and bit for bit against the same call on one thread.
+    #[test]
+    fn few_tiles_split_their_output_channels_among_threads() {
+        on_every_route(few_tiles_split_output_channels);
+    }
+
+    fn few_tiles_split_output_channels(isa: Isa) {
+        let pool = |threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+        };
+        // (n, c, m, size): 5 panels over 3 threads (16 + 16 + 8 channels), 8 panels over 5, a
+        // batch of two 7×7 maps in one block, and 12 channels (no panels: one task).
+        for &(n, c, m, hw, threads) in &[
+            (1, 24, 40, 9, 3),
+            (1, 16, 64, 15, 5),
+            (2, 16, 64, 7, 2),
+            (1, 16, 12, 9, 4),
+        ] {
+            let g = geometry(n, c, m, (hw, hw), (1, 1), (hw, hw));
+            let (x, w) = inputs(&g);
+            let u = transform_weights(&w, m, c, WeightLayout::of(isa, m));
+            let bias: Vec<f32> = (0..m).map(|i| i as f32 / 8.0).collect();
+            let run = |threads: usize| {
+                let mut out = vec![MaybeUninit::new(f32::NAN); n * m * hw * hw];
+                let epilogue = Epilogue {
+                    bias: Some(&bias),
+                    ..Epilogue::default()
+                };
+                pool(threads).install(|| conv3x3(isa, &x, &u, &g, &mut out, epilogue));
+                // SAFETY: every element was initialised above (NaN), and written by conv3x3.
+                out.iter()
+                    .map(|v| unsafe { v.assume_init() })
+                    .collect::<Vec<f32>>()
+            };
+            let (split, whole) = (run(threads), run(1));
+            let want = direct(&x, &w, &g);
+            let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+            let plane = hw * hw;
+            for (i, (&a, &b)) in split.iter().zip(&want).enumerate() {
+                let err = (a as f64 - bias[(i / plane) % m] as f64 - b).abs();
+                assert!(
+                    err < 1e-5 * scale,
+                    "{isa:?} {n}x{c}->{m} {hw}x{hw} on {threads} threads at {i}: {a} vs {b}"
+                );
+            }
+            assert!(
+                split
+                    .iter()
+                    .zip(&whole)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{isa:?} {n}x{c}->{m} {hw}x{hw}: {threads} threads differ from one"
+            );
         }
     }
 

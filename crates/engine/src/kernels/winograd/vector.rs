@@ -13,6 +13,8 @@
 //! parent module go through small row buffers; compiled for AVX2 they took about 3× the time
 //! of these (design.md, "Winograd").
 
+use std::ops::Range;
+
 use super::{runs, ConvGeometry, Epilogue};
 use crate::kernels::simd::{multiversion, Simd};
 use crate::runtime::pool::SharedOut;
@@ -162,8 +164,8 @@ unsafe fn transform_input<S: Phases>(
 }
 
 multiversion! {
-    /// `Y = Aᵀ M A` of tiles `first..first + count` and every output channel, with the
-    /// epilogue, written into the output (as the portable `transform_output`).
+    /// `Y = Aᵀ M A` of tiles `first..first + count` and output channels `channels` (whose
+    /// products alone `mm` holds), with the epilogue, written into the output (as the portable `transform_output`).
     ///
     /// # Safety
     /// A vector path of this CPU, and as `run_block`: `out` points to the `n × m × oh × ow`
@@ -174,6 +176,7 @@ multiversion! {
         first: usize,
         count: usize,
         width: usize,
+        channels: Range<usize>,
         out: SharedOut,
         epilogue: Epilogue<'a>,
     ) => transform_output
@@ -186,10 +189,13 @@ unsafe fn transform_output<S: Phases>(
     first: usize,
     count: usize,
     width: usize,
+    channels: Range<usize>,
     out: SharedOut,
     epilogue: Epilogue,
 ) {
-    assert!(mm.len() >= 36 * g.m * width && first + count <= g.tiles() && count <= width);
+    let ms = channels.len();
+    assert!(mm.len() >= 36 * ms * width && first + count <= g.tiles() && count <= width);
+    assert!(channels.end <= g.m);
     let Epilogue {
         bias, act, mask, ..
     } = epilogue;
@@ -214,12 +220,14 @@ unsafe fn transform_output<S: Phases>(
                 let load = S::mask(0, tiles as isize);
                 let stores: [S::M; 4] =
                     std::array::from_fn(|k| S::mask(0, cols - (l * k) as isize));
-                for mi in 0..g.m {
+                for mi in channels.clone() {
                     // r[s][i]: row i of Aᵀ M for column s of every tile (built whole, as `h`
                     // of the input transform).
                     let r: [[S::V; 4]; 6] = std::array::from_fn(|s| {
                         at::<S>(std::array::from_fn(|q| {
-                            let at = mm.as_ptr().add(((q * 6 + s) * g.m + mi) * width + col);
+                            let at = mm
+                                .as_ptr()
+                                .add(((q * 6 + s) * ms + mi - channels.start) * width + col);
                             if tiles == l {
                                 S::load(at)
                             } else {
