@@ -97,14 +97,34 @@ fn copy_stride2_generic(src: &[f32], dst: &mut [f32]) {
     }
 }
 
-/// [`copy_stride2`] with AVX2: the pair loop, which the compiler turns into loads and shuffles.
+/// [`copy_stride2`] on AVX2: two loads of 8 source values, the even ones of each 128-bit half
+/// picked by one in-lane shuffle and put in order by one 64-bit permute, then the pair loop for
+/// the last outputs. The pair loop alone, compiled for AVX2, was 31 % of EfficientNet's
+/// stride-2 stem on one thread (perf; its product 53 %).
 ///
 /// # Safety
 /// AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn copy_stride2_avx2(src: &[f32], dst: &mut [f32]) {
-    copy_stride2_generic(src, dst)
+    use std::arch::x86_64::*;
+    // Whole vectors while all 16 source values under 8 outputs exist.
+    let whole = (src.len() / 16).min(dst.len() / 8);
+    for u in 0..whole {
+        // SAFETY: source values 16u .. 16u + 16 ≤ src.len() and outputs 8u .. 8u + 8 ≤
+        // dst.len() (`whole` above).
+        unsafe {
+            let a = _mm256_loadu_ps(src.as_ptr().add(16 * u));
+            let b = _mm256_loadu_ps(src.as_ptr().add(16 * u + 8));
+            // [a0 a2 b0 b2 | a4 a6 b4 b6] → [a0 a2 a4 a6 b0 b2 b4 b6].
+            let even = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+            let ordered = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(
+                _mm256_castps_pd(even),
+            ));
+            _mm256_storeu_ps(dst.as_mut_ptr().add(8 * u), ordered);
+        }
+    }
+    copy_stride2_generic(&src[16 * whole..], &mut dst[8 * whole..])
 }
 
 /// [`copy_stride2`] on AVX-512: masked loads of the 32 source values under 16 outputs, the even

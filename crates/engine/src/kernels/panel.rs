@@ -437,11 +437,16 @@ unsafe fn micro<S: Simd, const R: usize, const NV: usize, const MASKED: bool>(
         for kk in 1..k {
             // Ask for the weights and input rows a few channels ahead: a layer's weights and
             // input are usually out of cache, and the hardware prefetchers follow these strided
-            // rows too slowly (a 7×7 layer ran 2–3× slower with cold caches).
-            S::prefetch(w.wrapping_add((kk + PREFETCH_K) * PANEL));
+            // rows too slowly (a 7×7 layer ran 2–3× slower with cold caches). One prefetch per
+            // 64-byte line: the weights of two channels share one (8 floats a channel), and
+            // the row's NV vectors take 1.5 lines on AVX2 — a prefetch per vector there made 4
+            // of the loop's 11 load-port operations per 12 multiply-adds.
+            if kk % 2 == 0 {
+                S::prefetch(w.wrapping_add((kk + PREFETCH_K) * PANEL));
+            }
             let ahead = at.b.wrapping_add((kk + PREFETCH_K) * at.brs);
-            for j in 0..NV {
-                S::prefetch(ahead.wrapping_add(S::LANES * j));
+            for line in (0..S::LANES * NV).step_by(16) {
+                S::prefetch(ahead.wrapping_add(line));
             }
             let bv = load(kk);
             for (r, acc_r) in acc.iter_mut().enumerate() {

@@ -27,6 +27,20 @@ const SLOTS: usize = 256;
 /// The caching allocator; see the module documentation.
 pub struct CachingAlloc;
 
+/// Large blocks start on a cache line. glibc serves them by `mmap` with a 16-byte header, so a
+/// tensor's rows started 16 bytes into a line: the column blocks of a convolution that two
+/// threads write side by side shared a line at every boundary, and every other 32-byte vector
+/// load straddled two lines.
+const LINE: usize = 64;
+
+/// The layout a large block is allocated, cached and freed with (the same rule every time, so
+/// a block is freed with the layout it was allocated with).
+fn lined(layout: Layout) -> Layout {
+    // SAFETY: `LINE` is a power of two, and the size already fitted `layout`'s alignment;
+    // rounding it up to 64 cannot overflow `isize` for the sizes allocations can have.
+    unsafe { Layout::from_size_align_unchecked(layout.size(), layout.align().max(LINE)) }
+}
+
 struct Cache {
     blocks: [(usize, usize, usize); SLOTS],
     len: usize,
@@ -74,25 +88,30 @@ impl CachingAlloc {
 unsafe impl GlobalAlloc for CachingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.size() >= MIN_CACHED {
+            let layout = lined(layout);
             if let Some(p) = Self::take(layout) {
                 return p;
             }
+            return System.alloc(layout);
         }
         System.alloc(layout)
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if layout.size() >= MIN_CACHED {
+            let layout = lined(layout);
             if let Some(p) = Self::take(layout) {
                 std::ptr::write_bytes(p, 0, layout.size());
                 return p;
             }
+            return System.alloc_zeroed(layout);
         }
         System.alloc_zeroed(layout)
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if layout.size() >= MIN_CACHED {
+            let layout = lined(layout);
             let evicted = with_cache(|c| {
                 if layout.size() > MAX_CACHED_BYTES {
                     return Some((ptr as usize, layout.size(), layout.align()));
@@ -126,5 +145,34 @@ unsafe impl GlobalAlloc for CachingAlloc {
             return;
         }
         System.dealloc(ptr, layout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Large blocks start on a cache line whether they come from the system or from the cache,
+    /// zeroed or not, and are freed with the layout they were allocated with (a mismatch
+    /// would abort in glibc's `free`); small ones keep the system's own alignment rule.
+    #[test]
+    fn large_blocks_start_on_a_cache_line() {
+        for size in [MIN_CACHED, 100_000, 3 << 20] {
+            let layout = Layout::from_size_align(size, 4).unwrap();
+            for _ in 0..3 {
+                // SAFETY: a non-zero layout; every pointer is freed once, with its layout.
+                unsafe {
+                    let p = CachingAlloc.alloc(layout);
+                    assert!(!p.is_null());
+                    assert_eq!(p as usize % LINE, 0, "{size} bytes at {p:p}");
+                    p.write_bytes(7, size);
+                    CachingAlloc.dealloc(p, layout);
+                    let z = CachingAlloc.alloc_zeroed(layout);
+                    assert_eq!(z as usize % LINE, 0, "{size} zeroed bytes at {z:p}");
+                    assert!(std::slice::from_raw_parts(z, size).iter().all(|&b| b == 0));
+                    CachingAlloc.dealloc(z, layout);
+                }
+            }
+        }
     }
 }
