@@ -15,7 +15,7 @@ use std::any::Any;
 use std::cell::Cell;
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,23 +24,61 @@ use rayon::prelude::*;
 /// Idle rounds a spinning helper of [`on_pool`] spins before it yields its core to the OS.
 const IDLE_SPINS: u32 = 64;
 
-/// One parallel loop on offer: tasks `0..tasks` of `run`, claimed in order.
+/// One parallel loop on offer: tasks `0..tasks` of `run`, the pass thread claiming them from
+/// the front and helpers from the back.
+///
+/// Why from both ends: callers number tasks along the data (column blocks of a map, bands of
+/// rows, groups of channels), so the pass thread runs the first part of every loop and the
+/// helper the last, loop after loop, and a layer finds much of its input in the cache of the
+/// core that wrote it. Claimed from one counter, the two threads interleaved and every layer
+/// read half its input from the other core.
 struct Job<'a> {
     run: &'a (dyn Fn(usize) + Sync),
-    next: AtomicUsize,
-    tasks: usize,
+    /// The next task from the front (high 32 bits) and one past the next from the back (low
+    /// 32 bits); the loop is out of tasks when they meet.
+    ends: AtomicU64,
 }
 
-impl Job<'_> {
-    /// Claims and runs tasks until none are left.
-    fn work(&self) {
-        loop {
-            let task = self.next.fetch_add(1, Ordering::Relaxed);
-            if task >= self.tasks {
-                return;
-            }
+impl<'a> Job<'a> {
+    fn new(run: &'a (dyn Fn(usize) + Sync), tasks: usize) -> Job<'a> {
+        assert!(tasks <= u32::MAX as usize, "tasks of one loop");
+        Job {
+            run,
+            ends: AtomicU64::new(tasks as u64),
+        }
+    }
+
+    /// Claims and runs tasks until none are left: from the front on the pass thread, from the
+    /// back on a helper.
+    fn work(&self, from_back: bool) {
+        while let Some(task) = self.claim(from_back) {
             (self.run)(task);
         }
+    }
+
+    fn claim(&self, from_back: bool) -> Option<usize> {
+        let split = |e: u64| (e >> 32, e & u64::from(u32::MAX));
+        self.ends
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |e| {
+                let (front, back) = split(e);
+                (front < back).then(|| {
+                    if from_back {
+                        (front << 32) | (back - 1)
+                    } else {
+                        ((front + 1) << 32) | back
+                    }
+                })
+            })
+            .ok()
+            .map(|e| {
+                let (front, back) = split(e);
+                (if from_back { back - 1 } else { front }) as usize
+            })
+    }
+
+    /// Leaves the tasks not yet claimed unrun (a task panicked: the pass is failing).
+    fn abandon(&self) {
+        self.ends.store(0, Ordering::Relaxed);
     }
 }
 
@@ -99,8 +137,9 @@ thread_local! {
 
 /// Runs `f(task)` for every task of `0..tasks`, in parallel: on a pass thread (inside
 /// [`on_pool`]) by offering the loop to the pass's spinning helpers, elsewhere (and for loops
-/// nested in a task) on rayon. Tasks are claimed in order, one at a time, so callers size them
-/// as they would rayon tasks (a few per thread).
+/// nested in a task) on rayon. Tasks are claimed one at a time, the pass thread's from the
+/// front and the helpers' from the back (see [`Job`]), so callers size them as they would rayon
+/// tasks (a few per thread) and number them along their data.
 pub(crate) fn for_each_task(tasks: usize, f: impl Fn(usize) + Sync) {
     let team = TEAM.get();
     if tasks <= 1 {
@@ -115,11 +154,7 @@ pub(crate) fn for_each_task(tasks: usize, f: impl Fn(usize) + Sync) {
     // SAFETY: `on_pool` set TEAM to its team for this thread and clears it before the team
     // goes out of scope.
     let team = unsafe { &*team };
-    let job = Job {
-        run: &f,
-        next: AtomicUsize::new(0),
-        tasks,
-    };
+    let job = Job::new(&f, tasks);
     // Declared after `job`, so dropped (the loop withdrawn and its helpers waited for) before
     // `job` is, on return and on unwinding alike.
     let offer = Offer(team);
@@ -130,7 +165,7 @@ pub(crate) fn for_each_task(tasks: usize, f: impl Fn(usize) + Sync) {
     team.job
         .store(&job as *const Job<'_> as *mut (), Ordering::SeqCst);
     team.offered.fetch_add(1, Ordering::Release);
-    job.work();
+    job.work(false);
     drop(offer);
     reraise(team);
 }
@@ -302,11 +337,13 @@ fn help() {
                 if let Some((job, _inside)) = team.enter() {
                     // A panicking task is handed to the pass thread, which re-raises it once
                     // its loop is over (a panic escaping a spawned job would abort the process).
-                    if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| job.work())) {
+                    if let Err(panic) =
+                        std::panic::catch_unwind(AssertUnwindSafe(|| job.work(true)))
+                    {
                         let mut slot = team.panic.lock().unwrap_or_else(|e| e.into_inner());
                         slot.get_or_insert(panic);
                         // Let the loop end: the tasks left are abandoned, the pass is failing.
-                        job.next.fetch_max(job.tasks, Ordering::Relaxed);
+                        job.abandon();
                     }
                 }
                 seen = offered;
@@ -483,5 +520,41 @@ mod tests {
             .recv_timeout(Duration::from_secs(20))
             .expect("the pass with a panicking task hung");
         assert!(panicked);
+    }
+
+    /// The pass thread claims a loop's tasks from the front and helpers from the back, so each
+    /// thread runs one contiguous run of the tasks (the locality `Job` is for). With one thread
+    /// in the pool there is no helper and the pass thread runs them all.
+    #[test]
+    fn the_pass_thread_runs_the_first_tasks_and_helpers_the_last() {
+        let tasks = 40;
+        let mut helped = false;
+        for _ in 0..20 {
+            let pass_thread = std::thread::current().id();
+            let on_pass_thread: Vec<bool> = on_pool(|| {
+                let mine: Vec<AtomicBool> = (0..tasks).map(|_| AtomicBool::new(false)).collect();
+                for_each_task(tasks, |t| {
+                    mine[t].store(
+                        std::thread::current().id() == pass_thread,
+                        Ordering::Relaxed,
+                    );
+                    std::thread::sleep(Duration::from_micros(200));
+                });
+                mine.iter().map(|m| m.load(Ordering::Relaxed)).collect()
+            });
+            let first = on_pass_thread.iter().take_while(|&&m| m).count();
+            assert!(
+                on_pass_thread[first..].iter().all(|&m| !m),
+                "the pass thread's tasks are not the first ones: {on_pass_thread:?}"
+            );
+            helped |= first < tasks;
+            if helped {
+                break;
+            }
+        }
+        assert!(
+            helped || rayon::current_num_threads() < 2,
+            "no helper took part in 20 passes of {tasks} tasks"
+        );
     }
 }

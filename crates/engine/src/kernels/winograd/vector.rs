@@ -182,6 +182,7 @@ multiversion! {
     ) => transform_output
 }
 
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn transform_output<S: Phases>(
     mm: &[f32],
