@@ -7,6 +7,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 out="${CARGO_TARGET_DIR:-$here/../../target}/hide_avx512.so"
 if [ ! -f "$out" ] || [ "$here/hide_avx512/hide_avx512.c" -nt "$out" ]; then
+    mkdir -p "$(dirname "$out")"
     cc -O2 -Wall -shared -fPIC -o "$out" "$here/hide_avx512/hide_avx512.c"
 fi
 if ! grep -qw cpuid_fault /proc/cpuinfo; then

@@ -11,7 +11,8 @@
 //!
 //! The work is split into blocks of tiles, one per task: each task transforms its tiles' input,
 //! runs the 36 single-threaded products and writes its own output tiles, so the transformed
-//! data stays small (a few MiB) and every core has its own block.
+//! data stays small (a few MiB) and every core has its own block. A map with fewer blocks than
+//! threads also splits each block's output channels among tasks.
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -947,7 +948,7 @@ mod tests {
                 .build()
                 .unwrap()
         };
-        // (n, c, m, size): 5 panels over 3 threads (16 + 16 + 8 channels), 8 panels over 5, a
+        // (n, c, m, size, threads): 5 panels over 3 threads (16 + 16 + 8 channels), 8 panels over 5, a
         // batch of two 7×7 maps in one block, and 12 channels (no panels: one task).
         for &(n, c, m, hw, threads) in &[
             (1, 24, 40, 9, 3),

@@ -165,7 +165,8 @@ unsafe fn transform_input<S: Phases>(
 
 multiversion! {
     /// `Y = Aᵀ M A` of tiles `first..first + count` and output channels `channels` (whose
-    /// products alone `mm` holds), with the epilogue, written into the output (as the portable `transform_output`).
+    /// products alone `mm` holds), with the epilogue, written into the output (as the portable
+    /// `transform_output`).
     ///
     /// # Safety
     /// A vector path of this CPU, and as `run_block`: `out` points to the `n × m × oh × ow`
