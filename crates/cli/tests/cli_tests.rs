@@ -566,6 +566,54 @@ fn convscope_isa_narrows_or_fails_cleanly() {
     assert_eq!(files("default"), files("portable"));
 }
 
+/// On a CPU without AVX-512 the binary takes the AVX2 path by its own detection, and refuses
+/// `CONVSCOPE_ISA=avx512`. Shown on this machine by hiding AVX-512 from CPUID with the
+/// benchmarks' `scripts/bench/hide_avx512` library (which `avx2_only.sh` preloads to compare
+/// every program on its AVX2 kernels). Skipped, with a note, where there is nothing to hide or
+/// the CPU cannot make CPUID trap.
+#[test]
+fn a_cpu_without_avx512_gets_the_avx2_path() {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let has = |flag: &str| cpuinfo.split_whitespace().any(|w| w == flag);
+    if !(cfg!(target_arch = "x86_64") && has("avx512f") && has("avx2") && has("cpuid_fault")) {
+        eprintln!("skipped: needs an x86-64 CPU with AVX-512 and CPUID faulting");
+        return;
+    }
+    let td = TestDir::new("hide-avx512");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts/bench/hide_avx512/hide_avx512.c");
+    let library = td.path("hide_avx512.so");
+    let built = std::process::Command::new("cc")
+        .args(["-O2", "-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: no C compiler to build {}", source.display());
+        return;
+    }
+    let bench = |isa: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_convscope"));
+        cmd.args(["bench", "--runs", "1", "--only", "no-such-job"])
+            .env("LD_PRELOAD", &library)
+            .env_remove("CONVSCOPE_ISA");
+        if let Some(isa) = isa {
+            cmd.env("CONVSCOPE_ISA", isa);
+        }
+        let o = cmd.output().unwrap();
+        Output {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            cmd: format!("CONVSCOPE_ISA={isa:?} convscope bench (AVX-512 hidden)"),
+        }
+    };
+    let o = bench(None).success();
+    assert!(o.stdout.contains("isa=avx2"), "{}", o.stdout);
+    let line = bench(Some("avx512")).one_line_error();
+    assert!(line.contains("lacks AVX-512F"), "{line}");
+}
+
 #[test]
 fn bad_inputs_and_options_fail_cleanly() {
     let td = TestDir::new("bad-input");
