@@ -136,6 +136,24 @@ fn grad_conv() {
         false,
         vec![p(&[1, 1, 1, 1]), A::int("group", 3)],
     );
+    // Stride-1 depthwise layers take their flipped convolution (itself depthwise) for the
+    // input gradient: asymmetric pads, a partial group of 16 lanes, a rectangular kernel.
+    conv_case(
+        &mut f,
+        "conv_depthwise_5x5_s1_pads_1221_17ch",
+        &[1, 17, 7, 8],
+        &[17, 1, 5, 5],
+        true,
+        vec![p(&[1, 2, 2, 1]), A::int("group", 17)],
+    );
+    conv_case(
+        &mut f,
+        "conv_depthwise_3x2_s1_unpadded_batch2",
+        &[2, 4, 5, 6],
+        &[4, 1, 3, 2],
+        false,
+        vec![A::int("group", 4)],
+    );
     conv_case(
         &mut f,
         "conv_depthwise_dilated_rect",

@@ -117,8 +117,8 @@ impl ConvGeometry {
     }
 
     /// The stride-1 convolution that computes this one's input gradient (with flipped,
-    /// transposed weights), when one exists: ungrouped, undilated, stride 1, pads within the
-    /// kernel.
+    /// transposed weights), when one exists: ungrouped or depthwise, undilated, stride 1, pads
+    /// within the kernel.
     pub fn transposed(&self) -> Option<ConvGeometry> {
         let t = |a: &Axis| -> Option<Axis> {
             if a.stride != 1 || a.dilation != 1 || a.pad_begin > a.kernel - 1 {
@@ -134,12 +134,13 @@ impl ConvGeometry {
                 pad_begin: pb,
             })
         };
-        (self.groups == 1).then_some(())?;
+        // A depthwise convolution's transpose is depthwise too (each channel's filter flipped).
+        (self.groups == 1 || self.depthwise()).then_some(())?;
         Some(ConvGeometry {
             n: self.n,
             c: self.m,
             m: self.c,
-            groups: 1,
+            groups: self.groups,
             h: t(&self.h)?,
             w: t(&self.w)?,
         })

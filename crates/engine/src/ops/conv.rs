@@ -649,13 +649,15 @@ fn conv_input_grad(
     // network has C = 3 and M = 64: 21× fewer column values through col2im), unless the flipped
     // convolution runs on the Winograd path, which builds no columns at all. It applies the
     // mask in its own epilogue.
-    if !d.depthwise() {
-        if let (Some((wf, cache)), Some(td)) = (flipped, d.transposed()) {
-            // A 1×1 convolution's col2im is a copy: the flipped route builds nothing either.
-            let no_columns = on_winograd(config, &td) || td.pointwise();
-            if d.c >= d.m || no_columns {
-                return conv_forward(config, dy, wf, None, &td, cache, None, mask);
-            }
+    // A stride-1 depthwise layer's flipped convolution is depthwise too, and runs on the
+    // forward strips (registers accumulate each input position's taps; the adjoint below
+    // adds every tap into memory, 6 % of EfficientNet's AVX2 gradient); strided ones have no
+    // such transpose.
+    if let (Some((wf, cache)), Some(td)) = (flipped, d.transposed()) {
+        // A 1×1 convolution's col2im is a copy: the flipped route builds nothing either.
+        let no_columns = on_winograd(config, &td) || td.pointwise();
+        if d.c >= d.m || no_columns {
+            return conv_forward(config, dy, wf, None, &td, cache, None, mask);
         }
     }
     let mut dx = vec![0.0f32; d.n * d.c * plane_in];
@@ -870,14 +872,21 @@ impl Conv {
         if v.needs[0] {
             // Constant weights are flipped (and transformed) once; others on every call.
             let fresh;
-            let flipped = match (d.groups == 1, self.constant_weights) {
+            let flip = || {
+                let f = flip_transpose(w);
+                // `[m, 1, kh, kw]` flipped is laid out as `[1, m, kh, kw]` transposed: the same
+                // values, the depthwise shape.
+                if d.depthwise() {
+                    Tensor::from_parts(w.shape().to_vec(), f.data().to_vec())
+                } else {
+                    f
+                }
+            };
+            let flipped = match (d.groups == 1 || d.depthwise(), self.constant_weights) {
                 (false, _) => None,
-                (true, true) => Some((
-                    self.flipped.get_or_init(|| flip_transpose(w)),
-                    Some(&self.packed_flipped),
-                )),
+                (true, true) => Some((self.flipped.get_or_init(flip), Some(&self.packed_flipped))),
                 (true, false) => {
-                    fresh = flip_transpose(w);
+                    fresh = flip();
                     Some((&fresh, None))
                 }
             };
