@@ -536,8 +536,8 @@ mod tests {
         a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
     }
 
-    /// ⟨T x, g⟩ = ⟨x, Tᵀ g⟩ for every kind of step (the constant part of padding and noise
-    /// aside, which do not depend on x: they are compared on T x − T 0).
+    /// MaCo's crops narrow to `MacoCrops::aligned` (keeping their noise) for objectives that
+    /// read positions; the other families are returned as they are.
     #[test]
     fn maco_crops_keep_positions_for_objectives_that_read_them() {
         let crops = MacoCrops {
@@ -560,6 +560,8 @@ mod tests {
         assert_eq!(Transforms::None.keeping_positions(), Transforms::None);
     }
 
+    /// ⟨T x, g⟩ = ⟨x, Tᵀ g⟩ for every kind of step (the constant part of padding and noise
+    /// aside, which do not depend on x: they are compared on T x − T 0).
     #[test]
     fn every_adjoint_is_exact() {
         let (h, w) = (9, 11);
