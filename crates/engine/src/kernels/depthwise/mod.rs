@@ -481,23 +481,12 @@ pub(crate) fn input_grad(isa: Isa, dy: &[f32], w: &[f32], dx: &mut [f32], g: &Co
             let (img, c0) = (task / groups, (task % groups) * LANES);
             let lanes = LANES.min(g.c - c0);
             let padded = Padded::new(h, wa);
-            grad.clear();
+            // Every lane of every cell is written (0 past `lanes`).
             grad.resize(p, ZERO);
-            let planes = &dy[(img * g.c + c0) * p..][..lanes * p];
             // Into lanes by register transposes (the lane-by-lane loop, a scalar store per
             // value, was 8 % of EfficientNet's AVX2 gradient, and the copy back out 5 %).
-            match kernel {
-                Path::Portable => {
-                    for (l, plane) in planes.chunks(p).enumerate() {
-                        for (cell, &v) in grad.iter_mut().zip(plane) {
-                            cell[l] = v;
-                        }
-                    }
-                }
-                // SAFETY: a vector path comes from an `Isa` the CPU has; `gather_lanes`
-                // asserts that `planes` holds the `lanes` planes of p values.
-                path => unsafe { vector::gather_lanes(path, planes, p, lanes, &mut grad) },
-            }
+            let planes = &dy[(img * g.c + c0) * p..][..lanes * p];
+            load_row(kernel, planes, p, lanes, &mut grad);
             let taps = &lane_taps[c0 / LANES * kk..][..kk];
             pad.clear();
             pad.resize(padded.rows * padded.cols, ZERO);
@@ -577,22 +566,7 @@ impl Padded {
         row[..left].fill(ZERO);
         row[left + nc..].fill(ZERO);
         let src = &planes.planes[(ih as usize % planes.ring) * self.w.input..];
-        let cells = &mut row[left..left + nc];
-        match kernel {
-            Path::Portable => {
-                for (l, lane) in (0..lanes).map(|l| (l, &src[l * planes.stride..][..nc])) {
-                    for (cell, &v) in cells.iter_mut().zip(lane) {
-                        cell[l] = v;
-                    }
-                }
-                if lanes < LANES {
-                    cells.iter_mut().for_each(|c| c[lanes..].fill(0.0));
-                }
-            }
-            // SAFETY: a vector path comes from an `Isa` the CPU has; `gather_lanes` asserts
-            // that `src` holds the `lanes` rows `stride` apart.
-            path => unsafe { vector::gather_lanes(path, src, planes.stride, lanes, cells) },
-        }
+        load_row(kernel, src, planes.stride, lanes, &mut row[left..left + nc]);
     }
 
     /// Lanes `0..lanes` of the buffer's interior (the positions inside the input) into the
@@ -677,6 +651,28 @@ unsafe fn store_row(kernel: Path, orow: &[Cell], lanes: usize, first: *mut f32, 
                 }
             }
         }
+    }
+}
+
+/// `cells[j][l] = src[l·plane + j]` for `l < lanes`, 0 in the other lanes: `lanes` rows of
+/// planes into 16-channel cells (register transposes on a vector path); the inverse of
+/// [`store_row`].
+fn load_row(kernel: Path, src: &[f32], plane: usize, lanes: usize, cells: &mut [Cell]) {
+    match kernel {
+        Path::Portable => {
+            let n = cells.len();
+            for (l, lane) in (0..lanes).map(|l| (l, &src[l * plane..][..n])) {
+                for (cell, &v) in cells.iter_mut().zip(lane) {
+                    cell[l] = v;
+                }
+            }
+            if lanes < LANES {
+                cells.iter_mut().for_each(|c| c[lanes..].fill(0.0));
+            }
+        }
+        // SAFETY: a vector path comes from an `Isa` the CPU has; `gather_lanes` asserts that
+        // `src` holds the `lanes` rows `plane` apart.
+        path => unsafe { vector::gather_lanes(path, src, plane, lanes, cells) },
     }
 }
 
