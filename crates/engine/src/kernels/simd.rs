@@ -88,6 +88,8 @@ pub(crate) trait Simd: Copy + 'static {
     unsafe fn keep_between(v: Self::V, s: Self::V, lo: Self::V, hi: Self::V) -> Self::V;
     /// A hint to bring the line at `p` into L1 (never faults, any address).
     unsafe fn prefetch(p: *const f32);
+    /// A hint to bring the line at `p` into L2 (never faults, any address).
+    unsafe fn prefetch_l2(p: *const f32);
     /// Transposes one `LANES × LANES` tile: row `r < read.0` at `src + r·src_stride`, its
     /// first `read.1` values read (the rest of the tile is zero); row `j < write.0` of the
     /// transpose goes to `dst + j·dst_stride`, its first `write.1` values written.
@@ -325,6 +327,10 @@ mod x86 {
             unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
         }
         #[inline(always)]
+        unsafe fn prefetch_l2(p: *const f32) {
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
+        }
+        #[inline(always)]
         unsafe fn transpose_tile(
             src: *const f32,
             src_stride: usize,
@@ -471,6 +477,10 @@ mod x86 {
         #[inline(always)]
         unsafe fn prefetch(p: *const f32) {
             unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+        }
+        #[inline(always)]
+        unsafe fn prefetch_l2(p: *const f32) {
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
         }
         #[inline(always)]
         unsafe fn transpose_tile(
@@ -639,6 +649,8 @@ mod arm {
         }
         #[inline(always)]
         unsafe fn prefetch(_p: *const f32) {}
+        #[inline(always)]
+        unsafe fn prefetch_l2(_p: *const f32) {}
         #[inline(always)]
         unsafe fn transpose_tile(
             src: *const f32,

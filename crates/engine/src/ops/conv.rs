@@ -31,7 +31,7 @@ use crate::kernels::im2col::{col2im_channel, im2col_tile};
 use crate::kernels::panel;
 use crate::kernels::winograd::{self, transform_weights, TransformedWeights, WeightLayout};
 use crate::runtime::cpu::Isa;
-use crate::runtime::pool::{for_each_chunk_mut, for_each_range, for_each_task, SharedOut};
+use crate::runtime::pool::{for_each_chunk_mut, for_each_guided, for_each_range, SharedOut};
 use crate::tensor::{Tensor, Value};
 
 pub(crate) fn register(reg: &mut HashMap<&'static str, Builder>) {
@@ -526,38 +526,35 @@ fn panel_forward(
     Tensor::from_parts(d.output_shape().to_vec(), out)
 }
 
-/// The non-Winograd, non-depthwise convolution on [`panel::product`]: tasks over images, groups,
-/// blocks of output columns and, when that leaves fewer than two tasks per thread (7×7 and
-/// 14×14 maps), blocks of output channels. A 1×1 convolution reads its input planes in place;
-/// others build one im2col tile per task.
+/// The non-Winograd, non-depthwise convolution on [`panel::product`], in claims that shrink
+/// ([`for_each_guided`]) over 48-column runs of every image (and group) or, when the maps are
+/// too small for two column chunks per thread (7×7 and 14×14 maps), over panels of output
+/// channels. A 1×1 convolution reads its input planes in place; others build one im2col tile
+/// per product call.
+///
+/// Every output value is computed the same way whatever claim it falls in: column runs start
+/// at multiples of 48 (a whole number of the kernel's column blocks on every path), so only
+/// the end of a map has a partial block, and panels are independent. The results do not
+/// depend on the number of threads or on timing.
 fn panel_conv(isa: Isa, x: &[f32], wp: &[f32], d: &Dims, epi: Epilogue, dst: SharedOut) {
     let (cg, mg, k) = (d.cg(), d.mg(), d.k());
     let p = d.plane_out();
     let plane_in = d.plane_in();
     let pointwise = d.pointwise();
-    // Columns per task, a multiple of the kernel's 48: with 64 input channels or more, the
-    // k × cols block of the input (or im2col tile) within 16 KB, so that it stays in L1 while
-    // every panel of weights passes over it (EfficientNet's projections × 0.91 in paired
-    // rounds; 10–30 % faster hot); with fewer, within 256 KB (L2): those layers are bound by
-    // their output writes, and shorter runs per output row measured slower on 112×112 maps.
-    // The last chunk takes the remainder (up to twice the others): a chunk of a few columns
-    // would be a task of its own next to full ones (a 7×7 map, 49 columns, was split 48 + 1, and
-    // the second thread got only the 1-column tasks: no speed-up from it at all).
+    // Columns per product call, a multiple of the 48-column unit: with 64 input channels or
+    // more, the k × cols block of the input (or im2col tile) within 16 KB, so that it stays in
+    // L1 while every panel of weights passes over it (EfficientNet's projections × 0.91 in
+    // paired rounds; 10–30 % faster hot); with fewer, within 256 KB (L2): those layers are
+    // bound by their output writes, and shorter runs per output row measured slower on
+    // 112×112 maps.
     let budget = if k >= 64 { 1usize << 12 } else { 1 << 16 };
-    let chunk = (budget / k).clamp(48, 1024) / 48 * 48;
+    let chunk = (budget / k).clamp(COLUMN_UNIT, 1024) / COLUMN_UNIT * COLUMN_UNIT;
+    // The last chunk of a map takes the remainder (up to twice the others), so that no
+    // product runs on a few leftover columns alone.
     let chunks = (p / chunk).max(1);
-    let cols_max = p - (chunks - 1) * chunk;
+    let planes = d.n * d.groups;
     let panels = mg.div_ceil(panel::PANEL);
-    let base = d.n * d.groups * chunks;
     let threads = rayon::current_num_threads().max(1);
-    let mut per = panels;
-    if base < 2 * threads {
-        per = panels.div_ceil((2 * threads).div_ceil(base));
-        while per < panels && per * panel::PANEL * k * cols_max < MIN_TASK_MACS / 2 {
-            per += 1;
-        }
-    }
-    let splits = panels.div_ceil(per);
     assert!(
         epi.mask.is_none_or(|(src, _)| src.len() == d.output_len()),
         "mask source of the output's size"
@@ -566,53 +563,102 @@ fn panel_conv(isa: Isa, x: &[f32], wp: &[f32], d: &Dims, epi: Epilogue, dst: Sha
         epi.residual.is_none_or(|r| r.len() == d.output_len()),
         "residual of the output's size"
     );
-    for_each_task(base * splits, |task| {
-        IM2COL.with_borrow_mut(|col| {
-            let (img, rest) = (
-                task / (d.groups * chunks * splits),
-                task % (d.groups * chunks * splits),
-            );
-            let (gi, rest) = (rest / (chunks * splits), rest % (chunks * splits));
-            let (ci, si) = (rest / splits, rest % splits);
-            let (p0, r0) = (ci * chunk, si * per * panel::PANEL);
-            let cols = if ci + 1 == chunks { p - p0 } else { chunk };
-            let rows = (per * panel::PANEL).min(mg - r0);
-            let x_img = &x[(img * d.c + gi * cg) * plane_in..][..cg * plane_in];
-            let (b, brs) = if pointwise {
-                (x_img[p0..].as_ptr(), plane_in)
-            } else {
-                // Grown, never shrunk or cleared: `im2col_tile` writes every value it covers.
-                if col.len() < k * cols {
-                    col.resize(k * cols, 0.0);
+    // Rows r0 .. r0 + rows of image `img`, group `gi`, columns p0 .. p0 + cols.
+    let block = |col: &mut Vec<f32>, plane: usize, p0: usize, cols: usize, r0: usize, rows| {
+        let (img, gi) = (plane / d.groups, plane % d.groups);
+        let x_img = &x[(img * d.c + gi * cg) * plane_in..][..cg * plane_in];
+        let (b, brs) = if pointwise {
+            (x_img[p0..].as_ptr(), plane_in)
+        } else {
+            // Grown, never shrunk or cleared: `im2col_tile` writes every value it covers.
+            if col.len() < k * cols {
+                col.resize(k * cols, 0.0);
+            }
+            im2col_tile(isa, x_img, cg, &d.h, &d.w, p0, cols, &mut col[..k * cols]);
+            (col.as_ptr(), cols)
+        };
+        let first = (img * d.m + gi * mg + r0) * p + p0;
+        let epi = epi.part(gi * mg + r0, first);
+        let wp_g = &wp[(gi * panels + r0 / panel::PANEL) * k * panel::PANEL..];
+        // SAFETY: `b` holds k rows of `cols` values at stride `brs` (input planes of this
+        // image and group, or the im2col tile); each claim alone writes its rows r0 .. r0 +
+        // rows of group gi, columns p0 .. p0 + cols, of image img's output (the kernel checks
+        // its own requirements, and the epilogue's sources, of the output's size, are read at
+        // the same places).
+        unsafe {
+            panel::product(
+                isa,
+                wp_g,
+                rows,
+                k,
+                b,
+                brs,
+                cols,
+                dst.get().add(first),
+                p,
+                epi,
+            )
+        };
+    };
+    // Units of 48 columns; the last unit of a map takes the remainder (48–95 columns).
+    let units = (p / COLUMN_UNIT).max(1);
+    if planes * units >= 8 * threads {
+        let unit_macs = COLUMN_UNIT * mg * k;
+        for_each_guided(planes * units, CLAIM_MACS.div_ceil(unit_macs), |claim| {
+            IM2COL.with_borrow_mut(|col| {
+                let mut at = claim.start;
+                while at < claim.end {
+                    let (plane, u0) = (at / units, at % units);
+                    let u1 = units.min(u0 + claim.end - at);
+                    let end = if u1 == units { p } else { u1 * COLUMN_UNIT };
+                    let mut p0 = u0 * COLUMN_UNIT;
+                    while p0 < end {
+                        // A piece of less than a unit would be the map's remainder alone.
+                        let cols = if end - p0 < chunk + COLUMN_UNIT {
+                            end - p0
+                        } else {
+                            chunk
+                        };
+                        block(col, plane, p0, cols, 0, mg);
+                        p0 += cols;
+                    }
+                    at += u1 - u0;
                 }
-                im2col_tile(isa, x_img, cg, &d.h, &d.w, p0, cols, &mut col[..k * cols]);
-                (col.as_ptr(), cols)
-            };
-            let first = (img * d.m + gi * mg + r0) * p + p0;
-            let epi = epi.part(gi * mg + r0, first);
-            let wp_g = &wp[(gi * panels + si * per) * k * panel::PANEL..];
-            // SAFETY: `b` holds k rows of `cols` values at stride `brs` (input planes of this
-            // image and group, or the im2col tile); task (img, gi, ci, si) alone writes rows
-            // r0 .. r0 + rows of group gi, columns p0 .. p0 + cols, of image img's output (the
-            // kernel checks its own requirements, and the epilogue's sources, of the output's
-            // size, are read at the same places).
-            unsafe {
-                panel::product(
-                    isa,
-                    wp_g,
-                    rows,
-                    k,
-                    b,
-                    brs,
-                    cols,
-                    dst.get().add(first),
-                    p,
-                    epi,
-                )
-            };
-        })
-    });
+            })
+        });
+    } else {
+        // Units of one panel of output channels of one column chunk.
+        let cols_max = p - (chunks - 1) * chunk;
+        let unit_macs = panel::PANEL * k * cols_max;
+        for_each_guided(
+            planes * chunks * panels,
+            CLAIM_MACS.div_ceil(unit_macs),
+            |claim| {
+                IM2COL.with_borrow_mut(|col| {
+                    let mut at = claim.start;
+                    while at < claim.end {
+                        let (piece, s0) = (at / panels, at % panels);
+                        let s1 = panels.min(s0 + claim.end - at);
+                        let (plane, ci) = (piece / chunks, piece % chunks);
+                        let p0 = ci * chunk;
+                        let cols = if ci + 1 == chunks { p - p0 } else { chunk };
+                        let r0 = s0 * panel::PANEL;
+                        block(col, plane, p0, cols, r0, (s1 * panel::PANEL).min(mg) - r0);
+                        at += s1 - s0;
+                    }
+                })
+            },
+        );
+    }
 }
+
+/// Columns of one unit of [`panel_conv`]'s claims: a whole number of the panel kernel's
+/// column blocks on every path (48 on AVX-512, 24 on AVX2, 12 on NEON).
+const COLUMN_UNIT: usize = 48;
+
+/// Multiply-adds of the smallest claim of [`panel_conv`] (about 2 µs of one core): smaller
+/// ones would cost more in claims and product calls than they save in waiting.
+const CLAIM_MACS: usize = 1 << 18;
 
 thread_local! {
     /// The im2col tile of a [`panel_conv`] task, kept per thread: made per rayon split, it was
@@ -1311,6 +1357,113 @@ mod tests {
         (0..len)
             .map(|i| (((i + seed) * 7919) % 1013) as f32 / 1013.0 - 0.5)
             .collect()
+    }
+
+    /// `y[i][m][p] = b[m] + Σ x · w`, in f64, for NCHW `x` and grouped weights (no clamp).
+    fn direct(x: &Tensor, w: &Tensor, b: &[f32], d: &Dims, a: &ConvAttrs) -> Vec<f64> {
+        let (xs, ws) = (x.shape(), w.shape());
+        let (cg, kh, kw) = (ws[1], ws[2], ws[3]);
+        let (oh, ow) = (d.h.output, d.w.output);
+        let mut y = vec![0.0f64; d.n * d.m * oh * ow];
+        for (i, m, r, c) in positions(d.n, d.m, oh, ow) {
+            let g = m / (d.m / a.group);
+            let mut s = b[m] as f64;
+            for ci in 0..cg {
+                for ki in 0..kh {
+                    for kj in 0..kw {
+                        let ih = (r * a.strides[0] + ki) as isize - a.pads[0] as isize;
+                        let iw = (c * a.strides[1] + kj) as isize - a.pads[1] as isize;
+                        if ih < 0 || iw < 0 || ih as usize >= xs[2] || iw as usize >= xs[3] {
+                            continue;
+                        }
+                        let xv = x.data()[((i * xs[1] + g * cg + ci) * xs[2] + ih as usize)
+                            * xs[3]
+                            + iw as usize];
+                        s += xv as f64 * w.data()[((m * cg + ci) * kh + ki) * kw + kj] as f64;
+                    }
+                }
+            }
+            y[((i * d.m + m) * oh + r) * ow + c] = s;
+        }
+        y
+    }
+
+    /// Every (image, channel, row, column) of an output.
+    fn positions(
+        n: usize,
+        m: usize,
+        oh: usize,
+        ow: usize,
+    ) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+        (0..n).flat_map(move |i| {
+            (0..m).flat_map(move |c| (0..oh).flat_map(move |r| (0..ow).map(move |q| (i, c, r, q))))
+        })
+    }
+
+    /// The panel convolution's claims (ranges of column units or of panels, sized by timing)
+    /// do not change any value: a pass on the pool's threads, run ten times, gives the same
+    /// bits as one call on a single thread, and every value is the direct convolution's. The
+    /// cases take both kinds of claim: panels of 7×7 and 14×14 maps (1×1, many panels, column
+    /// chunks with a remainder), 48-column units of a strided 3×3 on im2col and of a batch of
+    /// grouped 1×1 maps.
+    #[test]
+    fn panel_claims_do_not_change_values() {
+        let host = Isa::host();
+        if !panel::available(host) {
+            return;
+        }
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        type Case = ([usize; 4], [usize; 4], usize, usize, usize);
+        // (x shape, w shape, stride, pad, group)
+        let cases: [Case; 5] = [
+            ([1, 64, 7, 7], [200, 64, 1, 1], 1, 0, 1),
+            ([1, 72, 14, 14], [40, 72, 1, 1], 1, 0, 1),
+            ([1, 3, 64, 64], [32, 3, 3, 3], 2, 1, 1),
+            ([3, 32, 14, 14], [48, 16, 1, 1], 1, 0, 2),
+            ([2, 40, 10, 13], [24, 40, 3, 3], 1, 1, 1),
+        ];
+        for (case, (xs, ws, s, pad, g)) in cases.into_iter().enumerate() {
+            let attrs = ConvAttrs {
+                strides: [s; 2],
+                dilations: [1, 1],
+                pads: [pad; 4],
+                auto_pad: AutoPad::NotSet,
+                group: g,
+            };
+            let x = Tensor::new(xs.to_vec(), values(xs.iter().product(), case)).unwrap();
+            let w = Tensor::new(ws.to_vec(), values(ws.iter().product(), 5 + case)).unwrap();
+            let b = Tensor::new(vec![ws[0]], values(ws[0], 9)).unwrap();
+            let d = conv_dims(&attrs, &x, &w).unwrap();
+            let config = ExecConfig {
+                isa: host,
+                winograd: false,
+                ..ExecConfig::default()
+            };
+            let run = || conv_forward(&config, &x, &w, Some(&b), &d, None, None, None).unwrap();
+            let alone = one.install(run);
+            let want = direct(&x, &w, b.data(), &d, &attrs);
+            let scale = want.iter().fold(1.0f64, |a, v| a.max(v.abs()));
+            for (i, (&a, &v)) in alone.data().iter().zip(&want).enumerate() {
+                assert!(
+                    (a as f64 - v).abs() < 1e-5 * scale,
+                    "case {case} at {i}: {a} vs {v}"
+                );
+            }
+            for round in 0..10 {
+                let shared = crate::runtime::pool::on_pool(run);
+                assert!(
+                    shared
+                        .data()
+                        .iter()
+                        .zip(alone.data())
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "case {case} round {round}: the pool's claims changed values"
+                );
+            }
+        }
     }
 
     /// The panel kernel and the portable GEMM path (what machines without AVX-512 run) give the

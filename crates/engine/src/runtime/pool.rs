@@ -24,59 +24,80 @@ use rayon::prelude::*;
 /// Idle rounds a spinning helper of [`on_pool`] spins before it yields its core to the OS.
 const IDLE_SPINS: u32 = 64;
 
-/// One parallel loop on offer: tasks `0..tasks` of `run`, the pass thread claiming them from
-/// the front and helpers from the back.
+/// One parallel loop on offer: items `0..n` of `run`, the pass thread claiming runs of them
+/// from the front and helpers from the back.
 ///
-/// Why from both ends: callers number tasks along the data (column blocks of a map, bands of
+/// Why from both ends: callers number items along the data (column blocks of a map, bands of
 /// rows, groups of channels), so the pass thread runs the first part of every loop and the
 /// helper the last, loop after loop, and a layer finds much of its input in the cache of the
 /// core that wrote it. Claimed from one counter, the two threads interleaved and every layer
 /// read half its input from the other core.
 struct Job<'a> {
-    run: &'a (dyn Fn(usize) + Sync),
-    /// The next task from the front (high 32 bits) and one past the next from the back (low
-    /// 32 bits); the loop is out of tasks when they meet.
+    run: &'a (dyn Fn(Range<usize>) + Sync),
+    /// The next item from the front (high 32 bits) and one past the next from the back (low
+    /// 32 bits); the loop is out of items when they meet.
     ends: AtomicU64,
+    /// How many items one claim takes (see [`Claims`]).
+    claims: Claims,
+}
+
+/// How many items one claim of a [`Job`] takes.
+#[derive(Clone, Copy)]
+enum Claims {
+    /// One ([`for_each_task`]).
+    One,
+    /// `max(least, left / parts)` of the `left` unclaimed items ([`for_each_guided`]).
+    Shrinking { least: usize, parts: usize },
 }
 
 impl<'a> Job<'a> {
-    fn new(run: &'a (dyn Fn(usize) + Sync), tasks: usize) -> Job<'a> {
-        assert!(tasks <= u32::MAX as usize, "tasks of one loop");
+    fn new(run: &'a (dyn Fn(Range<usize>) + Sync), items: usize, claims: Claims) -> Job<'a> {
+        assert!(items <= u32::MAX as usize, "items of one loop");
         Job {
             run,
-            ends: AtomicU64::new(tasks as u64),
+            ends: AtomicU64::new(items as u64),
+            claims,
         }
     }
 
-    /// Claims and runs tasks until none are left: from the front on the pass thread, from the
+    /// Claims and runs items until none are left: from the front on the pass thread, from the
     /// back on a helper.
     fn work(&self, from_back: bool) {
-        while let Some(task) = self.claim(from_back) {
-            (self.run)(task);
+        while let Some(items) = self.claim(from_back) {
+            (self.run)(items);
         }
     }
 
-    fn claim(&self, from_back: bool) -> Option<usize> {
+    fn claim(&self, from_back: bool) -> Option<Range<usize>> {
         let split = |e: u64| (e >> 32, e & u64::from(u32::MAX));
+        let take = |left: u64| match self.claims {
+            Claims::One => 1,
+            Claims::Shrinking { least, parts } => {
+                (left.div_ceil(parts as u64)).max(least as u64).min(left)
+            }
+        };
         self.ends
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |e| {
                 let (front, back) = split(e);
                 (front < back).then(|| {
+                    let n = take(back - front);
                     if from_back {
-                        (front << 32) | (back - 1)
+                        (front << 32) | (back - n)
                     } else {
-                        ((front + 1) << 32) | back
+                        ((front + n) << 32) | back
                     }
                 })
             })
             .ok()
             .map(|e| {
                 let (front, back) = split(e);
-                (if from_back { back - 1 } else { front }) as usize
+                let n = take(back - front);
+                let first = if from_back { back - n } else { front };
+                first as usize..(first + n) as usize
             })
     }
 
-    /// Leaves the tasks not yet claimed unrun (a task panicked: the pass is failing).
+    /// Leaves the items not yet claimed unrun (a task panicked: the pass is failing).
     fn abandon(&self) {
         self.ends.store(0, Ordering::Relaxed);
     }
@@ -141,20 +162,56 @@ thread_local! {
 /// front and the helpers' from the back (see [`Job`]), so callers size them as they would rayon
 /// tasks (a few per thread) and number them along their data.
 pub(crate) fn for_each_task(tasks: usize, f: impl Fn(usize) + Sync) {
-    let team = TEAM.get();
     if tasks <= 1 {
         (0..tasks).for_each(f);
         return;
     }
-    if team.is_null() {
+    if TEAM.get().is_null() {
         let f = &f;
         (0..tasks).into_par_iter().for_each(f);
         return;
     }
-    // SAFETY: `on_pool` set TEAM to its team for this thread and clears it before the team
-    // goes out of scope.
-    let team = unsafe { &*team };
-    let job = Job::new(&f, tasks);
+    offer(tasks, Claims::One, &|items: Range<usize>| {
+        items.for_each(&f)
+    });
+}
+
+/// `f(range)` over consecutive ranges that cover `0..items`, in parallel, each claim taking
+/// a share of what is left: the first claims `items / (2·threads)`, the last ones `least`.
+/// Large first claims keep the work of a thread together (one call, one contiguous run of the
+/// data); small last ones let the threads finish together. With four equal tasks per loop,
+/// one thread of a pass waited 5–16 µs for the other at the end of each of EfficientNet's
+/// projections (design.md, "Claims that shrink").
+///
+/// Where the ranges fall depends on timing, so `f` must compute each item the same way
+/// whatever range it comes in (results must not depend on the number of threads).
+pub(crate) fn for_each_guided(items: usize, least: usize, f: impl Fn(Range<usize>) + Sync) {
+    let least = least.max(1);
+    let threads = rayon::current_num_threads().max(1);
+    if items <= least || threads == 1 {
+        if items > 0 {
+            f(0..items);
+        }
+        return;
+    }
+    if TEAM.get().is_null() {
+        let size = items.div_ceil(4 * threads).max(least);
+        let f = &f;
+        (0..items.div_ceil(size))
+            .into_par_iter()
+            .for_each(|i| f(i * size..((i + 1) * size).min(items)));
+        return;
+    }
+    let parts = 2 * threads;
+    offer(items, Claims::Shrinking { least, parts }, &f);
+}
+
+/// Offers a loop to the pass's helpers and runs it on this thread too (see [`for_each_task`]).
+fn offer(items: usize, claims: Claims, run: &(dyn Fn(Range<usize>) + Sync)) {
+    // SAFETY: the callers checked that TEAM is set: `on_pool` set it to its team for this
+    // thread and clears it before the team goes out of scope.
+    let team = unsafe { &*TEAM.get() };
+    let job = Job::new(run, items, claims);
     // Declared after `job`, so dropped (the loop withdrawn and its helpers waited for) before
     // `job` is, on return and on unwinding alike.
     let offer = Offer(team);
@@ -520,6 +577,62 @@ mod tests {
             .recv_timeout(Duration::from_secs(20))
             .expect("the pass with a panicking task hung");
         assert!(panicked);
+    }
+
+    /// Shrinking claims cover every item exactly once in contiguous ranges: the pass
+    /// thread's from the front and the helpers' from the back, the first claim
+    /// `items / (2·threads)` long, each of a thread's later claims no longer than its last.
+    /// Off a pass the loop runs on rayon and still covers every item once.
+    #[test]
+    fn guided_claims_cover_every_item_once_and_shrink() {
+        let threads = rayon::current_num_threads();
+        for (items, least) in [(1000, 3), (37, 1), (5, 8), (1, 1), (0, 1)] {
+            for _ in 0..10 {
+                let pass_thread = std::thread::current().id();
+                let claims: Mutex<Vec<(Range<usize>, bool)>> = Mutex::new(Vec::new());
+                on_pool(|| {
+                    for_each_guided(items, least, |r| {
+                        let mine = std::thread::current().id() == pass_thread;
+                        claims.lock().unwrap().push((r, mine));
+                        std::thread::sleep(Duration::from_micros(20));
+                    })
+                });
+                let claims = claims.into_inner().unwrap();
+                let mut hits = vec![0; items];
+                for (r, _) in &claims {
+                    assert!(!r.is_empty(), "an empty claim");
+                    hits[r.clone()].iter_mut().for_each(|h| *h += 1);
+                }
+                assert!(hits.iter().all(|&h| h == 1), "{items} items: {claims:?}");
+                for mine in [true, false] {
+                    let sizes: Vec<usize> = claims
+                        .iter()
+                        .filter(|c| c.1 == mine)
+                        .map(|c| c.0.len())
+                        .collect();
+                    assert!(
+                        sizes.windows(2).all(|w| w[1] <= w[0]),
+                        "claims grow: {claims:?}"
+                    );
+                }
+                if items > least && threads > 1 {
+                    // The first claim (whoever made it) saw all the items.
+                    let largest = claims.iter().map(|c| c.0.len()).max().unwrap_or(0);
+                    assert_eq!(largest, items.div_ceil(2 * threads).max(least));
+                    assert!(claims
+                        .iter()
+                        .filter(|c| !c.1)
+                        .all(|c| claims.iter().filter(|p| p.1).all(|p| p.0.end <= c.0.start)));
+                }
+            }
+            let hits: Vec<AtomicU64> = (0..items).map(|_| AtomicU64::new(0)).collect();
+            for_each_guided(items, least, |r| {
+                r.for_each(|i| {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                })
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        }
     }
 
     /// The pass thread claims a loop's tasks from the front and helpers from the back, so each
