@@ -181,7 +181,7 @@ pub(crate) fn for_each_task(tasks: usize, f: impl Fn(usize) + Sync) {
 /// Large first claims keep the work of a thread together (one call, one contiguous run of the
 /// data); small last ones let the threads finish together. With four equal tasks per loop,
 /// one thread of a pass waited 5–16 µs for the other at the end of each of EfficientNet's
-/// projections (design.md, "Claims that shrink").
+/// projections (design.md, "Cold weights, shrinking claims, expansions into cells").
 ///
 /// Where the ranges fall depends on timing, so `f` must compute each item the same way
 /// whatever range it comes in (results must not depend on the number of threads).

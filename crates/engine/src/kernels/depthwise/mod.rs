@@ -13,7 +13,8 @@
 //!
 //! On AVX-512, stride-1 forward passes with rows of at least 56 outputs skip the transposes:
 //! [`planes`] convolves each NCHW plane, 16 outputs of a row per vector, from a zero-padded
-//! copy of the plane.
+//! copy of the plane. On AVX2 and NEON, a 1×1 convolution fused before the layer writes its
+//! output straight into the padded cells ([`forward_into_cells`]), skipping the transpose in.
 
 use super::epilogue::{self, Clamp, Epilogue};
 use super::geometry::{Axis, ConvGeometry};
