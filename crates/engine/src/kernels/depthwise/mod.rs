@@ -1252,8 +1252,8 @@ mod tests {
     /// path this CPU has (AVX2 and NEON form the 1×1 output straight into cells from 14 input
     /// columns on, the other paths and narrower maps go through planes), against the two
     /// layers in f64: channel counts that fill two panels, one, or part of one in the last
-    /// group, strides, a 5×5 layer with its padding, input rows and columns no tap reads, and
-    /// pixel counts that are no multiple of six.
+    /// group, strides, a 5×5 layer with its padding, dilated taps, input rows and columns no
+    /// tap reads, pixel counts that are no multiple of six, and layers without activation.
     #[test]
     fn forward_after_pointwise_matches_the_layers_on_every_path() {
         let relu6 = Clamp { lo: 0.0, hi: 6.0 };
@@ -1294,8 +1294,17 @@ mod tests {
                 axis(7, 5, 1, 1, (2, 2)),
                 axis(7, 5, 1, 1, (2, 2)),
             ),
+            // Dilated taps, and (below) no activation on either layer.
+            (
+                1,
+                9,
+                16,
+                axis(16, 3, 1, 2, (2, 2)),
+                axis(20, 3, 1, 2, (2, 2)),
+            ),
         ];
         for (case, &(n, k, c, h, w)) in cases.iter().enumerate() {
+            let act = (case != 5).then_some(relu6);
             let g = ConvGeometry {
                 n,
                 c,
@@ -1321,11 +1330,12 @@ mod tests {
                         let s = (0..k).fold(b1[ch] as f64, |s, i| {
                             s + w1[ch * k + i] as f64 * x[(img * k + i) * plane + j] as f64
                         });
-                        y1[(img * c + ch) * plane + j] = s.clamp(0.0, 6.0) as f32;
+                        y1[(img * c + ch) * plane + j] =
+                            act.map_or(s, |_| s.clamp(0.0, 6.0)) as f32;
                     }
                 }
             }
-            let want = direct(&y1, &taps, &b2, &g, Some(relu6));
+            let want = direct(&y1, &taps, &b2, &g, act);
             let packed = crate::kernels::panel::pack(&w1, 1, c, k);
             let lanes = pack_lanes(&taps, c, h.kernel * w.kernel);
             let pw = Pointwise {
@@ -1333,7 +1343,7 @@ mod tests {
                 k,
                 packed: &packed,
                 bias: Some(&b1),
-                act: Some(relu6),
+                act,
             };
             for isa in crate::kernels::simd::test_isas() {
                 if !crate::kernels::panel::available(isa) {
@@ -1342,7 +1352,7 @@ mod tests {
                 let mut out = vec![std::mem::MaybeUninit::new(f32::NAN); want.len()];
                 let epi = Epilogue {
                     bias: Some(&b2),
-                    act: Some(relu6),
+                    act,
                     ..Epilogue::default()
                 };
                 forward_after_pointwise(isa, &pw, &taps, &lanes, &mut out, &g, epi);
