@@ -253,8 +253,8 @@ fn block_model(expand: bool, k: usize, s: i64, hw: (i64, i64), m: usize, tail: &
 /// strips of rows; the taped pass runs every node apart. Same values (within rounding),
 /// with and without the expansion, strides 1 and 2, 3×3 and 5×5 taps, asymmetric pads, a
 /// partial group of 16 channels, 2 images, a projection with a clamp, with a residual Add
-/// and with neither, maps with several bands of several strips. Asking for the depthwise
-/// output as well turns the block off.
+/// and with neither, maps with several bands of several strips, on every path. Asking for
+/// the depthwise output as well turns the block off.
 #[test]
 fn an_inverted_residual_block_run_as_one_changes_no_value() {
     // Maps of 56+ output columns fuse at any batch; narrower ones (EfficientNet's 28×28 to
@@ -308,6 +308,16 @@ fn an_inverted_residual_block_run_as_one_changes_no_value() {
         let both = model.run_float(&x, &[a, y]).unwrap();
         assert_agree(&both[0], tape.value(a).unwrap(), &case);
         assert_agree(&both[1], apart, &case);
+        // Every path this CPU has runs the block as one too (AVX2 and NEON form the expansion
+        // as cells from 14 input columns on), with the same values.
+        for isa in crate::kernels::simd::test_isas() {
+            let on = block_model(expand, k, s, hw, m, tail).with_config(crate::ExecConfig {
+                isa,
+                ..crate::ExecConfig::default()
+            });
+            let got = on.run_float(&x, &[on.resolve("y").unwrap()]).unwrap();
+            assert_agree(&got[0], apart, &format!("{case} on {}", isa.name()));
+        }
     }
 }
 

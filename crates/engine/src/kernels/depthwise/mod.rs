@@ -237,12 +237,14 @@ impl Strip<'_> {
 
 /// Where a strip's input rows lie: `lanes` planes `stride` values apart, input row `i` at
 /// `(i % ring)·iw` of each (`ring` = the input's height for whole planes; fewer for a buffer
-/// that holds only the last `ring` rows formed).
+/// that holds only the last `ring` rows formed); or, when `cells` is given, rows of `iw`
+/// cells there instead (formed so by [`vector::pointwise_cells`]), in the same ring.
 #[derive(Clone, Copy)]
 struct Rows<'a> {
     planes: &'a [f32],
     stride: usize,
     ring: usize,
+    cells: Option<&'a [Cell]>,
 }
 
 impl<'a> Rows<'a> {
@@ -252,6 +254,7 @@ impl<'a> Rows<'a> {
             planes,
             stride: g.h.input * g.w.input,
             ring: g.h.input.max(1),
+            cells: None,
         }
     }
 }
@@ -669,8 +672,17 @@ impl Padded {
         }
         row[..left].fill(ZERO);
         row[left + nc..].fill(ZERO);
-        let src = &planes.planes[(ih as usize % planes.ring) * self.w.input..];
-        load_row(kernel, src, planes.stride, lanes, &mut row[left..left + nc]);
+        let at = (ih as usize % planes.ring) * self.w.input;
+        match planes.cells {
+            Some(cells) => row[left..left + nc].copy_from_slice(&cells[at..][..nc]),
+            None => load_row(
+                kernel,
+                &planes.planes[at..],
+                planes.stride,
+                lanes,
+                &mut row[left..left + nc],
+            ),
+        }
     }
 
     /// Lanes `0..lanes` of the buffer's interior (the positions inside the input) into the
