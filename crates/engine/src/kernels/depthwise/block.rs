@@ -14,9 +14,8 @@
 //! that they transpose: EfficientNet-Lite0 to its head × 0.93 at batch 8 and × 0.95 at batch
 //! 32 (two threads), level at batch 1.
 
-use super::vector::{pointwise_cells, CellsOut};
 use super::{bias_cell, strip_rows, Cell, Padded, Path, Pointwise, Rows, Strip};
-use super::{with_formed, CELLS_MIN_WIDTH, LANES, PANEL};
+use super::{with_formed, CELLS_MIN_WIDTH, LANES};
 use crate::kernels::epilogue::{Clamp, Epilogue};
 use crate::kernels::geometry::ConvGeometry;
 use crate::kernels::panel;
@@ -139,12 +138,6 @@ pub(crate) fn forward(
         Source::Pointwise(_) if into_cells => (0, groups * ring_plane),
         Source::Pointwise(_) => (groups * LANES * ring_plane, 0),
     };
-    let pw_biases: Vec<Cell> = match source {
-        Source::Pointwise(pw) if into_cells => (0..groups)
-            .map(|gi| bias_cell(pw.bias, gi * LANES, LANES.min(g.c - gi * LANES)))
-            .collect(),
-        _ => Vec::new(),
-    };
     for_each_task(g.n * bands, |task| {
         let (img, band) = (task / bands, task % bands);
         let (first, end) = (band * h.output / bands, (band + 1) * h.output / bands);
@@ -178,35 +171,26 @@ pub(crate) fn forward(
                                 ),
                                 Source::Pointwise(pw) if into_cells => {
                                     let group = &mut ring_cells[gi * ring_plane..][..ring_plane];
-                                    let halves = (g.c.div_ceil(PANEL) - c0 / PANEL).min(2);
+                                    // Rows from .. hi into their slots (row % ring), in runs
+                                    // that do not wrap round the ring.
                                     let mut r = from;
                                     while r < hi {
                                         let slot = r % ring;
                                         let run_end = hi.min(r + ring - slot);
-                                        let at = CellsOut {
-                                            x: pw.x[(img * pw.k) * plane_in + r * wa.input..]
-                                                .as_ptr(),
-                                            plane: plane_in,
-                                            n: (run_end - r) * wa.input,
-                                            width: wa.input,
-                                            nc: wa.input,
-                                            first: group[slot * wa.input..].as_mut_ptr(),
-                                            cols: wa.input,
-                                        };
-                                        // SAFETY: a path of 4 or 8 lanes (`into_cells`); rows
-                                        // r .. run_end of the k input planes of image img (inside
-                                        // `x`, asserted above); slots slot .. slot + (run_end − r)
-                                        // ≤ ring of this group's cells; `halves` panels from the
-                                        // group's first (the packing's length asserted above).
+                                        // SAFETY: a path of 4 or 8 lanes (`into_cells`) that
+                                        // the CPU has; c0 is a multiple of 16 below c, whose
+                                        // rows are packed (asserted above).
                                         unsafe {
-                                            pointwise_cells(
+                                            pw.form_cells(
                                                 kernel,
-                                                &pw.packed[c0 / PANEL * pw.k * PANEL..],
-                                                halves,
-                                                pw.k,
-                                                &pw_biases[gi],
-                                                pw.act,
-                                                &at,
+                                                img,
+                                                c0,
+                                                lanes,
+                                                r..run_end,
+                                                (plane_in, wa.input),
+                                                wa.input,
+                                                group,
+                                                (slot * wa.input, wa.input),
                                             )
                                         };
                                         r = run_end;

@@ -319,6 +319,64 @@ impl Pointwise<'_> {
             )
         };
     }
+
+    /// [`Pointwise::form_rows`] as cells, on a path of 4 or 8 lanes: input row
+    /// `rows.start + i`, column `j < nc`, of channels `c0 .. c0 + lanes` of image `img`'s 1×1
+    /// output goes to `cells[at + i·cols + j]` (every lane; those past `lanes` hold the
+    /// clamp of 0).
+    ///
+    /// # Safety
+    /// `kernel` is AVX2 or NEON on a CPU that has it; `c0` a multiple of 16 below the packed
+    /// rows. (The sizes are checked here.)
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn form_cells(
+        &self,
+        kernel: Path,
+        img: usize,
+        c0: usize,
+        lanes: usize,
+        rows: std::ops::Range<usize>,
+        (plane, width): (usize, usize),
+        nc: usize,
+        cells: &mut [Cell],
+        (at, cols): (usize, usize),
+    ) {
+        assert!(
+            matches!(kernel, Path::Avx2 | Path::Neon),
+            "a path of 4 or 8 lanes"
+        );
+        assert!(rows.end * width <= plane && self.x.len() >= (img + 1) * self.k * plane);
+        assert!(nc <= width && nc <= cols);
+        assert!(rows.is_empty() || at + (rows.len() - 1) * cols + nc <= cells.len());
+        if rows.is_empty() || nc == 0 {
+            return;
+        }
+        let out = vector::CellsOut {
+            x: self.x[img * self.k * plane + rows.start * width..].as_ptr(),
+            plane,
+            n: rows.len() * width,
+            width,
+            nc,
+            first: cells[at..].as_mut_ptr(),
+            cols,
+        };
+        let halves = (self.packed.len() / (self.k * PANEL) - c0 / PANEL).min(2);
+        // SAFETY: a path of 4 or 8 lanes (asserted; the CPU has it, the caller's contract);
+        // rows `rows` of the k input planes of image img (asserted inside `x`); the cells
+        // (i, j < nc) of the rows.len() rows at `at` inside `cells` (asserted); `halves`
+        // panels from panel c0 / 8 on (the caller's contract on c0).
+        unsafe {
+            vector::pointwise_cells(
+                kernel,
+                &self.packed[c0 / PANEL * self.k * PANEL..],
+                halves,
+                self.k,
+                &bias_cell(self.bias, c0, lanes),
+                self.act,
+                &out,
+            )
+        };
+    }
 }
 
 /// The bias of channels `c0 .. c0 + lanes` in lanes (zero past them, and without a bias).
@@ -472,12 +530,10 @@ fn forward_into_cells(
     let (r0, nr) = Padded::inside(h, padded.rows);
     let (c0, nc) = Padded::inside(wa, cols);
     let groups = g.lane_groups();
-    let panels = g.c.div_ceil(PANEL);
     for_each_task(g.n * groups, |task| {
         let (img, first_channel) = (task / groups, (task % groups) * LANES);
         let lanes = LANES.min(g.c - first_channel);
         let dw_bias = bias_cell(bias, first_channel, lanes);
-        let pw_bias = bias_cell(pw.bias, first_channel, lanes);
         let taps = &lane_taps[first_channel / LANES * kk..][..kk];
         PLANE_CELLS.with_borrow_mut(|buf| {
             // Grown, never shrunk: the padding is cleared and the interior formed below.
@@ -492,33 +548,22 @@ fn forward_into_cells(
                 row[..c0].fill(ZERO);
                 row[c0 + nc..].fill(ZERO);
             }
-            if nr > 0 && nc > 0 {
-                let at = vector::CellsOut {
-                    x: pw.x[img * pw.k * plane_in..].as_ptr(),
-                    plane: plane_in,
-                    n: nr * wa.input,
-                    width: wa.input,
+            // SAFETY: a path of 4 or 8 lanes (the caller's match) that the CPU has;
+            // first_channel is a multiple of 16 below c, whose rows are packed (asserted by
+            // the caller).
+            unsafe {
+                pw.form_cells(
+                    kernel,
+                    img,
+                    first_channel,
+                    lanes,
+                    0..nr,
+                    (plane_in, wa.input),
                     nc,
-                    first: pad[r0 * cols + c0..].as_mut_ptr(),
-                    cols,
-                };
-                let halves = (panels - first_channel / PANEL).min(2);
-                // SAFETY: a path of 4 or 8 lanes (the caller's match); x holds the k planes
-                // of image img (asserted by the caller), of which rows 0 .. nr are read;
-                // cells (r0 + row, c0 + col) for col < nc, row < nr, are inside `pad`; the
-                // packed weights hold `halves` panels from this group's first.
-                unsafe {
-                    vector::pointwise_cells(
-                        kernel,
-                        &pw.packed[first_channel / PANEL * pw.k * PANEL..],
-                        halves,
-                        pw.k,
-                        &pw_bias,
-                        pw.act,
-                        &at,
-                    )
-                };
-            }
+                    pad,
+                    (r0 * cols + c0, cols),
+                )
+            };
             for r in 0..h.output {
                 taps_row(kernel, pad, taps, &dw_bias, &padded, r, orow, act);
                 // SAFETY: output row r of planes (img, first_channel .. + lanes) of `out`:
