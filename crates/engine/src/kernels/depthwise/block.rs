@@ -9,10 +9,13 @@
 //! buffer of its thread (`c × rows × ow` values, within 256 KB) and the projection reads them
 //! from there. The expansion's rows are formed into a ring of the last rows the strips read,
 //! per channel group, so each is formed once per band (only a band's first strip forms the
-//! rows it shares with the band above). On AVX2 and NEON, from 14 input columns on, the ring
-//! holds cells ([`super::vector::pointwise_cells`]) that the strips copy, instead of planes
-//! that they transpose: EfficientNet-Lite0 to its head × 0.93 at batch 8 and × 0.95 at batch
-//! 32 (two threads), level at batch 1.
+//! rows it shares with the band above). On AVX2 and NEON, from 14 input columns on, the
+//! expansion forms its rows as cells ([`super::vector::pointwise_cells`]) instead of planes
+//! that the strips transpose: EfficientNet-Lite0 to its head × 0.93 at batch 8 and × 0.95 at
+//! batch 32 (two threads). Those cells go straight into each group's padded strip, where the
+//! taps read them; only the rows a strip shares with the one before move (to the front).
+//! Copying every row from a ring into the strip had been 1 % of a pass's samples: without it,
+//! the whole pass × 0.97 at batch 1 and at batch 8.
 
 use super::{bias_cell, strip_rows, Cell, Padded, Path, Pointwise, Rows, Strip};
 use super::{with_formed, CELLS_MIN_WIDTH, LANES};
@@ -133,11 +136,15 @@ pub(crate) fn forward(
     // On paths of 4 and 8 lanes the expansion forms its rows as cells (see
     // `super::forward_into_cells`), which the strips copy instead of transposing.
     let into_cells = matches!(kernel, Path::Avx2 | Path::Neon) && wa.input >= CELLS_MIN_WIDTH;
+    // In cells, each group keeps the padded rows of its last strip (`ring` rows of `pitch`
+    // cells, the pad columns zero), and one output row's room follows the groups.
+    let pitch = padded.cols;
     let (formed_len, cells_len) = match source {
         Source::Planes(_) => (0, 0),
-        Source::Pointwise(_) if into_cells => (0, groups * ring_plane),
+        Source::Pointwise(_) if into_cells => (0, groups * ring * pitch + wa.output),
         Source::Pointwise(_) => (groups * LANES * ring_plane, 0),
     };
+    let (left, inside) = Padded::inside(wa, pitch);
     for_each_task(g.n * bands, |task| {
         let (img, band) = (task / bands, task % bands);
         let (first, end) = (band * h.output / bands, (band + 1) * h.output / bands);
@@ -153,6 +160,8 @@ pub(crate) fn forward(
                     }
                     // Input rows before `ready` are in the ring (from this band's earlier strips).
                     let mut ready = 0;
+                    // Padded rows held in the groups' cells (from this band's last strip).
+                    let mut held = 0usize..0;
                     for oh0 in (first..end).step_by(rows) {
                         let nrows = rows.min(end - oh0);
                         // The strip reads padded rows oh0·stride .. end; input row = padded − pad.
@@ -164,44 +173,75 @@ pub(crate) fn forward(
                         for gi in 0..groups {
                             let c0 = gi * LANES;
                             let lanes = LANES.min(g.c - c0);
+                            let strip = Strip {
+                                kernel,
+                                padded: &padded,
+                                taps: &lane_taps[gi * kk..][..kk],
+                                bias: &biases[gi],
+                                act,
+                            };
+                            // SAFETY (both runs): rows 0 .. nrows of channels c0 .. c0 + lanes
+                            // of `outputs` (c planes of `stride` ≥ nrows·ow values, sized
+                            // above), this thread's own buffer.
+                            let to = outputs[c0 * stride..].as_mut_ptr();
+                            if let (Source::Pointwise(pw), true) = (source, into_cells) {
+                                let (groups_cells, orow) =
+                                    ring_cells[..cells_len].split_at_mut(groups * ring * pitch);
+                                let rows_of =
+                                    &mut groups_cells[gi * ring * pitch..][..ring * pitch];
+                                // The rows this strip shares with the last move to the front
+                                // (the strip's first padded row is row 0); the rest are formed
+                                // in place, straight from the expansion, with no copy.
+                                let kept = held.end.saturating_sub(begin.max(held.start));
+                                if kept > 0 {
+                                    let from = (begin - held.start) * pitch;
+                                    rows_of.copy_within(from..from + kept * pitch, 0);
+                                }
+                                for pr in begin + kept..end {
+                                    let row = &mut rows_of[(pr - begin) * pitch..][..pitch];
+                                    if (lo + h.pad_begin..hi + h.pad_begin).contains(&pr) {
+                                        row[..left].fill(super::ZERO);
+                                        row[left + inside..].fill(super::ZERO);
+                                    } else {
+                                        row.fill(super::ZERO);
+                                    }
+                                }
+                                let first_row =
+                                    (begin + kept).saturating_sub(h.pad_begin).clamp(lo, hi);
+                                // SAFETY: a path of 4 or 8 lanes (`into_cells`) that the CPU
+                                // has; c0 is a multiple of 16 below c, whose rows are packed
+                                // (asserted above).
+                                unsafe {
+                                    pw.form_cells(
+                                        kernel,
+                                        img,
+                                        c0,
+                                        lanes,
+                                        first_row..hi,
+                                        (plane_in, wa.input),
+                                        inside,
+                                        rows_of,
+                                        ((first_row + h.pad_begin - begin) * pitch + left, pitch),
+                                    )
+                                };
+                                // SAFETY: as above (`to`).
+                                unsafe {
+                                    strip.run_on(
+                                        &rows_of[..(end - begin) * pitch],
+                                        orow,
+                                        lanes,
+                                        nrows,
+                                        to,
+                                        stride,
+                                    )
+                                };
+                                continue;
+                            }
                             let planes = match source {
                                 Source::Planes(x) => Rows::whole(
                                     &x[(img * g.c + c0) * plane_in..][..lanes * plane_in],
                                     g,
                                 ),
-                                Source::Pointwise(pw) if into_cells => {
-                                    let group = &mut ring_cells[gi * ring_plane..][..ring_plane];
-                                    // Rows from .. hi into their slots (row % ring), in runs
-                                    // that do not wrap round the ring.
-                                    let mut r = from;
-                                    while r < hi {
-                                        let slot = r % ring;
-                                        let run_end = hi.min(r + ring - slot);
-                                        // SAFETY: a path of 4 or 8 lanes (`into_cells`) that
-                                        // the CPU has; c0 is a multiple of 16 below c, whose
-                                        // rows are packed (asserted above).
-                                        unsafe {
-                                            pw.form_cells(
-                                                kernel,
-                                                img,
-                                                c0,
-                                                lanes,
-                                                r..run_end,
-                                                (plane_in, wa.input),
-                                                wa.input,
-                                                group,
-                                                (slot * wa.input, wa.input),
-                                            )
-                                        };
-                                        r = run_end;
-                                    }
-                                    Rows {
-                                        planes: &[],
-                                        stride: 0,
-                                        ring,
-                                        cells: Some(group),
-                                    }
-                                }
                                 Source::Pointwise(pw) => {
                                     let group = &mut formed[gi * LANES * ring_plane..]
                                         [..LANES * ring_plane];
@@ -233,32 +273,14 @@ pub(crate) fn forward(
                                         planes: group,
                                         stride: ring_plane,
                                         ring,
-                                        cells: None,
                                     }
                                 }
                             };
-                            let strip = Strip {
-                                kernel,
-                                padded: &padded,
-                                taps: &lane_taps[gi * kk..][..kk],
-                                bias: &biases[gi],
-                                act,
-                            };
-                            // SAFETY: rows 0 .. nrows of channels c0 .. c0 + lanes of `outputs`
-                            // (c planes of `stride` ≥ nrows·ow values, sized above), this thread's
-                            // own buffer.
-                            unsafe {
-                                strip.run(
-                                    planes,
-                                    lanes,
-                                    oh0,
-                                    nrows,
-                                    outputs[c0 * stride..].as_mut_ptr(),
-                                    stride,
-                                )
-                            };
+                            // SAFETY: as above (`to`).
+                            unsafe { strip.run(planes, lanes, oh0, nrows, to, stride) };
                         }
                         ready = hi;
+                        held = begin..end;
                         let first = img * proj.m * p + oh0 * wa.output;
                         let epi = Epilogue {
                             bias: proj.bias,
