@@ -526,8 +526,8 @@ const CELLS_MIN_WIDTH: usize = 14;
 /// the 1×1 output with channels across the lanes ([`vector::pointwise_cells`]) straight into
 /// a padded buffer of cells for the whole input plane, which the taps then read in place. The
 /// panel kernel's planes had to be transposed into cells first (`gather_lanes`, 8 % of an
-/// EfficientNet pass's samples with the scatter back). The sums are the panel kernel's (same
-/// order, one rounding per multiply-add).
+/// EfficientNet pass's samples with the scatter back). The sums are the panel kernel's
+/// products in the same order (one rounding per multiply-add), from the bias.
 fn forward_into_cells(
     kernel: Path,
     pw: &Pointwise,
