@@ -243,6 +243,8 @@ pub fn registry() -> &'static HashMap<&'static str, Builder> {
 /// Float input `i`, with a clear error when it is missing or an integer.
 pub(crate) fn float_input<'a>(inputs: &[Option<&'a Value>], i: usize) -> Result<&'a Tensor> {
     match inputs.get(i).copied().flatten() {
+        // The name is formatted only for the error: every node's inputs come through here.
+        Some(Value::Float(t)) => Ok(t),
         Some(v) => v.as_float(&format!("input {i}")),
         None => Err(Error::Shape(format!("missing input {i}"))),
     }
