@@ -210,6 +210,7 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// How far ahead [`dot`] prefetches its second operand, in floats (4 KB).
+#[cfg(target_arch = "x86_64")]
 const PREFETCH_AHEAD: usize = 1024;
 
 #[inline(always)]
