@@ -134,7 +134,7 @@ pub(crate) fn forward(
     let stride = rows * wa.output;
     let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
     // On paths of 4 and 8 lanes the expansion forms its rows as cells (see
-    // `super::forward_into_cells`), which the strips copy instead of transposing.
+    // `super::forward_into_cells`), straight into each group's padded strip.
     let into_cells = matches!(kernel, Path::Avx2 | Path::Neon) && wa.input >= CELLS_MIN_WIDTH;
     // In cells, each group keeps the padded rows of its last strip (`ring` rows of `pitch`
     // cells, the pad columns zero), and one output row's room follows the groups.

@@ -913,9 +913,10 @@ mod vector {
         /// One group of 16 channels of a 1×1 convolution, written straight into depthwise
         /// cells: `cell(j)[c] = act(bias[c] + Σ_kk w[c][kk] · x[kk·plane + j])`, channels across
         /// the lanes, pixels in blocks of six, summed from the bias over `kk` in order (one
-        /// rounding per multiply-add; the panel kernel adds the bias last). `panels` are the group's panels as
-        /// [`crate::kernels::panel::pack`] lays them out (`[panel][k][8]`), `halves` of them (1
-        /// when the group has at most 8 channels). Paths of 4 and 8 lanes only.
+        /// rounding per multiply-add; the panel kernel adds the bias last). `panels` are the
+        /// group's panels as [`crate::kernels::panel::pack`] lays them out (`[panel][k][8]`),
+        /// `halves` of them (1 when the group has at most 8 channels). Paths of 4 and 8 lanes
+        /// only.
         ///
         /// # Safety
         /// A path the CPU has, of fewer than 16 lanes; `at.x` valid for reads of `k` planes of
