@@ -529,8 +529,8 @@ fn panel_forward(
 /// The non-Winograd, non-depthwise convolution on [`panel::product`], in claims that shrink
 /// ([`for_each_guided`]) over 48-column units of every image (and group) or, when there are
 /// fewer than eight such units per thread (7×7 and 14×14 maps at batch 1), over panels of
-/// output channels of fixed column chunks. A 1×1 convolution reads its input planes in place; others build one im2col tile
-/// per product call.
+/// output channels of fixed column chunks. A 1×1 convolution reads its input planes in place;
+/// others build one im2col tile per product call.
 ///
 /// Every output value is computed the same way whatever claim it falls in: column runs start
 /// at multiples of 48 (a whole number of the kernel's column blocks on every path), so only

@@ -160,8 +160,6 @@ pub(crate) fn forward(
                     }
                     // Input rows before `ready` are in the ring (from this band's earlier strips).
                     let mut ready = 0;
-                    // Padded rows held in the groups' cells (from this band's last strip).
-                    let mut held = 0usize..0;
                     for oh0 in (first..end).step_by(rows) {
                         let nrows = rows.min(end - oh0);
                         // The strip reads padded rows oh0·stride .. end; input row = padded − pad.
@@ -192,10 +190,16 @@ pub(crate) fn forward(
                                 // The rows this strip shares with the last move to the front
                                 // (the strip's first padded row is row 0); the rest are formed
                                 // in place, straight from the expansion, with no copy.
-                                let kept = held.end.saturating_sub(begin.max(held.start));
+                                // Every strip but a band's last is whole: the one before this
+                                // read `ring` rows from `rows·stride` rows back.
+                                let advance = rows * h.stride;
+                                let kept = if oh0 > first {
+                                    ring.saturating_sub(advance)
+                                } else {
+                                    0
+                                };
                                 if kept > 0 {
-                                    let from = (begin - held.start) * pitch;
-                                    rows_of.copy_within(from..from + kept * pitch, 0);
+                                    rows_of.copy_within(advance * pitch..ring * pitch, 0);
                                 }
                                 for pr in begin + kept..end {
                                     let row = &mut rows_of[(pr - begin) * pitch..][..pitch];
@@ -280,7 +284,6 @@ pub(crate) fn forward(
                             unsafe { strip.run(planes, lanes, oh0, nrows, to, stride) };
                         }
                         ready = hi;
-                        held = begin..end;
                         let first = img * proj.m * p + oh0 * wa.output;
                         let epi = Epilogue {
                             bias: proj.bias,
