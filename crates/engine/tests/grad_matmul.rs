@@ -146,6 +146,14 @@ fn grad_matmul_gemm() {
             xin(rng, &XS),
         )
     });
+    // Batch 1 with transB: the classifier-head route (four rows of B at a time, then the rest).
+    f.case("gemm_batch1_transB_seven_outputs", |rng| {
+        let attrs = vec![A::int("transB", 1)];
+        (
+            gemm(rng, &[1, 120], true, &[7, 120], Some(&[7]), attrs),
+            xin(rng, &XS),
+        )
+    });
     f.case("gemm_transA_full_bias", |rng| {
         let attrs = vec![
             A::int("transA", 1),

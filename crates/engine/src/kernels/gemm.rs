@@ -4,6 +4,7 @@
 
 use gemm::Parallelism;
 
+use crate::kernels::simd::{Path, Simd};
 use crate::runtime::cpu::Isa;
 use crate::runtime::pool::{for_each_task, SharedOut};
 
@@ -242,6 +243,72 @@ fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Four dot products of `a` with the consecutive rows `b[r·k..(r+1)·k]`, `r < 4`, into
+/// `out`: the matrix-vector product of a classifier head at batch 1 four rows at a time, so
+/// that four streams of weights are in flight. Each row's sum runs in 16 partial sums (lane `l`
+/// takes the indices `≡ l mod 16`), the same on every vector path.
+pub(crate) fn dot4(isa: Isa, a: &[f32], b: &[f32], out: &mut [f32; 4]) {
+    let k = a.len();
+    assert_eq!(b.len(), 4 * k, "dot4 needs four rows of a's length");
+    let path = Path::of(isa);
+    if !path.vector() {
+        for (r, o) in out.iter_mut().enumerate() {
+            *o = dot_generic(a, &b[r * k..(r + 1) * k]);
+        }
+        return;
+    }
+    // SAFETY: a vector path of this CPU; `b` holds four rows of `k`.
+    unsafe { dot4_on(path, a, b, out) }
+}
+
+crate::kernels::simd::multiversion! {
+    /// The vector body of [`dot4`].
+    unsafe fn dot4_on(a: &[f32], b: &[f32], out: &mut [f32; 4]) => dot4_generic
+}
+
+/// Values per partial-sum block of [`dot4`].
+const DOT4_BLOCK: usize = 16;
+
+#[inline(always)]
+unsafe fn dot4_generic<S: Simd>(a: &[f32], b: &[f32], out: &mut [f32; 4]) {
+    let k = a.len();
+    let per = DOT4_BLOCK / S::LANES;
+    let whole = k / DOT4_BLOCK * DOT4_BLOCK;
+    // SAFETY: `S`'s extensions (the dispatcher's contract); every load is below `whole` in a
+    // row of `k` (the caller checked `b`'s length); prefetches may name any address.
+    unsafe {
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [[S::zero(); 4]; 4];
+        let mut t = 0;
+        while t < whole {
+            for v in 0..per {
+                let x = S::load(pa.add(t + v * S::LANES));
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let y = pb.add(r * k + t + v * S::LANES);
+                    row[v] = S::fmadd(x, S::load(y), row[v]);
+                }
+            }
+            for r in 0..4 {
+                // The next group of four rows, at this row's place: one line per 16 values.
+                S::prefetch(pb.add(r * k + t + 4 * k));
+            }
+            t += DOT4_BLOCK;
+        }
+        for (r, o) in out.iter_mut().enumerate() {
+            let mut lanes = [0.0f32; DOT4_BLOCK];
+            for v in 0..per {
+                S::store(lanes.as_mut_ptr().add(v * S::LANES), acc[r][v]);
+            }
+            let tail: f32 = a[whole..]
+                .iter()
+                .zip(&b[r * k + whole..(r + 1) * k])
+                .map(|(x, y)| x * y)
+                .sum();
+            *o = lanes.iter().sum::<f32>() + tail;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +388,33 @@ mod tests {
                     assert!(
                         (g - w).abs() <= 1e-4 * w.abs().max(1.0),
                         "{m}×{k}×{n}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dot4_matches_f64_on_every_path_and_tail_length() {
+        for k in [0usize, 1, 15, 16, 17, 33, 1280, 1283] {
+            let a: Vec<f32> = (0..k)
+                .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+                .collect();
+            let b: Vec<f32> = (0..4 * k)
+                .map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0)
+                .collect();
+            for isa in crate::kernels::simd::test_isas() {
+                let mut got = [f32::NAN; 4];
+                dot4(isa, &a, &b, &mut got);
+                for (r, &g) in got.iter().enumerate() {
+                    let want: f64 = a
+                        .iter()
+                        .zip(&b[r * k..(r + 1) * k])
+                        .map(|(&x, &y)| x as f64 * y as f64)
+                        .sum();
+                    assert!(
+                        (g as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                        "{isa:?} k {k} row {r}: {g} vs {want}"
                     );
                 }
             }
