@@ -290,14 +290,14 @@ unsafe fn dot4_generic<S: Simd>(a: &[f32], b: &[f32], out: &mut [f32; 4]) {
             }
             for r in 0..4 {
                 // The next group of four rows, at this row's place: one line per 16 values.
-                S::prefetch(pb.add(r * k + t + 4 * k));
+                S::prefetch(pb.wrapping_add(r * k + t + 4 * k));
             }
             t += DOT4_BLOCK;
         }
         for (r, o) in out.iter_mut().enumerate() {
             let mut lanes = [0.0f32; DOT4_BLOCK];
-            for v in 0..per {
-                S::store(lanes.as_mut_ptr().add(v * S::LANES), acc[r][v]);
+            for (v, &sum) in acc[r].iter().enumerate().take(per) {
+                S::store(lanes.as_mut_ptr().add(v * S::LANES), sum);
             }
             let tail: f32 = a[whole..]
                 .iter()
