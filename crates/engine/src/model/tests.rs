@@ -321,6 +321,135 @@ fn an_inverted_residual_block_run_as_one_changes_no_value() {
     }
 }
 
+/// A network's stem and first block: Conv (3 → 40 channels, 3×3, `stride`, `pads`, bias) →
+/// Clip(0, 6) → depthwise Conv (`k`×`k`, stride `s`, pads k/2, bias) → Clip(0, 6) → 1×1 Conv
+/// (40 → 16, bias) → y.
+fn stem_block_model(stride: i64, pads: [i64; 4], k: usize, s: i64) -> Model {
+    let (c, e, m) = (3usize, 40usize, 16usize);
+    let values = |n: usize, a: usize, b: usize, off: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * a) % b) as f32 / b as f32 - off)
+            .collect()
+    };
+    let pad = (k / 2) as i64;
+    let mut g = GraphBuilder::new("stem_block");
+    let dims = [
+        Dim::Param("N".into()),
+        Dim::Value(c as i64),
+        Dim::Param("H".into()),
+        Dim::Param("W".into()),
+    ];
+    g.input("x", &dims)
+        .output("y", &[])
+        .initializer(TensorProto::from_f32(
+            "w1",
+            &[e, c, 3, 3],
+            &values(e * c * 9, 37, 23, 0.45),
+        ))
+        .initializer(TensorProto::from_f32("b1", &[e], &values(e, 5, 11, 0.5)))
+        .initializer(TensorProto::from_f32(
+            "w2",
+            &[e, 1, k, k],
+            &values(e * k * k, 13, 17, 0.45),
+        ))
+        .initializer(TensorProto::from_f32("b2", &[e], &values(e, 7, 13, 0.3)))
+        .initializer(TensorProto::from_f32(
+            "w3",
+            &[m, e, 1, 1],
+            &values(m * e, 29, 31, 0.5),
+        ))
+        .initializer(TensorProto::from_f32("b3", &[m], &values(m, 3, 7, 0.5)))
+        .initializer(TensorProto::from_f32("lo", &[], &[0.0]))
+        .initializer(TensorProto::from_f32("hi", &[], &[6.0]))
+        .node(
+            "Conv",
+            "stem",
+            &["x", "w1", "b1"],
+            &["e"],
+            vec![
+                AttributeProto::ints("strides", &[stride, stride]),
+                AttributeProto::ints("pads", &pads),
+            ],
+        )
+        .node("Clip", "clip1", &["e", "lo", "hi"], &["r"], vec![])
+        .node(
+            "Conv",
+            "depthwise",
+            &["r", "w2", "b2"],
+            &["d"],
+            vec![
+                AttributeProto::int("group", e as i64),
+                AttributeProto::ints("strides", &[s, s]),
+                AttributeProto::ints("pads", &[pad; 4]),
+            ],
+        )
+        .node("Clip", "clip2", &["d", "lo", "hi"], &["a"], vec![])
+        .node("Conv", "project", &["a", "w3", "b3"], &["y"], vec![]);
+    Model::from_proto(g.build(13)).unwrap()
+}
+
+/// A block whose expansion is a small dense convolution (a network's stem) runs as one on the
+/// paths that form the expansion as cells (AVX2, NEON: its im2col rows formed per strip, the
+/// stem's output never formed), and apart elsewhere, with the values of the taped pass on
+/// every path: TF-style and symmetric pads, stride 1 and 2 stems, 3×3 and 5×5 taps, several
+/// bands of several strips, a batch of four on narrow maps, and maps too narrow for cells.
+#[test]
+fn a_block_after_a_small_dense_convolution_runs_as_one_where_cells_are_formed() {
+    // (stem stride, stem pads, depthwise k, s, images, input size, cells wide enough)
+    for (stride, pads, k, s, images, hw, wide) in [
+        (2, [0, 0, 1, 1], 3, 1, 2, (50, 120), true),
+        (2, [1, 1, 1, 1], 3, 1, 1, (33, 113), true),
+        (1, [1, 1, 1, 1], 5, 2, 4, (18, 30), true),
+        (2, [0, 0, 1, 1], 3, 1, 4, (20, 24), false),
+    ] {
+        let model = stem_block_model(stride, pads, k, s);
+        let (y, a) = (model.resolve("y").unwrap(), model.resolve("a").unwrap());
+        let n = images * 3 * hw.0 * hw.1;
+        let x = Tensor::new(
+            vec![images, 3, hw.0, hw.1],
+            (0..n).map(|i| (i as f32 * 0.37).sin() * 3.0).collect(),
+        )
+        .unwrap();
+        let case = format!("stride={stride} pads={pads:?} k={k} s={s} n={images} {hw:?}");
+        let stem = node(&model, "stem");
+        let nodes = model.graph.nodes.len() - 1;
+        let block = |targets: &[ValueId], keep: bool| {
+            offered(&model, &x, stem, targets, keep)
+                .iter()
+                .find(|f| matches!(f, Fused::Block { .. }))
+                .map(|f| f.taken(true).len())
+        };
+        // Offered whatever the path (the kernels decide), never in a taped pass or with
+        // the depthwise output asked for; no pair form without the projection.
+        assert_eq!(block(&[y], false), Some(nodes), "{case}");
+        assert_eq!(block(&[y], true), None, "{case}");
+        assert_eq!(block(&[y, a], false), None, "{case}");
+        assert!(
+            !offered(&model, &x, stem, &[y], false)
+                .iter()
+                .any(|f| matches!(f, Fused::PointwiseDepthwise { .. })),
+            "{case}"
+        );
+        let apart = model.forward(&x, &[y]).unwrap().value(y).unwrap().clone();
+        for isa in crate::kernels::simd::test_isas() {
+            let on = stem_block_model(stride, pads, k, s).with_config(crate::ExecConfig {
+                isa,
+                ..crate::ExecConfig::default()
+            });
+            let cells = wide && matches!(isa.name(), "avx2" | "neon");
+            let fused = fused_in_run(&on, &x, &[y]);
+            let what = format!("{case} on {}", isa.name());
+            assert_eq!(
+                fused.iter().filter(|&&f| f).count() == nodes,
+                cells,
+                "{what}"
+            );
+            let got = on.run_float(&x, &[y]).unwrap().remove(0);
+            assert_agree(&got, &apart, &what);
+        }
+    }
+}
+
 /// The inference pass forms conv + residual inside the convolution; the taped pass runs
 /// the two nodes apart. The sums are the same floating-point operations, so the values are
 /// equal bit for bit, with the residual on either side of the Add and with a broadcasting

@@ -811,7 +811,9 @@ pub(crate) struct BlockParts<'a> {
     pub residual: Option<&'a Tensor>,
 }
 
-/// A layer of a block that is an ungrouped 1×1 convolution with constant weights.
+/// A layer of a block that is an ungrouped 1×1 convolution with constant weights (or, as an
+/// expansion, a small ungrouped convolution run over its im2col rows: see
+/// [`PointwiseLayer::expansion`]).
 struct PointwiseLayer<'a> {
     conv: &'a Conv,
     w: &'a Tensor,
@@ -834,6 +836,22 @@ impl<'a> PointwiseLayer<'a> {
         fits.then_some(PointwiseLayer { conv, w, b, d, act })
     }
 
+    /// `layer` on an input of shape `x` as a block's expansion: a 1×1 convolution as
+    /// [`PointwiseLayer::of`], or an ungrouped one of at most [`DENSE_MAX_ROWS`] im2col rows
+    /// (a stem), which only the whole-block kernel forms (as cells, on paths of 4 and 8 lanes).
+    fn expansion(layer: &BlockLayer<'a>, x: &[usize]) -> Option<PointwiseLayer<'a>> {
+        let (conv, inputs, act) = *layer;
+        let w = float_input(inputs, 1).ok()?;
+        let b = bias_input(inputs).ok()?;
+        let d = conv_dims_for(&conv.attrs, x, w).ok()?;
+        let fits = conv.constant_weights
+            && d.groups == 1
+            && d.k() > 0
+            && (d.pointwise() || d.k() <= DENSE_MAX_ROWS)
+            && b.is_none_or(|b| b.len() == d.m);
+        fits.then_some(PointwiseLayer { conv, w, b, d, act })
+    }
+
     /// The shape of its output.
     fn output_shape(&self) -> [usize; 4] {
         self.d.output_shape()
@@ -847,6 +865,7 @@ impl<'a> PointwiseLayer<'a> {
             packed: self.conv.packed.panels(self.w, &self.d),
             bias: self.b.map(Tensor::data),
             act: self.act,
+            im2col: (!self.d.pointwise()).then_some(self.d),
         }
     }
 }
@@ -857,11 +876,19 @@ impl<'a> PointwiseLayer<'a> {
 pub(crate) enum BlockRole {
     /// An ungrouped 1×1, stride-1, unpadded convolution: an expansion or a projection.
     Pointwise,
+    /// Another ungrouped convolution of at most [`DENSE_MAX_ROWS`] im2col rows (a network's
+    /// stem: 3 channels, 3×3, stride 2): an expansion the whole-block kernel forms from its
+    /// im2col rows.
+    Dense,
     /// One filter per channel (weights `[m, 1, kh, kw]`, `group = m`).
     Depthwise,
     /// Neither, or weights computed at run time.
     Other,
 }
+
+/// The most im2col rows (`c·kh·kw`) of a dense expansion ([`BlockRole::Dense`]): a strip's
+/// im2col rows stay within a few hundred KB (EfficientNet's stem has 27).
+const DENSE_MAX_ROWS: usize = 64;
 
 /// Output columns from which a depthwise layer runs with its block ([`Conv::forward_block`]).
 const BLOCK_MIN_COLUMNS: usize = 56;
@@ -900,6 +927,7 @@ impl Conv {
                 BlockRole::Pointwise
             }
             [m, 1, _, _] if a.group == m => BlockRole::Depthwise,
+            [_, c, kh, kw] if a.group == 1 && c * kh * kw <= DENSE_MAX_ROWS => BlockRole::Dense,
             _ => BlockRole::Other,
         }
     }
@@ -1047,7 +1075,7 @@ impl Conv {
         let (expand, x) = match &parts.expand {
             Some(layer) => {
                 let x = float_input(layer.1, 0).ok()?;
-                (Some(PointwiseLayer::of(layer, x.shape())?), x)
+                (Some(PointwiseLayer::expansion(layer, x.shape())?), x)
             }
             None => (None, float_input(parts.inputs, 0).ok()?),
         };
@@ -1069,7 +1097,12 @@ impl Conv {
         // image (no row formed twice): fused there, EfficientNet's pass to its head took 0.82×
         // the time at batch 32 (design.md, "Dataset examples: speed"). The rule counts images,
         // not threads, so that whether a block fuses does not depend on the machine.
+        // A dense expansion (a stem) is formed as cells only.
+        let formable = expand
+            .as_ref()
+            .is_none_or(|e| e.d.pointwise() || depthwise::block::forms_cells(isa, &d2));
         let fits = d2.depthwise()
+            && formable
             && (ow >= BLOCK_MIN_COLUMNS || d2.n >= BLOCK_MIN_IMAGES)
             && b2.is_none_or(|b| b.len() == d2.m)
             && parts

@@ -313,18 +313,24 @@ impl Finder<'_> {
                     .graph
                     .outputs
                     .contains(&self.graph.nodes[ni].outputs[0]);
-                // The depthwise convolution reading this 1×1 convolution's (clamped) output.
-                let dw = (!raw_is_output && self.role(ni) == BlockRole::Pointwise)
-                    .then(|| self.sole_conv_reader(mid))
-                    .flatten()
-                    .filter(|&dw| self.role(dw) == BlockRole::Depthwise);
+                // The depthwise convolution reading this 1×1 (or small dense) convolution's
+                // (clamped) output.
+                let role = self.role(ni);
+                let dw = (!raw_is_output
+                    && matches!(role, BlockRole::Pointwise | BlockRole::Dense))
+                .then(|| self.sole_conv_reader(mid))
+                .flatten()
+                .filter(|&dw| self.role(dw) == BlockRole::Depthwise);
                 if let Some(dw) = dw {
                     forms.extend(self.block_after(dw, Some((ni, act))));
                 }
-                if self.role(ni) == BlockRole::Depthwise {
+                if role == BlockRole::Depthwise {
                     forms.extend(self.block_after(ni, None));
                 }
-                if let Some((dw, (dw_act, _))) = dw.and_then(|dw| Some((dw, self.activated(dw)?))) {
+                // The pair without the projection: a 1×1 expansion only.
+                let pair = dw.filter(|_| role == BlockRole::Pointwise);
+                if let Some((dw, (dw_act, _))) = pair.and_then(|dw| Some((dw, self.activated(dw)?)))
+                {
                     forms.push(Fused::PointwiseDepthwise {
                         pw_act: act,
                         dw,

@@ -21,6 +21,7 @@ use super::{bias_cell, strip_rows, Cell, Padded, Path, Pointwise, Rows, Strip};
 use super::{with_formed, CELLS_MIN_WIDTH, LANES};
 use crate::kernels::epilogue::{Clamp, Epilogue};
 use crate::kernels::geometry::ConvGeometry;
+use crate::kernels::im2col::im2col_tile;
 use crate::kernels::panel;
 use crate::runtime::cpu::Isa;
 use crate::runtime::pool::{for_each_task, SharedOut};
@@ -52,6 +53,13 @@ thread_local! {
     static RING_CELLS: std::cell::RefCell<Vec<Cell>> = const { std::cell::RefCell::new(Vec::new()) };
     /// A strip's depthwise outputs, kept per thread.
     static OUTPUTS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether [`forward`] forms a fused expansion's rows as cells for depthwise geometry `g` (paths
+/// of 4 and 8 lanes, from 14 input columns on): the only way it runs an expansion that is not
+/// 1×1 ([`super::Pointwise::im2col`]).
+pub(crate) fn forms_cells(isa: Isa, g: &ConvGeometry) -> bool {
+    matches!(Path::of(isa), Path::Avx2 | Path::Neon) && g.w.input >= CELLS_MIN_WIDTH
 }
 
 /// `out = proj(epi(depthwise(source, w))) (+ residual)`, the depthwise output never formed
@@ -106,7 +114,25 @@ pub(crate) fn forward(
         Source::Planes(x) => assert_eq!(x.len(), g.n * g.c * plane_in, "depthwise input"),
         Source::Pointwise(pw) => {
             assert!(pw.k > 0, "1×1 input channels");
-            assert_eq!(pw.x.len(), g.n * pw.k * plane_in, "1×1 input");
+            match pw.im2col {
+                None => assert_eq!(pw.x.len(), g.n * pw.k * plane_in, "1×1 input"),
+                Some(d1) => {
+                    assert!(forms_cells(isa, g), "a dense expansion is formed as cells");
+                    assert!(
+                        d1.groups == 1
+                            && d1.n == g.n
+                            && d1.m == g.c
+                            && (d1.h.output, d1.w.output) == (h.input, wa.input)
+                            && pw.k == d1.c * d1.h.kernel * d1.w.kernel,
+                        "a dense expansion's geometry"
+                    );
+                    assert_eq!(
+                        pw.x.len(),
+                        g.n * d1.c * d1.h.input * d1.w.input,
+                        "the dense expansion's input"
+                    );
+                }
+            }
             assert_eq!(
                 pw.packed.len(),
                 g.c.div_ceil(panel::PANEL) * pw.k * panel::PANEL,
@@ -135,13 +161,17 @@ pub(crate) fn forward(
     let dst = SharedOut(out.as_mut_ptr().cast::<f32>());
     // On paths of 4 and 8 lanes the expansion forms its rows as cells (see
     // `super::forward_into_cells`), straight into each group's padded strip.
-    let into_cells = matches!(kernel, Path::Avx2 | Path::Neon) && wa.input >= CELLS_MIN_WIDTH;
+    let into_cells = forms_cells(isa, g);
     // In cells, each group keeps the padded rows of its last strip (`ring` rows of `pitch`
     // cells, the pad columns zero), and one output row's room follows the groups.
     let pitch = padded.cols;
     let (formed_len, cells_len) = match source {
         Source::Planes(_) => (0, 0),
-        Source::Pointwise(_) if into_cells => (0, groups * ring * pitch + wa.output),
+        // A dense expansion's im2col rows of the input rows a strip forms.
+        Source::Pointwise(pw) if into_cells => (
+            pw.im2col.map_or(0, |_| pw.k * ring * wa.input),
+            groups * ring * pitch + wa.output,
+        ),
         Source::Pointwise(_) => (groups * LANES * ring_plane, 0),
     };
     let (left, inside) = Padded::inside(wa, pitch);
@@ -168,36 +198,62 @@ pub(crate) fn forward(
                         let lo = begin.saturating_sub(h.pad_begin).min(h.input);
                         let hi = end.saturating_sub(h.pad_begin).min(h.input);
                         let from = ready.max(lo);
-                        for gi in 0..groups {
-                            let c0 = gi * LANES;
-                            let lanes = LANES.min(g.c - c0);
-                            let strip = Strip {
-                                kernel,
-                                padded: &padded,
-                                taps: &lane_taps[gi * kk..][..kk],
-                                bias: &biases[gi],
-                                act,
+                        let strip_of = |gi: usize| Strip {
+                            kernel,
+                            padded: &padded,
+                            taps: &lane_taps[gi * kk..][..kk],
+                            bias: &biases[gi],
+                            act,
+                        };
+                        if let (Source::Pointwise(pw), true) = (source, into_cells) {
+                            // The rows this strip shares with the last move to the front (the
+                            // strip's first padded row is row 0); the rest are formed in place,
+                            // straight from the expansion, with no copy. Every strip but a
+                            // band's last is whole: the one before this read `ring` rows from
+                            // `rows·stride` rows back.
+                            let advance = rows * h.stride;
+                            let kept = if oh0 > first {
+                                ring.saturating_sub(advance)
+                            } else {
+                                0
                             };
-                            // SAFETY (both runs): rows 0 .. nrows of channels c0 .. c0 + lanes
-                            // of `outputs` (c planes of `stride` ≥ nrows·ow values, sized
-                            // above), this thread's own buffer.
-                            let to = outputs[c0 * stride..].as_mut_ptr();
-                            if let (Source::Pointwise(pw), true) = (source, into_cells) {
+                            let first_row =
+                                (begin + kept).saturating_sub(h.pad_begin).clamp(lo, hi);
+                            // The layer as a 1×1 convolution, its image, the rows to form in
+                            // its planes and those planes' size. A dense layer's im2col rows
+                            // for those input rows are formed once, for every group.
+                            let tile_layer;
+                            let (layer, layer_img, layer_rows, layer_plane) = match pw.im2col {
+                                None => (*pw, img, first_row..hi, plane_in),
+                                Some(d1) => {
+                                    let cols = (hi - first_row) * wa.input;
+                                    let image = d1.c * d1.h.input * d1.w.input;
+                                    let tile = &mut formed[..pw.k * cols];
+                                    im2col_tile(
+                                        isa,
+                                        &pw.x[img * image..][..image],
+                                        d1.c,
+                                        &d1.h,
+                                        &d1.w,
+                                        first_row * wa.input,
+                                        cols,
+                                        tile,
+                                    );
+                                    tile_layer = pw.over(tile);
+                                    (&tile_layer, 0, 0..hi - first_row, cols)
+                                }
+                            };
+                            for gi in 0..groups {
+                                let c0 = gi * LANES;
+                                let lanes = LANES.min(g.c - c0);
+                                // SAFETY (both runs): rows 0 .. nrows of channels c0 .. c0 +
+                                // lanes of `outputs` (c planes of `stride` ≥ nrows·ow values,
+                                // sized above), this thread's own buffer.
+                                let to = outputs[c0 * stride..].as_mut_ptr();
                                 let (groups_cells, orow) =
                                     ring_cells[..cells_len].split_at_mut(groups * ring * pitch);
                                 let rows_of =
                                     &mut groups_cells[gi * ring * pitch..][..ring * pitch];
-                                // The rows this strip shares with the last move to the front
-                                // (the strip's first padded row is row 0); the rest are formed
-                                // in place, straight from the expansion, with no copy.
-                                // Every strip but a band's last is whole: the one before this
-                                // read `ring` rows from `rows·stride` rows back.
-                                let advance = rows * h.stride;
-                                let kept = if oh0 > first {
-                                    ring.saturating_sub(advance)
-                                } else {
-                                    0
-                                };
                                 if kept > 0 {
                                     rows_of.copy_within(advance * pitch..ring * pitch, 0);
                                 }
@@ -210,19 +266,17 @@ pub(crate) fn forward(
                                         row.fill(super::ZERO);
                                     }
                                 }
-                                let first_row =
-                                    (begin + kept).saturating_sub(h.pad_begin).clamp(lo, hi);
                                 // SAFETY: a path of 4 or 8 lanes (`into_cells`) that the CPU
                                 // has; c0 is a multiple of 16 below c, whose rows are packed
                                 // (asserted above).
                                 unsafe {
-                                    pw.form_cells(
+                                    layer.form_cells(
                                         kernel,
-                                        img,
+                                        layer_img,
                                         c0,
                                         lanes,
-                                        first_row..hi,
-                                        (plane_in, wa.input),
+                                        layer_rows.clone(),
+                                        (layer_plane, wa.input),
                                         inside,
                                         rows_of,
                                         ((first_row + h.pad_begin - begin) * pitch + left, pitch),
@@ -230,7 +284,7 @@ pub(crate) fn forward(
                                 };
                                 // SAFETY: as above (`to`).
                                 unsafe {
-                                    strip.run_on(
+                                    strip_of(gi).run_on(
                                         &rows_of[..(end - begin) * pitch],
                                         orow,
                                         lanes,
@@ -239,49 +293,58 @@ pub(crate) fn forward(
                                         stride,
                                     )
                                 };
-                                continue;
                             }
-                            let planes = match source {
-                                Source::Planes(x) => Rows::whole(
-                                    &x[(img * g.c + c0) * plane_in..][..lanes * plane_in],
-                                    g,
-                                ),
-                                Source::Pointwise(pw) => {
-                                    let group = &mut formed[gi * LANES * ring_plane..]
-                                        [..LANES * ring_plane];
-                                    // Rows from .. hi into their slots (row % ring), in runs that
-                                    // do not wrap round the ring.
-                                    let mut r = from;
-                                    while r < hi {
-                                        let slot = r % ring;
-                                        let run_end = hi.min(r + ring - slot);
-                                        // SAFETY: the panel kernel is available (asserted above); c0
-                                        // is a multiple of 16 below c, whose rows are packed
-                                        // (asserted above); rows r .. run_end fit the ring's slots
-                                        // slot .. slot + (run_end − r) ≤ ring.
-                                        unsafe {
-                                            pw.form_rows(
-                                                isa,
-                                                img,
-                                                c0,
-                                                lanes,
-                                                r..run_end,
-                                                (plane_in, wa.input),
-                                                group,
-                                                (ring_plane, slot),
-                                            )
-                                        };
-                                        r = run_end;
+                        } else {
+                            for gi in 0..groups {
+                                let c0 = gi * LANES;
+                                let lanes = LANES.min(g.c - c0);
+                                let strip = strip_of(gi);
+                                // SAFETY: rows 0 .. nrows of channels c0 .. c0 + lanes of
+                                // `outputs` (c planes of `stride` ≥ nrows·ow values, sized
+                                // above), this thread's own buffer.
+                                let to = outputs[c0 * stride..].as_mut_ptr();
+                                let planes = match source {
+                                    Source::Planes(x) => Rows::whole(
+                                        &x[(img * g.c + c0) * plane_in..][..lanes * plane_in],
+                                        g,
+                                    ),
+                                    Source::Pointwise(pw) => {
+                                        let group = &mut formed[gi * LANES * ring_plane..]
+                                            [..LANES * ring_plane];
+                                        // Rows from .. hi into their slots (row % ring), in runs that
+                                        // do not wrap round the ring.
+                                        let mut r = from;
+                                        while r < hi {
+                                            let slot = r % ring;
+                                            let run_end = hi.min(r + ring - slot);
+                                            // SAFETY: the panel kernel is available (asserted above); c0
+                                            // is a multiple of 16 below c, whose rows are packed
+                                            // (asserted above); rows r .. run_end fit the ring's slots
+                                            // slot .. slot + (run_end − r) ≤ ring.
+                                            unsafe {
+                                                pw.form_rows(
+                                                    isa,
+                                                    img,
+                                                    c0,
+                                                    lanes,
+                                                    r..run_end,
+                                                    (plane_in, wa.input),
+                                                    group,
+                                                    (ring_plane, slot),
+                                                )
+                                            };
+                                            r = run_end;
+                                        }
+                                        Rows {
+                                            planes: group,
+                                            stride: ring_plane,
+                                            ring,
+                                        }
                                     }
-                                    Rows {
-                                        planes: group,
-                                        stride: ring_plane,
-                                        ring,
-                                    }
-                                }
-                            };
-                            // SAFETY: as above (`to`).
-                            unsafe { strip.run(planes, lanes, oh0, nrows, to, stride) };
+                                };
+                                // SAFETY: as above (`to`).
+                                unsafe { strip.run(planes, lanes, oh0, nrows, to, stride) };
+                            }
                         }
                         ready = hi;
                         let first = img * proj.m * p + oh0 * wa.output;

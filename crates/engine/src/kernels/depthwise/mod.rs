@@ -277,18 +277,39 @@ impl<'a> Rows<'a> {
 
 /// The 1×1 convolution (with its clamp) whose output a depthwise layer reads: formed inside
 /// the depthwise layer's tasks ([`forward_after_pointwise`]).
+///
+/// In a whole block ([`block::forward`]) it may also be a small ungrouped convolution of any
+/// kernel, stride and pads (a network's stem: 3 → 32 channels, 3×3, stride 2), run as a 1×1
+/// convolution over the im2col rows of its input: `im2col` is then its geometry, `x` its
+/// input images and `k` the im2col rows (`c·kh·kw`).
 pub(crate) struct Pointwise<'a> {
-    /// Its input: `n` images of `k` planes, each of the depthwise layer's input size.
+    /// Its input: `n` images of `k` planes, each of the depthwise layer's input size (with
+    /// `im2col`: `n` images of the geometry's `c` input planes).
     pub x: &'a [f32],
-    /// Its input channels.
+    /// Its input channels (with `im2col`: rows of its im2col matrix).
     pub k: usize,
     /// Its weights as [`panel::pack`] lays them out (one group, `c` rows).
     pub packed: &'a [f32],
     pub bias: Option<&'a [f32]>,
     pub act: Option<Clamp>,
+    /// The geometry of a convolution other than 1×1, whose im2col rows the block forms.
+    pub im2col: Option<ConvGeometry>,
 }
 
 impl Pointwise<'_> {
+    /// The same layer as a 1×1 convolution over `tile`: `k` rows of `plane` values (the
+    /// im2col rows of the output positions a strip needs, as one image).
+    fn over<'t>(&'t self, tile: &'t [f32]) -> Pointwise<'t> {
+        Pointwise {
+            x: tile,
+            k: self.k,
+            packed: self.packed,
+            bias: self.bias,
+            act: self.act,
+            im2col: None,
+        }
+    }
+
     /// Input rows `rows` of channels `c0 .. c0 + lanes` of the 1×1 output for image `img`
     /// (whose input planes hold `plane` = `rows_total·width` values), into `planes`: channel
     /// `l`'s row `rows.start + i` at `l·stride + (at + i)·width`.
@@ -436,6 +457,7 @@ pub(crate) fn forward_after_pointwise(
         panel::available(isa),
         "the panel kernel runs the 1×1 convolution"
     );
+    assert!(pw.im2col.is_none(), "a 1×1 convolution");
     assert_eq!(pw.x.len(), g.n * pw.k * plane_in, "1×1 input");
     assert!(pw.k > 0, "1×1 input channels");
     assert_eq!(
@@ -1473,6 +1495,7 @@ mod tests {
                 packed: &packed,
                 bias: Some(&b1),
                 act,
+                im2col: None,
             };
             for isa in crate::kernels::simd::test_isas() {
                 if !crate::kernels::panel::available(isa) {
