@@ -317,16 +317,17 @@ pub(crate) fn forward(
                                     Source::Pointwise(pw) => {
                                         let group = &mut formed[gi * LANES * ring_plane..]
                                             [..LANES * ring_plane];
-                                        // Rows from .. hi into their slots (row % ring), in runs that
-                                        // do not wrap round the ring.
+                                        // Rows from .. hi into their slots (row % ring),
+                                        // in runs that do not wrap round the ring.
                                         let mut r = from;
                                         while r < hi {
                                             let slot = r % ring;
                                             let run_end = hi.min(r + ring - slot);
-                                            // SAFETY: the panel kernel is available (asserted above); c0
-                                            // is a multiple of 16 below c, whose rows are packed
-                                            // (asserted above); rows r .. run_end fit the ring's slots
-                                            // slot .. slot + (run_end − r) ≤ ring.
+                                            // SAFETY: the panel kernel is available
+                                            // (asserted above); c0 is a multiple of 16 below
+                                            // c, whose rows are packed (asserted above); rows
+                                            // r .. run_end fit the ring's slots slot .. slot +
+                                            // (run_end − r) ≤ ring.
                                             unsafe {
                                                 pw.form_rows(
                                                     isa,
