@@ -824,30 +824,31 @@ struct PointwiseLayer<'a> {
 
 impl<'a> PointwiseLayer<'a> {
     /// `layer` on an input of shape `x`, if it is such a convolution.
-    fn of(&(conv, inputs, act): &BlockLayer<'a>, x: &[usize]) -> Option<PointwiseLayer<'a>> {
-        let w = float_input(inputs, 1).ok()?;
-        let b = bias_input(inputs).ok()?;
-        let d = conv_dims_for(&conv.attrs, x, w).ok()?;
-        let fits = conv.constant_weights
-            && d.pointwise()
-            && d.groups == 1
-            && d.k() > 0
-            && b.is_none_or(|b| b.len() == d.m);
-        fits.then_some(PointwiseLayer { conv, w, b, d, act })
+    fn of(layer: &BlockLayer<'a>, x: &[usize]) -> Option<PointwiseLayer<'a>> {
+        Self::fitting(layer, x, Dims::pointwise)
     }
 
     /// `layer` on an input of shape `x` as a block's expansion: a 1×1 convolution as
     /// [`PointwiseLayer::of`], or an ungrouped one of at most [`DENSE_MAX_ROWS`] im2col rows
     /// (a stem), which only the whole-block kernel forms (as cells, on paths of 4 and 8 lanes).
     fn expansion(layer: &BlockLayer<'a>, x: &[usize]) -> Option<PointwiseLayer<'a>> {
-        let (conv, inputs, act) = *layer;
+        Self::fitting(layer, x, |d| d.pointwise() || d.k() <= DENSE_MAX_ROWS)
+    }
+
+    /// `layer` on an input of shape `x`, when it is an ungrouped convolution with constant
+    /// weights whose geometry `shape_fits`.
+    fn fitting(
+        &(conv, inputs, act): &BlockLayer<'a>,
+        x: &[usize],
+        shape_fits: impl Fn(&Dims) -> bool,
+    ) -> Option<PointwiseLayer<'a>> {
         let w = float_input(inputs, 1).ok()?;
         let b = bias_input(inputs).ok()?;
         let d = conv_dims_for(&conv.attrs, x, w).ok()?;
         let fits = conv.constant_weights
+            && shape_fits(&d)
             && d.groups == 1
             && d.k() > 0
-            && (d.pointwise() || d.k() <= DENSE_MAX_ROWS)
             && b.is_none_or(|b| b.len() == d.m);
         fits.then_some(PointwiseLayer { conv, w, b, d, act })
     }
@@ -1100,7 +1101,7 @@ impl Conv {
         // A dense expansion (a stem) is formed as cells only.
         let formable = expand
             .as_ref()
-            .is_none_or(|e| e.d.pointwise() || depthwise::block::forms_cells(isa, &d2));
+            .is_none_or(|e| e.d.pointwise() || depthwise::forms_cells(isa, &d2));
         let fits = d2.depthwise()
             && formable
             && (ow >= BLOCK_MIN_COLUMNS || d2.n >= BLOCK_MIN_IMAGES)

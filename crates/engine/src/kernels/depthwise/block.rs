@@ -24,7 +24,7 @@
 //! then never written or gathered: EfficientNet-Lite0's whole pass × 0.93 on AVX2.
 
 use super::{bias_cell, strip_rows, Cell, Padded, Path, Pointwise, Rows, Strip};
-use super::{with_formed, CELLS_MIN_WIDTH, LANES};
+use super::{forms_cells, with_formed, LANES};
 use crate::kernels::epilogue::{Clamp, Epilogue};
 use crate::kernels::geometry::ConvGeometry;
 use crate::kernels::im2col::im2col_tile;
@@ -59,13 +59,6 @@ thread_local! {
     static RING_CELLS: std::cell::RefCell<Vec<Cell>> = const { std::cell::RefCell::new(Vec::new()) };
     /// A strip's depthwise outputs, kept per thread.
     static OUTPUTS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Whether [`forward`] forms a fused expansion's rows as cells for depthwise geometry `g` (paths
-/// of 4 and 8 lanes, from 14 input columns on): the only way it runs an expansion that is not
-/// 1×1 ([`super::Pointwise::im2col`]).
-pub(crate) fn forms_cells(isa: Isa, g: &ConvGeometry) -> bool {
-    matches!(Path::of(isa), Path::Avx2 | Path::Neon) && g.w.input >= CELLS_MIN_WIDTH
 }
 
 /// `out = proj(epi(depthwise(source, w))) (+ residual)`, the depthwise output never formed
@@ -249,6 +242,8 @@ pub(crate) fn forward(
                                     (&tile_layer, 0, 0..hi - first_row, cols)
                                 }
                             };
+                            let (groups_cells, orow) =
+                                ring_cells[..cells_len].split_at_mut(groups * ring * pitch);
                             for gi in 0..groups {
                                 let c0 = gi * LANES;
                                 let lanes = LANES.min(g.c - c0);
@@ -256,8 +251,6 @@ pub(crate) fn forward(
                                 // lanes of `outputs` (c planes of `stride` ≥ nrows·ow values,
                                 // sized above), this thread's own buffer.
                                 let to = outputs[c0 * stride..].as_mut_ptr();
-                                let (groups_cells, orow) =
-                                    ring_cells[..cells_len].split_at_mut(groups * ring * pitch);
                                 let rows_of =
                                     &mut groups_cells[gi * ring * pitch..][..ring * pitch];
                                 if kept > 0 {

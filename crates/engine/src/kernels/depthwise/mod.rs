@@ -475,7 +475,7 @@ pub(crate) fn forward_after_pointwise(
         unsafe { planes::forward_after_pointwise(isa, pw, w, bias, dst, g, act) };
         return;
     }
-    if matches!(kernel, Path::Avx2 | Path::Neon) && wa.input >= CELLS_MIN_WIDTH {
+    if forms_cells(isa, g) {
         forward_into_cells(kernel, pw, lane_taps, g, bias, act, dst);
         return;
     }
@@ -543,6 +543,14 @@ pub(crate) fn forward_after_pointwise(
 /// input planes and its weights, 49 KB, no longer fit in L1 beside each other; the panel
 /// kernel keeps a 24-column block of the input there).
 const CELLS_MIN_WIDTH: usize = 14;
+
+/// Whether a fused expansion's output is formed as cells for depthwise geometry `g`
+/// ([`forward_after_pointwise`] and [`block::forward`]): on paths of 4 and 8 lanes, from
+/// [`CELLS_MIN_WIDTH`] input columns on. The only way a block runs an expansion that is not
+/// 1×1 ([`Pointwise::im2col`]).
+pub(crate) fn forms_cells(isa: Isa, g: &ConvGeometry) -> bool {
+    matches!(Path::of(isa), Path::Avx2 | Path::Neon) && g.w.input >= CELLS_MIN_WIDTH
+}
 
 /// [`forward_after_pointwise`] on paths of 4 and 8 lanes: each task forms its 16 channels of
 /// the 1×1 output with channels across the lanes ([`vector::pointwise_cells`]) straight into
