@@ -176,17 +176,40 @@ fn a_pointwise_convolution_fused_into_the_depthwise_one_changes_no_value() {
     }
 }
 
+/// `(i·a mod b) / b − off` for `i < n`: deterministic test weights.
+fn values(n: usize, a: usize, b: usize, off: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * a) % b) as f32 / b as f32 - off)
+        .collect()
+}
+
+/// The weights of a test block after its expansion's `w1`: the expansion's bias `b1` (`e`),
+/// the depthwise layer's `w2`, `b2` (`e` channels, `k`×`k`), the projection's `w3`, `b3`
+/// (`e` → `m`) and the Clip(0, 6) bounds `lo`, `hi`.
+fn block_weights(g: &mut GraphBuilder, e: usize, k: usize, m: usize) -> &mut GraphBuilder {
+    g.initializer(TensorProto::from_f32("b1", &[e], &values(e, 5, 11, 0.5)))
+        .initializer(TensorProto::from_f32(
+            "w2",
+            &[e, 1, k, k],
+            &values(e * k * k, 13, 17, 0.45),
+        ))
+        .initializer(TensorProto::from_f32("b2", &[e], &values(e, 7, 13, 0.3)))
+        .initializer(TensorProto::from_f32(
+            "w3",
+            &[m, e, 1, 1],
+            &values(m * e, 29, 31, 0.5),
+        ))
+        .initializer(TensorProto::from_f32("b3", &[m], &values(m, 3, 7, 0.5)))
+        .initializer(TensorProto::from_f32("lo", &[], &[0.0]))
+        .initializer(TensorProto::from_f32("hi", &[], &[6.0]))
+}
+
 /// An inverted-residual block on 2 images: [1×1 Conv (8 → 40, bias) → Clip(0, 6)] →
 /// depthwise Conv (`k`×`k`, stride `s`, asymmetric pads, bias) → Clip(0, 6) → 1×1 Conv
 /// (40 → `m`, bias) → [Clip(0, 6) | Add x] → y. Without the expansion the depthwise layer
 /// reads x (40 channels). Pads are asymmetric but for the Add.
 fn block_model(expand: bool, k: usize, s: i64, hw: (i64, i64), m: usize, tail: &str) -> Model {
     let (c, e) = (if expand { 8usize } else { 40 }, 40usize);
-    let values = |n: usize, a: usize, b: usize, off: f32| -> Vec<f32> {
-        (0..n)
-            .map(|i| ((i * a) % b) as f32 / b as f32 - off)
-            .collect()
-    };
     let pad = (k / 2) as i64;
     let mut g = GraphBuilder::new("block");
     let dims = [
@@ -201,22 +224,8 @@ fn block_model(expand: bool, k: usize, s: i64, hw: (i64, i64), m: usize, tail: &
             "w1",
             &[e, c, 1, 1],
             &values(e * c, 37, 23, 0.4),
-        ))
-        .initializer(TensorProto::from_f32("b1", &[e], &values(e, 5, 11, 0.5)))
-        .initializer(TensorProto::from_f32(
-            "w2",
-            &[e, 1, k, k],
-            &values(e * k * k, 13, 17, 0.45),
-        ))
-        .initializer(TensorProto::from_f32("b2", &[e], &values(e, 7, 13, 0.3)))
-        .initializer(TensorProto::from_f32(
-            "w3",
-            &[m, e, 1, 1],
-            &values(m * e, 29, 31, 0.5),
-        ))
-        .initializer(TensorProto::from_f32("b3", &[m], &values(m, 3, 7, 0.5)))
-        .initializer(TensorProto::from_f32("lo", &[], &[0.0]))
-        .initializer(TensorProto::from_f32("hi", &[], &[6.0]));
+        ));
+    block_weights(&mut g, e, k, m);
     if expand {
         g.node("Conv", "expand", &["x", "w1", "b1"], &["e"], vec![])
             .node("Clip", "clip1", &["e", "lo", "hi"], &["r"], vec![]);
@@ -326,11 +335,6 @@ fn an_inverted_residual_block_run_as_one_changes_no_value() {
 /// (40 → 16, bias) → y.
 fn stem_block_model(stride: i64, pads: [i64; 4], k: usize, s: i64) -> Model {
     let (c, e, m) = (3usize, 40usize, 16usize);
-    let values = |n: usize, a: usize, b: usize, off: f32| -> Vec<f32> {
-        (0..n)
-            .map(|i| ((i * a) % b) as f32 / b as f32 - off)
-            .collect()
-    };
     let pad = (k / 2) as i64;
     let mut g = GraphBuilder::new("stem_block");
     let dims = [
@@ -345,22 +349,8 @@ fn stem_block_model(stride: i64, pads: [i64; 4], k: usize, s: i64) -> Model {
             "w1",
             &[e, c, 3, 3],
             &values(e * c * 9, 37, 23, 0.45),
-        ))
-        .initializer(TensorProto::from_f32("b1", &[e], &values(e, 5, 11, 0.5)))
-        .initializer(TensorProto::from_f32(
-            "w2",
-            &[e, 1, k, k],
-            &values(e * k * k, 13, 17, 0.45),
-        ))
-        .initializer(TensorProto::from_f32("b2", &[e], &values(e, 7, 13, 0.3)))
-        .initializer(TensorProto::from_f32(
-            "w3",
-            &[m, e, 1, 1],
-            &values(m * e, 29, 31, 0.5),
-        ))
-        .initializer(TensorProto::from_f32("b3", &[m], &values(m, 3, 7, 0.5)))
-        .initializer(TensorProto::from_f32("lo", &[], &[0.0]))
-        .initializer(TensorProto::from_f32("hi", &[], &[6.0]))
+        ));
+    block_weights(&mut g, e, k, m)
         .node(
             "Conv",
             "stem",
